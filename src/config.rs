@@ -1,0 +1,504 @@
+//! Configuration from environment variables: the only module that reads the environment.
+//!
+//! [`Config::from_env`] runs once at cold start. It calls [`Config::from_lookup`], which tests
+//! call with a map (no `set_var`). Every problem is reported at once, each naming its variable
+//! and what to set it to; a bad configuration fails init, never a panic.
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::case::{CaseMapping, DEFAULT_EXTERNAL_ID_FIELD};
+use crate::classify::{CasePolicy, ClassifyConfig};
+use crate::retry::RetryPolicy;
+use crate::salesforce::{AuthFlow, SalesforceSettings};
+use crate::secrets::Credentials;
+
+/// One bad setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// What is wrong and what to set.
+    pub message: String,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            write!(f, " {}: {};", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    /// Whether `variable` is among the problems.
+    pub fn mentions(&self, variable: &str) -> bool {
+        self.0.iter().any(|p| p.variable == variable)
+    }
+}
+
+/// What the pure pipeline needs: classifier, Case policy and Case mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineConfig {
+    /// Classifier settings.
+    pub classify: ClassifyConfig,
+    /// Which outcomes get a Case.
+    pub policy: CasePolicy,
+    /// How Cases are built.
+    pub mapping: CaseMapping,
+}
+
+/// Where the Salesforce credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig {
+    /// A Secrets Manager secret (JSON with lower snake case keys).
+    SecretArn(String),
+    /// `SALESFORCE_*` variables.
+    Inline(Credentials),
+}
+
+/// The Lambda's whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Classifier, policy, mapping.
+    pub pipeline: PipelineConfig,
+    /// Salesforce endpoint, flow and retry settings.
+    pub salesforce: SalesforceSettings,
+    /// Credentials source.
+    pub credentials: CredentialsConfig,
+    /// SQS queue for dead letters; without it they are reported for retry instead.
+    pub dead_letter_queue_url: Option<String>,
+    /// CloudWatch metrics namespace for EMF lines.
+    pub metrics_namespace: String,
+    /// Time kept in reserve before the Lambda deadline.
+    pub deadline_margin: Duration,
+}
+
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn get(&self, variable: &str) -> Option<String> {
+        (self.lookup)(variable)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            variable,
+            message: message.into(),
+        });
+    }
+
+    fn text(&self, variable: &str, default: &str) -> String {
+        self.get(variable).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn list(&self, variable: &str, default: &[&str]) -> Vec<String> {
+        match self.get(variable) {
+            Some(v) => v
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            None => default.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn flag(&mut self, variable: &'static str, default: bool) -> bool {
+        match self.get(variable).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
+            Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
+            Some(_) => {
+                self.problem(variable, "must be true or false");
+                default
+            }
+        }
+    }
+
+    fn number(&mut self, variable: &'static str, default: u64, range: (u64, u64)) -> u64 {
+        match self.get(variable) {
+            None => default,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (range.0..=range.1).contains(&n) => n,
+                _ => {
+                    self.problem(
+                        variable,
+                        format!("must be a whole number from {} to {}", range.0, range.1),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    fn url(&mut self, variable: &'static str, default: &str) -> String {
+        let value = self.text(variable, default);
+        let trimmed = value.trim_end_matches('/').to_owned();
+        let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| trimmed.starts_with(p));
+        let host_ok = trimmed
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+        if !(host_ok || local) {
+            self.problem(
+                variable,
+                "must be an https:// URL such as https://login.salesforce.com, \
+                 https://test.salesforce.com or your My Domain URL",
+            );
+        }
+        trimmed
+    }
+}
+
+impl PipelineConfig {
+    fn read(r: &mut Reader) -> Self {
+        let defaults = ClassifyConfig::default();
+        let default_methods: Vec<&str> = defaults
+            .skipped_initiation_methods
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let default_values: Vec<&str> =
+            defaults.resolved_values.iter().map(String::as_str).collect();
+        let classify = ClassifyConfig {
+            channels: r
+                .list("CTR_CHANNELS", &["VOICE"])
+                .into_iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+            skipped_initiation_methods: r
+                .list("SKIP_INITIATION_METHODS", &default_methods)
+                .into_iter()
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+            status_attribute: r.text("VIRTUAL_AGENT_STATUS_ATTRIBUTE", &defaults.status_attribute),
+            resolved_values: r.list("VIRTUAL_AGENT_RESOLVED_VALUES", &default_values),
+        };
+        if classify.channels.is_empty() {
+            r.problem("CTR_CHANNELS", "must list at least one channel, e.g. VOICE");
+        }
+        let policy = CasePolicy {
+            happy_path: r.flag("CASE_FOR_HAPPY_PATH", false),
+            queued_abandoned: r.flag("CASE_FOR_QUEUED_ABANDONED", false),
+        };
+        let external_id_field = r.text("CASE_EXTERNAL_ID_FIELD", DEFAULT_EXTERNAL_ID_FIELD);
+        let priority = r.text("CASE_PRIORITY", "Medium");
+        let mapping = match CaseMapping::new(&external_id_field, &priority) {
+            Ok(m) => m,
+            Err(e) => {
+                r.problem("CASE_EXTERNAL_ID_FIELD", e.to_string());
+                CaseMapping::new(DEFAULT_EXTERNAL_ID_FIELD, &priority)
+                    .expect("the default mapping is valid")
+            }
+        };
+        let mapping = match r.get("CASE_FIELD_MAPPING") {
+            None => mapping,
+            Some(json) => match mapping.clone().with_overrides(&json) {
+                Ok(m) => m,
+                Err(e) => {
+                    r.problem("CASE_FIELD_MAPPING", e.to_string());
+                    mapping
+                }
+            },
+        };
+        PipelineConfig {
+            classify,
+            policy,
+            mapping,
+        }
+    }
+
+    /// Reads only the pipeline settings (all optional): enough for a dry-run replay.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every invalid variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let pipeline = PipelineConfig::read(&mut r);
+        if r.problems.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(ConfigError(r.problems))
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig::from_lookup(|_| None).expect("defaults are valid")
+    }
+}
+
+fn read_salesforce(r: &mut Reader, external_id_field: &str) -> SalesforceSettings {
+    let login_url = r.url("SALESFORCE_LOGIN_URL", "https://login.salesforce.com");
+    let auth_flow = match r.get("SALESFORCE_AUTH_FLOW") {
+        None => AuthFlow::Password,
+        Some(v) => AuthFlow::parse(&v).unwrap_or_else(|| {
+            r.problem(
+                "SALESFORCE_AUTH_FLOW",
+                "must be password, client_credentials or jwt_bearer",
+            );
+            AuthFlow::Password
+        }),
+    };
+    let api_version = r.text("SALESFORCE_API_VERSION", "v62.0");
+    let version_ok = api_version
+        .strip_prefix('v')
+        .and_then(|v| v.strip_suffix(".0"))
+        .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()));
+    if !version_ok {
+        r.problem("SALESFORCE_API_VERSION", "must look like v62.0");
+    }
+    let jwt_audience = r.get("SALESFORCE_JWT_AUDIENCE");
+    let defaults = RetryPolicy::default();
+    let ms = |n: u64| Duration::from_millis(n);
+    let retry = RetryPolicy {
+        max_attempts: r.number("SALESFORCE_MAX_ATTEMPTS", defaults.max_attempts.into(), (1, 10))
+            as u32,
+        base_delay: ms(r.number(
+            "SALESFORCE_RETRY_BASE_MS",
+            defaults.base_delay.as_millis() as u64,
+            (0, 60_000),
+        )),
+        max_delay: ms(r.number(
+            "SALESFORCE_RETRY_MAX_MS",
+            defaults.max_delay.as_millis() as u64,
+            (0, 300_000),
+        )),
+        request_timeout: ms(r.number(
+            "SALESFORCE_TIMEOUT_MS",
+            defaults.request_timeout.as_millis() as u64,
+            (100, 120_000),
+        )),
+        min_request_time: defaults.min_request_time,
+    };
+    SalesforceSettings {
+        login_url,
+        jwt_audience,
+        auth_flow,
+        api_version,
+        external_id_field: external_id_field.to_owned(),
+        batch_size: r.number("SALESFORCE_BATCH_SIZE", 200, (1, 200)) as usize,
+        retry,
+    }
+}
+
+fn read_credentials(r: &mut Reader, flow: AuthFlow) -> CredentialsConfig {
+    if let Some(arn) = r.get("SALESFORCE_SECRET_ARN") {
+        return CredentialsConfig::SecretArn(arn);
+    }
+    let secret = |r: &Reader, v: &str| r.get(v).map(SecretString::from);
+    let credentials = Credentials {
+        client_id: r.get("SALESFORCE_CLIENT_ID").unwrap_or_default(),
+        client_secret: secret(r, "SALESFORCE_CLIENT_SECRET"),
+        username: r.get("SALESFORCE_USERNAME"),
+        password: secret(r, "SALESFORCE_PASSWORD"),
+        private_key: secret(r, "SALESFORCE_PRIVATE_KEY"),
+        login_url: None,
+    };
+    let needed: &[&'static str] = match flow {
+        AuthFlow::Password => &[
+            "SALESFORCE_CLIENT_ID",
+            "SALESFORCE_CLIENT_SECRET",
+            "SALESFORCE_USERNAME",
+            "SALESFORCE_PASSWORD",
+        ],
+        AuthFlow::ClientCredentials => &["SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"],
+        AuthFlow::JwtBearer => &[
+            "SALESFORCE_CLIENT_ID",
+            "SALESFORCE_USERNAME",
+            "SALESFORCE_PRIVATE_KEY",
+        ],
+    };
+    for &variable in needed {
+        if r.get(variable).is_none() {
+            r.problem(
+                variable,
+                format!(
+                    "is required for SALESFORCE_AUTH_FLOW={} unless SALESFORCE_SECRET_ARN names \
+                     a secret holding the credentials",
+                    flow.name()
+                ),
+            );
+        }
+    }
+    CredentialsConfig::Inline(credentials)
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (variable name → value).
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every missing or invalid variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup: &lookup,
+            problems: Vec::new(),
+        };
+        let pipeline = PipelineConfig::read(&mut r);
+        let salesforce = read_salesforce(&mut r, &pipeline.mapping.external_id_field);
+        let credentials = read_credentials(&mut r, salesforce.auth_flow);
+        let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
+        if let Some(url) = &dead_letter_queue_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            r.problem(
+                "DEAD_LETTER_QUEUE_URL",
+                "must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+            );
+        }
+        let metrics_namespace = r.text("METRICS_NAMESPACE", "CtrCases");
+        let deadline_margin =
+            Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
+        if !r.problems.is_empty() {
+            return Err(ConfigError(r.problems));
+        }
+        Ok(Config {
+            pipeline,
+            salesforce,
+            credentials,
+            dead_letter_queue_url,
+            metrics_namespace,
+            deadline_margin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const PASSWORD_ENV: &[(&str, &str)] = &[
+        ("SALESFORCE_CLIENT_ID", "cid"),
+        ("SALESFORCE_CLIENT_SECRET", "cs"),
+        ("SALESFORCE_USERNAME", "u@x"),
+        ("SALESFORCE_PASSWORD", "pwtok"),
+    ];
+
+    #[test]
+    fn defaults_apply_with_password_credentials() {
+        let config = Config::from_lookup(lookup(PASSWORD_ENV)).unwrap();
+        assert_eq!(config.salesforce.login_url, "https://login.salesforce.com");
+        assert_eq!(config.salesforce.api_version, "v62.0");
+        assert_eq!(config.salesforce.auth_flow, AuthFlow::Password);
+        assert_eq!(config.salesforce.external_id_field, "Amazon_Connect_Contact_Id__c");
+        assert_eq!(config.salesforce.batch_size, 200);
+        assert_eq!(config.pipeline.classify, ClassifyConfig::default());
+        assert_eq!(config.pipeline.policy, CasePolicy::default());
+        assert!(config.dead_letter_queue_url.is_none());
+        assert!(matches!(config.credentials, CredentialsConfig::Inline(_)));
+    }
+
+    #[test]
+    fn missing_credentials_name_every_variable() {
+        let err = Config::from_lookup(lookup(&[])).unwrap_err();
+        for v in [
+            "SALESFORCE_CLIENT_ID",
+            "SALESFORCE_CLIENT_SECRET",
+            "SALESFORCE_USERNAME",
+            "SALESFORCE_PASSWORD",
+        ] {
+            assert!(err.mentions(v), "{err}");
+        }
+        let err = Config::from_lookup(lookup(&[("SALESFORCE_AUTH_FLOW", "jwt_bearer")]))
+            .unwrap_err();
+        assert!(err.mentions("SALESFORCE_PRIVATE_KEY") && !err.mentions("SALESFORCE_PASSWORD"));
+    }
+
+    #[test]
+    fn secret_arn_replaces_inline_credentials() {
+        let config = Config::from_lookup(lookup(&[(
+            "SALESFORCE_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:1:secret:sf",
+        )]))
+        .unwrap();
+        assert!(matches!(config.credentials, CredentialsConfig::SecretArn(_)));
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported() {
+        let mut env = PASSWORD_ENV.to_vec();
+        env.extend([
+            ("SALESFORCE_LOGIN_URL", "login.salesforce.com"),
+            ("SALESFORCE_API_VERSION", "62"),
+            ("SALESFORCE_AUTH_FLOW", "saml"),
+            ("SALESFORCE_BATCH_SIZE", "500"),
+            ("CASE_FOR_HAPPY_PATH", "maybe"),
+            ("CASE_EXTERNAL_ID_FIELD", "Contact Id"),
+            ("CASE_FIELD_MAPPING", "{\"Subject\":\"{oops\"}"),
+            ("DEAD_LETTER_QUEUE_URL", "my-queue"),
+        ]);
+        let err = Config::from_lookup(lookup(&env)).unwrap_err();
+        for v in [
+            "SALESFORCE_LOGIN_URL",
+            "SALESFORCE_API_VERSION",
+            "SALESFORCE_AUTH_FLOW",
+            "SALESFORCE_BATCH_SIZE",
+            "CASE_FOR_HAPPY_PATH",
+            "CASE_EXTERNAL_ID_FIELD",
+            "CASE_FIELD_MAPPING",
+            "DEAD_LETTER_QUEUE_URL",
+        ] {
+            assert!(err.mentions(v), "{v} not in {err}");
+        }
+        assert!(!err.to_string().contains("pwtok"));
+    }
+
+    #[test]
+    fn classifier_settings_are_read() {
+        let p = PipelineConfig::from_lookup(lookup(&[
+            ("CTR_CHANNELS", "voice, chat"),
+            ("VIRTUAL_AGENT_STATUS_ATTRIBUTE", "botStatus"),
+            ("VIRTUAL_AGENT_RESOLVED_VALUES", "done,agent"),
+            ("CASE_FOR_QUEUED_ABANDONED", "true"),
+            ("CASE_PRIORITY", "High"),
+        ]))
+        .unwrap();
+        assert_eq!(p.classify.channels, ["VOICE", "CHAT"]);
+        assert_eq!(p.classify.status_attribute, "botStatus");
+        assert_eq!(p.classify.resolved_values, ["done", "agent"]);
+        assert!(p.policy.queued_abandoned && !p.policy.happy_path);
+    }
+
+    #[test]
+    fn local_http_login_url_is_allowed_for_testing() {
+        let mut env = PASSWORD_ENV.to_vec();
+        env.push(("SALESFORCE_LOGIN_URL", "http://127.0.0.1:9999/"));
+        let config = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(config.salesforce.login_url, "http://127.0.0.1:9999");
+    }
+}

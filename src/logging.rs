@@ -1,0 +1,82 @@
+//! Log setup: text or JSON lines, level from the Lambda's log settings.
+//!
+//! Same rules as `lambda_runtime`'s default subscriber, but with event fields flattened to the
+//! top level of each JSON line (easier CloudWatch Logs Insights queries) and a timestamp:
+//! `AWS_LAMBDA_LOG_FORMAT=json` (any case) selects JSON; the level comes from
+//! `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, else INFO.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
+}
+
+/// The format and filter chosen by the given variables (`lookup` is the environment).
+pub fn settings(lookup: impl Fn(&str) -> Option<String>) -> (LogFormat, String) {
+    let format = match lookup("AWS_LAMBDA_LOG_FORMAT") {
+        Some(f) if f.eq_ignore_ascii_case("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    let filter = lookup("AWS_LAMBDA_LOG_LEVEL")
+        .map(|l| l.to_ascii_lowercase())
+        .or_else(|| lookup("RUST_LOG"))
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| "info".to_owned());
+    (format, filter)
+}
+
+/// Installs the global subscriber writing to `writer`. Does nothing if one is already set.
+pub fn init_with_writer<W>(format: LogFormat, filter: &str, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}
+
+/// Installs the global subscriber from the process environment, writing to stdout (the Lambda).
+pub fn init_from_env() {
+    let (format, filter) = settings(|name| std::env::var(name).ok());
+    init_with_writer(format, &filter, std::io::stdout);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_variables_pick_format_and_level() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(settings(env(&[])), (LogFormat::Text, "info".into()));
+        assert_eq!(
+            settings(env(&[("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"), ("RUST_LOG", "warn")])),
+            (LogFormat::Json, "debug".into())
+        );
+        assert_eq!(settings(env(&[("RUST_LOG", "ctr_cases=trace")])).1, "ctr_cases=trace");
+    }
+}

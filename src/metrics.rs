@@ -1,0 +1,101 @@
+//! CloudWatch Embedded Metric Format: one JSON line per batch on stdout.
+//!
+//! Pure: [`emf_line`] builds the line; the handler prints it. Written directly rather than
+//! through tracing, because `_aws` must sit at the root of the JSON object.
+
+use serde_json::{Map, Value, json};
+
+use crate::batch::{Action, BatchSummary};
+
+/// The metric names, in the order they are emitted.
+pub const METRIC_NAMES: [&str; 7] = [
+    "Dropped",
+    "HappyPath",
+    "CasesUpserted",
+    "Retried",
+    "DeadLettered",
+    "SalesforceApiCalls",
+    "BatchLatencyMs",
+];
+
+/// The metric values for a batch.
+pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 7] {
+    [
+        ("Dropped", summary.outcomes_starting_with("dropped").into()),
+        ("HappyPath", summary.outcomes_starting_with("happy_path").into()),
+        ("CasesUpserted", summary.count(Action::UpsertCase).into()),
+        ("Retried", summary.count(Action::Retry).into()),
+        ("DeadLettered", summary.count(Action::DeadLetter).into()),
+        ("SalesforceApiCalls", summary.salesforce_api_calls.into()),
+        ("BatchLatencyMs", latency_ms),
+    ]
+}
+
+/// One EMF line for a batch.
+pub fn emf_line(
+    namespace: &str,
+    function_name: &str,
+    timestamp_ms: i64,
+    summary: &BatchSummary,
+    latency_ms: u64,
+) -> String {
+    let values = metric_values(summary, latency_ms);
+    let definitions: Vec<Value> = values
+        .iter()
+        .map(|(name, _)| {
+            let unit = if *name == "BatchLatencyMs" {
+                "Milliseconds"
+            } else {
+                "Count"
+            };
+            json!({"Name": name, "Unit": unit})
+        })
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": definitions,
+            }]
+        }),
+    );
+    root.insert("FunctionName".into(), Value::String(function_name.into()));
+    for (name, value) in values {
+        root.insert(name.into(), Value::from(value));
+    }
+    Value::Object(root).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_line_has_root_aws_and_every_metric() {
+        let mut summary = BatchSummary::default();
+        summary.outcomes.insert("dropped", 3);
+        summary.outcomes.insert("happy_path_live_agent", 2);
+        summary.actions.insert("upsert_case", 3);
+        summary.salesforce_api_calls = 1;
+        let line = emf_line("CtrCases", "fn", 1_700_000_000_000, &summary, 42);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "CtrCases");
+        let names: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, METRIC_NAMES);
+        assert_eq!(v["Dropped"], 3);
+        assert_eq!(v["HappyPath"], 2);
+        assert_eq!(v["CasesUpserted"], 3);
+        assert_eq!(v["SalesforceApiCalls"], 1);
+        assert_eq!(v["BatchLatencyMs"], 42);
+        assert_eq!(v["FunctionName"], "fn");
+    }
+}

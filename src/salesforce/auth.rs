@@ -1,0 +1,339 @@
+//! OAuth grants and the warm-container token cache.
+//!
+//! Three flows (salesforce-wire.md): `password` (the reference's), `client_credentials` and
+//! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce
+//! sends no `expires_in`, so a token is used until a data call answers 401, then refreshed once.
+//! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only
+//! invalidates the token if it is still the one that failed (generation check).
+
+use std::sync::{Arc, RwLock};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::error::Error;
+use crate::secrets::Credentials;
+
+/// The OAuth flow used to get a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFlow {
+    /// `grant_type=password`: username + password and security token.
+    Password,
+    /// `grant_type=client_credentials`: the connected app's Run As user (My Domain URL only).
+    ClientCredentials,
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`: an RS256 JWT signed with the
+    /// connected app's certificate key.
+    JwtBearer,
+}
+
+impl AuthFlow {
+    /// Parses `password`, `client_credentials` or `jwt_bearer`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "password" => Some(AuthFlow::Password),
+            "client_credentials" => Some(AuthFlow::ClientCredentials),
+            "jwt_bearer" | "jwt-bearer" | "jwt" => Some(AuthFlow::JwtBearer),
+            _ => None,
+        }
+    }
+
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthFlow::Password => "password",
+            AuthFlow::ClientCredentials => "client_credentials",
+            AuthFlow::JwtBearer => "jwt_bearer",
+        }
+    }
+}
+
+/// The JWT bearer grant's assertion lifetime (Salesforce accepts at most 3 minutes).
+pub const JWT_LIFETIME_SECS: i64 = 170;
+
+#[derive(Serialize)]
+struct JwtClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+}
+
+/// A form body for the token endpoint. `Debug` redacts every value.
+pub struct GrantForm(pub Vec<(&'static str, SecretString)>);
+
+impl std::fmt::Debug for GrantForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}=[REDACTED]")))
+            .finish()
+    }
+}
+
+impl GrantForm {
+    /// The pairs with their values exposed, for the HTTP client's form encoder only.
+    pub fn exposed(&self) -> Vec<(&'static str, &str)> {
+        self.0.iter().map(|(k, v)| (*k, v.expose_secret())).collect()
+    }
+}
+
+fn missing(flow: AuthFlow, field: &str) -> Error {
+    Error::Credentials(format!(
+        "the {} flow needs `{field}` in the Salesforce credentials (secret key `{field}` or \
+         variable SALESFORCE_{})",
+        flow.name(),
+        field.to_ascii_uppercase()
+    ))
+}
+
+/// Builds the token request's form fields for `flow`. `now_epoch_secs` dates the JWT.
+///
+/// # Errors
+/// [`Error::Credentials`] when a field the flow needs is missing or the private key is not a
+/// PEM RSA key.
+pub fn grant_form(
+    flow: AuthFlow,
+    credentials: &Credentials,
+    audience: &str,
+    now_epoch_secs: i64,
+) -> Result<GrantForm, Error> {
+    let secret = |s: &str| SecretString::from(s.to_owned());
+    let client_id = secret(&credentials.client_id);
+    let client_secret = || {
+        credentials
+            .client_secret
+            .clone()
+            .ok_or_else(|| missing(flow, "client_secret"))
+    };
+    let username = || {
+        credentials
+            .username
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| missing(flow, "username"))
+    };
+    let pairs = match flow {
+        AuthFlow::Password => vec![
+            ("grant_type", secret("password")),
+            ("client_id", client_id),
+            ("client_secret", client_secret()?),
+            ("username", secret(username()?)),
+            (
+                "password",
+                credentials
+                    .password
+                    .clone()
+                    .ok_or_else(|| missing(flow, "password"))?,
+            ),
+        ],
+        AuthFlow::ClientCredentials => vec![
+            ("grant_type", secret("client_credentials")),
+            ("client_id", client_id),
+            ("client_secret", client_secret()?),
+        ],
+        AuthFlow::JwtBearer => {
+            let key_pem = credentials
+                .private_key
+                .as_ref()
+                .ok_or_else(|| missing(flow, "private_key"))?;
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose_secret().as_bytes())
+                .map_err(|_| {
+                    Error::Credentials(
+                        "private_key is not a PEM RSA private key (-----BEGIN PRIVATE KEY----- or \
+                         -----BEGIN RSA PRIVATE KEY-----)"
+                            .into(),
+                    )
+                })?;
+            let claims = JwtClaims {
+                iss: &credentials.client_id,
+                sub: username()?,
+                aud: audience,
+                exp: now_epoch_secs + JWT_LIFETIME_SECS,
+            };
+            let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            let assertion = jsonwebtoken::encode(&header, &claims, &key)
+                .map_err(|e| Error::Credentials(format!("could not sign the JWT ({e:?})")))?;
+            vec![
+                (
+                    "grant_type",
+                    secret("urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ),
+                ("assertion", SecretString::from(assertion)),
+            ]
+        }
+    };
+    Ok(GrantForm(pairs))
+}
+
+/// An access token with the instance it is for. `Debug` redacts the token.
+pub struct Token {
+    /// The bearer token.
+    pub access_token: SecretString,
+    /// Where data calls go.
+    pub instance_url: String,
+    /// Increases with every token the cache stores.
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("access_token", &"[REDACTED]")
+            .field("instance_url", &self.instance_url)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// The cached token, shared by all requests of a warm container.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    // std RwLock for the fast path: never held across an await.
+    current: RwLock<Option<Arc<Token>>>,
+    // tokio Mutex held across the token request: only one refresh at a time.
+    refresh_gate: tokio::sync::Mutex<u64>,
+}
+
+impl TokenCache {
+    /// The cached token, if any.
+    pub fn cached(&self) -> Option<Arc<Token>> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Returns the cached token, or runs `fetch` (once, even with concurrent callers) to get one.
+    ///
+    /// # Errors
+    /// Whatever `fetch` returns.
+    pub async fn get_or_fetch<F, Fut>(&self, fetch: F) -> Result<Arc<Token>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(SecretString, String), Error>>,
+    {
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        let mut generation = self.refresh_gate.lock().await;
+        // Someone else may have refreshed while we waited for the gate.
+        if let Some(token) = self.cached() {
+            return Ok(token);
+        }
+        let (access_token, instance_url) = fetch().await?;
+        *generation += 1;
+        let token = Arc::new(Token {
+            access_token,
+            instance_url,
+            generation: *generation,
+        });
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the token of `generation` after a 401. A no-op when a newer token is already
+    /// cached, so N concurrent 401s for one token cause one refresh.
+    pub fn invalidate(&self, generation: u64) {
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_some_and(|t| t.generation == generation) {
+            *current = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn creds() -> Credentials {
+        Credentials {
+            client_id: "cid".into(),
+            client_secret: Some("csecret".to_owned().into()),
+            username: Some("u@example.com".into()),
+            password: Some("pwTOKEN".to_owned().into()),
+            private_key: None,
+            login_url: None,
+        }
+    }
+
+    #[test]
+    fn password_form_has_documented_fields() {
+        let form = grant_form(AuthFlow::Password, &creds(), "https://login.salesforce.com", 0)
+            .unwrap();
+        assert_eq!(
+            form.exposed(),
+            vec![
+                ("grant_type", "password"),
+                ("client_id", "cid"),
+                ("client_secret", "csecret"),
+                ("username", "u@example.com"),
+                ("password", "pwTOKEN"),
+            ]
+        );
+        assert!(!format!("{form:?}").contains("pwTOKEN"));
+    }
+
+    #[test]
+    fn client_credentials_form_has_no_user() {
+        let form = grant_form(AuthFlow::ClientCredentials, &creds(), "", 0).unwrap();
+        let keys: Vec<_> = form.exposed().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["grant_type", "client_id", "client_secret"]);
+    }
+
+    #[test]
+    fn missing_fields_name_the_key() {
+        let mut c = creds();
+        c.password = None;
+        let err = grant_form(AuthFlow::Password, &c, "", 0).unwrap_err();
+        assert!(err.to_string().contains("`password`"), "{err}");
+        let err = grant_form(AuthFlow::JwtBearer, &creds(), "", 0).unwrap_err();
+        assert!(err.to_string().contains("`private_key`"), "{err}");
+        let mut c = creds();
+        c.private_key = Some("not a key".to_owned().into());
+        let err = grant_form(AuthFlow::JwtBearer, &c, "", 0).unwrap_err();
+        assert!(err.to_string().contains("PEM"), "{err}");
+    }
+
+    #[test]
+    fn auth_flow_names_parse() {
+        assert_eq!(AuthFlow::parse("JWT_BEARER"), Some(AuthFlow::JwtBearer));
+        assert_eq!(AuthFlow::parse("password"), Some(AuthFlow::Password));
+        assert_eq!(AuthFlow::parse("oauth"), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let cache = Arc::new(TokenCache::default());
+        let fetches = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let cache = cache.clone();
+            let fetches = fetches.clone();
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get_or_fetch(|| async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        Ok(("tok".to_owned().into(), "https://i".to_owned()))
+                    })
+                    .await
+                    .unwrap()
+                    .generation
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 1);
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn second_401_for_same_token_does_not_refresh_again() {
+        let cache = TokenCache::default();
+        let fetch = || async { Ok(("t".to_owned().into(), "https://i".to_owned())) };
+        let first = cache.get_or_fetch(fetch).await.unwrap();
+        cache.invalidate(first.generation);
+        let second = cache.get_or_fetch(fetch).await.unwrap();
+        assert_eq!(second.generation, 2);
+        // A late 401 for the first token must not throw away the second.
+        cache.invalidate(first.generation);
+        assert_eq!(cache.cached().unwrap().generation, 2);
+    }
+}

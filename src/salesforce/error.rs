@@ -1,0 +1,256 @@
+//! Salesforce errors, kept as Salesforce sent them, grouped by what the caller must do.
+
+/// What the caller does about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Try again after a backoff (5xx, dropped connection, timeout, row lock).
+    Transient,
+    /// Too many concurrent long requests: back off, then try again.
+    Throttled,
+    /// The session expired or was revoked: refresh the token once, then try again.
+    AuthExpired,
+    /// The daily API quota is gone: stop calling, report the records for a later retry.
+    QuotaExhausted,
+    /// The credentials or connected app are wrong: nothing will work until someone fixes the
+    /// configuration; report the records for a later retry.
+    AuthRejected,
+    /// The record or the mapping is wrong: retrying cannot help; dead-letter the record.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// Whether a retry inside the same invocation may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::AuthExpired
+        )
+    }
+}
+
+/// How a request failed to get an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// The request timed out.
+    Timeout,
+    /// The connection could not be made.
+    Connect,
+    /// The connection broke (reset, closed before the answer).
+    Broken,
+}
+
+/// A Salesforce failure. Messages are shown without record values: Salesforce error messages
+/// can quote field values (phone numbers), so `Display` prints codes and field names only and
+/// the full message is kept in the struct for the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The data API answered with an error (`[{"message","errorCode","fields"}]`) or a record in
+    /// a collections response failed (`{"statusCode","message","fields"}`).
+    #[error("Salesforce answered {status} {error_code}{}", fields_suffix(.fields))]
+    Api {
+        /// HTTP status (200 for a per-record error in a collections response).
+        status: u16,
+        /// `errorCode` / `statusCode`, e.g. `REQUIRED_FIELD_MISSING`.
+        error_code: String,
+        /// Salesforce's message (may quote record values: not for logs).
+        message: String,
+        /// Fields the error is about.
+        fields: Vec<String>,
+    },
+    /// The OAuth token endpoint refused the grant.
+    #[error("Salesforce refused the OAuth grant ({error}): {}", auth_hint(.error))]
+    AuthRejected {
+        /// HTTP status.
+        status: u16,
+        /// OAuth `error`, e.g. `invalid_grant`.
+        error: String,
+        /// OAuth `error_description`.
+        description: String,
+    },
+    /// No answer: timeout, refused or broken connection.
+    #[error("could not reach Salesforce ({kind:?}): {detail}")]
+    Transport {
+        /// What went wrong on the wire.
+        kind: TransportKind,
+        /// The HTTP client's description (no credentials; URL paths carry no customer data).
+        detail: String,
+    },
+    /// An answer that does not match the documented format.
+    #[error("unexpected answer from Salesforce (HTTP {status}): {detail}")]
+    InvalidResponse {
+        /// HTTP status.
+        status: u16,
+        /// What did not match.
+        detail: String,
+    },
+    /// The credentials could not be loaded.
+    #[error("Salesforce credentials unavailable: {0}")]
+    Credentials(String),
+    /// Not enough time left in the invocation to make the call.
+    #[error("not enough time left in this invocation to call Salesforce")]
+    DeadlineReached,
+}
+
+fn fields_suffix(fields: &[String]) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(" (fields: {})", fields.join(", "))
+    }
+}
+
+fn auth_hint(error: &str) -> &'static str {
+    match error {
+        "invalid_grant" => {
+            "check the username and password + security token (password flow), the certificate \
+             and the user's pre-authorization (jwt_bearer) or the Run As user (client_credentials) \
+             in the Salesforce secret, and the connected app's IP relaxation"
+        }
+        "invalid_client_id" => {
+            "check client_id (the connected app's consumer key) in the Salesforce secret"
+        }
+        "invalid_client" => {
+            "check client_secret (the connected app's consumer secret) in the Salesforce secret"
+        }
+        "unsupported_grant_type" => {
+            "this org does not allow the selected OAuth flow (new orgs block the username-password \
+             flow): set SALESFORCE_AUTH_FLOW=jwt_bearer or client_credentials"
+        }
+        _ => "check the connected app and the credentials in the Salesforce secret",
+    }
+}
+
+impl Error {
+    /// What to do about this error, per salesforce-wire.md.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Api {
+                status,
+                error_code,
+                message,
+                ..
+            } => classify_api(*status, error_code, message),
+            Error::AuthRejected { .. } | Error::Credentials(_) => ErrorClass::AuthRejected,
+            Error::Transport { .. } | Error::DeadlineReached => ErrorClass::Transient,
+            Error::InvalidResponse { status, .. } if *status >= 500 => ErrorClass::Transient,
+            // A 2xx/4xx body we cannot read: treat as transient, since a write may have been
+            // applied and only idempotent upserts make the retry safe.
+            Error::InvalidResponse { .. } => ErrorClass::Transient,
+        }
+    }
+
+    /// The Salesforce error code, OAuth error, or a short kind for other errors.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Api { error_code, .. } => error_code,
+            Error::AuthRejected { error, .. } => error,
+            Error::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            } => "timeout",
+            Error::Transport {
+                kind: TransportKind::Connect,
+                ..
+            } => "connect_failed",
+            Error::Transport { .. } => "connection_broken",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::Credentials(_) => "credentials_unavailable",
+            Error::DeadlineReached => "deadline_reached",
+        }
+    }
+
+    /// The HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. }
+            | Error::AuthRejected { status, .. }
+            | Error::InvalidResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Salesforce's documented error codes, by class.
+fn classify_api(status: u16, code: &str, message: &str) -> ErrorClass {
+    match (status, code) {
+        (401, _) | (_, "INVALID_SESSION_ID") => ErrorClass::AuthExpired,
+        (_, "REQUEST_LIMIT_EXCEEDED") if message.contains("TotalRequests") => {
+            ErrorClass::QuotaExhausted
+        }
+        (_, "REQUEST_LIMIT_EXCEEDED") => ErrorClass::Throttled,
+        (_, "UNABLE_TO_LOCK_ROW" | "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION") => {
+            ErrorClass::Transient
+        }
+        (s, _) if s >= 500 => ErrorClass::Transient,
+        (429, _) => ErrorClass::Throttled,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str, message: &str) -> Error {
+        Error::Api {
+            status,
+            error_code: code.into(),
+            message: message.into(),
+            fields: vec![],
+        }
+    }
+
+    #[test]
+    fn documented_codes_have_documented_classes() {
+        use ErrorClass::*;
+        let table = [
+            (401, "INVALID_SESSION_ID", "Session expired or invalid", AuthExpired),
+            (403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", QuotaExhausted),
+            (403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded", Throttled),
+            (400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access", Transient),
+            (200, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access", Transient),
+            (400, "INVALID_FIELD", "No such column", Permanent),
+            (400, "REQUIRED_FIELD_MISSING", "Required fields are missing", Permanent),
+            (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rule", Permanent),
+            (400, "STRING_TOO_LONG", "data value too large", Permanent),
+            (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "bad value", Permanent),
+            (400, "JSON_PARSER_ERROR", "Unexpected character", Permanent),
+            (400, "MALFORMED_ID", "bad id", Permanent),
+            (400, "DUPLICATE_VALUE", "duplicate value found", Permanent),
+            (404, "NOT_FOUND", "The requested resource does not exist", Permanent),
+            (500, "UNKNOWN_EXCEPTION", "An unexpected error occurred", Transient),
+            (503, "SERVER_UNAVAILABLE", "Server unavailable", Transient),
+            (502, "", "", Transient),
+        ];
+        for (status, code, message, class) in table {
+            assert_eq!(api(status, code, message).class(), class, "{status} {code}");
+        }
+    }
+
+    #[test]
+    fn display_never_shows_the_message() {
+        let err = Error::Api {
+            status: 400,
+            error_code: "STRING_TOO_LONG".into(),
+            message: "Subject: data value too large: Dropped call from +15551234567".into(),
+            fields: vec!["Subject".into()],
+        };
+        let shown = err.to_string();
+        assert_eq!(shown, "Salesforce answered 400 STRING_TOO_LONG (fields: Subject)");
+    }
+
+    #[test]
+    fn auth_errors_say_what_to_fix() {
+        let err = Error::AuthRejected {
+            status: 400,
+            error: "unsupported_grant_type".into(),
+            description: "grant type not supported".into(),
+        };
+        assert!(err.to_string().contains("SALESFORCE_AUTH_FLOW=jwt_bearer"));
+        assert_eq!(err.class(), ErrorClass::AuthRejected);
+        assert!(!ErrorClass::AuthRejected.is_retryable());
+        assert!(ErrorClass::Throttled.is_retryable());
+    }
+}

@@ -1,0 +1,14 @@
+//! Salesforce REST: OAuth grants and token cache ([`auth`]), batched idempotent Case upserts
+//! ([`client`]), wire formats ([`wire`], pure) and typed errors ([`error`]).
+//!
+//! Nothing in this module knows about Kinesis or CTRs beyond [`crate::case::CaseRecord`], so a
+//! contact-flow Lambda can reuse it for hand-off Cases.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod wire;
+
+pub use auth::{AuthFlow, TokenCache};
+pub use client::{SalesforceClient, SalesforceSettings, UpsertOutcome, UpsertReport};
+pub use error::{Error, ErrorClass, TransportKind};

@@ -1,0 +1,202 @@
+//! Salesforce credentials: where they come from and how they are kept.
+//!
+//! Credentials come from the environment (`SALESFORCE_*`) or from a Secrets Manager secret
+//! (`SALESFORCE_SECRET_ARN`), read once per cold start and again only when the token endpoint
+//! rejects them (the secret may have been rotated). Secret values are `SecretString`s: their
+//! `Debug` prints `[REDACTED]` and they are zeroized on drop.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+/// Connected-app and user credentials. `Debug` never shows a secret.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Credentials {
+    /// Connected app consumer key.
+    pub client_id: String,
+    /// Connected app consumer secret (password and client_credentials flows).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// Integration user (password and jwt_bearer flows).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password followed by the security token (password flow).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// PEM RSA private key (jwt_bearer flow).
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// Overrides `SALESFORCE_LOGIN_URL` when set in the secret.
+    #[serde(default)]
+    pub login_url: Option<String>,
+}
+
+/// Why credentials could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// Secrets Manager could not be called or refused.
+    #[error(
+        "could not read the secret named by SALESFORCE_SECRET_ARN ({code}): check the ARN, the \
+         function's secretsmanager:GetSecretValue permission and the secret's KMS key"
+    )]
+    Fetch {
+        /// The service's error code, or a short description.
+        code: String,
+    },
+    /// The secret has no string value.
+    #[error("the secret named by SALESFORCE_SECRET_ARN has no SecretString: store the credentials as JSON text")]
+    NotText,
+    /// The secret is not the expected JSON.
+    #[error(
+        "the secret named by SALESFORCE_SECRET_ARN is not valid credentials JSON ({0}): expected \
+         {{\"client_id\":…,\"client_secret\":…,\"username\":…,\"password\":…,\"private_key\":…}}"
+    )]
+    BadJson(String),
+}
+
+/// Where credentials come from.
+pub enum CredentialSource {
+    /// Fixed credentials (from the environment, or a test).
+    Static(Credentials),
+    /// A Secrets Manager secret, cached after the first read.
+    SecretsManager {
+        /// The SDK client.
+        client: aws_sdk_secretsmanager::Client,
+        /// The secret's ARN or name.
+        secret_id: String,
+        /// The last credentials read.
+        cached: Mutex<Option<Credentials>>,
+    },
+}
+
+impl std::fmt::Debug for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CredentialSource::Static(_) => f.write_str("CredentialSource::Static"),
+            CredentialSource::SecretsManager { secret_id, .. } => f
+                .debug_struct("CredentialSource::SecretsManager")
+                .field("secret_id", secret_id)
+                .finish(),
+        }
+    }
+}
+
+impl CredentialSource {
+    /// A source reading `secret_id` with `client`.
+    pub fn secrets_manager(client: aws_sdk_secretsmanager::Client, secret_id: String) -> Self {
+        CredentialSource::SecretsManager {
+            client,
+            secret_id,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The current credentials (reads the secret the first time).
+    ///
+    /// # Errors
+    /// [`SecretsError`] when the secret cannot be read or parsed.
+    pub async fn current(&self) -> Result<Credentials, SecretsError> {
+        match self {
+            CredentialSource::Static(c) => Ok(c.clone()),
+            CredentialSource::SecretsManager {
+                client,
+                secret_id,
+                cached,
+            } => {
+                let mut guard = cached.lock().await;
+                if let Some(c) = guard.as_ref() {
+                    return Ok(c.clone());
+                }
+                let fresh = fetch(client, secret_id).await?;
+                *guard = Some(fresh.clone());
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// Reads the credentials again (after the token endpoint rejected them). Returns `None` for
+    /// a static source, which cannot change.
+    ///
+    /// # Errors
+    /// [`SecretsError`] when the secret cannot be read or parsed.
+    pub async fn reload(&self) -> Result<Option<Credentials>, SecretsError> {
+        match self {
+            CredentialSource::Static(_) => Ok(None),
+            CredentialSource::SecretsManager {
+                client,
+                secret_id,
+                cached,
+            } => {
+                let mut guard = cached.lock().await;
+                let fresh = fetch(client, secret_id).await?;
+                *guard = Some(fresh.clone());
+                Ok(Some(fresh))
+            }
+        }
+    }
+}
+
+async fn fetch(
+    client: &aws_sdk_secretsmanager::Client,
+    secret_id: &str,
+) -> Result<Credentials, SecretsError> {
+    let out = client
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .map_err(|e| SecretsError::Fetch {
+            code: aws_sdk_secretsmanager::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("no answer from Secrets Manager")
+                .to_owned(),
+        })?;
+    let text = out.secret_string().ok_or(SecretsError::NotText)?;
+    parse_secret(text)
+}
+
+/// Parses the secret's JSON text.
+///
+/// # Errors
+/// [`SecretsError::BadJson`]; the message names the problem, never a value.
+pub fn parse_secret(text: &str) -> Result<Credentials, SecretsError> {
+    let credentials: Credentials = serde_json::from_str(text).map_err(|e| {
+        // serde_json quotes bad values in its message; keep only the position.
+        SecretsError::BadJson(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if credentials.client_id.trim().is_empty() {
+        return Err(SecretsError::BadJson("client_id is empty".into()));
+    }
+    Ok(credentials)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn secret_json_parses_and_debug_redacts() {
+        let c = parse_secret(
+            r#"{"client_id":"cid","client_secret":"s3cr3t","username":"u@x","password":"pw+tok"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.password.as_ref().unwrap().expose_secret(), "pw+tok");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("pw+tok"), "{shown}");
+    }
+
+    #[test]
+    fn bad_secret_json_names_no_value() {
+        let err = parse_secret(r#"{"client_id":"cid","password":12345678}"#).unwrap_err();
+        assert!(!err.to_string().contains("12345678"), "{err}");
+        assert!(matches!(
+            parse_secret(r#"{"client_id":" "}"#),
+            Err(SecretsError::BadJson(_))
+        ));
+    }
+}

@@ -1,0 +1,269 @@
+//! A throwaway [moto](https://docs.getmoto.org) server for Secrets Manager and SQS tests.
+//!
+//! [`start`] runs `moto_server -H 127.0.0.1 -p PORT` on a free loopback port (or uses
+//! the server named by `MOTO_ENDPOINT`), and [`Moto`] wraps it with an
+//! [`aws_config::SdkConfig`] that points only at it, plus shortcuts for the setup
+//! steps tests need (create a secret, create a queue, drain a queue).
+//!
+//! `moto_server` comes from `pip install 'moto[server]'` (moto 5.x).
+//!
+//! Nothing here talks to any address but `127.0.0.1` (or the `MOTO_ENDPOINT` given):
+//! the SDK config is built by hand with a fixed region, static credentials and an
+//! explicit endpoint, so no environment variable, `~/.aws` file or instance metadata
+//! service is ever consulted.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_secretsmanager::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+
+/// The region every client built from [`Moto::sdk_config`] uses.
+pub const REGION: &str = "us-east-1";
+
+/// The account id moto puts in ARNs and queue URLs by default.
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// How long [`start`] waits for a new `moto_server` to answer HTTP.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running moto server. A server this module started is killed when this is dropped;
+/// one given by `MOTO_ENDPOINT` is left alone.
+pub struct Moto {
+    /// Base URL of the server, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The `moto_server` process, if this module started it.
+    child: Option<Child>,
+    /// Where that process's output goes.
+    log: Option<PathBuf>,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(log) = self.log.take() {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+}
+
+/// Start a fresh `moto_server` on a free `127.0.0.1` port and wait (up to 20 s) until
+/// it answers HTTP. If the environment variable `MOTO_ENDPOINT` is set (for example
+/// `http://127.0.0.1:5000`), that server is used instead and nothing is started; as
+/// its state is shared, tests should then use unique names.
+///
+/// Panics with installation advice if `moto_server` is missing or does not come up.
+pub async fn start() -> Moto {
+    if let Ok(endpoint) = std::env::var("MOTO_ENDPOINT") {
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        if !wait_until_up(&endpoint, STARTUP_TIMEOUT, &mut None).await {
+            panic!("MOTO_ENDPOINT={endpoint} does not answer HTTP");
+        }
+        return Moto {
+            endpoint,
+            child: None,
+            log: None,
+        };
+    }
+
+    // The port is found by binding and releasing it, so another process may grab it
+    // before moto does; retry a few times with a new port if the server dies early.
+    let mut last_error = String::new();
+    for _attempt in 0..3 {
+        let port = free_port();
+        let log =
+            std::env::temp_dir().join(format!("moto-server-{}-{port}.log", std::process::id()));
+        let log_file = std::fs::File::create(&log).expect("create the moto_server log file");
+        let spawned = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .expect("clone the moto_server log file handle"),
+            )
+            .stderr(log_file)
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_file(&log);
+                panic!(
+                    "could not run `moto_server` ({e}). Install it with: pip install 'moto[server]' \
+                     (or point MOTO_ENDPOINT at a running moto server)"
+                );
+            }
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        // Wrap it at once so the process is killed even if waiting panics.
+        let mut moto = Moto {
+            endpoint,
+            child: Some(child),
+            log: Some(log.clone()),
+        };
+        if wait_until_up(&moto.endpoint, STARTUP_TIMEOUT, &mut moto.child).await {
+            return moto;
+        }
+        let how = match moto.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => format!("exited ({status}) before answering"),
+            _ => format!("did not answer within {STARTUP_TIMEOUT:?}"),
+        };
+        last_error = format!(
+            "moto_server on {} {how}; its output:\n{}",
+            moto.endpoint,
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        drop(moto);
+    }
+    panic!("{last_error}\nIs moto 5.x installed? Install it with: pip install 'moto[server]'");
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Poll `endpoint` until it gives any HTTP answer. Gives up early if `child` exits.
+async fn wait_until_up(endpoint: &str, timeout: Duration, child: &mut Option<Child>) -> bool {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("build a reqwest client");
+    let until = Instant::now() + timeout;
+    while Instant::now() < until {
+        if http.get(format!("{endpoint}/")).send().await.is_ok() {
+            return true;
+        }
+        if let Some(c) = child.as_mut()
+            && matches!(c.try_wait(), Ok(Some(_)))
+        {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+impl Moto {
+    /// An [`SdkConfig`] for this server: region `us-east-1`, static credentials
+    /// `testing`/`testing`, endpoint [`Moto::endpoint`]. It is built by hand rather than
+    /// with `aws_config::defaults`, so no environment variable, profile file or IMDS
+    /// is read; the SDK clients fill in their default HTTPS client and Tokio sleep.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "testing", "testing", None, None, "moto",
+            )))
+            .endpoint_url(self.endpoint.clone())
+            .build()
+    }
+
+    /// A Secrets Manager client for this server.
+    pub async fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+    }
+
+    /// An SQS client for this server.
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    /// Create a secret named `name` whose `SecretString` is `json`; returns its ARN.
+    pub async fn create_secret(&self, name: &str, json: &str) -> String {
+        let out = self
+            .secretsmanager()
+            .await
+            .create_secret()
+            .name(name)
+            .secret_string(json)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateSecret {name}: {e:?}"));
+        out.arn().expect("CreateSecret returns an ARN").to_owned()
+    }
+
+    /// Store `json` as the new current `SecretString` of the secret `arn` (or name).
+    pub async fn put_secret_value(&self, arn: &str, json: &str) {
+        self.secretsmanager()
+            .await
+            .put_secret_value()
+            .secret_id(arn)
+            .secret_string(json)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto PutSecretValue {arn}: {e:?}"));
+    }
+
+    /// Create a standard SQS queue named `name`; returns its URL.
+    pub async fn create_queue(&self, name: &str) -> String {
+        let out = self
+            .sqs()
+            .await
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateQueue {name}: {e:?}"));
+        out.queue_url()
+            .expect("CreateQueue returns a URL")
+            .to_owned()
+    }
+
+    /// Receive every message now visible on `queue_url` (batches of 10, no long
+    /// polling, all message and system attributes), until a receive comes back empty.
+    /// Messages are not deleted but are hidden for 10 minutes, so each is returned
+    /// once; a later call does not see them again within that time.
+    pub async fn receive_all(&self, queue_url: &str) -> Vec<Message> {
+        let sqs = self.sqs().await;
+        let mut seen = HashSet::new();
+        let mut all = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .visibility_timeout(600)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto ReceiveMessage {queue_url}: {e:?}"));
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                return all;
+            }
+            for message in batch {
+                let id = message.message_id().unwrap_or_default().to_owned();
+                if seen.insert(id) {
+                    all.push(message);
+                }
+            }
+        }
+    }
+
+    /// Reset all of moto's state (`POST /moto-api/reset`): every secret, queue and
+    /// message is gone afterwards.
+    pub async fn reset(&self) {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("build a reqwest client")
+            .post(format!("{}/moto-api/reset", self.endpoint))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("moto reset: {e}"));
+    }
+}
