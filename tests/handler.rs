@@ -1,0 +1,271 @@
+//! The Lambda handler against a fake Salesforce org on 127.0.0.1.
+
+mod support;
+
+use std::time::Duration;
+
+use ctr_cases::batch::Action;
+use ctr_cases::handler::{handle, process_batch};
+use ctr_cases::retry::Deadline;
+use support::fake_salesforce::{self, Fault};
+use support::fixtures::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn dropped_call_creates_case_with_call_context() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let event = kinesis_event(&[dropped_ctr().into_bytes()], 1);
+    let response = handle(&state, lambda_event(event, MINUTE)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(fake.org.case_count(), 1);
+    let case = fake.org.case(DROPPED_CONTACT_ID).expect("case upserted by ContactId");
+    assert_eq!(case["Subject"], format!("Dropped call from {DROPPED_CALLER}"));
+    assert_eq!(case["Origin"], "Phone");
+    assert_eq!(case["Status"], "New");
+    assert_eq!(case["Priority"], "Medium");
+    assert_eq!(case["SuppliedPhone"], DROPPED_CALLER);
+    let description = case["Description"].as_str().unwrap();
+    for expected in [
+        DROPPED_CONTACT_ID,
+        "CONTACT_FLOW_DISCONNECT",
+        "Started: 2024-02-25T08:35:09Z",
+        "Disconnected: 2024-02-25T08:35:21Z",
+        "recordingAuth: 3",
+    ] {
+        assert!(description.contains(expected), "{expected:?} not in {description}");
+    }
+}
+
+#[tokio::test]
+async fn happy_path_and_skipped_contacts_create_no_case_by_default() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let datas: Vec<Vec<u8>> = SAMPLES
+        .iter()
+        .filter(|(_, class)| *class != "dropped")
+        .flat_map(|(name, _)| sample_ctrs(name))
+        .map(String::into_bytes)
+        .collect();
+    let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
+    assert!(outcome.reports.iter().all(|r| r.action == Action::None));
+    assert_eq!(fake.org.case_count(), 0);
+    assert_eq!(fake.org.api_calls(), 0);
+    assert_eq!(fake.org.token_requests(), 0, "no sign-in when nothing is written");
+}
+
+#[tokio::test]
+async fn happy_path_cases_are_filed_when_enabled() {
+    let fake = fake_salesforce::start().await;
+    let mut env = fake_env(&fake);
+    env.insert("CASE_FOR_HAPPY_PATH".into(), "true".into());
+    let state = app_state(&env);
+    let id = contact_uuid(7);
+    let event = kinesis_event(&[handled_ctr_for(&id).into_bytes()], 1);
+    handle(&state, lambda_event(event, MINUTE)).await.unwrap();
+    let case = fake.org.case(&id).unwrap();
+    assert_eq!(case["Subject"], "Call handled by an agent from +190011112222");
+}
+
+#[tokio::test]
+async fn many_batches_in_one_warm_process_sign_in_once() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    for batch in 0..5u64 {
+        let datas: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                let n = batch * 100 + i;
+                dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
+                    .into_bytes()
+            })
+            .collect();
+        let event = kinesis_event(&datas, batch * 100);
+        let response = handle(&state, lambda_event(event, MINUTE)).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    assert_eq!(fake.org.token_grants(), 1);
+    assert_eq!(fake.org.case_count(), 100);
+    assert_eq!(fake.org.api_calls(), 5, "one collections call per batch");
+}
+
+#[tokio::test]
+async fn redelivered_ctr_updates_the_same_case() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let id = contact_uuid(1);
+    let first = dropped_ctr_for(&id, "+15550000001", "2024-02-25T08:36:30Z");
+    let later = dropped_ctr_for(&id, "+15550000001", "2024-02-26T09:00:00Z");
+    // Same batch: redelivered twice plus a newer version.
+    let event = kinesis_event(
+        &[first.clone().into_bytes(), first.clone().into_bytes(), later.clone().into_bytes()],
+        1,
+    );
+    let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
+    let actions: Vec<_> = outcome.reports.iter().map(|r| r.action).collect();
+    assert_eq!(actions, [Action::None, Action::None, Action::UpsertCase]);
+    // Days later, in another batch.
+    let event = kinesis_event(&[first.into_bytes()], 10);
+    let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
+    assert_eq!(outcome.reports[0].created, Some(false));
+    assert_eq!(fake.org.case_count(), 1);
+    assert_eq!(fake.org.creates_per_external_id()[&id], 1);
+}
+
+#[tokio::test]
+async fn only_records_that_fail_transiently_are_reported() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let ids: Vec<String> = (0..4).map(contact_uuid).collect();
+    let datas: Vec<Vec<u8>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| dropped_ctr_for(id, &caller_number(i as u64), "2024-02-25T08:36:30Z").into_bytes())
+        .collect();
+    // Record 1 is locked on every attempt; record 2 is invalid for good.
+    for _ in 0..4 {
+        fake.org.push_fault(Fault::RecordError {
+            external_id: ids[1].clone(),
+            status_code: "UNABLE_TO_LOCK_ROW".into(),
+            message: "unable to obtain exclusive access to this record".into(),
+            fields: vec![],
+        });
+    }
+    let event = kinesis_event(&datas, 100);
+    let response = handle(&state, lambda_event(event, MINUTE)).await;
+    let response = response.unwrap();
+    assert_eq!(failures(&response), [format!("{:020}", 101)]);
+    assert!(fake.org.case(&ids[0]).is_some());
+    assert!(fake.org.case(&ids[1]).is_none());
+    assert!(fake.org.case(&ids[3]).is_some());
+}
+
+#[tokio::test]
+async fn permanent_record_error_is_dead_lettered_not_retried() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let id = contact_uuid(9);
+    fake.org.push_fault(Fault::RecordError {
+        external_id: id.clone(),
+        status_code: "FIELD_CUSTOM_VALIDATION_EXCEPTION".into(),
+        message: "Cases need an account".into(),
+        fields: vec!["AccountId".into()],
+    });
+    let event = kinesis_event(
+        &[dropped_ctr_for(&id, "+15550000009", "2024-02-25T08:36:30Z").into_bytes()],
+        1,
+    );
+    let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(outcome.reports[0].action, Action::DeadLetter);
+    let letters = state.dead_letters.held();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].kind, "salesforce_rejected");
+    assert_eq!(letters[0].error.code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+    assert_eq!(letters[0].error.fields, ["AccountId"]);
+    assert_eq!(letters[0].contact_id.as_deref(), Some(id.as_str()));
+    assert_eq!(fake.org.api_calls(), 1, "a permanent error is not retried");
+}
+
+#[tokio::test]
+async fn expired_session_is_refreshed_once_and_the_case_lands() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let first = kinesis_event(&[dropped_ctr().into_bytes()], 1);
+    handle(&state, lambda_event(first, MINUTE)).await.unwrap();
+    fake.org.expire_all_tokens();
+    let id = contact_uuid(3);
+    let second = kinesis_event(
+        &[dropped_ctr_for(&id, "+15550000003", "2024-02-25T08:36:30Z").into_bytes()],
+        2,
+    );
+    let response = handle(&state, lambda_event(second, MINUTE)).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert!(fake.org.case(&id).is_some());
+    assert_eq!(fake.org.token_grants(), 2);
+}
+
+#[tokio::test]
+async fn poison_records_are_dead_lettered_and_never_block_the_shard() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let event = kinesis_event(
+        &[
+            b"not json".to_vec(),
+            br#"{"ContactId":"../../sobjects/User"}"#.to_vec(),
+            br#"{"Channel":"VOICE"}"#.to_vec(),
+            vec![0xff, 0xfe],
+            dropped_ctr().into_bytes(),
+        ],
+        1,
+    );
+    let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    let codes: Vec<_> = state
+        .dead_letters
+        .held()
+        .into_iter()
+        .map(|l| l.error.code)
+        .collect();
+    assert_eq!(
+        codes,
+        ["invalid_json", "invalid_contact_id", "missing_contact_id", "invalid_utf8"]
+    );
+    assert_eq!(fake.org.case_count(), 1);
+}
+
+#[tokio::test]
+async fn daily_quota_exhausted_fails_fast_and_reports_every_case() {
+    let fake = fake_salesforce::start().await;
+    let mut env = fake_env(&fake);
+    env.insert("SALESFORCE_BATCH_SIZE".into(), "10".into());
+    let state = app_state(&env);
+    fake.org.set_daily_limit(0);
+    let datas: Vec<Vec<u8>> = (0..50)
+        .map(|n| dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z").into_bytes())
+        .collect();
+    let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
+    assert_eq!(outcome.response.batch_item_failures.len(), 50);
+    assert!(outcome.summary.quota_exhausted);
+    assert_eq!(outcome.summary.salesforce_api_calls, 1, "stop at the first 403");
+    assert!(state.dead_letters.held().is_empty());
+}
+
+#[tokio::test]
+async fn deadline_too_close_reports_instead_of_timing_out() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    fake.org.set_latency(Some(Duration::from_millis(300)));
+    for _ in 0..10 {
+        fake.org.push_fault(Fault::Status503);
+    }
+    let event = kinesis_event(&[dropped_ctr().into_bytes()], 1);
+    let started = std::time::Instant::now();
+    // 1.5 s budget, 0.5 s margin: at most a couple of attempts fit.
+    let response = handle(&state, lambda_event(event, Duration::from_millis(1500)))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500), "returned before the deadline");
+    assert_eq!(failures(&response), [format!("{:020}", 1)]);
+}
+
+#[tokio::test]
+async fn large_batch_is_split_into_collections_of_200() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let datas: Vec<Vec<u8>> = (0..450)
+        .map(|n| dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z").into_bytes())
+        .collect();
+    let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(fake.org.case_count(), 450);
+    assert_eq!(fake.org.api_calls(), 3);
+    let sizes: Vec<usize> = fake
+        .org
+        .requests()
+        .iter()
+        .filter(|r| !r.is_token_request())
+        .map(|r| r.json().unwrap()["records"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [200, 200, 50]);
+}

@@ -1,0 +1,161 @@
+//! Fixture loading and builders shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ctr_cases::config::Config;
+use ctr_cases::deadletter::DeadLetterSink;
+use ctr_cases::event::{KinesisEnvelope, record_for};
+use ctr_cases::handler::{AppState, MetricsTarget};
+use ctr_cases::salesforce::SalesforceClient;
+use ctr_cases::secrets::CredentialSource;
+use lambda_runtime::{Context, LambdaEvent};
+
+use super::fake_salesforce::{self, FakeSalesforce};
+
+/// The recorded CTR samples and the class SOURCES.md expects for each.
+pub const SAMPLES: &[(&str, &str)] = &[
+    ("voice-agent-handled-external-transfer-endpoint-2022.json", "happy_path_live_agent"),
+    ("array-voice-agent-handled-duplicate-redeliveries-2022.json", "happy_path_live_agent"),
+    ("voice-agent-handled-2022-attribute-keys-differ-only-by-case.json", "happy_path_live_agent"),
+    ("voice-agent-handled-2018-minimal-embedded-in-voicebase-response.json", "happy_path_live_agent"),
+    ("kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json", "dropped"),
+    ("partial-handwritten-voice-transfer-telecom-problem-numeric-attribute.json", "happy_path_live_agent"),
+];
+
+/// The ContactId of the recorded dropped call.
+pub const DROPPED_CONTACT_ID: &str = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe";
+/// The caller number in the recorded dropped call.
+pub const DROPPED_CALLER: &str = "+11234567890";
+
+/// Path of a file under tests/fixtures.
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+/// Text of a CTR sample.
+pub fn read_sample(name: &str) -> String {
+    std::fs::read_to_string(fixture_path(&format!("ctr/{name}")))
+        .unwrap_or_else(|e| panic!("cannot read sample {name}: {e}"))
+}
+
+/// The CTRs (JSON text) inside a sample: a bare CTR, an array of CTRs, or a Kinesis event
+/// with inline CTR objects.
+pub fn sample_ctrs(name: &str) -> Vec<String> {
+    let text = read_sample(name);
+    let value: serde_json::Value = serde_json::from_str(&text).expect("samples are JSON");
+    match value {
+        serde_json::Value::Array(items) => items.iter().map(ToString::to_string).collect(),
+        serde_json::Value::Object(map) if map.contains_key("Records") => map["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kinesis"]["data"].to_string())
+            .collect(),
+        _ => vec![text],
+    }
+}
+
+/// The recorded dropped call as JSON text.
+pub fn dropped_ctr() -> String {
+    sample_ctrs("kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json")
+        .remove(0)
+}
+
+/// The recorded dropped call with another ContactId, caller number and update time.
+pub fn dropped_ctr_for(contact_id: &str, caller: &str, last_update: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&dropped_ctr()).unwrap();
+    v["ContactId"] = contact_id.into();
+    v["CustomerEndpoint"]["Address"] = caller.into();
+    v["LastUpdateTimestamp"] = last_update.into();
+    v.to_string()
+}
+
+/// The recorded agent-handled call with another ContactId.
+pub fn handled_ctr_for(contact_id: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&read_sample(SAMPLES[0].0)).unwrap();
+    v["ContactId"] = contact_id.into();
+    v.to_string()
+}
+
+/// A deterministic UUID for test contact `n`.
+pub fn contact_uuid(n: u64) -> String {
+    format!("{:08x}-0000-4000-8000-{:012x}", n >> 16, n)
+}
+
+/// A deterministic fake caller number for contact `n` (valid E.164 shape).
+pub fn caller_number(n: u64) -> String {
+    format!("+1555{:07}", n % 10_000_000)
+}
+
+/// A Kinesis event of the given record datas, sequence numbers `first_seq`, `first_seq+1`, ….
+pub fn kinesis_event(datas: &[Vec<u8>], first_seq: u64) -> KinesisEnvelope {
+    KinesisEnvelope {
+        records: datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                record_for(d, &format!("{:020}", first_seq + i as u64), "shardId-000000000000")
+            })
+            .collect(),
+    }
+}
+
+/// A Lambda event with a deadline `budget` from now.
+pub fn lambda_event(envelope: KinesisEnvelope, budget: Duration) -> LambdaEvent<KinesisEnvelope> {
+    let mut context = Context::default();
+    context.deadline = (chrono::Utc::now() + budget).timestamp_millis() as u64;
+    LambdaEvent::new(envelope, context)
+}
+
+/// Environment for a Lambda talking to `fake` with the password flow and zero backoff.
+pub fn fake_env(fake: &FakeSalesforce) -> HashMap<String, String> {
+    [
+        ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
+        ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
+        ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
+        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
+        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
+        ("SALESFORCE_RETRY_BASE_MS", "0"),
+        ("SALESFORCE_RETRY_MAX_MS", "0"),
+        ("SALESFORCE_TIMEOUT_MS", "5000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// App state for `fake` built from `env` (see [`fake_env`]), with an in-memory dead-letter sink
+/// and metrics off.
+pub fn app_state(env: &HashMap<String, String>) -> AppState {
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
+    let credentials = match config.credentials {
+        ctr_cases::config::CredentialsConfig::Inline(c) => CredentialSource::Static(c),
+        other => panic!("tests use inline credentials, got {other:?}"),
+    };
+    AppState {
+        pipeline: config.pipeline,
+        salesforce: SalesforceClient::new(config.salesforce, credentials).unwrap(),
+        dead_letters: DeadLetterSink::memory(),
+        metrics: MetricsTarget {
+            namespace: "CtrCasesTest".into(),
+            function_name: "test".into(),
+            enabled: false,
+        },
+        deadline_margin: Duration::from_millis(500),
+    }
+}
+
+/// Sequence numbers reported for retry.
+pub fn failures(response: &aws_lambda_events::streams::KinesisEventResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().expect("failures carry an id"))
+        .collect()
+}
