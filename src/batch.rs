@@ -77,7 +77,10 @@ pub fn plan(envelope: &KinesisEnvelope, pipeline: &PipelineConfig) -> Vec<Planne
             newest
                 .entry(&ctr.contact_id)
                 .and_modify(|best| {
-                    let current = decoded[*best].as_ref().ok().and_then(|c| c.last_update_timestamp);
+                    let current = decoded[*best]
+                        .as_ref()
+                        .ok()
+                        .and_then(|c| c.last_update_timestamp);
                     if ctr.last_update_timestamp >= current {
                         *best = i;
                     }
@@ -307,7 +310,10 @@ mod tests {
     fn dropped_call_plans_a_case_and_poison_is_kept_in_place() {
         let env = envelope(&[b"not json".to_vec(), ctr("2024-01-01T00:00:00Z", "")]);
         let plan = plan(&env, &PipelineConfig::default());
-        assert!(matches!(plan[0].step, Step::Poison(DecodeError::Json { .. })));
+        assert!(matches!(
+            plan[0].step,
+            Step::Poison(DecodeError::Json { .. })
+        ));
         assert_eq!(plan[0].planned_action(), Action::DeadLetter);
         assert_eq!(plan[0].sequence_number, "100");
         let Step::Case(Outcome::Dropped { .. }, case) = &plan[1].step else {

@@ -50,10 +50,14 @@ const DEFAULT_LIMIT: usize = 131_072;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
     /// A field name is not a Salesforce API name.
-    #[error("`{0}` is not a Salesforce field API name (letters, digits and underscores, starting with a letter)")]
+    #[error(
+        "`{0}` is not a Salesforce field API name (letters, digits and underscores, starting with a letter)"
+    )]
     InvalidFieldName(String),
     /// A template has an unclosed or stray brace.
-    #[error("the template for `{field}` has an unbalanced brace at character {position}; write {{{{ or }}}} for a literal brace")]
+    #[error(
+        "the template for `{field}` has an unbalanced brace at character {position}; write {{{{ or }}}} for a literal brace"
+    )]
     UnbalancedBrace {
         /// The field whose template is wrong.
         field: String,
@@ -61,10 +65,14 @@ pub enum MappingError {
         position: usize,
     },
     /// The mapping tries to set the external id field, which is always the ContactId.
-    #[error("`{0}` is the external id field; it is always set to the ContactId and cannot be mapped")]
+    #[error(
+        "`{0}` is the external id field; it is always set to the ContactId and cannot be mapped"
+    )]
     ExternalIdMapped(String),
     /// The mapping JSON is not an object of strings (or nulls to remove a default).
-    #[error("the Case mapping must be a JSON object of field name → template string (or null to drop a default field): {0}")]
+    #[error(
+        "the Case mapping must be a JSON object of field name → template string (or null to drop a default field): {0}"
+    )]
     NotAnObject(String),
 }
 
@@ -148,7 +156,10 @@ impl CaseMapping {
     pub fn new(external_id_field: &str, priority: &str) -> Result<Self, MappingError> {
         check_field_name(external_id_field)?;
         let defaults = [
-            ("Subject", "{outcome} from {CustomerEndpoint.Address|unknown caller}"),
+            (
+                "Subject",
+                "{outcome} from {CustomerEndpoint.Address|unknown caller}",
+            ),
             ("Description", "{context}"),
             ("Origin", "Phone"),
             ("Status", "New"),
@@ -158,7 +169,10 @@ impl CaseMapping {
             .into_iter()
             .map(|(f, t)| Ok((f.to_owned(), Template::parse(f, t)?)))
             .collect::<Result<Vec<_>, MappingError>>()?;
-        fields.push(("Priority".into(), Template(vec![Piece::Literal(priority.into())])));
+        fields.push((
+            "Priority".into(),
+            Template(vec![Piece::Literal(priority.into())]),
+        ));
         Ok(CaseMapping {
             external_id_field: external_id_field.to_owned(),
             fields,
@@ -312,7 +326,11 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
         or_unknown(ctr.initiation_method.as_deref())
     );
     let _ = writeln!(out, "Caller: {}", or_unknown(ctr.customer_address()));
-    if let Some(dialled) = ctr.system_endpoint.as_ref().and_then(|e| e.address.as_deref()) {
+    if let Some(dialled) = ctr
+        .system_endpoint
+        .as_ref()
+        .and_then(|e| e.address.as_deref())
+    {
         let _ = writeln!(out, "Dialled: {dialled}");
     }
     let _ = writeln!(out, "Started: {}", time(ctr.initiation_timestamp));
@@ -405,7 +423,10 @@ mod tests {
     fn dropped_call_gets_default_fields() {
         let (ctr, outcome) = dropped();
         let case = build(&ctr, &outcome, &default_mapping());
-        assert_eq!(case.external_id.as_str(), "5ca32fbd-8f92-46af-92a5-6b0f970f0efe");
+        assert_eq!(
+            case.external_id.as_str(),
+            "5ca32fbd-8f92-46af-92a5-6b0f970f0efe"
+        );
         assert_eq!(case.fields["Subject"], "Dropped call from +11234567890");
         assert_eq!(case.fields["Origin"], "Phone");
         assert_eq!(case.fields["Status"], "New");
@@ -422,12 +443,22 @@ mod tests {
             "intent: billing",
             "accountNumber: 12345",
         ] {
-            assert!(description.contains(expected), "missing {expected:?} in {description}");
+            assert!(
+                description.contains(expected),
+                "missing {expected:?} in {description}"
+            );
         }
         let names: Vec<_> = case.fields.keys().map(String::as_str).collect();
         assert_eq!(
             names,
-            ["Description", "Origin", "Priority", "Status", "Subject", "SuppliedPhone"]
+            [
+                "Description",
+                "Origin",
+                "Priority",
+                "Status",
+                "Subject",
+                "SuppliedPhone"
+            ]
         );
     }
 

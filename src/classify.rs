@@ -148,7 +148,11 @@ pub fn classify(ctr: &Ctr, config: &ClassifyConfig) -> Outcome {
     {
         return Outcome::HappyPath(HappyPath::VirtualAgent);
     }
-    if ctr.next_contact_id.as_deref().is_some_and(|id| !id.is_empty()) {
+    if ctr
+        .next_contact_id
+        .as_deref()
+        .is_some_and(|id| !id.is_empty())
+    {
         return Outcome::TransferredOut;
     }
     if ctr.queue.is_some() {
@@ -267,7 +271,9 @@ mod tests {
     #[test]
     fn next_contact_id_is_transferred_out() {
         assert_eq!(
-            outcome(r#""NextContactId":"0eeeb618-d2a9-46ce-9ad9-0c76a60cff8e","Queue":{"Name":"q"}"#),
+            outcome(
+                r#""NextContactId":"0eeeb618-d2a9-46ce-9ad9-0c76a60cff8e","Queue":{"Name":"q"}"#
+            ),
             Outcome::TransferredOut
         );
     }

@@ -172,8 +172,11 @@ impl PipelineConfig {
             .iter()
             .map(String::as_str)
             .collect();
-        let default_values: Vec<&str> =
-            defaults.resolved_values.iter().map(String::as_str).collect();
+        let default_values: Vec<&str> = defaults
+            .resolved_values
+            .iter()
+            .map(String::as_str)
+            .collect();
         let classify = ClassifyConfig {
             channels: r
                 .list("CTR_CHANNELS", &["VOICE"])
@@ -270,8 +273,11 @@ fn read_salesforce(r: &mut Reader, external_id_field: &str) -> SalesforceSetting
     let defaults = RetryPolicy::default();
     let ms = |n: u64| Duration::from_millis(n);
     let retry = RetryPolicy {
-        max_attempts: r.number("SALESFORCE_MAX_ATTEMPTS", defaults.max_attempts.into(), (1, 10))
-            as u32,
+        max_attempts: r.number(
+            "SALESFORCE_MAX_ATTEMPTS",
+            defaults.max_attempts.into(),
+            (1, 10),
+        ) as u32,
         base_delay: ms(r.number(
             "SALESFORCE_RETRY_BASE_MS",
             defaults.base_delay.as_millis() as u64,
@@ -415,7 +421,10 @@ mod tests {
         assert_eq!(config.salesforce.login_url, "https://login.salesforce.com");
         assert_eq!(config.salesforce.api_version, "v62.0");
         assert_eq!(config.salesforce.auth_flow, AuthFlow::Password);
-        assert_eq!(config.salesforce.external_id_field, "Amazon_Connect_Contact_Id__c");
+        assert_eq!(
+            config.salesforce.external_id_field,
+            "Amazon_Connect_Contact_Id__c"
+        );
         assert_eq!(config.salesforce.batch_size, 200);
         assert_eq!(config.pipeline.classify, ClassifyConfig::default());
         assert_eq!(config.pipeline.policy, CasePolicy::default());
@@ -434,8 +443,8 @@ mod tests {
         ] {
             assert!(err.mentions(v), "{err}");
         }
-        let err = Config::from_lookup(lookup(&[("SALESFORCE_AUTH_FLOW", "jwt_bearer")]))
-            .unwrap_err();
+        let err =
+            Config::from_lookup(lookup(&[("SALESFORCE_AUTH_FLOW", "jwt_bearer")])).unwrap_err();
         assert!(err.mentions("SALESFORCE_PRIVATE_KEY") && !err.mentions("SALESFORCE_PASSWORD"));
     }
 
@@ -446,7 +455,10 @@ mod tests {
             "arn:aws:secretsmanager:us-east-1:1:secret:sf",
         )]))
         .unwrap();
-        assert!(matches!(config.credentials, CredentialsConfig::SecretArn(_)));
+        assert!(matches!(
+            config.credentials,
+            CredentialsConfig::SecretArn(_)
+        ));
     }
 
     #[test]

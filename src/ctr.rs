@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Why a record's data is not a usable CTR. Such a record is poison: it is dead-lettered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -463,7 +463,10 @@ mod tests {
         let ctr = decode(&json).unwrap();
         assert_eq!(ctr.channel.as_deref(), Some("7"));
         assert!(ctr.initiation_timestamp.is_none());
-        assert!(ctr.agent.is_some(), "a non-null Agent means an agent was there");
+        assert!(
+            ctr.agent.is_some(),
+            "a non-null Agent means an agent was there"
+        );
         assert_eq!(ctr.customer_endpoint, Some(Endpoint::default()));
         assert!(ctr.attributes.is_empty());
         assert_eq!(ctr.queue.unwrap().name.as_deref(), Some("5"));
@@ -497,7 +500,10 @@ mod tests {
         let err = decode("+15551234567 hung up").unwrap_err();
         assert!(matches!(err, DecodeError::Json { .. }));
         assert!(!err.to_string().contains("555"));
-        assert!(matches!(decode("[1,2]").unwrap_err(), DecodeError::Json { .. }));
+        assert!(matches!(
+            decode("[1,2]").unwrap_err(),
+            DecodeError::Json { .. }
+        ));
         assert!(matches!(
             decode(r#"{"ContactId":"#).unwrap_err(),
             DecodeError::Json { kind: "eof", .. }
@@ -519,13 +525,17 @@ mod tests {
         assert_eq!(ctr.path("Agent.Username").as_deref(), Some("a.b"));
         assert_eq!(ctr.path("Recordings.0.Location").as_deref(), Some("s3://x"));
         assert_eq!(ctr.path("Attributes.n").as_deref(), Some("10"));
-        assert_eq!(ctr.path("Tags.aws:connect:instanceId").as_deref(), Some("i-1"));
+        assert_eq!(
+            ctr.path("Tags.aws:connect:instanceId").as_deref(),
+            Some("i-1")
+        );
         assert_eq!(ctr.path("Agent.Nope"), None);
     }
 
     #[test]
     fn timestamps_parse_as_utc() {
-        let json = format!(r#"{{"ContactId":"{ID}","LastUpdateTimestamp":"2022-01-05T17:48:35Z"}}"#);
+        let json =
+            format!(r#"{{"ContactId":"{ID}","LastUpdateTimestamp":"2022-01-05T17:48:35Z"}}"#);
         let ctr = decode(&json).unwrap();
         assert_eq!(
             ctr.last_update_timestamp.unwrap().to_rfc3339(),

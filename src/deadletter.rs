@@ -5,6 +5,7 @@
 //! If a dead letter cannot be sent, the record is reported for retry instead: nothing is dropped
 //! silently.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -140,10 +141,18 @@ impl DeadLetterSink {
                         .build()
                         .expect("data type and value are set")
                 };
-                client
+                let mut request = client
                     .send_message()
                     .queue_url(queue_url)
-                    .message_body(letter.body())
+                    .message_body(letter.body());
+                if queue_url.ends_with(".fifo") {
+                    // FIFO queues drop a redelivered record's second letter within 5 minutes.
+                    let key = record_key(letter.shard_id.as_deref(), &letter.sequence_number);
+                    request = request
+                        .message_group_id(letter.shard_id.as_deref().unwrap_or("ctr-cases"))
+                        .message_deduplication_id(key.replace(['/', ':'], "-"));
+                }
+                request
                     .message_attributes("kind", attribute(letter.kind))
                     .message_attributes("error_code", attribute(&letter.error.code))
                     .send()
@@ -166,6 +175,62 @@ impl DeadLetterSink {
             }),
         }
     }
+}
+
+/// The records a warm container has already dead-lettered, by `shard/sequence`.
+///
+/// When a later record of a batch is reported for retry, Lambda redelivers everything after the
+/// checkpoint, including poison records that were already dead-lettered. Remembering them keeps
+/// each dead letter single within a container; across cold starts a consumer can dedupe by
+/// shard and sequence number (a FIFO queue does it: see [`DeadLetterSink::send`]).
+#[derive(Debug)]
+pub struct RecentDeadLetters {
+    capacity: usize,
+    inner: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+impl Default for RecentDeadLetters {
+    fn default() -> Self {
+        RecentDeadLetters::with_capacity(10_000)
+    }
+}
+
+impl RecentDeadLetters {
+    /// Remembers at most `capacity` records (oldest forgotten first).
+    pub fn with_capacity(capacity: usize) -> Self {
+        RecentDeadLetters {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Whether `key` was recorded.
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(key)
+    }
+
+    /// Records `key`.
+    pub fn insert(&self, key: String) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *guard;
+        if set.insert(key.clone()) {
+            order.push_back(key);
+            if order.len() > self.capacity
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+}
+
+/// The key [`RecentDeadLetters`] and FIFO deduplication use for a record.
+pub fn record_key(shard_id: Option<&str>, sequence_number: &str) -> String {
+    format!("{}/{sequence_number}", shard_id.unwrap_or("-"))
 }
 
 #[cfg(test)]
@@ -208,5 +273,16 @@ mod tests {
         sink.send(&letter()).await.unwrap();
         assert_eq!(sink.held().len(), 1);
         assert!(DeadLetterSink::Disabled.send(&letter()).await.is_err());
+    }
+
+    #[test]
+    fn recent_dead_letters_forget_the_oldest() {
+        let recent = RecentDeadLetters::with_capacity(2);
+        recent.insert(record_key(Some("s"), "1"));
+        recent.insert(record_key(Some("s"), "2"));
+        recent.insert(record_key(Some("s"), "2"));
+        assert!(recent.contains("s/1") && recent.contains("s/2"));
+        recent.insert(record_key(Some("s"), "3"));
+        assert!(!recent.contains("s/1") && recent.contains("s/3"));
     }
 }

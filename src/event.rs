@@ -68,7 +68,12 @@ impl KinesisEnvelopeRecord {
     /// # Errors
     /// [`DecodeError::Empty`] without data, [`DecodeError::Base64`] for invalid base64.
     pub fn data_bytes(&self) -> Result<Vec<u8>, DecodeError> {
-        let raw = self.kinesis.data.as_deref().ok_or(DecodeError::Empty)?.get();
+        let raw = self
+            .kinesis
+            .data
+            .as_deref()
+            .ok_or(DecodeError::Empty)?
+            .get();
         if raw.starts_with('"') {
             let text: std::borrow::Cow<'_, str> =
                 serde_json::from_str(raw).map_err(|_| DecodeError::Base64)?;
@@ -137,9 +142,18 @@ mod tests {
     #[test]
     fn bad_base64_is_a_record_error_not_an_event_error() {
         let env = envelope(r#""not base64 !!""#);
-        assert_eq!(env.records[0].data_bytes().unwrap_err(), DecodeError::Base64);
-        assert_eq!(envelope("12").records[0].data_bytes().unwrap_err(), DecodeError::Base64);
-        assert_eq!(envelope("null").records[0].data_bytes().unwrap_err(), DecodeError::Empty);
+        assert_eq!(
+            env.records[0].data_bytes().unwrap_err(),
+            DecodeError::Base64
+        );
+        assert_eq!(
+            envelope("12").records[0].data_bytes().unwrap_err(),
+            DecodeError::Base64
+        );
+        assert_eq!(
+            envelope("null").records[0].data_bytes().unwrap_err(),
+            DecodeError::Empty
+        );
     }
 
     #[test]
@@ -147,7 +161,10 @@ mod tests {
         let rec = record_for(b"{\"x\":\"\\u00e9\"}", "7", "shardId-1");
         let json = serde_json::to_string(&KinesisEnvelope { records: vec![rec] }).unwrap();
         let back: KinesisEnvelope = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.records[0].data_bytes().unwrap(), b"{\"x\":\"\\u00e9\"}");
+        assert_eq!(
+            back.records[0].data_bytes().unwrap(),
+            b"{\"x\":\"\\u00e9\"}"
+        );
         assert_eq!(back.records[0].kinesis.sequence_number, "7");
     }
 }

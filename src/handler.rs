@@ -16,7 +16,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use crate::batch::{self, Action, BatchSummary, PlannedRecord, RecordReport, Step};
 use crate::case::CaseRecord;
 use crate::config::{Config, ConfigError, CredentialsConfig, PipelineConfig};
-use crate::deadletter::{DeadLetterError, DeadLetterSink};
+use crate::deadletter::{self, DeadLetterError, DeadLetterSink, RecentDeadLetters};
 use crate::event::KinesisEnvelope;
 use crate::metrics;
 use crate::retry::Deadline;
@@ -43,6 +43,8 @@ pub struct AppState {
     pub salesforce: SalesforceClient,
     /// Where dead letters go.
     pub dead_letters: DeadLetterSink,
+    /// Records this container already dead-lettered (so a redelivery is not sent twice).
+    pub recent_dead_letters: RecentDeadLetters,
     /// EMF output.
     pub metrics: MetricsTarget,
     /// Time kept in reserve before the invocation deadline.
@@ -60,7 +62,9 @@ pub enum HandlerError {
     Salesforce(#[from] salesforce::Error),
     /// Records must be retried but have no sequence number to report, so the whole batch fails
     /// and Lambda retries all of it (upserts are idempotent).
-    #[error("{0} record(s) must be retried but have no sequenceNumber; failing the whole batch so Lambda retries it")]
+    #[error(
+        "{0} record(s) must be retried but have no sequenceNumber; failing the whole batch so Lambda retries it"
+    )]
     UnreportableFailures(usize),
 }
 
@@ -109,6 +113,7 @@ impl AppState {
             pipeline: config.pipeline,
             salesforce: SalesforceClient::new(config.salesforce, credentials)?,
             dead_letters,
+            recent_dead_letters: RecentDeadLetters::default(),
             metrics: MetricsTarget {
                 namespace: config.metrics_namespace,
                 function_name: std::env::var("AWS_LAMBDA_FUNCTION_NAME")
@@ -209,7 +214,10 @@ pub async fn process_batch(
         );
     }
     let mut upserts: Vec<Option<UpsertOutcome>> = vec![None; planned.len()];
-    for (index, outcome) in case_indices.into_iter().zip(upsert.outcomes.iter().cloned()) {
+    for (index, outcome) in case_indices
+        .into_iter()
+        .zip(upsert.outcomes.iter().cloned())
+    {
         upserts[index] = Some(outcome);
     }
 
@@ -225,8 +233,12 @@ pub async fn process_batch(
                     status: None,
                     fields: vec![],
                 };
-                send_dead_letter(state, p, batch::dead_letter(record, p, "poison_record", error))
-                    .await
+                send_dead_letter(
+                    state,
+                    p,
+                    batch::dead_letter(record, p, "poison_record", error),
+                )
+                .await
             }
             (Step::Case(..), Some(UpsertOutcome::Upserted { id, created })) => RecordReport {
                 case_id: Some(id),
@@ -300,11 +312,22 @@ async fn send_dead_letter(
     letter: crate::deadletter::DeadLetter,
 ) -> RecordReport {
     let code = letter.error.code.clone();
-    match state.dead_letters.send(&letter).await {
-        Ok(()) => RecordReport {
+    let key = deadletter::record_key(letter.shard_id.as_deref(), &letter.sequence_number);
+    if state.recent_dead_letters.contains(&key) {
+        tracing::debug!(sequence_number = %p.sequence_number, "record already dead-lettered");
+        return RecordReport {
             error: Some(code),
             ..RecordReport::new(p, Action::DeadLetter)
-        },
+        };
+    }
+    match state.dead_letters.send(&letter).await {
+        Ok(()) => {
+            state.recent_dead_letters.insert(key);
+            RecordReport {
+                error: Some(code),
+                ..RecordReport::new(p, Action::DeadLetter)
+            }
+        }
         Err(e) => {
             tracing::warn!(
                 sequence_number = %p.sequence_number,

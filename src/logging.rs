@@ -74,9 +74,16 @@ mod tests {
         };
         assert_eq!(settings(env(&[])), (LogFormat::Text, "info".into()));
         assert_eq!(
-            settings(env(&[("AWS_LAMBDA_LOG_FORMAT", "JSON"), ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"), ("RUST_LOG", "warn")])),
+            settings(env(&[
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+                ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
+                ("RUST_LOG", "warn")
+            ])),
             (LogFormat::Json, "debug".into())
         );
-        assert_eq!(settings(env(&[("RUST_LOG", "ctr_cases=trace")])).1, "ctr_cases=trace");
+        assert_eq!(
+            settings(env(&[("RUST_LOG", "ctr_cases=trace")])).1,
+            "ctr_cases=trace"
+        );
     }
 }

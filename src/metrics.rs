@@ -22,7 +22,10 @@ pub const METRIC_NAMES: [&str; 7] = [
 pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 7] {
     [
         ("Dropped", summary.outcomes_starting_with("dropped").into()),
-        ("HappyPath", summary.outcomes_starting_with("happy_path").into()),
+        (
+            "HappyPath",
+            summary.outcomes_starting_with("happy_path").into(),
+        ),
         ("CasesUpserted", summary.count(Action::UpsertCase).into()),
         ("Retried", summary.count(Action::Retry).into()),
         ("DeadLettered", summary.count(Action::DeadLetter).into()),

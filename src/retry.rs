@@ -161,7 +161,13 @@ mod tests {
             .as_millis() as u64;
         let d = Deadline::from_lambda(now_ms + 10_000, Duration::from_secs(3));
         let left = d.remaining().unwrap();
-        assert!(left <= Duration::from_secs(7) && left > Duration::from_secs(6), "{left:?}");
-        assert_eq!(Deadline::from_lambda(0, Duration::ZERO), Deadline::unbounded());
+        assert!(
+            left <= Duration::from_secs(7) && left > Duration::from_secs(6),
+            "{left:?}"
+        );
+        assert_eq!(
+            Deadline::from_lambda(0, Duration::ZERO),
+            Deadline::unbounded()
+        );
     }
 }

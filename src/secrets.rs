@@ -44,7 +44,9 @@ pub enum SecretsError {
         code: String,
     },
     /// The secret has no string value.
-    #[error("the secret named by SALESFORCE_SECRET_ARN has no SecretString: store the credentials as JSON text")]
+    #[error(
+        "the secret named by SALESFORCE_SECRET_ARN has no SecretString: store the credentials as JSON text"
+    )]
     NotText,
     /// The secret is not the expected JSON.
     #[error(
@@ -187,7 +189,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.password.as_ref().unwrap().expose_secret(), "pw+tok");
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cr3t") && !shown.contains("pw+tok"), "{shown}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("pw+tok"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -18,7 +18,11 @@ use ctr_cases::salesforce::wire;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "ctr-cases", version, about = "Amazon Connect CTRs → Salesforce Cases")]
+#[command(
+    name = "ctr-cases",
+    version,
+    about = "Amazon Connect CTRs → Salesforce Cases"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -141,8 +145,8 @@ fn print_requests(
 /// Reads a file as a Kinesis event; other shapes (a CTR, an array of CTRs, JSON lines) are
 /// wrapped in one, each CTR becoming a record with sequence numbers 1, 2, ….
 fn read_events(path: &Path) -> anyhow::Result<KinesisEnvelope> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let wrap = |items: Vec<Vec<u8>>| KinesisEnvelope {
         records: items
             .iter()
@@ -151,16 +155,16 @@ fn read_events(path: &Path) -> anyhow::Result<KinesisEnvelope> {
             .collect(),
     };
     match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) if map.contains_key("Records") => {
-            serde_json::from_str(&text).with_context(|| {
-                format!("{} has Records but is not a Kinesis event", path.display())
-            })
-        }
+        Ok(Value::Object(map)) if map.contains_key("Records") => serde_json::from_str(&text)
+            .with_context(|| format!("{} has Records but is not a Kinesis event", path.display())),
         Ok(Value::Object(_)) => Ok(wrap(vec![text.trim().as_bytes().to_vec()])),
         Ok(Value::Array(items)) => Ok(wrap(
             items.iter().map(|v| v.to_string().into_bytes()).collect(),
         )),
-        Ok(_) => bail!("{} is JSON but not an event, a CTR or an array", path.display()),
+        Ok(_) => bail!(
+            "{} is JSON but not an event, a CTR or an array",
+            path.display()
+        ),
         Err(_) => {
             let lines: Vec<Vec<u8>> = text
                 .lines()

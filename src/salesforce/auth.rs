@@ -72,7 +72,10 @@ impl std::fmt::Debug for GrantForm {
 impl GrantForm {
     /// The pairs with their values exposed, for the HTTP client's form encoder only.
     pub fn exposed(&self) -> Vec<(&'static str, &str)> {
-        self.0.iter().map(|(k, v)| (*k, v.expose_secret())).collect()
+        self.0
+            .iter()
+            .map(|(k, v)| (*k, v.expose_secret()))
+            .collect()
     }
 }
 
@@ -137,12 +140,12 @@ pub fn grant_form(
                 .ok_or_else(|| missing(flow, "private_key"))?;
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose_secret().as_bytes())
                 .map_err(|_| {
-                    Error::Credentials(
-                        "private_key is not a PEM RSA private key (-----BEGIN PRIVATE KEY----- or \
+                Error::Credentials(
+                    "private_key is not a PEM RSA private key (-----BEGIN PRIVATE KEY----- or \
                          -----BEGIN RSA PRIVATE KEY-----)"
-                            .into(),
-                    )
-                })?;
+                        .into(),
+                )
+            })?;
             let claims = JwtClaims {
                 iss: &credentials.client_id,
                 sub: username()?,
@@ -196,7 +199,10 @@ pub struct TokenCache {
 impl TokenCache {
     /// The cached token, if any.
     pub fn cached(&self) -> Option<Arc<Token>> {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Returns the cached token, or runs `fetch` (once, even with concurrent callers) to get one.
@@ -255,8 +261,13 @@ mod tests {
 
     #[test]
     fn password_form_has_documented_fields() {
-        let form = grant_form(AuthFlow::Password, &creds(), "https://login.salesforce.com", 0)
-            .unwrap();
+        let form = grant_form(
+            AuthFlow::Password,
+            &creds(),
+            "https://login.salesforce.com",
+            0,
+        )
+        .unwrap();
         assert_eq!(
             form.exposed(),
             vec![

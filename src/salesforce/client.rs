@@ -190,9 +190,7 @@ impl SalesforceClient {
                 break;
             }
             let delay = policy.delay(attempt, jitter());
-            if attempt >= policy.max_attempts
-                || !deadline.allows(delay + policy.min_request_time)
-            {
+            if attempt >= policy.max_attempts || !deadline.allows(delay + policy.min_request_time) {
                 break;
             }
             tokio::time::sleep(delay).await;

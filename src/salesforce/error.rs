@@ -206,21 +206,66 @@ mod tests {
     fn documented_codes_have_documented_classes() {
         use ErrorClass::*;
         let table = [
-            (401, "INVALID_SESSION_ID", "Session expired or invalid", AuthExpired),
-            (403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", QuotaExhausted),
-            (403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded", Throttled),
-            (400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access", Transient),
-            (200, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access", Transient),
+            (
+                401,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+                AuthExpired,
+            ),
+            (
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded.",
+                QuotaExhausted,
+            ),
+            (
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentPerOrgLongTxn Limit exceeded",
+                Throttled,
+            ),
+            (
+                400,
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access",
+                Transient,
+            ),
+            (
+                200,
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access",
+                Transient,
+            ),
             (400, "INVALID_FIELD", "No such column", Permanent),
-            (400, "REQUIRED_FIELD_MISSING", "Required fields are missing", Permanent),
+            (
+                400,
+                "REQUIRED_FIELD_MISSING",
+                "Required fields are missing",
+                Permanent,
+            ),
             (400, "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rule", Permanent),
             (400, "STRING_TOO_LONG", "data value too large", Permanent),
-            (400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "bad value", Permanent),
+            (
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                "bad value",
+                Permanent,
+            ),
             (400, "JSON_PARSER_ERROR", "Unexpected character", Permanent),
             (400, "MALFORMED_ID", "bad id", Permanent),
             (400, "DUPLICATE_VALUE", "duplicate value found", Permanent),
-            (404, "NOT_FOUND", "The requested resource does not exist", Permanent),
-            (500, "UNKNOWN_EXCEPTION", "An unexpected error occurred", Transient),
+            (
+                404,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+                Permanent,
+            ),
+            (
+                500,
+                "UNKNOWN_EXCEPTION",
+                "An unexpected error occurred",
+                Transient,
+            ),
             (503, "SERVER_UNAVAILABLE", "Server unavailable", Transient),
             (502, "", "", Transient),
         ];
@@ -238,7 +283,10 @@ mod tests {
             fields: vec!["Subject".into()],
         };
         let shown = err.to_string();
-        assert_eq!(shown, "Salesforce answered 400 STRING_TOO_LONG (fields: Subject)");
+        assert_eq!(
+            shown,
+            "Salesforce answered 400 STRING_TOO_LONG (fields: Subject)"
+        );
     }
 
     #[test]

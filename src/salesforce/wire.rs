@@ -84,9 +84,11 @@ struct ApiErrorItem {
 
 /// Turns a non-2xx data API answer (`[{"message","errorCode","fields"}]`) into an [`Error`].
 pub fn parse_api_error(status: u16, body: &[u8]) -> Error {
-    let items: Option<Vec<ApiErrorItem>> = serde_json::from_slice(body)
-        .ok()
-        .or_else(|| serde_json::from_slice::<ApiErrorItem>(body).ok().map(|i| vec![i]));
+    let items: Option<Vec<ApiErrorItem>> = serde_json::from_slice(body).ok().or_else(|| {
+        serde_json::from_slice::<ApiErrorItem>(body)
+            .ok()
+            .map(|i| vec![i])
+    });
     match items.and_then(|v| v.into_iter().next()) {
         Some(item) if !item.error_code.is_empty() => Error::Api {
             status,

@@ -17,12 +17,30 @@ use super::fake_salesforce::{self, FakeSalesforce};
 
 /// The recorded CTR samples and the class SOURCES.md expects for each.
 pub const SAMPLES: &[(&str, &str)] = &[
-    ("voice-agent-handled-external-transfer-endpoint-2022.json", "happy_path_live_agent"),
-    ("array-voice-agent-handled-duplicate-redeliveries-2022.json", "happy_path_live_agent"),
-    ("voice-agent-handled-2022-attribute-keys-differ-only-by-case.json", "happy_path_live_agent"),
-    ("voice-agent-handled-2018-minimal-embedded-in-voicebase-response.json", "happy_path_live_agent"),
-    ("kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json", "dropped"),
-    ("partial-handwritten-voice-transfer-telecom-problem-numeric-attribute.json", "happy_path_live_agent"),
+    (
+        "voice-agent-handled-external-transfer-endpoint-2022.json",
+        "happy_path_live_agent",
+    ),
+    (
+        "array-voice-agent-handled-duplicate-redeliveries-2022.json",
+        "happy_path_live_agent",
+    ),
+    (
+        "voice-agent-handled-2022-attribute-keys-differ-only-by-case.json",
+        "happy_path_live_agent",
+    ),
+    (
+        "voice-agent-handled-2018-minimal-embedded-in-voicebase-response.json",
+        "happy_path_live_agent",
+    ),
+    (
+        "kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json",
+        "dropped",
+    ),
+    (
+        "partial-handwritten-voice-transfer-telecom-problem-numeric-attribute.json",
+        "happy_path_live_agent",
+    ),
 ];
 
 /// The ContactId of the recorded dropped call.
@@ -77,8 +95,7 @@ pub fn dropped_ctr_for(contact_id: &str, caller: &str, last_update: &str) -> Str
 
 /// The recorded agent-handled call with another ContactId.
 pub fn handled_ctr_for(contact_id: &str) -> String {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&read_sample(SAMPLES[0].0)).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&read_sample(SAMPLES[0].0)).unwrap();
     v["ContactId"] = contact_id.into();
     v.to_string()
 }
@@ -100,7 +117,11 @@ pub fn kinesis_event(datas: &[Vec<u8>], first_seq: u64) -> KinesisEnvelope {
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                record_for(d, &format!("{:020}", first_seq + i as u64), "shardId-000000000000")
+                record_for(
+                    d,
+                    &format!("{:020}", first_seq + i as u64),
+                    "shardId-000000000000",
+                )
             })
             .collect(),
     }
@@ -142,6 +163,7 @@ pub fn app_state(env: &HashMap<String, String>) -> AppState {
         pipeline: config.pipeline,
         salesforce: SalesforceClient::new(config.salesforce, credentials).unwrap(),
         dead_letters: DeadLetterSink::memory(),
+        recent_dead_letters: Default::default(),
         metrics: MetricsTarget {
             namespace: "CtrCasesTest".into(),
             function_name: "test".into(),
