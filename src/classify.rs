@@ -137,7 +137,7 @@ pub fn classify(ctr: &Ctr, config: &ClassifyConfig) -> Outcome {
     {
         return Outcome::SkippedInitiation(method.to_owned());
     }
-    if ctr.agent.is_some() {
+    if ctr.has_agent {
         return Outcome::HappyPath(HappyPath::LiveAgent);
     }
     if let Some(status) = ctr.attributes.get(&config.status_attribute)

@@ -123,15 +123,6 @@ pub struct Endpoint {
     pub kind: Option<String>,
 }
 
-/// The agent part of a CTR. Its presence (non-null) means an agent was connected.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Agent {
-    /// When the agent was connected.
-    #[serde(deserialize_with = "lenient_timestamp")]
-    pub connected_to_agent_timestamp: Option<DateTime<Utc>>,
-}
-
 /// The queue part of a CTR. Present when the contact was put in a queue.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", default)]
@@ -160,8 +151,8 @@ struct CtrFields {
     channel: Option<String>,
     #[serde(deserialize_with = "lenient_string")]
     initiation_method: Option<String>,
-    #[serde(deserialize_with = "lenient_object")]
-    agent: Option<Agent>,
+    #[serde(deserialize_with = "presence")]
+    agent: bool,
     #[serde(deserialize_with = "lenient_object")]
     queue: Option<Queue>,
     #[serde(deserialize_with = "lenient_attributes")]
@@ -197,8 +188,9 @@ pub struct Ctr {
     pub channel: Option<String>,
     /// `INBOUND`, `OUTBOUND`, `TRANSFER`, …
     pub initiation_method: Option<String>,
-    /// Set when an agent was connected.
-    pub agent: Option<Agent>,
+    /// Whether the CTR has a (non-null) `Agent`: an agent was connected. The agent's details
+    /// stay reachable through [`Ctr::path`].
+    pub has_agent: bool,
     /// Set when the contact was queued.
     pub queue: Option<Queue>,
     /// Contact attributes set by the flow. Non-string values are rendered as JSON text.
@@ -264,7 +256,7 @@ impl Ctr {
             contact_id,
             channel: fields.channel,
             initiation_method: fields.initiation_method,
-            agent: fields.agent,
+            has_agent: fields.agent,
             queue: fields.queue,
             attributes: fields.attributes,
             customer_endpoint: fields.customer_endpoint,
@@ -381,6 +373,11 @@ fn lenient_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<
         .map(|t| t.with_timezone(&Utc)))
 }
 
+/// Whether a field is present and not null, skipping its content without building it.
+fn presence<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<IgnoredAny>::deserialize(d)?.is_some())
+}
+
 /// Reads a nested object. `null` is `None`; an object of an unexpected shape is `Some(default)`
 /// for the parts that do not fit, because its presence is what classification looks at.
 fn lenient_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -427,7 +424,7 @@ mod tests {
     fn minimal_record_decodes() {
         let ctr = decode(&format!(r#"{{"ContactId":"{ID}"}}"#)).unwrap();
         assert_eq!(ctr.contact_id.as_str(), ID);
-        assert!(ctr.agent.is_none() && ctr.queue.is_none() && ctr.channel.is_none());
+        assert!(!ctr.has_agent && ctr.queue.is_none() && ctr.channel.is_none());
     }
 
     #[test]
@@ -437,7 +434,7 @@ mod tests {
                "CustomerEndpoint":null,"DisconnectTimestamp":null,"NextContactId":null}}"#
         );
         let ctr = decode(&json).unwrap();
-        assert!(ctr.agent.is_none() && ctr.queue.is_none() && ctr.customer_endpoint.is_none());
+        assert!(!ctr.has_agent && ctr.queue.is_none() && ctr.customer_endpoint.is_none());
         assert!(ctr.attributes.is_empty() && ctr.next_contact_id.is_none());
     }
 
@@ -463,10 +460,7 @@ mod tests {
         let ctr = decode(&json).unwrap();
         assert_eq!(ctr.channel.as_deref(), Some("7"));
         assert!(ctr.initiation_timestamp.is_none());
-        assert!(
-            ctr.agent.is_some(),
-            "a non-null Agent means an agent was there"
-        );
+        assert!(ctr.has_agent, "a non-null Agent means an agent was there");
         assert_eq!(ctr.customer_endpoint, Some(Endpoint::default()));
         assert!(ctr.attributes.is_empty());
         assert_eq!(ctr.queue.unwrap().name.as_deref(), Some("5"));

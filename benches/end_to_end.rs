@@ -1,0 +1,144 @@
+//! End-to-end bench binary: the real handler against the test fake org on 127.0.0.1.
+//!
+//! `cargo bench --bench end_to_end` prints:
+//! - Salesforce API calls (data + token) per 1,000 dropped calls in batches of 100, next to the
+//!   reference Lambda's (one token request and one create per dropped call);
+//! - the end-to-end latency of a 100-record batch with 50 ms added to every data call;
+//! - the process's peak RSS after a 10,000-record batch.
+//!
+//! Figures, not pass/fail: the targets live in DESIGN.md and the closing notes.
+
+#[path = "../tests/support/fake_salesforce.rs"]
+mod fake_salesforce;
+
+use std::time::{Duration, Instant};
+
+use ctr_cases::config::Config;
+use ctr_cases::deadletter::DeadLetterSink;
+use ctr_cases::event::{KinesisEnvelope, record_for};
+use ctr_cases::handler::{AppState, MetricsTarget, process_batch};
+use ctr_cases::retry::Deadline;
+use ctr_cases::salesforce::SalesforceClient;
+use ctr_cases::secrets::CredentialSource;
+
+const DROPPED: &str = include_str!(
+    "../tests/fixtures/ctr/kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json"
+);
+
+fn dropped_batch(first: u64, count: u64) -> KinesisEnvelope {
+    let event: serde_json::Value = serde_json::from_str(DROPPED).unwrap();
+    let template = event["Records"][0]["kinesis"]["data"].clone();
+    KinesisEnvelope {
+        records: (first..first + count)
+            .map(|n| {
+                let mut ctr = template.clone();
+                ctr["ContactId"] = format!("{:08x}-0000-4000-8000-{:012x}", n >> 16, n).into();
+                ctr["CustomerEndpoint"]["Address"] = format!("+1555{:07}", n).into();
+                record_for(ctr.to_string().as_bytes(), &n.to_string(), "shardId-0")
+            })
+            .collect(),
+    }
+}
+
+fn state(fake: &fake_salesforce::FakeSalesforce) -> AppState {
+    let env = |name: &str| -> Option<String> {
+        match name {
+            "SALESFORCE_LOGIN_URL" => Some(fake.base_url.clone()),
+            "SALESFORCE_CLIENT_ID" => Some(fake_salesforce::CLIENT_ID.into()),
+            "SALESFORCE_CLIENT_SECRET" => Some(fake_salesforce::CLIENT_SECRET.into()),
+            "SALESFORCE_USERNAME" => Some(fake_salesforce::USERNAME.into()),
+            "SALESFORCE_PASSWORD" => Some(fake_salesforce::PASSWORD.into()),
+            _ => None,
+        }
+    };
+    let config = Config::from_lookup(env).expect("bench config");
+    let ctr_cases::config::CredentialsConfig::Inline(credentials) = config.credentials else {
+        unreachable!("inline credentials above")
+    };
+    AppState {
+        pipeline: config.pipeline,
+        salesforce: SalesforceClient::new(config.salesforce, CredentialSource::Static(credentials))
+            .unwrap(),
+        dead_letters: DeadLetterSink::memory(),
+        recent_dead_letters: Default::default(),
+        metrics: MetricsTarget {
+            namespace: "Bench".into(),
+            function_name: "bench".into(),
+            enabled: false,
+        },
+        deadline_margin: Duration::from_secs(1),
+    }
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        // `cargo bench -- --list` (and `cargo test --benches`) must not run the bench.
+        return;
+    }
+    // 1. API calls per 1,000 dropped calls, batches of 100.
+    let fake = fake_salesforce::start().await;
+    let app = state(&fake);
+    for batch in 0..10 {
+        let event = dropped_batch(batch * 100, 100);
+        let outcome = process_batch(&app, &event, Deadline::after(Duration::from_secs(60))).await;
+        assert!(outcome.response.batch_item_failures.is_empty());
+    }
+    let calls = fake.org.api_calls() + fake.org.token_requests();
+    println!(
+        "api_calls_per_1000_dropped: {calls} (data {}, token {}); reference: 2000",
+        fake.org.api_calls(),
+        fake.org.token_requests()
+    );
+
+    // 2. 100-record batch latency with 50 ms per data call (warm container: token cached).
+    let fake = fake_salesforce::start_with(fake_salesforce::FakeOptions {
+        latency: Some(Duration::from_millis(50)),
+        ..Default::default()
+    })
+    .await;
+    let app = state(&fake);
+    let warm = dropped_batch(1_000_000, 1);
+    process_batch(&app, &warm, Deadline::unbounded()).await;
+    let mut samples = Vec::new();
+    for run in 0..20u64 {
+        let event = dropped_batch(2_000_000 + run * 100, 100);
+        let started = Instant::now();
+        process_batch(&app, &event, Deadline::unbounded()).await;
+        samples.push(started.elapsed());
+    }
+    samples.sort();
+    println!(
+        "batch_100_latency_50ms_fake: median {:?}, p95 {:?}, max {:?} (target < 200 ms)",
+        samples[samples.len() / 2],
+        samples[samples.len() * 95 / 100],
+        samples[samples.len() - 1]
+    );
+
+    // 3. Peak RSS after a 10,000-record batch (includes the fake org's own memory).
+    let fake = fake_salesforce::start().await;
+    let app = state(&fake);
+    let event = serde_json::to_string(&dropped_batch(3_000_000, 10_000)).unwrap();
+    let before = peak_rss_kib();
+    let envelope: KinesisEnvelope = serde_json::from_str(&event).unwrap();
+    drop(event);
+    let started = Instant::now();
+    let outcome = process_batch(&app, &envelope, Deadline::unbounded()).await;
+    println!(
+        "batch_10000: {:?}, {} cases, {} data calls; peak RSS before {:?} KiB, after {:?} KiB \
+         (process includes the fake org)",
+        started.elapsed(),
+        outcome.summary.count(ctr_cases::batch::Action::UpsertCase),
+        outcome.summary.salesforce_api_calls,
+        before,
+        peak_rss_kib()
+    );
+}
