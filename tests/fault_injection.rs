@@ -231,7 +231,11 @@ async fn quota_exhausted_then_restored_loses_nothing() {
         let response = handle(&state, lambda_event(batch, MINUTE)).await.unwrap();
         assert!(!response.batch_item_failures.is_empty());
     }
-    assert_eq!(fake.org.api_calls(), 1, "no call is accepted past the quota");
+    assert_eq!(
+        fake.org.api_calls(),
+        1,
+        "no call is accepted past the quota"
+    );
     fake.org.set_daily_limit(15_000);
     replay_stream(&state, &records, 1, 100, 40).await;
     assert_contract(&fake, &state, &dropped_ids, poison);

@@ -20,8 +20,14 @@ async fn dropped_call_creates_case_with_call_context() {
     let response = handle(&state, lambda_event(event, MINUTE)).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(fake.org.case_count(), 1);
-    let case = fake.org.case(DROPPED_CONTACT_ID).expect("case upserted by ContactId");
-    assert_eq!(case["Subject"], format!("Dropped call from {DROPPED_CALLER}"));
+    let case = fake
+        .org
+        .case(DROPPED_CONTACT_ID)
+        .expect("case upserted by ContactId");
+    assert_eq!(
+        case["Subject"],
+        format!("Dropped call from {DROPPED_CALLER}")
+    );
     assert_eq!(case["Origin"], "Phone");
     assert_eq!(case["Status"], "New");
     assert_eq!(case["Priority"], "Medium");
@@ -34,7 +40,10 @@ async fn dropped_call_creates_case_with_call_context() {
         "Disconnected: 2024-02-25T08:35:21Z",
         "recordingAuth: 3",
     ] {
-        assert!(description.contains(expected), "{expected:?} not in {description}");
+        assert!(
+            description.contains(expected),
+            "{expected:?} not in {description}"
+        );
     }
 }
 
@@ -52,7 +61,11 @@ async fn happy_path_and_skipped_contacts_create_no_case_by_default() {
     assert!(outcome.reports.iter().all(|r| r.action == Action::None));
     assert_eq!(fake.org.case_count(), 0);
     assert_eq!(fake.org.api_calls(), 0);
-    assert_eq!(fake.org.token_requests(), 0, "no sign-in when nothing is written");
+    assert_eq!(
+        fake.org.token_requests(),
+        0,
+        "no sign-in when nothing is written"
+    );
 }
 
 #[tokio::test]
@@ -65,7 +78,10 @@ async fn happy_path_cases_are_filed_when_enabled() {
     let event = kinesis_event(&[handled_ctr_for(&id).into_bytes()], 1);
     handle(&state, lambda_event(event, MINUTE)).await.unwrap();
     let case = fake.org.case(&id).unwrap();
-    assert_eq!(case["Subject"], "Call handled by an agent from +190011112222");
+    assert_eq!(
+        case["Subject"],
+        "Call handled by an agent from +190011112222"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +114,11 @@ async fn redelivered_ctr_updates_the_same_case() {
     let later = dropped_ctr_for(&id, "+15550000001", "2024-02-26T09:00:00Z");
     // Same batch: redelivered twice plus a newer version.
     let event = kinesis_event(
-        &[first.clone().into_bytes(), first.clone().into_bytes(), later.clone().into_bytes()],
+        &[
+            first.clone().into_bytes(),
+            first.clone().into_bytes(),
+            later.clone().into_bytes(),
+        ],
         1,
     );
     let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
@@ -120,7 +140,9 @@ async fn only_records_that_fail_transiently_are_reported() {
     let datas: Vec<Vec<u8>> = ids
         .iter()
         .enumerate()
-        .map(|(i, id)| dropped_ctr_for(id, &caller_number(i as u64), "2024-02-25T08:36:30Z").into_bytes())
+        .map(|(i, id)| {
+            dropped_ctr_for(id, &caller_number(i as u64), "2024-02-25T08:36:30Z").into_bytes()
+        })
         .collect();
     // Record 1 is locked on every attempt; record 2 is invalid for good.
     for _ in 0..4 {
@@ -209,7 +231,12 @@ async fn poison_records_are_dead_lettered_and_never_block_the_shard() {
         .collect();
     assert_eq!(
         codes,
-        ["invalid_json", "invalid_contact_id", "missing_contact_id", "invalid_utf8"]
+        [
+            "invalid_json",
+            "invalid_contact_id",
+            "missing_contact_id",
+            "invalid_utf8"
+        ]
     );
     assert_eq!(fake.org.case_count(), 1);
 }
@@ -222,12 +249,18 @@ async fn daily_quota_exhausted_fails_fast_and_reports_every_case() {
     let state = app_state(&env);
     fake.org.set_daily_limit(0);
     let datas: Vec<Vec<u8>> = (0..50)
-        .map(|n| dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z").into_bytes())
+        .map(|n| {
+            dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
+                .into_bytes()
+        })
         .collect();
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
     assert_eq!(outcome.response.batch_item_failures.len(), 50);
     assert!(outcome.summary.quota_exhausted);
-    assert_eq!(outcome.summary.salesforce_api_calls, 1, "stop at the first 403");
+    assert_eq!(
+        outcome.summary.salesforce_api_calls, 1,
+        "stop at the first 403"
+    );
     assert!(state.dead_letters.held().is_empty());
 }
 
@@ -245,7 +278,10 @@ async fn deadline_too_close_reports_instead_of_timing_out() {
     let response = handle(&state, lambda_event(event, Duration::from_millis(1500)))
         .await
         .unwrap();
-    assert!(started.elapsed() < Duration::from_millis(1500), "returned before the deadline");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "returned before the deadline"
+    );
     assert_eq!(failures(&response), [format!("{:020}", 1)]);
 }
 
@@ -254,7 +290,10 @@ async fn large_batch_is_split_into_collections_of_200() {
     let fake = fake_salesforce::start().await;
     let state = app_state(&fake_env(&fake));
     let datas: Vec<Vec<u8>> = (0..450)
-        .map(|n| dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z").into_bytes())
+        .map(|n| {
+            dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
+                .into_bytes()
+        })
         .collect();
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
     assert!(outcome.response.batch_item_failures.is_empty());

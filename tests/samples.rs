@@ -49,7 +49,8 @@ fn sources_md_is_kept_with_the_fixtures() {
 
 #[test]
 fn numeric_attribute_is_rendered_as_text() {
-    let json = read_sample("partial-handwritten-voice-transfer-telecom-problem-numeric-attribute.json");
+    let json =
+        read_sample("partial-handwritten-voice-transfer-telecom-problem-numeric-attribute.json");
     let ctr = Ctr::from_json(json).unwrap();
     assert_eq!(ctr.attributes["sfdc-UserInputNum__c"], "10");
     assert!(ctr.channel.is_none());
@@ -75,12 +76,14 @@ fn minimal_2018_record_without_link_keys_decodes() {
 
 #[test]
 fn kinesis_sample_with_inline_object_data_decodes_through_the_envelope() {
-    let text = read_sample(
-        "kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json",
-    );
+    let text =
+        read_sample("kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json");
     let envelope: KinesisEnvelope = serde_json::from_str(&text).unwrap();
     let ctr = envelope.records[0].decode_ctr().unwrap();
-    assert_eq!(ctr.contact_id.as_str(), "5ca32fbd-8f92-46af-92a5-6b0f970f0efe");
+    assert_eq!(
+        ctr.contact_id.as_str(),
+        "5ca32fbd-8f92-46af-92a5-6b0f970f0efe"
+    );
     assert_eq!(envelope.records[0].shard_id(), Some("shardId-000000000000"));
 }
 
