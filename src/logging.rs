@@ -8,6 +8,9 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Directives that keep the runtime crates at DEBUG or above whatever the level.
+const RUNTIME_CAP: &str = "lambda_runtime=debug,lambda_runtime_api_client=debug";
+
 /// The log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -28,6 +31,12 @@ pub fn settings(lookup: impl Fn(&str) -> Option<String>) -> (LogFormat, String) 
         .or_else(|| lookup("RUST_LOG"))
         .filter(|f| !f.trim().is_empty())
         .unwrap_or_else(|| "info".to_owned());
+    // At TRACE the runtime logs every raw event (CTRs hold phone numbers): never below DEBUG.
+    let filter = if filter.contains("lambda_runtime") {
+        filter
+    } else {
+        format!("{filter},{RUNTIME_CAP}")
+    };
     (format, filter)
 }
 
@@ -72,18 +81,26 @@ mod tests {
                     .map(|(_, v)| (*v).to_owned())
             }
         };
-        assert_eq!(settings(env(&[])), (LogFormat::Text, "info".into()));
+        assert_eq!(
+            settings(env(&[])),
+            (LogFormat::Text, format!("info,{RUNTIME_CAP}"))
+        );
         assert_eq!(
             settings(env(&[
                 ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
                 ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
                 ("RUST_LOG", "warn")
             ])),
-            (LogFormat::Json, "debug".into())
+            (LogFormat::Json, format!("debug,{RUNTIME_CAP}"))
         );
         assert_eq!(
             settings(env(&[("RUST_LOG", "ctr_cases=trace")])).1,
-            "ctr_cases=trace"
+            format!("ctr_cases=trace,{RUNTIME_CAP}")
+        );
+        // An explicit directive for the runtime is the operator's choice.
+        assert_eq!(
+            settings(env(&[("RUST_LOG", "trace,lambda_runtime=trace")])).1,
+            "trace,lambda_runtime=trace"
         );
     }
 }

@@ -1,0 +1,1031 @@
+mod support;
+
+// End to end: the built Lambda bootstrap (`ctr-cases-lambda`) run as a child process against
+// a fake Lambda Runtime API, a fake Salesforce org and (for dead letters) a moto SQS server,
+// all on 127.0.0.1. Every wait is bounded and every child process is killed on drop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::fake_salesforce::{self, FakeSalesforce, Fault};
+use support::fixtures::{self, DROPPED_CALLER, DROPPED_CONTACT_ID, SAMPLES};
+use support::moto::{self, Moto};
+use support::runtime_api::{self, ChildProcess, InvocationOutcome, RuntimeApi};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctr-cases-lambda");
+
+/// The invocation deadline sent by the fake Runtime API.
+const LAMBDA_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a test waits for one invocation's answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+/// How long a test waits for a process that should exit by itself.
+const EXIT_WAIT: Duration = Duration::from_secs(30);
+
+/// Metric names in the EMF line, in order.
+const METRICS: [&str; 7] = [
+    "Dropped",
+    "HappyPath",
+    "CasesUpserted",
+    "Retried",
+    "DeadLettered",
+    "SalesforceApiCalls",
+    "BatchLatencyMs",
+];
+
+/// The sequence numbers in events/mixed-batch.json of the record that is not JSON and the
+/// record that is not base64.
+const MIXED_POISON: [&str; 2] = [
+    "49650000000000000000000000000000000000000000000000000008",
+    "49650000000000000000000000000000000000000000000000000009",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A running Lambda binary and the fake Runtime API it polls.
+struct Lambda {
+    api: RuntimeApi,
+    child: ChildProcess,
+}
+
+/// Everything the process wrote.
+struct Output {
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Output {
+    fn all(&self) -> String {
+        self.stdout
+            .iter()
+            .chain(&self.stderr)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stdout lines that are EMF metric lines (a JSON object with `_aws` at the root).
+    fn emf(&self) -> Vec<Value> {
+        self.stdout
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    }
+
+    /// Stdout lines that are not EMF lines, parsed as JSON (panics on a line that is not).
+    fn json_logs(&self) -> Vec<Value> {
+        self.stdout
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .filter(|v| v.get("_aws").is_none())
+            .collect()
+    }
+}
+
+/// The environment for the binary against `fake`, with JSON logs at `level`.
+fn base_env(api: &RuntimeApi, fake: &FakeSalesforce, level: &str) -> Vec<(&'static str, String)> {
+    let mut env = runtime_api::lambda_env(api);
+    env.extend([
+        ("SALESFORCE_LOGIN_URL", fake.base_url.clone()),
+        (
+            "SALESFORCE_CLIENT_ID",
+            fake_salesforce::CLIENT_ID.to_owned(),
+        ),
+        (
+            "SALESFORCE_CLIENT_SECRET",
+            fake_salesforce::CLIENT_SECRET.to_owned(),
+        ),
+        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME.to_owned()),
+        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD.to_owned()),
+        ("SALESFORCE_RETRY_BASE_MS", "0".to_owned()),
+        ("SALESFORCE_RETRY_MAX_MS", "0".to_owned()),
+        ("AWS_LAMBDA_LOG_FORMAT", "json".to_owned()),
+        ("AWS_LAMBDA_LOG_LEVEL", level.to_owned()),
+    ]);
+    env
+}
+
+/// `DEAD_LETTER_QUEUE_URL` and `AWS_ENDPOINT_URL` for a fresh queue on `moto`.
+async fn dlq_env(moto: &Moto, name: &str) -> (String, Vec<(&'static str, String)>) {
+    let queue = moto.create_queue(name).await;
+    let env = vec![
+        ("DEAD_LETTER_QUEUE_URL", queue.clone()),
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+    ];
+    (queue, env)
+}
+
+impl Lambda {
+    /// Start a fake Runtime API and the binary with `base_env` plus `extra` (later wins).
+    async fn launch(fake: &FakeSalesforce, level: &str, extra: &[(&'static str, String)]) -> Self {
+        let api = runtime_api::start().await;
+        let mut env = base_env(&api, fake, level);
+        env.extend(extra.iter().cloned());
+        let child = runtime_api::spawn(BIN, &env);
+        Lambda { api, child }
+    }
+
+    /// Invoke with `payload` and return the function's outcome; panics (with the process
+    /// output) if there is none within [`ANSWER_WAIT`] or the process exits first.
+    async fn outcome(&mut self, payload: &Value) -> InvocationOutcome {
+        let id = self.api.invoke(payload.clone(), LAMBDA_TIMEOUT);
+        let until = tokio::time::Instant::now() + ANSWER_WAIT;
+        loop {
+            if let Some(outcome) = self.api.outcome(&id, Duration::from_millis(250)).await {
+                return outcome;
+            }
+            if let Some(status) = self.child.wait_exit(Duration::from_millis(1)).await {
+                panic!(
+                    "the Lambda exited ({status}) before answering {id}\n{}",
+                    self.child.dump()
+                );
+            }
+            if tokio::time::Instant::now() >= until {
+                let delivered = self.api.delivered_ids().contains(&id);
+                panic!(
+                    "no answer to {id} within {ANSWER_WAIT:?} (delivered: {delivered})\n{}",
+                    self.child.dump()
+                );
+            }
+        }
+    }
+
+    /// Invoke and return the response body; panics on an error outcome.
+    async fn invoke(&mut self, payload: &Value) -> Value {
+        match self.outcome(payload).await {
+            InvocationOutcome::Response(v) => v,
+            InvocationOutcome::Error(e) => {
+                panic!("invocation failed: {e}\n{}", self.child.dump())
+            }
+        }
+    }
+
+    /// Kill the process and return everything it wrote.
+    async fn stop(mut self) -> Output {
+        self.child.kill().await;
+        Output {
+            stdout: self.child.stdout_lines(),
+            stderr: self.child.stderr_lines(),
+        }
+    }
+}
+
+/// A file under events/, parsed.
+fn event_file(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Every events/*.json file name, sorted.
+fn event_files() -> Vec<String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A Kinesis event (as JSON) with `datas` as base64 records, sequence numbers from `first_seq`.
+fn kinesis_json(datas: &[String], first_seq: u64) -> Value {
+    let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.clone().into_bytes()).collect();
+    serde_json::to_value(fixtures::kinesis_event(&bytes, first_seq)).unwrap()
+}
+
+/// The sequence number `fixtures::kinesis_event` gives the record at `index`.
+fn seq(first_seq: u64, index: usize) -> String {
+    format!("{:020}", first_seq + index as u64)
+}
+
+/// The sequence numbers in a response, checking that it has exactly the shape Lambda wants:
+/// `{"batchItemFailures":[{"itemIdentifier":"<seq>"}, …]}` and nothing else.
+fn failures(response: &Value) -> Vec<String> {
+    let object = response
+        .as_object()
+        .unwrap_or_else(|| panic!("response is not an object: {response}"));
+    assert_eq!(
+        object.keys().collect::<Vec<_>>(),
+        ["batchItemFailures"],
+        "response keys: {response}"
+    );
+    object["batchItemFailures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("batchItemFailures is not an array: {response}"))
+        .iter()
+        .map(|item| {
+            let item = item
+                .as_object()
+                .unwrap_or_else(|| panic!("failure item is not an object: {response}"));
+            assert_eq!(
+                item.keys().collect::<Vec<_>>(),
+                ["itemIdentifier"],
+                "failure item keys: {response}"
+            );
+            item["itemIdentifier"]
+                .as_str()
+                .unwrap_or_else(|| panic!("itemIdentifier is not a string: {response}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The metric values of an EMF line, checking its structure.
+fn emf_values(line: &Value) -> BTreeMap<&'static str, u64> {
+    let cw = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(cw["Namespace"], "CtrCases", "{line}");
+    assert_eq!(cw["Dimensions"], json!([["FunctionName"]]), "{line}");
+    assert_eq!(line["FunctionName"], runtime_api::FUNCTION_NAME, "{line}");
+    assert!(line["_aws"]["Timestamp"].is_i64(), "{line}");
+    let names: Vec<&str> = cw["Metrics"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Metrics array: {line}"))
+        .iter()
+        .map(|m| m["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, METRICS, "{line}");
+    for m in cw["Metrics"].as_array().unwrap() {
+        let unit = if m["Name"] == "BatchLatencyMs" {
+            "Milliseconds"
+        } else {
+            "Count"
+        };
+        assert_eq!(m["Unit"], unit, "{line}");
+    }
+    METRICS
+        .iter()
+        .map(|&name| {
+            let value = line[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name} is not a whole number: {line}"));
+            (name, value)
+        })
+        .collect()
+}
+
+/// `expected` (name, value) pairs must match; BatchLatencyMs is only checked to be present.
+fn assert_metrics(line: &Value, expected: &[(&str, u64)]) {
+    let values = emf_values(line);
+    for (name, value) in expected {
+        assert_eq!(values[name], *value, "{name} in {line}");
+    }
+}
+
+/// Every string in a CTR that looks like an E.164 phone number (endpoint addresses, tags…).
+fn phone_numbers(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(s)
+            if s.len() >= 9 && s.starts_with('+') && s[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            out.insert(s.clone());
+        }
+        Value::Array(items) => items.iter().for_each(|v| phone_numbers(v, out)),
+        Value::Object(map) => map.values().for_each(|v| phone_numbers(v, out)),
+        _ => {}
+    }
+}
+
+/// The `Address` of every `*Endpoint` object in a CTR.
+fn endpoint_addresses(ctr: &Value) -> Vec<String> {
+    [
+        "CustomerEndpoint",
+        "SystemEndpoint",
+        "TransferredToEndpoint",
+    ]
+    .iter()
+    .filter_map(|k| ctr.get(*k)?.get("Address")?.as_str().map(str::to_owned))
+    .collect()
+}
+
+/// The CTRs (decoded JSON) in a Kinesis event file; records that are not CTRs are skipped.
+fn event_ctrs(event: &Value) -> Vec<Value> {
+    event["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match &r["kinesis"]["data"] {
+            Value::String(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()?;
+                serde_json::from_slice(&bytes).ok()
+            }
+            inline @ Value::Object(_) => Some(inline.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs of base64 characters (at least 24 long) in `text`, decoded where they decode.
+fn decoded_base64_runs(text: &str) -> Vec<String> {
+    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
+    text.split(|c: char| !is_b64(c))
+        .filter(|run| run.len() >= 24)
+        .filter_map(|run| {
+            let trimmed = run.trim_end_matches('=');
+            let usable = &trimmed[..trimmed.len() - trimmed.len() % 4];
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(usable)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .collect()
+}
+
+/// A JSON log line's string field.
+fn field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
+    line.get(name).and_then(Value::as_str)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. A dropped call becomes one Case
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dropped_call_event_creates_one_case_and_reports_no_failures() {
+    let fake = fake_salesforce::start().await;
+    let mut lambda = Lambda::launch(&fake, "info", &[]).await;
+
+    let response = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+
+    // Exactly what Lambda expects from a ReportBatchItemFailures function with nothing to retry.
+    assert_eq!(
+        serde_json::to_string(&response).unwrap(),
+        r#"{"batchItemFailures":[]}"#
+    );
+    assert!(failures(&response).is_empty());
+    let output = lambda.stop().await;
+
+    assert_eq!(fake.org.case_count(), 1, "{:?}", fake.org.cases());
+    let case = fake
+        .org
+        .case(DROPPED_CONTACT_ID)
+        .unwrap_or_else(|| panic!("no Case for {DROPPED_CONTACT_ID}\n{}", output.all()));
+    assert_eq!(case[fake_salesforce::EXTERNAL_ID_FIELD], DROPPED_CONTACT_ID);
+    assert_eq!(case["Origin"], "Phone");
+    assert_eq!(case["Status"], "New");
+    assert_eq!(case["SuppliedPhone"], DROPPED_CALLER);
+    let subject = case["Subject"].as_str().unwrap();
+    assert!(
+        subject.to_lowercase().contains("dropped call"),
+        "Subject {subject:?}"
+    );
+    assert_eq!(fake.org.token_grants(), 1);
+    assert_eq!(fake.org.api_calls(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. A warm container keeps its token and stays idempotent
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poison() {
+    let fake = fake_salesforce::start().await;
+    let moto = moto::start().await;
+    let (queue, dlq) = dlq_env(&moto, "ctr-cases-warm-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "warn", &dlq).await;
+
+    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
+    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let output = lambda.stop().await;
+
+    assert!(failures(&first).is_empty(), "{first}");
+    assert!(
+        failures(&mixed).is_empty(),
+        "dead-lettered poison must not be reported for retry: {mixed}\n{}",
+        output.all()
+    );
+    assert!(failures(&again).is_empty(), "{again}");
+
+    assert_eq!(fake.org.token_grants(), 1, "one sign-in per warm container");
+    assert_eq!(fake.org.token_requests(), 1);
+    assert_eq!(
+        fake.org.api_calls(),
+        3,
+        "one collections call per invocation"
+    );
+    assert_eq!(fake.org.case_count(), 1, "{:?}", fake.org.cases());
+    let creates = fake.org.creates_per_external_id();
+    assert_eq!(creates.len(), 1, "{creates:?}");
+    assert!(creates.values().all(|&n| n == 1), "{creates:?}");
+    assert_eq!(creates[DROPPED_CONTACT_ID], 1);
+
+    let letters = moto.receive_all(&queue).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let mut seqs: Vec<String> = letters
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            assert_eq!(body["kind"], "poison_record", "{body}");
+            let kind = m
+                .message_attributes()
+                .and_then(|a| a.get("kind"))
+                .and_then(|v| v.string_value());
+            assert_eq!(kind, Some("poison_record"));
+            body["sequence_number"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no sequence_number: {body}"))
+                .to_owned()
+        })
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, MIXED_POISON);
+}
+
+#[tokio::test]
+async fn warm_container_without_dead_letter_queue_reports_poison_for_retry() {
+    let fake = fake_salesforce::start().await;
+    let mut lambda = Lambda::launch(&fake, "error", &[]).await;
+
+    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
+    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let output = lambda.stop().await;
+
+    assert!(failures(&first).is_empty(), "{first}");
+    let mut reported = failures(&mixed);
+    reported.sort();
+    assert_eq!(reported, MIXED_POISON, "{}", output.all());
+    assert!(failures(&again).is_empty(), "{again}");
+
+    assert_eq!(fake.org.token_grants(), 1);
+    assert_eq!(fake.org.case_count(), 1);
+    let creates = fake.org.creates_per_external_id();
+    assert!(
+        creates.len() == 1 && creates.values().all(|&n| n == 1),
+        "{creates:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Salesforce down: only the Case record is reported for retry
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn salesforce_unavailable_reports_only_the_case_record() {
+    const MAX_ATTEMPTS: usize = 3;
+    let fake = fake_salesforce::start().await;
+    let mut lambda = Lambda::launch(
+        &fake,
+        "info",
+        &[("SALESFORCE_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string())],
+    )
+    .await;
+
+    // An agent-handled call, the dropped call and another agent-handled call: only the middle
+    // one needs Salesforce.
+    let datas = [
+        fixtures::handled_ctr_for(&fixtures::contact_uuid(1)),
+        fixtures::dropped_ctr(),
+        fixtures::read_sample(SAMPLES[3].0),
+    ];
+    let event = kinesis_json(&datas, 7_000);
+    for _ in 0..=MAX_ATTEMPTS {
+        fake.org.push_fault(Fault::Status503);
+    }
+
+    let response = lambda.invoke(&event).await;
+    assert_eq!(failures(&response), [seq(7_000, 1)]);
+    assert_eq!(fake.org.api_calls(), MAX_ATTEMPTS as u64);
+    assert_eq!(fake.org.pending_faults(), 1, "one attempt per allowed try");
+    assert_eq!(fake.org.case_count(), 0);
+
+    // The container is not poisoned: Lambda's retry of the same batch succeeds.
+    fake.org.clear_faults();
+    let retried = lambda.invoke(&event).await;
+    let output = lambda.stop().await;
+    assert!(failures(&retried).is_empty(), "{retried}\n{}", output.all());
+    assert_eq!(fake.org.case_count(), 1);
+    assert!(fake.org.case(DROPPED_CONTACT_ID).is_some());
+    assert_eq!(fake.org.token_grants(), 1);
+
+    let emf = output.emf();
+    assert_eq!(emf.len(), 2, "{}", output.all());
+    assert_metrics(
+        &emf[0],
+        &[
+            ("Dropped", 1),
+            ("HappyPath", 2),
+            ("CasesUpserted", 0),
+            ("Retried", 1),
+            ("DeadLettered", 0),
+            ("SalesforceApiCalls", MAX_ATTEMPTS as u64),
+        ],
+    );
+    assert_metrics(
+        &emf[1],
+        &[
+            ("CasesUpserted", 1),
+            ("Retried", 0),
+            ("SalesforceApiCalls", 1),
+        ],
+    );
+    let warned = output
+        .json_logs()
+        .into_iter()
+        .filter(|l| field(l, "message") == Some("record reported for retry"))
+        .collect::<Vec<_>>();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(field(&warned[0], "contact_id"), Some(DROPPED_CONTACT_ID));
+    assert_eq!(field(&warned[0], "error_code"), Some("SERVER_UNAVAILABLE"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. One EMF line per invocation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn emf_line_per_invocation_counts_the_batch() {
+    let fake = fake_salesforce::start().await;
+    let moto = moto::start().await;
+    let (_queue, dlq) = dlq_env(&moto, "ctr-cases-emf-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "info", &dlq).await;
+
+    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    lambda.invoke(&event_file("mixed-batch.json")).await;
+    lambda.invoke(&event_file("agent-handled-call.json")).await;
+    let output = lambda.stop().await;
+
+    let emf = output.emf();
+    assert_eq!(
+        emf.len(),
+        3,
+        "one EMF line per invocation\n{}",
+        output.all()
+    );
+    assert_metrics(
+        &emf[0],
+        &[
+            ("Dropped", 1),
+            ("HappyPath", 0),
+            ("CasesUpserted", 1),
+            ("Retried", 0),
+            ("DeadLettered", 0),
+            ("SalesforceApiCalls", 1),
+        ],
+    );
+    assert_metrics(
+        &emf[1],
+        &[
+            ("Dropped", 1),
+            ("HappyPath", 1),
+            ("CasesUpserted", 1),
+            ("Retried", 0),
+            ("DeadLettered", 2),
+            ("SalesforceApiCalls", 1),
+        ],
+    );
+    assert_metrics(
+        &emf[2],
+        &[
+            ("Dropped", 0),
+            ("HappyPath", 1),
+            ("CasesUpserted", 0),
+            ("Retried", 0),
+            ("DeadLettered", 0),
+            ("SalesforceApiCalls", 0),
+        ],
+    );
+    // EMF lines are whole JSON objects on stdout only.
+    assert!(
+        output.stderr.iter().all(|l| !l.contains("_aws")),
+        "{:?}",
+        output.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. JSON logs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn json_logs_have_level_message_summary_and_contact_ids() {
+    let fake = fake_salesforce::start().await;
+    let mut lambda = Lambda::launch(&fake, "debug", &[]).await;
+
+    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    lambda.invoke(&event_file("mixed-batch.json")).await;
+    let output = lambda.stop().await;
+
+    let logs = output.json_logs();
+    assert!(!logs.is_empty(), "{}", output.all());
+    for line in &logs {
+        let level = field(line, "level").unwrap_or_else(|| panic!("no level: {line}"));
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+            "level {level}: {line}"
+        );
+        // flatten_event(true): the message and the event's fields sit at the top level.
+        assert!(field(line, "message").is_some(), "no message: {line}");
+        assert!(line.get("fields").is_none(), "fields not flattened: {line}");
+        assert!(field(line, "timestamp").is_some(), "no timestamp: {line}");
+        assert!(field(line, "target").is_some(), "no target: {line}");
+    }
+    for line in &output.stderr {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "stderr line is not JSON: {line}"
+        );
+    }
+
+    let summaries: Vec<&Value> = logs
+        .iter()
+        .filter(|l| field(l, "message") == Some("batch processed"))
+        .collect();
+    assert_eq!(summaries.len(), 2, "{}", output.all());
+    let dropped = summaries[0];
+    assert_eq!(dropped["level"], "INFO");
+    assert_eq!(dropped["records"], 1);
+    assert_eq!(dropped["cases_upserted"], 1);
+    assert_eq!(dropped["cases_created"], 1);
+    assert_eq!(dropped["retry"], 0);
+    assert_eq!(dropped["salesforce_api_calls"], 1);
+    assert_eq!(dropped["token_requests"], 1);
+    assert!(dropped["latency_ms"].is_u64(), "{dropped}");
+    let mixed = summaries[1];
+    assert_eq!(mixed["records"], 10);
+    assert_eq!(mixed["cases_upserted"], 1);
+    assert_eq!(
+        mixed["cases_created"], 0,
+        "the Case exists since the first batch"
+    );
+    assert_eq!(mixed["skipped"], 7);
+    assert_eq!(mixed["dead_lettered"], 0);
+    assert_eq!(mixed["retry"], 2, "no DLQ: poison is reported for retry");
+    assert_eq!(mixed["token_requests"], 0, "the token is cached");
+    let outcomes: Value = serde_json::from_str(field(mixed, "outcomes").unwrap()).unwrap();
+    assert_eq!(
+        outcomes,
+        json!({"dropped": 1, "happy_path_live_agent": 1, "poison": 2, "superseded": 6})
+    );
+
+    // Per-record lines carry the sequence number and the ContactId ("-" when undecodable).
+    let per_record = [
+        "case upserted",
+        "record skipped",
+        "record dead-lettered",
+        "record reported for retry",
+    ];
+    let records: Vec<&Value> = logs
+        .iter()
+        .filter(|l| field(l, "message").is_some_and(|m| per_record.contains(&m)))
+        .collect();
+    assert_eq!(records.len(), 11, "one line per record at debug level");
+    for line in &records {
+        assert!(field(line, "sequence_number").is_some(), "{line}");
+        assert!(field(line, "contact_id").is_some(), "{line}");
+    }
+    let upserted: Vec<&&Value> = records
+        .iter()
+        .filter(|l| field(l, "message") == Some("case upserted"))
+        .collect();
+    assert_eq!(upserted.len(), 2);
+    for line in upserted {
+        assert_eq!(
+            field(line, "contact_id"),
+            Some(DROPPED_CONTACT_ID),
+            "{line}"
+        );
+    }
+    let skipped_ids: BTreeSet<&str> = records
+        .iter()
+        .filter(|l| field(l, "message") == Some("record skipped"))
+        .filter_map(|l| field(l, "contact_id"))
+        .collect();
+    assert_eq!(
+        skipped_ids,
+        BTreeSet::from([DROPPED_CONTACT_ID, "6fe40d2a-1a89-4d73-bfcf-5d9c33894f47"])
+    );
+    let poison: Vec<&&Value> = records
+        .iter()
+        .filter(|l| field(l, "message") == Some("record reported for retry"))
+        .collect();
+    assert_eq!(poison.len(), 2);
+    for line in poison {
+        assert_eq!(field(line, "contact_id"), Some("-"), "{line}");
+        assert_eq!(line["level"], "WARN");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Privacy: no phone number or credential in the output, even at trace level
+// ---------------------------------------------------------------------------------------------
+
+/// What a privacy run produced and what must not appear in it.
+struct PrivacyRun {
+    output: Output,
+    /// Every phone number in the fixtures and the synthetic ones.
+    numbers: BTreeSet<String>,
+    /// Password, client secret, every access token used, and the token prefix.
+    secrets: BTreeSet<String>,
+}
+
+/// Runs every fixture CTR and every events/*.json through one process at TRACE level with
+/// JSON logs and a dead-letter queue, including a Salesforce rejection whose message quotes
+/// caller numbers and a token endpoint refusal. With `inline_event`, the recorded Kinesis event
+/// whose `data` is an inline JSON object (accepted by src/event.rs) is also sent as is.
+async fn privacy_run(inline_event: bool) -> PrivacyRun {
+    let fake = fake_salesforce::start().await;
+    let moto = moto::start().await;
+    let (queue, dlq) = dlq_env(&moto, "ctr-cases-privacy-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "trace", &dlq).await;
+
+    // Every phone number in every fixture CTR.
+    let mut sample_datas: Vec<String> = Vec::new();
+    let mut ctrs: Vec<Value> = Vec::new();
+    for (name, _) in SAMPLES {
+        for ctr in fixtures::sample_ctrs(name) {
+            ctrs.push(serde_json::from_str(&ctr).unwrap());
+            sample_datas.push(ctr);
+        }
+    }
+    let mut events: Vec<Value> = event_files().iter().map(|n| event_file(n)).collect();
+    for event in &events {
+        ctrs.extend(event_ctrs(event));
+    }
+    if inline_event {
+        let text = fixtures::read_sample(SAMPLES[4].0);
+        let event: Value = serde_json::from_str(&text).unwrap();
+        assert!(event["Records"][0]["kinesis"]["data"].is_object());
+        events.push(event);
+    }
+    let mut numbers = BTreeSet::new();
+    for ctr in &ctrs {
+        phone_numbers(ctr, &mut numbers);
+    }
+    let addresses: BTreeSet<String> = ctrs.iter().flat_map(endpoint_addresses).collect();
+    assert!(
+        addresses.is_subset(&numbers) && addresses.len() >= 6,
+        "{addresses:?} vs {numbers:?}"
+    );
+    for n in [
+        DROPPED_CALLER,
+        "+190011112222",
+        "+14156372250",
+        "+18004449999",
+    ] {
+        assert!(numbers.contains(n), "{n} not collected: {numbers:?}");
+    }
+
+    // Synthetic dropped calls with their own numbers; Salesforce rejects the first with a
+    // message quoting caller numbers, so it is dead-lettered.
+    let synthetic: Vec<(String, String)> = (1..=3)
+        .map(|n| {
+            (
+                fixtures::contact_uuid(9_000 + n),
+                fixtures::caller_number(9_000 + n),
+            )
+        })
+        .collect();
+    let quoted_only = fixtures::caller_number(9_999);
+    numbers.extend(synthetic.iter().map(|(_, number)| number.clone()));
+    numbers.insert(quoted_only.clone());
+    let mut datas = sample_datas;
+    for (i, (id, number)) in synthetic.iter().take(2).enumerate() {
+        datas.push(fixtures::dropped_ctr_for(
+            id,
+            number,
+            &format!("2024-03-0{}T10:00:00Z", i + 1),
+        ));
+    }
+    fake.org.push_fault(Fault::RecordError {
+        external_id: synthetic[0].0.clone(),
+        status_code: "STRING_TOO_LONG".into(),
+        message: format!(
+            "SuppliedPhone: data value too large: {} / {} (max length=40)",
+            synthetic[0].1, quoted_only
+        ),
+        fields: vec!["SuppliedPhone".into()],
+    });
+    let response = lambda.invoke(&kinesis_json(&datas, 100)).await;
+    assert!(
+        failures(&response).is_empty(),
+        "the rejected record is dead-lettered: {response}"
+    );
+    assert!(fake.org.case(&synthetic[1].0).is_some());
+    assert!(fake.org.case(&synthetic[0].0).is_none());
+
+    // Every sample event.
+    for event in &events {
+        let response = lambda.invoke(event).await;
+        failures(&response);
+    }
+
+    // The token endpoint refuses the grant (sessions expired, credentials rejected).
+    fake.org.expire_all_tokens();
+    fake.org.reject_credentials(true);
+    let refused =
+        fixtures::dropped_ctr_for(&synthetic[2].0, &synthetic[2].1, "2024-04-01T10:00:00Z");
+    let response = lambda.invoke(&kinesis_json(&[refused], 500)).await;
+    assert_eq!(failures(&response), [seq(500, 0)]);
+    let output = lambda.stop().await;
+    let text = output.all();
+    assert!(
+        text.contains("cannot sign in to Salesforce"),
+        "the refusal is logged\n{text}"
+    );
+    assert!(
+        output
+            .stdout
+            .iter()
+            .any(|l| l.contains("\"level\":\"TRACE\"")),
+        "trace level is on"
+    );
+
+    // The dead letter itself carries Salesforce's message (SQS is not a log).
+    let letters = moto.receive_all(&queue).await;
+    assert!(
+        letters.iter().any(|m| m
+            .body()
+            .is_some_and(|b| b.contains("STRING_TOO_LONG") && b.contains(&quoted_only))),
+        "{letters:?}"
+    );
+
+    let mut secrets: BTreeSet<String> = BTreeSet::from([
+        fake_salesforce::PASSWORD.to_owned(),
+        fake_salesforce::CLIENT_SECRET.to_owned(),
+        format!("{}!AQ", fake_salesforce::ORG_ID),
+    ]);
+    for request in fake.org.requests() {
+        if let Some(token) = request
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "))
+        {
+            secrets.insert(token.trim().to_owned());
+        }
+    }
+    assert!(secrets.len() >= 4, "at least one token seen: {secrets:?}");
+    PrivacyRun {
+        output,
+        numbers,
+        secrets,
+    }
+}
+
+/// Asserts that `leaks_in(line)` finds nothing in any output line; the failure lists each
+/// distinct (log target and message, what leaked).
+fn assert_no_leaks(output: &Output, leaks_in: impl Fn(&str) -> Vec<String>) {
+    let mut leaks: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut leaking_lines = 0;
+    for line in output.stdout.iter().chain(&output.stderr) {
+        let found = leaks_in(line);
+        if found.is_empty() {
+            continue;
+        }
+        leaking_lines += 1;
+        let source = match serde_json::from_str::<Value>(line) {
+            Ok(v) => format!(
+                "{} {:?}",
+                field(&v, "target").unwrap_or("?"),
+                field(&v, "message").unwrap_or("?")
+            ),
+            Err(_) => line.chars().take(200).collect(),
+        };
+        for what in found {
+            leaks.insert((source.clone(), what));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{leaking_lines} of {} output lines leak; (log line: what):\n{}",
+        output.stdout.len() + output.stderr.len(),
+        leaks
+            .iter()
+            .map(|(source, what)| format!("  {source}: {what}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn trace_logs_never_contain_phone_numbers_or_credentials() {
+    let run = privacy_run(false).await;
+    assert_no_leaks(&run.output, |line| {
+        let mut found = Vec::new();
+        for number in &run.numbers {
+            let digits = &number[1..];
+            let forms = [
+                number.clone(),
+                format!("%2B{digits}"),
+                format!("\\u002b{digits}"),
+                format!("\\u002B{digits}"),
+            ];
+            if forms.iter().any(|f| line.contains(f.as_str())) {
+                found.push(format!("phone number {number}"));
+            }
+        }
+        for secret in &run.secrets {
+            if line.contains(secret.as_str()) {
+                found.push(format!("secret {secret}"));
+            }
+        }
+        found
+    });
+}
+
+/// Stricter: record payloads are not echoed either, neither base64-encoded (real Kinesis
+/// records) nor inline (the recorded event whose `data` is a JSON object).
+///
+/// Fails while src/logging.rs applies AWS_LAMBDA_LOG_LEVEL to every crate: at TRACE,
+/// lambda_runtime logs "raw JSON event received from Lambda" with the whole event as `body`.
+#[tokio::test]
+async fn trace_logs_do_not_echo_record_payloads() {
+    let run = privacy_run(true).await;
+    assert_no_leaks(&run.output, |line| {
+        let mut found = Vec::new();
+        for number in &run.numbers {
+            if line.contains(number.as_str()) {
+                found.push(format!("phone number {number}"));
+            }
+        }
+        for decoded in decoded_base64_runs(line) {
+            for number in &run.numbers {
+                if decoded.contains(number.as_str()) {
+                    found.push(format!("base64-encoded phone number {number}"));
+                }
+            }
+        }
+        found
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Cold start with a bad configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Start the binary with `base_env` minus `remove` plus `extra`, and wait for it to exit.
+async fn cold_start_failure(
+    remove: &[&str],
+    extra: &[(&'static str, String)],
+) -> (ExitStatus, Output, RuntimeApi) {
+    let fake = fake_salesforce::start().await;
+    let api = runtime_api::start().await;
+    let mut env = base_env(&api, &fake, "info");
+    env.retain(|(k, _)| !remove.contains(k));
+    env.extend(extra.iter().cloned());
+    let mut child = runtime_api::spawn(BIN, &env);
+    let status = child
+        .wait_exit(EXIT_WAIT)
+        .await
+        .unwrap_or_else(|| panic!("still running after {EXIT_WAIT:?}\n{}", child.dump()));
+    let output = Output {
+        stdout: child.stdout_lines(),
+        stderr: child.stderr_lines(),
+    };
+    assert_eq!(
+        fake.org.token_requests(),
+        0,
+        "no sign-in before the config is valid"
+    );
+    (status, output, api)
+}
+
+#[tokio::test]
+async fn missing_client_id_fails_cold_start_naming_the_variable() {
+    let (status, output, api) = cold_start_failure(&["SALESFORCE_CLIENT_ID"], &[]).await;
+    let text = output.all();
+    assert!(!status.success(), "exit {status}\n{text}");
+    assert!(text.contains("SALESFORCE_CLIENT_ID"), "{text}");
+    assert!(!text.contains(fake_salesforce::PASSWORD), "{text}");
+    assert!(!text.contains(fake_salesforce::CLIENT_SECRET), "{text}");
+    // The error is also a JSON log line.
+    let logged = output
+        .json_logs()
+        .into_iter()
+        .find(|l| field(l, "message") == Some("cannot start"))
+        .unwrap_or_else(|| panic!("no `cannot start` log line\n{text}"));
+    assert_eq!(logged["level"], "ERROR");
+    assert!(
+        field(&logged, "error").is_some_and(|e| e.contains("SALESFORCE_CLIENT_ID")),
+        "{logged}"
+    );
+    // It never asked for an event.
+    assert!(api.delivered_ids().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_api_version_fails_cold_start_naming_the_variable() {
+    let (status, output, _api) =
+        cold_start_failure(&[], &[("SALESFORCE_API_VERSION", "62".to_owned())]).await;
+    let text = output.all();
+    assert!(!status.success(), "exit {status}\n{text}");
+    assert!(text.contains("SALESFORCE_API_VERSION"), "{text}");
+    assert!(text.contains("v62.0"), "the hint says what to set: {text}");
+    assert!(!text.contains(fake_salesforce::PASSWORD), "{text}");
+}
