@@ -147,13 +147,7 @@ impl Reader<'_> {
     fn url(&mut self, variable: &'static str, default: &str) -> String {
         let value = self.text(variable, default);
         let trimmed = value.trim_end_matches('/').to_owned();
-        let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| trimmed.starts_with(p));
-        let host_ok = trimmed
-            .strip_prefix("https://")
-            .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
-        if !(host_ok || local) {
+        if !is_allowed_login_url(&trimmed) {
             self.problem(
                 variable,
                 "must be an https:// URL such as https://login.salesforce.com, \
@@ -162,6 +156,18 @@ impl Reader<'_> {
         }
         trimmed
     }
+}
+
+/// Whether `url` may receive credentials: https, or plain http on the loopback interface only
+/// (local testing).
+pub fn is_allowed_login_url(url: &str) -> bool {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    let https = url
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+    https || local
 }
 
 impl PipelineConfig {

@@ -324,6 +324,11 @@ impl SalesforceClient {
             .as_deref()
             .unwrap_or(&self.settings.login_url)
             .trim_end_matches('/');
+        if !crate::config::is_allowed_login_url(login_url) {
+            return Err(Error::Credentials(
+                "login_url in the Salesforce secret must be an https:// URL".into(),
+            ));
+        }
         let audience = self
             .settings
             .jwt_audience

@@ -1,0 +1,761 @@
+//! OAuth flows, token errors, the token cache and credential rotation, against the fake org's
+//! token endpoint (and moto_server's Secrets Manager for rotation).
+//!
+//! Every test drives the real `SalesforceClient::upsert_cases` and then looks at what the fake
+//! org recorded: the token requests' form bodies, the data calls and the stored Cases.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use ctr_cases::case::{self, CaseRecord};
+use ctr_cases::classify;
+use ctr_cases::config::PipelineConfig;
+use ctr_cases::ctr::Ctr;
+use ctr_cases::retry::{Deadline, RetryPolicy};
+use ctr_cases::salesforce::wire::parse_token_response;
+use ctr_cases::salesforce::{
+    AuthFlow, Error, ErrorClass, SalesforceClient, SalesforceSettings, UpsertOutcome, UpsertReport,
+};
+use ctr_cases::secrets::{CredentialSource, Credentials};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use support::fake_salesforce::{self as fake, FakeOptions, FakeSalesforce, RecordedRequest};
+use support::{fixtures, moto};
+
+const API_VERSION: &str = "v62.0";
+const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const COLLECTIONS_PATH: &str =
+    "/services/data/v62.0/composite/sobjects/Case/Amazon_Connect_Contact_Id__c";
+/// The password (+ security token) after a rotation.
+const ROTATED_PASSWORD: &str = "rotated-pw-and-new-security-token";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn settings(login_url: &str, flow: AuthFlow) -> SalesforceSettings {
+    SalesforceSettings {
+        login_url: login_url.to_owned(),
+        jwt_audience: None,
+        auth_flow: flow,
+        api_version: API_VERSION.into(),
+        external_id_field: fake::EXTERNAL_ID_FIELD.into(),
+        batch_size: 200,
+        retry: RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+            request_timeout: Duration::from_secs(10),
+            min_request_time: Duration::from_millis(50),
+        },
+    }
+}
+
+fn secret(text: &str) -> Option<SecretString> {
+    Some(SecretString::from(text.to_owned()))
+}
+
+fn password_credentials() -> Credentials {
+    Credentials {
+        client_id: fake::CLIENT_ID.into(),
+        client_secret: secret(fake::CLIENT_SECRET),
+        username: Some(fake::USERNAME.into()),
+        password: secret(fake::PASSWORD),
+        private_key: None,
+        login_url: None,
+    }
+}
+
+fn jwt_credentials(private_key_pem: &str) -> Credentials {
+    Credentials {
+        client_id: fake::CLIENT_ID.into(),
+        client_secret: None,
+        username: Some(fake::USERNAME.into()),
+        password: None,
+        private_key: secret(private_key_pem),
+        login_url: None,
+    }
+}
+
+fn client(fake: &FakeSalesforce, flow: AuthFlow, source: CredentialSource) -> SalesforceClient {
+    SalesforceClient::new(settings(&fake.base_url, flow), source).expect("client builds")
+}
+
+fn static_client(fake: &FakeSalesforce, flow: AuthFlow, creds: Credentials) -> SalesforceClient {
+    client(fake, flow, CredentialSource::Static(creds))
+}
+
+fn case_from(ctr_json: String) -> CaseRecord {
+    let ctr = Ctr::from_json(ctr_json).expect("the fixture CTR decodes");
+    let pipeline = PipelineConfig::default();
+    let outcome = classify::classify(&ctr, &pipeline.classify);
+    case::build(&ctr, &outcome, &pipeline.mapping)
+}
+
+/// The Case for the recorded dropped call (ContactId [`fixtures::DROPPED_CONTACT_ID`]).
+fn dropped_case() -> CaseRecord {
+    case_from(fixtures::dropped_ctr())
+}
+
+/// The Case for a dropped call of test contact `n`.
+fn dropped_case_for(n: u64) -> CaseRecord {
+    case_from(fixtures::dropped_ctr_for(
+        &fixtures::contact_uuid(n),
+        &fixtures::caller_number(n),
+        "2024-05-01T10:00:00Z",
+    ))
+}
+
+async fn upsert(client: &SalesforceClient, records: &[CaseRecord]) -> UpsertReport {
+    client
+        .upsert_cases(records, Deadline::after(Duration::from_secs(30)))
+        .await
+}
+
+/// The Case id of every outcome; panics with the outcomes if one failed.
+fn upserted_ids(report: &UpsertReport) -> Vec<String> {
+    report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            UpsertOutcome::Upserted { id, .. } => id.clone(),
+            UpsertOutcome::Failed(e) => panic!("expected every Case upserted, got {e:?}"),
+        })
+        .collect()
+}
+
+/// The one error every outcome failed with; panics if any record was written or errors differ.
+fn common_failure(report: &UpsertReport) -> Error {
+    let errors: Vec<&Error> = report
+        .outcomes
+        .iter()
+        .map(|o| match o {
+            UpsertOutcome::Failed(e) => e,
+            UpsertOutcome::Upserted { id, .. } => {
+                panic!("expected a failure, Case {id} was written")
+            }
+        })
+        .collect();
+    assert!(!errors.is_empty(), "no outcomes");
+    assert!(errors.iter().all(|e| *e == errors[0]), "{errors:?}");
+    errors[0].clone()
+}
+
+fn token_requests(fake: &FakeSalesforce) -> Vec<RecordedRequest> {
+    fake.org
+        .requests()
+        .into_iter()
+        .filter(RecordedRequest::is_token_request)
+        .collect()
+}
+
+fn data_requests(fake: &FakeSalesforce) -> Vec<RecordedRequest> {
+    fake.org
+        .requests()
+        .into_iter()
+        .filter(|r| !r.is_token_request())
+        .collect()
+}
+
+/// The form of a token request as sorted `(key, value)` pairs.
+fn sorted_form(request: &RecordedRequest) -> Vec<(String, String)> {
+    let mut form = request.form();
+    form.sort();
+    form
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = expected
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn form_value(request: &RecordedRequest, key: &str) -> Option<String> {
+    request
+        .form()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// Checks what every token request must look like: a form-encoded POST with nothing in the
+/// query string and no `Authorization` header.
+fn assert_token_request_shape(request: &RecordedRequest) {
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.query, None, "credentials must not be in the URL");
+    let content_type = request.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("application/x-www-form-urlencoded"),
+        "{content_type}"
+    );
+    assert_eq!(request.header("authorization"), None);
+}
+
+fn jwt_key(name: &str) -> String {
+    let path = fixtures::fixture_path(&format!("jwt/{name}"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+async fn start_jwt_fake() -> FakeSalesforce {
+    fake::start_with(FakeOptions {
+        jwt_public_key_pem: Some(jwt_key("public.pem")),
+        ..FakeOptions::default()
+    })
+    .await
+}
+
+fn decode_segment(segment: &str) -> Value {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .expect("JWT segments are base64url without padding");
+    serde_json::from_slice(&bytes).expect("JWT header and claims are JSON")
+}
+
+fn secret_json(password: &str) -> String {
+    json!({
+        "client_id": fake::CLIENT_ID,
+        "client_secret": fake::CLIENT_SECRET,
+        "username": fake::USERNAME,
+        "password": password,
+    })
+    .to_string()
+}
+
+/// A pass-through HTTP relay on its own `127.0.0.1` port, standing for an instance host that
+/// differs from the login host: the fake org names it as `instance_url`, so a data call that
+/// went to the login host instead would never pass through it.
+struct Relay {
+    target: String,
+    http: reqwest::Client,
+    seen: Mutex<Vec<String>>,
+}
+
+/// Starts a fake org whose `instance_url` is a relay in front of it; returns the fake, the
+/// relay's URL and the relay (for the `METHOD path` lines it forwarded).
+async fn start_fake_behind_relay() -> (FakeSalesforce, String, Arc<Relay>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let relay_url = format!("http://{}", listener.local_addr().expect("local_addr"));
+    let fake = fake::start_with(FakeOptions {
+        instance_url: Some(relay_url.clone()),
+        ..FakeOptions::default()
+    })
+    .await;
+    let relay = Arc::new(Relay {
+        target: fake.base_url.clone(),
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("relay client"),
+        seen: Mutex::new(Vec::new()),
+    });
+    let app = axum::Router::new()
+        .fallback(relay_request)
+        .with_state(relay.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (fake, relay_url, relay)
+}
+
+async fn relay_request(
+    State(relay): State<Arc<Relay>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("relay: read the request body");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    relay
+        .seen
+        .lock()
+        .unwrap()
+        .push(format!("{} {path}", parts.method));
+    let mut headers = parts.headers;
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    let answer = relay
+        .http
+        .request(parts.method, format!("{}{path}", relay.target))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .expect("relay: forward to the fake org");
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+    let bytes = answer.bytes().await.expect("relay: read the answer");
+    (status, headers, bytes).into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flows
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn password_flow_posts_form_once_and_data_goes_to_instance_url() {
+    let (fake, relay_url, relay) = start_fake_behind_relay().await;
+    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    let ids = upserted_ids(&report);
+    let stored = fake
+        .org
+        .case(fixtures::DROPPED_CONTACT_ID)
+        .expect("Case stored");
+    assert_eq!(stored["Id"], ids[0]);
+    assert_eq!(report.token_requests, 1);
+    assert_eq!(fake.org.token_requests(), 1);
+    assert_eq!(fake.org.token_grants(), 1);
+
+    let tokens = token_requests(&fake);
+    assert_eq!(tokens.len(), 1);
+    assert_token_request_shape(&tokens[0]);
+    assert_eq!(
+        sorted_form(&tokens[0]),
+        pairs(&[
+            ("grant_type", "password"),
+            ("client_id", fake::CLIENT_ID),
+            ("client_secret", fake::CLIENT_SECRET),
+            ("username", fake::USERNAME),
+            ("password", fake::PASSWORD),
+        ])
+    );
+
+    // The data call went through the instance host (the relay), never to the login host.
+    assert_eq!(
+        *relay.seen.lock().unwrap(),
+        [format!("PATCH {COLLECTIONS_PATH}")],
+        "relay at {relay_url}"
+    );
+    let data = data_requests(&fake);
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0].method, "PATCH");
+    assert_eq!(data[0].path, COLLECTIONS_PATH);
+    let authorization = data[0].header("authorization").expect("Authorization sent");
+    let token = authorization
+        .strip_prefix("Bearer ")
+        .expect("a Bearer token");
+    assert!(token.starts_with(fake::ORG_ID), "{authorization}");
+}
+
+#[tokio::test]
+async fn client_credentials_flow_sends_only_client_fields() {
+    let fake = fake::start().await;
+    let creds = Credentials {
+        username: None,
+        password: None,
+        ..password_credentials()
+    };
+    let client = static_client(&fake, AuthFlow::ClientCredentials, creds);
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    upserted_ids(&report);
+    assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
+    let tokens = token_requests(&fake);
+    assert_eq!(tokens.len(), 1);
+    assert_token_request_shape(&tokens[0]);
+    assert_eq!(
+        sorted_form(&tokens[0]),
+        pairs(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", fake::CLIENT_ID),
+            ("client_secret", fake::CLIENT_SECRET),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
+    let fake = start_jwt_fake().await;
+    let client = static_client(
+        &fake,
+        AuthFlow::JwtBearer,
+        jwt_credentials(&jwt_key("private.pem")),
+    );
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    upserted_ids(&report);
+    assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
+    assert_eq!(fake.org.token_grants(), 1);
+    let tokens = token_requests(&fake);
+    assert_eq!(tokens.len(), 1);
+    assert_token_request_shape(&tokens[0]);
+    let keys: Vec<String> = sorted_form(&tokens[0])
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["assertion", "grant_type"]);
+    assert_eq!(
+        form_value(&tokens[0], "grant_type").as_deref(),
+        Some(JWT_GRANT)
+    );
+
+    let assertion = form_value(&tokens[0], "assertion").unwrap();
+    let segments: Vec<&str> = assertion.split('.').collect();
+    assert_eq!(segments.len(), 3, "{assertion}");
+    let header = decode_segment(segments[0]);
+    let claims = decode_segment(segments[1]);
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["iss"], fake::CLIENT_ID);
+    assert_eq!(claims["sub"], fake::USERNAME);
+    assert_eq!(claims["aud"], fake.base_url.as_str());
+    let now = chrono::Utc::now().timestamp();
+    let exp = claims["exp"].as_i64().expect("numeric exp");
+    assert!(exp > now && exp - now <= 180, "exp {exp}, now {now}");
+}
+
+#[tokio::test]
+async fn jwt_signed_with_wrong_key_is_auth_rejected() {
+    let fake = start_jwt_fake().await;
+    let client = static_client(
+        &fake,
+        AuthFlow::JwtBearer,
+        jwt_credentials(&jwt_key("other-private.pem")),
+    );
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    let error = common_failure(&report);
+    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(fake.org.token_requests(), 1);
+    assert_eq!(fake.org.token_grants(), 0);
+    assert_eq!(fake.org.case_count(), 0);
+}
+
+#[tokio::test]
+async fn jwt_key_that_is_not_pem_is_a_credentials_error_before_any_request() {
+    let fake = start_jwt_fake().await;
+    let not_a_key = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-not-a-pem-key";
+    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(not_a_key));
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    let error = common_failure(&report);
+    let Error::Credentials(message) = &error else {
+        panic!("expected Error::Credentials, got {error:?}");
+    };
+    assert!(message.contains("PEM"), "{message}");
+    assert!(!error.to_string().contains(not_a_key), "{error}");
+    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    assert_eq!(report.token_requests, 0);
+    assert!(fake.org.requests().is_empty(), "nothing may be sent");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token endpoint errors
+// ---------------------------------------------------------------------------------------------
+
+/// Each documented token error ends every record as AuthRejected with the OAuth code, after
+/// one token request, and its message names what to fix but no secret.
+#[tokio::test]
+async fn token_errors_fail_records_as_auth_rejected_with_a_fix_hint() {
+    const WRONG_SECRET: &str = "wrong-consumer-secret-4711";
+    struct Case {
+        name: &'static str,
+        reject_all: bool,
+        credentials: Credentials,
+        code: &'static str,
+        hint: &'static str,
+    }
+    let cases = [
+        Case {
+            name: "rejected credentials",
+            reject_all: true,
+            credentials: password_credentials(),
+            code: "invalid_grant",
+            hint: "password + security token",
+        },
+        Case {
+            name: "wrong client id",
+            reject_all: false,
+            credentials: Credentials {
+                client_id: "not-the-consumer-key".into(),
+                ..password_credentials()
+            },
+            code: "invalid_client_id",
+            hint: "check client_id",
+        },
+        Case {
+            name: "wrong client secret",
+            reject_all: false,
+            credentials: Credentials {
+                client_secret: secret(WRONG_SECRET),
+                ..password_credentials()
+            },
+            code: "invalid_client",
+            hint: "check client_secret",
+        },
+    ];
+    for case in cases {
+        let fake = fake::start().await;
+        fake.org.reject_credentials(case.reject_all);
+        let client = static_client(&fake, AuthFlow::Password, case.credentials);
+
+        let report = upsert(&client, &[dropped_case(), dropped_case_for(1)]).await;
+
+        let error = common_failure(&report);
+        let name = case.name;
+        assert_eq!(error.class(), ErrorClass::AuthRejected, "{name}");
+        assert_eq!(error.code(), case.code, "{name}");
+        assert_eq!(error.status(), Some(400), "{name}");
+        let shown = error.to_string();
+        assert!(shown.contains(case.hint), "{name}: {shown}");
+        let debug = format!("{error:?}");
+        for secret in [fake::PASSWORD, fake::CLIENT_SECRET, WRONG_SECRET] {
+            assert!(
+                !shown.contains(secret) && !debug.contains(secret),
+                "{name}: {debug}"
+            );
+        }
+        assert_eq!(report.token_requests, 1, "{name}");
+        assert_eq!(fake.org.token_requests(), 1, "{name}");
+        assert!(
+            data_requests(&fake).is_empty(),
+            "{name}: no data call without a token"
+        );
+    }
+}
+
+/// The client cannot send an unknown grant type, so this checks the fake's answer to one
+/// (raw HTTP) goes through the client's token-answer parser to the documented error.
+#[tokio::test]
+async fn unsupported_grant_answer_is_auth_rejected_naming_the_flow_setting() {
+    let fake = fake::start().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let answer = http
+        .post(fake.token_url())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", fake::CLIENT_ID),
+            ("client_secret", fake::CLIENT_SECRET),
+        ])
+        .send()
+        .await
+        .expect("the fake answers");
+    let status = answer.status().as_u16();
+    let body = answer.bytes().await.unwrap();
+
+    let error = parse_token_response(status, &body).unwrap_err();
+
+    assert_eq!(status, 400);
+    assert_eq!(error.code(), "unsupported_grant_type");
+    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    assert!(
+        error.to_string().contains("SALESFORCE_AUTH_FLOW="),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token cache
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn second_upsert_on_same_client_reuses_the_token() {
+    let fake = fake::start().await;
+    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+
+    let first = upsert(&client, &[dropped_case_for(1)]).await;
+    let second = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&first);
+    upserted_ids(&second);
+    assert_eq!((first.token_requests, second.token_requests), (1, 0));
+    assert_eq!(fake.org.token_grants(), 1);
+    assert_eq!(fake.org.token_requests(), 1);
+    assert_eq!(fake.org.case_count(), 2);
+}
+
+#[tokio::test]
+async fn expired_token_is_refreshed_once_and_the_case_lands() {
+    let fake = fake::start().await;
+    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+    fake.org.expire_all_tokens();
+
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&report);
+    assert!(fake.org.case(&fixtures::contact_uuid(2)).is_some());
+    assert_eq!(report.token_requests, 1);
+    // The 401 answer and the retried call.
+    assert_eq!(report.api_calls, 2);
+    assert_eq!(fake.org.token_grants(), 2);
+    assert_eq!(fake.org.token_requests(), 2);
+}
+
+/// Eight calls that all meet the expired token share one refresh (single-flight).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_upserts_after_expiry_share_one_refresh() {
+    const CALLS: u64 = 8;
+    let fake = fake::start().await;
+    let client = Arc::new(static_client(
+        &fake,
+        AuthFlow::Password,
+        password_credentials(),
+    ));
+    upserted_ids(&upsert(&client, &[dropped_case_for(100)]).await);
+    let stale = data_requests(&fake)[0]
+        .header("authorization")
+        .unwrap()
+        .to_owned();
+    fake.org.expire_all_tokens();
+    // Every data call waits before it is answered, so the calls overlap on the expired token.
+    fake.org.set_latency(Some(Duration::from_millis(200)));
+    let start = Arc::new(tokio::sync::Barrier::new(CALLS as usize));
+
+    let tasks: Vec<_> = (1..=CALLS)
+        .map(|n| {
+            let client = client.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                upsert(&client, &[dropped_case_for(n)]).await
+            })
+        })
+        .collect();
+    let mut token_requests = 0;
+    for task in tasks {
+        let report = task.await.expect("task completes");
+        upserted_ids(&report);
+        token_requests += report.token_requests;
+    }
+
+    assert_eq!(fake.org.token_grants(), 2);
+    assert_eq!(fake.org.token_requests(), 2);
+    assert_eq!(token_requests, 1);
+    let stale_calls = data_requests(&fake)
+        .iter()
+        .filter(|r| r.header("authorization") == Some(stale.as_str()))
+        .count();
+    assert!(
+        stale_calls >= 3,
+        "the calls did not overlap on the expired token ({stale_calls} used it, 1 is the warm-up)"
+    );
+    for n in 1..=CALLS {
+        assert!(
+            fake.org.case(&fixtures::contact_uuid(n)).is_some(),
+            "Case {n}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Credential rotation
+// ---------------------------------------------------------------------------------------------
+
+/// A warm container holds the old password; after rotation the first grant is refused, the
+/// secret is read again once, and the second grant (with the new password) succeeds.
+#[tokio::test]
+async fn rotated_secret_is_reread_once_and_the_case_lands() {
+    let moto = moto::start().await;
+    let arn = moto
+        .create_secret("ctr-cases/rotation", &secret_json(fake::PASSWORD))
+        .await;
+    let fake = fake::start().await;
+    let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone());
+    let client = client(&fake, AuthFlow::Password, source);
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+
+    fake.org.set_accepted_password(ROTATED_PASSWORD);
+    moto.put_secret_value(&arn, &secret_json(ROTATED_PASSWORD))
+        .await;
+    fake.org.expire_all_tokens();
+    fake.org.clear_requests();
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&report);
+    assert!(fake.org.case(&fixtures::contact_uuid(2)).is_some());
+    assert_eq!(report.token_requests, 2);
+    let passwords: Vec<Option<String>> = token_requests(&fake)
+        .iter()
+        .map(|r| form_value(r, "password"))
+        .collect();
+    assert_eq!(
+        passwords,
+        [
+            Some(fake::PASSWORD.to_owned()),
+            Some(ROTATED_PASSWORD.to_owned())
+        ]
+    );
+    assert_eq!(fake.org.token_grants(), 2);
+}
+
+/// A `login_url` in the secret wins over the configured one (here a closed port).
+#[tokio::test]
+async fn secret_login_url_overrides_the_configured_login_url() {
+    let moto = moto::start().await;
+    let fake = fake::start().await;
+    let mut credentials: Value = serde_json::from_str(&secret_json(fake::PASSWORD)).unwrap();
+    credentials["login_url"] = json!(format!("{}/", fake.base_url));
+    let arn = moto
+        .create_secret("ctr-cases/login-url", &credentials.to_string())
+        .await;
+    let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn);
+    let closed_port = "http://127.0.0.1:1";
+    let client = SalesforceClient::new(settings(closed_port, AuthFlow::Password), source).unwrap();
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    upserted_ids(&report);
+    assert_eq!(fake.org.token_grants(), 1);
+    assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
+}
+
+/// When the re-read secret is refused too, the client gives up after that one extra grant.
+#[tokio::test]
+async fn secret_still_refused_after_reread_fails_after_two_grants() {
+    let moto = moto::start().await;
+    let arn = moto
+        .create_secret("ctr-cases/refused", &secret_json(fake::PASSWORD))
+        .await;
+    let fake = fake::start().await;
+    fake.org.reject_credentials(true);
+    let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn);
+    let client = client(&fake, AuthFlow::Password, source);
+
+    let report = upsert(&client, &[dropped_case()]).await;
+
+    let error = common_failure(&report);
+    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(report.token_requests, 2);
+    assert_eq!(fake.org.token_requests(), 2);
+    assert_eq!(fake.org.case_count(), 0);
+}
+
+#[tokio::test]
+async fn static_credentials_refused_after_rotation_fail_after_one_grant() {
+    let fake = fake::start().await;
+    fake.org.set_accepted_password(ROTATED_PASSWORD);
+    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+
+    let report = upsert(&client, &[dropped_case(), dropped_case_for(1)]).await;
+
+    let error = common_failure(&report);
+    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(report.token_requests, 1);
+    assert_eq!(fake.org.token_requests(), 1);
+    assert!(data_requests(&fake).is_empty());
+}
