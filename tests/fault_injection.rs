@@ -94,8 +94,7 @@ fn stream_of_1000() -> (Vec<Vec<u8>>, Vec<String>, usize) {
             }
             _ => {
                 dropped_ids.push(contact_uuid(n));
-                dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                    .into_bytes()
+                dropped_data(n)
             }
         };
         records.push(data);
@@ -189,8 +188,7 @@ async fn salesforce_down_for_a_whole_invocation_reports_every_case() {
             if n == 7 {
                 b"garbage".to_vec()
             } else {
-                dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                    .into_bytes()
+                dropped_data(n)
             }
         })
         .collect();

@@ -89,13 +89,7 @@ async fn many_batches_in_one_warm_process_sign_in_once() {
     let fake = fake_salesforce::start().await;
     let state = app_state(&fake_env(&fake));
     for batch in 0..5u64 {
-        let datas: Vec<Vec<u8>> = (0..20)
-            .map(|i| {
-                let n = batch * 100 + i;
-                dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                    .into_bytes()
-            })
-            .collect();
+        let datas = dropped_datas(batch * 100..batch * 100 + 20);
         let event = kinesis_event(&datas, batch * 100);
         let response = handle(&state, lambda_event(event, MINUTE)).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
@@ -248,12 +242,7 @@ async fn daily_quota_exhausted_fails_fast_and_reports_every_case() {
     env.insert("SALESFORCE_BATCH_SIZE".into(), "10".into());
     let state = app_state(&env);
     fake.org.set_daily_limit(0);
-    let datas: Vec<Vec<u8>> = (0..50)
-        .map(|n| {
-            dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                .into_bytes()
-        })
-        .collect();
+    let datas = dropped_datas(0..50);
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
     assert_eq!(outcome.response.batch_item_failures.len(), 50);
     assert!(outcome.summary.quota_exhausted);
@@ -289,12 +278,7 @@ async fn deadline_too_close_reports_instead_of_timing_out() {
 async fn large_batch_is_split_into_collections_of_200() {
     let fake = fake_salesforce::start().await;
     let state = app_state(&fake_env(&fake));
-    let datas: Vec<Vec<u8>> = (0..450)
-        .map(|n| {
-            dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                .into_bytes()
-        })
-        .collect();
+    let datas = dropped_datas(0..450);
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
     assert!(outcome.response.batch_item_failures.is_empty());
     assert_eq!(fake.org.case_count(), 450);

@@ -113,12 +113,7 @@ fn one_mebibyte_record_is_mapped_within_salesforce_limits() {
 async fn ten_thousand_record_batch_is_processed_in_collections() {
     let fake = fake_salesforce::start().await;
     let state = app_state(&fake_env(&fake));
-    let datas: Vec<Vec<u8>> = (0..10_000u64)
-        .map(|n| {
-            dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z")
-                .into_bytes()
-        })
-        .collect();
+    let datas = dropped_datas(0..10_000);
     let outcome = process_batch(
         &state,
         &kinesis_event(&datas, 1),

@@ -93,6 +93,16 @@ pub fn dropped_ctr_for(contact_id: &str, caller: &str, last_update: &str) -> Str
     v.to_string()
 }
 
+/// Dropped call number `n` (its own ContactId and caller), as record data.
+pub fn dropped_data(n: u64) -> Vec<u8> {
+    dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-02-25T08:36:30Z").into_bytes()
+}
+
+/// Dropped calls for every `n` in `range`, as record datas.
+pub fn dropped_datas(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
+    range.map(dropped_data).collect()
+}
+
 /// The recorded agent-handled call with another ContactId.
 pub fn handled_ctr_for(contact_id: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(&read_sample(SAMPLES[0].0)).unwrap();
