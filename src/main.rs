@@ -2,17 +2,29 @@
 //! and serve Kinesis batches until the container is frozen for good.
 
 #![recursion_limit = "256"]
+
+use std::process::ExitCode;
+
 use ctr_cases::config::Config;
 use ctr_cases::handler::{self, AppState};
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::service_fn;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> ExitCode {
     ctr_cases::logging::init_from_env();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let state = AppState::from_config(config)
-        .await
-        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Lambda reports the exit as an init error; this line says why.
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env()?;
+    let state = AppState::from_config(config).await?;
     let state = &state;
     lambda_runtime::run(service_fn(move |event| handler::handle(state, event))).await
 }

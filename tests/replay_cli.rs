@@ -1,0 +1,241 @@
+//! The `ctr-cases replay` CLI: dry run on the bundled events, request bodies, and `--send`
+//! against a fake org with only `SALESFORCE_*` set.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use serde_json::Value;
+use support::fake_salesforce;
+
+fn events(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name)
+}
+
+/// Runs the CLI with a clean environment plus `envs`.
+async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(envs.iter().copied())
+        .output()
+        .await
+        .expect("the CLI runs")
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// (outcome, action) per record line, skipping summary and request lines.
+fn decisions(lines: &[Value]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.get("sequenceNumber").is_some())
+        .map(|l| {
+            (
+                l["outcome"].as_str().unwrap().to_owned(),
+                l["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_documented_decisions_for_every_bundled_event() {
+    let cases = [
+        ("dropped-ivr-call.json", vec![("dropped", "upsert_case")]),
+        (
+            "agent-handled-call.json",
+            vec![("happy_path_live_agent", "none")],
+        ),
+        ("queued-abandon.json", vec![("queued_abandoned", "none")]),
+        (
+            "transfer.json",
+            vec![
+                ("transferred_out", "none"),
+                ("happy_path_live_agent", "none"),
+            ],
+        ),
+    ];
+    for (file, expected) in cases {
+        let output = run(&["replay", events(file).to_str().unwrap()], &[]).await;
+        assert!(output.status.success(), "{file}: {output:?}");
+        let got = decisions(&json_lines(&output));
+        let expected: Vec<(String, String)> = expected
+            .into_iter()
+            .map(|(o, a)| (o.to_owned(), a.to_owned()))
+            .collect();
+        assert_eq!(got, expected, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_of_mixed_batch_dedupes_and_dead_letters_poison() {
+    let output = run(
+        &["replay", events("mixed-batch.json").to_str().unwrap()],
+        &[],
+    )
+    .await;
+    assert!(output.status.success());
+    let lines = json_lines(&output);
+    let got = decisions(&lines);
+    assert_eq!(got.len(), 10);
+    assert_eq!(got.iter().filter(|(o, _)| o == "superseded").count(), 6);
+    assert_eq!(got[5], ("happy_path_live_agent".into(), "none".into()));
+    assert_eq!(got[7], ("poison".into(), "dead_letter".into()));
+    assert_eq!(got[8], ("poison".into(), "dead_letter".into()));
+    assert_eq!(got[9], ("dropped".into(), "upsert_case".into()));
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["dryRun"], true);
+    assert_eq!(summary["summary"]["actions"]["upsert_case"], 1);
+    assert_eq!(summary["summary"]["salesforce_api_calls"], 1);
+    // Decisions carry no phone number.
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("+1"));
+}
+
+#[tokio::test]
+async fn show_requests_prints_the_collections_upsert_body() {
+    let output = run(
+        &[
+            "replay",
+            "--show-requests",
+            events("dropped-ivr-call.json").to_str().unwrap(),
+        ],
+        &[("SALESFORCE_API_VERSION", "v61.0")],
+    )
+    .await;
+    assert!(output.status.success());
+    let lines = json_lines(&output);
+    let request = &lines[0]["request"];
+    assert_eq!(request["method"], "PATCH");
+    assert_eq!(
+        request["path"],
+        "/services/data/v61.0/composite/sobjects/Case/Amazon_Connect_Contact_Id__c"
+    );
+    let record = &request["body"]["records"][0];
+    assert_eq!(request["body"]["allOrNone"], false);
+    assert_eq!(record["attributes"]["type"], "Case");
+    assert_eq!(
+        record["Amazon_Connect_Contact_Id__c"],
+        "5ca32fbd-8f92-46af-92a5-6b0f970f0efe"
+    );
+    assert_eq!(record["Origin"], "Phone");
+}
+
+#[tokio::test]
+async fn bare_ctr_array_and_json_lines_inputs_are_accepted() {
+    let dir = std::env::temp_dir().join(format!("ctr-cases-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bare = support::fixtures::dropped_ctr();
+    let lines_file = dir.join("ctrs.jsonl");
+    std::fs::write(
+        &lines_file,
+        format!(
+            "{bare}\nnot json at all\n{}\n",
+            support::fixtures::handled_ctr_for(&support::fixtures::contact_uuid(1))
+        ),
+    )
+    .unwrap();
+    let bare_file = dir.join("bare.json");
+    std::fs::write(&bare_file, &bare).unwrap();
+    let array = support::fixtures::fixture_path(
+        "ctr/array-voice-agent-handled-duplicate-redeliveries-2022.json",
+    );
+    let output = run(
+        &[
+            "replay",
+            bare_file.to_str().unwrap(),
+            lines_file.to_str().unwrap(),
+            array.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let got = decisions(&json_lines(&output));
+    let actions: Vec<&str> = got.iter().map(|(_, a)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "upsert_case",
+            "upsert_case",
+            "dead_letter",
+            "none",
+            "none",
+            "none",
+            "none",
+            "none",
+            "none",
+            "none"
+        ]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn send_with_only_salesforce_variables_creates_cases() {
+    let fake = fake_salesforce::start().await;
+    let env = [
+        ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
+        ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
+        ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
+        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
+        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
+    ];
+    let output = run(
+        &[
+            "replay",
+            "--send",
+            events("dropped-ivr-call.json").to_str().unwrap(),
+            events("mixed-batch.json").to_str().unwrap(),
+        ],
+        &env,
+    )
+    .await;
+    assert!(output.status.success(), "{output:?}");
+    let lines = json_lines(&output);
+    let got = decisions(&lines);
+    assert_eq!(got[0], ("dropped".into(), "upsert_case".into()));
+    assert_eq!(
+        fake.org.case_count(),
+        1,
+        "the redelivered dropped call updates its Case"
+    );
+    assert_eq!(fake.org.token_grants(), 1);
+    let created: Vec<_> = lines.iter().filter_map(|l| l.get("created")).collect();
+    assert_eq!(created, [&Value::Bool(true), &Value::Bool(false)]);
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["dryRun"], false);
+    assert_eq!(summary["summary"]["actions"]["dead_letter"], 2);
+}
+
+#[tokio::test]
+async fn send_without_credentials_names_the_missing_variables() {
+    let output = run(
+        &[
+            "replay",
+            "--send",
+            events("dropped-ivr-call.json").to_str().unwrap(),
+        ],
+        &[("SALESFORCE_PASSWORD", "hunter2-secret")],
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for variable in [
+        "SALESFORCE_CLIENT_ID",
+        "SALESFORCE_CLIENT_SECRET",
+        "SALESFORCE_USERNAME",
+    ] {
+        assert!(stderr.contains(variable), "{variable} not in {stderr}");
+    }
+    assert!(!stderr.contains("hunter2"));
+}
