@@ -392,6 +392,41 @@ async fn unknown_queue_reports_poison_record_for_retry() {
 /// [`child_runs_a_batch_with_lambda_environment`]) so no environment variable is set in this
 /// process. The child's AWS endpoint is moto; it must read the Salesforce credentials from the
 /// secret and send the dead letter to the queue.
+
+/// A poison record redelivered to another container (a cold start) after its batch was
+/// retried: with a FIFO dead-letter queue the second letter is deduplicated by shard and
+/// sequence number, so the record is dead-lettered exactly once.
+#[tokio::test]
+async fn fifo_queue_keeps_one_letter_for_a_record_redelivered_to_another_container() {
+    let moto = moto::start().await;
+    let queue_url = moto
+        .sqs()
+        .await
+        .create_queue()
+        .queue_name("ctr-cases-dead-letters.fifo")
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let fake = fake::start().await;
+    let event = fixtures::kinesis_event(&[b"not json".to_vec(), dropped_call(2)], 1);
+    for _container in 0..2 {
+        let state = state_with_queue(&moto, &fake, &queue_url).await;
+        let outcome = handler::process_batch(&state, &event, deadline()).await;
+        assert_eq!(outcome.reports[0].action, Action::DeadLetter);
+        assert!(outcome.response.batch_item_failures.is_empty());
+    }
+    let messages = moto.receive_all(&queue_url).await;
+    assert_eq!(messages.len(), 1, "deduplicated across containers");
+    assert_eq!(body_json(&messages[0])["error"]["code"], "invalid_json");
+    assert_eq!(
+        fake.org.creates_per_external_id()[&fixtures::contact_uuid(2)],
+        1
+    );
+}
+
 #[tokio::test]
 async fn lambda_environment_reads_secret_and_queue_from_aws() {
     let moto = moto::start().await;
