@@ -4,12 +4,17 @@
 //! - Salesforce API calls (data + token) per 1,000 dropped calls in batches of 100, next to the
 //!   reference Lambda's (one token request and one create per dropped call);
 //! - the end-to-end latency of a 100-record batch with 50 ms added to every data call;
-//! - the process's peak RSS after a 10,000-record batch.
+//! - the bench process's peak RSS around a 10,000-record batch;
+//! - the real Lambda binary (release build) under a fake Runtime API: cold start (spawn → first
+//!   event picked up) and its own peak RSS after a 1,800-record batch (about Lambda's 6 MB
+//!   payload limit) and after a 10,000-record batch.
 //!
 //! Figures, not pass/fail: the targets live in DESIGN.md and the closing notes.
 
 #[path = "../tests/support/fake_salesforce.rs"]
 mod fake_salesforce;
+#[path = "../tests/support/runtime_api.rs"]
+mod runtime_api;
 
 use std::time::{Duration, Instant};
 
@@ -71,7 +76,11 @@ fn state(fake: &fake_salesforce::FakeSalesforce) -> AppState {
 }
 
 fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    peak_rss_kib_of("self")
+}
+
+fn peak_rss_kib_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -142,4 +151,43 @@ async fn main() {
         before,
         peak_rss_kib()
     );
+
+    // 4. The real binary: cold start and its own peak RSS.
+    for records in [1_800u64, 10_000] {
+        let fake = fake_salesforce::start().await;
+        let api = runtime_api::start().await;
+        let event = serde_json::to_value(dropped_batch(4_000_000, records)).unwrap();
+        let payload_mb = event.to_string().len() as f64 / 1e6;
+        let request_id = api.invoke(event, Duration::from_secs(120));
+        let mut env = runtime_api::lambda_env(&api);
+        env.extend([
+            ("SALESFORCE_LOGIN_URL", fake.base_url.clone()),
+            ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID.into()),
+            (
+                "SALESFORCE_CLIENT_SECRET",
+                fake_salesforce::CLIENT_SECRET.into(),
+            ),
+            ("SALESFORCE_USERNAME", fake_salesforce::USERNAME.into()),
+            ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD.into()),
+            ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
+        ]);
+        let started = Instant::now();
+        let mut child = runtime_api::spawn(env!("CARGO_BIN_EXE_ctr-cases-lambda"), &env);
+        let picked_up = api.delivered(&request_id, Duration::from_secs(10)).await;
+        let cold_start = started.elapsed();
+        let outcome = api.outcome(&request_id, Duration::from_secs(120)).await;
+        let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
+        let rss = peak_rss_kib_of(&pid);
+        let failures = outcome
+            .as_ref()
+            .and_then(|o| o.response())
+            .and_then(|r| r["batchItemFailures"].as_array().map(Vec::len));
+        println!(
+            "lambda_binary_{records}_records: payload {payload_mb:.1} MB, cold start to first \
+             event {cold_start:?} (picked up: {picked_up}), peak RSS {rss:?} KiB, \
+             failures {failures:?}, cases {}",
+            fake.org.case_count()
+        );
+        child.kill().await;
+    }
 }

@@ -376,6 +376,13 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
 
 /// Truncates `text` so that its length in UTF-16 code units (how Salesforce counts) is at most
 /// `limit`, cutting on a character boundary and ending with `…` when it had to cut.
+///
+/// ```
+/// use ctr_cases::case::truncate;
+/// assert_eq!(truncate("Dropped call", 255), "Dropped call");
+/// assert_eq!(truncate("Dropped call", 8), "Dropped…");
+/// assert_eq!(truncate("José😀", 5), "José…"); // the emoji would need 2 units
+/// ```
 pub fn truncate(text: &str, limit: usize) -> String {
     if text.encode_utf16().count() <= limit {
         return text.to_owned();

@@ -120,6 +120,18 @@ impl CasePolicy {
 }
 
 /// Classifies a decoded CTR (rows 2–8 of the table; row 1 is a decode failure).
+///
+/// ```
+/// use ctr_cases::classify::{classify, ClassifyConfig, Outcome};
+/// use ctr_cases::ctr::Ctr;
+/// let ivr_only = Ctr::from_json(r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+///     "Channel":"VOICE","Agent":null,"Queue":null,
+///     "DisconnectReason":"CUSTOMER_DISCONNECT"}"#.to_owned()).unwrap();
+/// assert_eq!(
+///     classify(&ivr_only, &ClassifyConfig::default()),
+///     Outcome::Dropped { disconnect_reason: Some("CUSTOMER_DISCONNECT".into()) }
+/// );
+/// ```
 pub fn classify(ctr: &Ctr, config: &ClassifyConfig) -> Outcome {
     let channel = ctr.channel.as_deref().unwrap_or("VOICE");
     if !config

@@ -89,6 +89,12 @@ impl ContactId {
     ///
     /// # Errors
     /// [`DecodeError::InvalidContactId`] when `raw` is not a hyphenated UUID.
+    ///
+    /// ```
+    /// use ctr_cases::ctr::ContactId;
+    /// assert!(ContactId::parse("5ca32fbd-8f92-46af-92a5-6b0f970f0efe").is_ok());
+    /// assert!(ContactId::parse("../../sobjects/User").is_err());
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, DecodeError> {
         if raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok() {
             Ok(ContactId(raw.to_owned()))
@@ -289,6 +295,15 @@ impl Ctr {
     ///
     /// This parses the raw record, so it is meant for Case mapping (once per Case), not for the
     /// hot decode path.
+    ///
+    /// ```
+    /// use ctr_cases::ctr::Ctr;
+    /// let ctr = Ctr::from_json(r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+    ///     "Agent":{"Username":"jo"},"Attributes":{"tries":3}}"#.to_owned()).unwrap();
+    /// assert_eq!(ctr.path("Agent.Username").as_deref(), Some("jo"));
+    /// assert_eq!(ctr.path("Attributes.tries").as_deref(), Some("3"));
+    /// assert!(ctr.has_agent);
+    /// ```
     pub fn path(&self, path: &str) -> Option<String> {
         let root: serde_json::Value = serde_json::from_str(&self.raw).ok()?;
         lookup_path(&root, path)
