@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::case::{self, CaseRecord};
@@ -65,61 +66,52 @@ impl PlannedRecord {
 /// Dedupe: Connect delivers at least once and re-sends a CTR with a newer `LastUpdateTimestamp`
 /// when it changes, so for each ContactId only the newest version in the batch (the later one
 /// on a tie) is processed; the others are [`Step::Superseded`].
+///
+/// One pass, record by record: each CTR is dropped as soon as its Case is built, so a batch
+/// never holds all decoded CTRs at once (memory stays near the event size plus the Cases).
 pub fn plan(envelope: &KinesisEnvelope, pipeline: &PipelineConfig) -> Vec<PlannedRecord> {
-    let decoded: Vec<_> = envelope
-        .records
-        .iter()
-        .map(KinesisEnvelopeRecord::decode_ctr)
-        .collect();
-    let mut newest: HashMap<&ContactId, usize> = HashMap::new();
-    for (i, result) in decoded.iter().enumerate() {
-        if let Ok(ctr) = result {
-            newest
-                .entry(&ctr.contact_id)
-                .and_modify(|best| {
-                    let current = decoded[*best]
-                        .as_ref()
-                        .ok()
-                        .and_then(|c| c.last_update_timestamp);
-                    if ctr.last_update_timestamp >= current {
-                        *best = i;
-                    }
-                })
-                .or_insert(i);
-        }
-    }
-    let winners: Vec<usize> = newest.into_values().collect();
-    let mut is_winner = vec![false; decoded.len()];
-    for i in winners {
-        is_winner[i] = true;
-    }
-    decoded
-        .iter()
-        .enumerate()
-        .map(|(index, result)| {
-            let record = &envelope.records[index];
-            let (contact_id, step) = match result {
-                Err(e) => (None, Step::Poison(e.clone())),
-                Ok(ctr) if !is_winner[index] => (Some(ctr.contact_id.clone()), Step::Superseded),
-                Ok(ctr) => {
-                    let outcome = classify::classify(ctr, &pipeline.classify);
-                    let step = if pipeline.policy.wants_case(&outcome) {
-                        let case = case::build(ctr, &outcome, &pipeline.mapping);
-                        Step::Case(outcome, case)
-                    } else {
-                        Step::NoCase(outcome)
-                    };
-                    (Some(ctr.contact_id.clone()), step)
-                }
-            };
-            PlannedRecord {
-                index,
-                sequence_number: record.kinesis.sequence_number.clone(),
-                contact_id,
-                step,
+    let mut planned: Vec<PlannedRecord> = Vec::with_capacity(envelope.records.len());
+    // ContactId → (position in `planned`, its LastUpdateTimestamp) of the newest version so far.
+    let mut newest: HashMap<ContactId, (usize, Option<DateTime<Utc>>)> = HashMap::new();
+    for (index, record) in envelope.records.iter().enumerate() {
+        let sequence_number = record.kinesis.sequence_number.clone();
+        let ctr = match record.decode_ctr() {
+            Ok(ctr) => ctr,
+            Err(e) => {
+                planned.push(PlannedRecord {
+                    index,
+                    sequence_number,
+                    contact_id: None,
+                    step: Step::Poison(e),
+                });
+                continue;
             }
-        })
-        .collect()
+        };
+        let updated = ctr.last_update_timestamp;
+        let step = match newest.get(&ctr.contact_id) {
+            Some(&(_, best)) if updated < best => Step::Superseded,
+            previous => {
+                if let Some(&(older, _)) = previous {
+                    planned[older].step = Step::Superseded;
+                }
+                newest.insert(ctr.contact_id.clone(), (index, updated));
+                let outcome = classify::classify(&ctr, &pipeline.classify);
+                if pipeline.policy.wants_case(&outcome) {
+                    let case = case::build(&ctr, &outcome, &pipeline.mapping);
+                    Step::Case(outcome, case)
+                } else {
+                    Step::NoCase(outcome)
+                }
+            }
+        };
+        planned.push(PlannedRecord {
+            index,
+            sequence_number,
+            contact_id: Some(ctr.contact_id),
+            step,
+        });
+    }
+    planned
 }
 
 /// The final action for a record.

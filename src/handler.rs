@@ -91,7 +91,18 @@ impl AppState {
         let needs_aws = matches!(config.credentials, CredentialsConfig::SecretArn(_))
             || config.dead_letter_queue_url.is_some();
         let aws = if needs_aws {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+            // Bounded SDK calls: a hung Secrets Manager or SQS call must not eat the invocation.
+            let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(12))
+                .build();
+            Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(timeouts)
+                    .load()
+                    .await,
+            )
         } else {
             None
         };
@@ -194,10 +205,10 @@ pub async fn process_batch(
     deadline: Deadline,
 ) -> BatchOutcome {
     let planned = batch::plan(envelope, &state.pipeline);
-    let (case_indices, cases): (Vec<usize>, Vec<CaseRecord>) = planned
+    let (case_indices, cases): (Vec<usize>, Vec<&CaseRecord>) = planned
         .iter()
         .filter_map(|p| match &p.step {
-            Step::Case(_, case) => Some((p.index, case.clone())),
+            Step::Case(_, case) => Some((p.index, case)),
             _ => None,
         })
         .unzip();

@@ -292,3 +292,45 @@ async fn large_batch_is_split_into_collections_of_200() {
         .collect();
     assert_eq!(sizes, [200, 200, 50]);
 }
+
+#[tokio::test]
+async fn failure_without_sequence_number_fails_the_whole_batch() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    fake.org
+        .set_random_faults(1.0, vec![fake_salesforce::FaultKind::Status503], 1);
+    let mut event = kinesis_event(&[dropped_ctr().into_bytes()], 1);
+    event.records[0].kinesis.sequence_number = String::new();
+    let err = handle(&state, lambda_event(event, MINUTE))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        ctr_cases::handler::HandlerError::UnreportableFailures(1)
+    ));
+    let diagnostic: lambda_runtime::Diagnostic = err.into();
+    assert_eq!(diagnostic.error_type, "Retryable");
+}
+
+/// A wrong external id field is a configuration error Salesforce answers with 404 NOT_FOUND:
+/// permanent per salesforce-wire.md, so the records are dead-lettered (to be redriven after the
+/// fix), not retried forever.
+#[tokio::test]
+async fn missing_external_id_field_dead_letters_without_retrying() {
+    let fake = fake_salesforce::start().await;
+    let mut env = fake_env(&fake);
+    env.insert("CASE_EXTERNAL_ID_FIELD".into(), "Connect_Contact__c".into());
+    let state = app_state(&env);
+    let outcome = process_batch(
+        &state,
+        &kinesis_event(&dropped_datas(0..3), 1),
+        Deadline::after(MINUTE),
+    )
+    .await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    let letters = state.dead_letters.held();
+    assert_eq!(letters.len(), 3);
+    assert!(letters.iter().all(|l| l.error.code == "NOT_FOUND"));
+    assert_eq!(fake.org.api_calls(), 1);
+    assert_eq!(fake.org.case_count(), 0);
+}

@@ -4,6 +4,7 @@
 //! call), so a retried request, a write applied but answered with 503, or a CTR redelivered days
 //! later all leave one Case per ContactId. Nothing here knows about Kinesis.
 
+use std::borrow::Borrow;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -121,7 +122,11 @@ impl SalesforceClient {
     /// Upserts `records` by the external id field, in collections of at most `batch_size`,
     /// retrying transient failures with backoff until `max_attempts` or the deadline. Never
     /// fails as a whole: each record gets an outcome.
-    pub async fn upsert_cases(&self, records: &[CaseRecord], deadline: Deadline) -> UpsertReport {
+    pub async fn upsert_cases<R: Borrow<CaseRecord>>(
+        &self,
+        records: &[R],
+        deadline: Deadline,
+    ) -> UpsertReport {
         let counts = CallCounts::default();
         let mut outcomes: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
         let mut last_error: Vec<Option<Error>> = vec![None; records.len()];
@@ -138,7 +143,7 @@ impl SalesforceClient {
             let chunk_size = self.settings.batch_size.clamp(1, MAX_COLLECTION_RECORDS);
             let mut chunks = pending.chunks(chunk_size);
             while let Some(chunk) = chunks.next() {
-                let batch: Vec<&CaseRecord> = chunk.iter().map(|&i| &records[i]).collect();
+                let batch: Vec<&CaseRecord> = chunk.iter().map(|&i| records[i].borrow()).collect();
                 match self.send_collection(&batch, deadline, &counts).await {
                     Ok(results) => {
                         for (&i, result) in chunk.iter().zip(results) {
