@@ -1,0 +1,15 @@
+//! Arbitrary bytes as one record's data: decode, dedupe, classify and map must never panic.
+#![no_main]
+
+use ctr_cases::batch;
+use ctr_cases::config::PipelineConfig;
+use ctr_cases::event::{KinesisEnvelope, record_for};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let envelope = KinesisEnvelope {
+        records: vec![record_for(data, "1", "shardId-0"), record_for(data, "2", "shardId-0")],
+    };
+    let planned = batch::plan(&envelope, &PipelineConfig::default());
+    assert_eq!(planned.len(), 2);
+});
