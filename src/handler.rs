@@ -248,6 +248,7 @@ pub async fn process_batch(
                     state,
                     p,
                     batch::dead_letter(record, p, "poison_record", error),
+                    deadline,
                 )
                 .await
             }
@@ -275,6 +276,7 @@ pub async fn process_batch(
                     state,
                     p,
                     batch::dead_letter(record, p, "salesforce_rejected", error),
+                    deadline,
                 )
                 .await
             }
@@ -317,10 +319,16 @@ fn retry_report(p: &PlannedRecord, code: &str) -> RecordReport {
     }
 }
 
+/// The longest a dead-letter send may take.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a dead-letter send always gets, even past the deadline (taken from the safety margin).
+const MIN_DEAD_LETTER_TIME: Duration = Duration::from_secs(1);
+
 async fn send_dead_letter(
     state: &AppState,
     p: &PlannedRecord,
     letter: crate::deadletter::DeadLetter,
+    deadline: Deadline,
 ) -> RecordReport {
     let code = letter.error.code.clone();
     let key = deadletter::record_key(letter.shard_id.as_deref(), &letter.sequence_number);
@@ -331,7 +339,20 @@ async fn send_dead_letter(
             ..RecordReport::new(p, Action::DeadLetter)
         };
     }
-    match state.dead_letters.send(&letter).await {
+    // Dead letters go out after the upserts, into the safety margin if need be, but never
+    // past it: a record whose letter could not be sent in time is reported for retry.
+    let budget = deadline
+        .remaining()
+        .map_or(DEAD_LETTER_TIMEOUT, |left| left.max(MIN_DEAD_LETTER_TIME))
+        .min(DEAD_LETTER_TIMEOUT);
+    let sent = tokio::time::timeout(budget, state.dead_letters.send(&letter))
+        .await
+        .unwrap_or_else(|_| {
+            Err(deadletter::DeadLetterSendError {
+                code: "timed out".into(),
+            })
+        });
+    match sent {
         Ok(()) => {
             state.recent_dead_letters.insert(key);
             RecordReport {

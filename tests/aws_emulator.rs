@@ -383,16 +383,6 @@ async fn unknown_queue_reports_poison_record_for_retry() {
     assert!(fake.org.case(&fixtures::contact_uuid(1)).is_some());
 }
 
-// ---------------------------------------------------------------------------------------------
-// The Lambda's configuration path, in a child process
-// ---------------------------------------------------------------------------------------------
-
-/// `Config::from_env` and `AppState::from_config` (which loads the AWS configuration from the
-/// environment) run in a child process (this test binary again, running
-/// [`child_runs_a_batch_with_lambda_environment`]) so no environment variable is set in this
-/// process. The child's AWS endpoint is moto; it must read the Salesforce credentials from the
-/// secret and send the dead letter to the queue.
-
 /// A poison record redelivered to another container (a cold start) after its batch was
 /// retried: with a FIFO dead-letter queue the second letter is deduplicated by shard and
 /// sequence number, so the record is dead-lettered exactly once.
@@ -427,6 +417,15 @@ async fn fifo_queue_keeps_one_letter_for_a_record_redelivered_to_another_contain
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The Lambda's configuration path, in a child process
+// ---------------------------------------------------------------------------------------------
+
+/// `Config::from_env` and `AppState::from_config` (which loads the AWS configuration from the
+/// environment) run in a child process (this test binary again, running
+/// [`child_runs_a_batch_with_lambda_environment`]) so no environment variable is set in this
+/// process. The child's AWS endpoint is moto; it must read the Salesforce credentials from the
+/// secret and send the dead letter to the queue.
 #[tokio::test]
 async fn lambda_environment_reads_secret_and_queue_from_aws() {
     let moto = moto::start().await;

@@ -334,3 +334,43 @@ async fn missing_external_id_field_dead_letters_without_retrying() {
     assert_eq!(fake.org.api_calls(), 1);
     assert_eq!(fake.org.case_count(), 0);
 }
+
+/// An SQS endpoint that accepts connections and never answers: the dead-letter send is cut off
+/// near the deadline and the record is reported for retry instead of timing out the invocation.
+#[tokio::test]
+async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let fake = fake_salesforce::start().await;
+    let mut state = app_state(&fake_env(&fake));
+    state.dead_letters = ctr_cases::deadletter::DeadLetterSink::Sqs {
+        client: sqs,
+        queue_url: format!("{endpoint}/123456789012/dead-letters"),
+    };
+    let event = kinesis_event(&[b"not json".to_vec()], 1);
+    let started = std::time::Instant::now();
+    let response = handle(&state, lambda_event(event, Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered in time"
+    );
+    assert_eq!(failures(&response), [format!("{:020}", 1)]);
+}
