@@ -180,6 +180,7 @@ impl RecordReport {
 
 /// Counts for one batch: the summary log line and the metrics.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct BatchSummary {
     /// Records in the event.
     pub records: u32,

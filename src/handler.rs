@@ -184,6 +184,9 @@ pub async fn handle(
 fn log_summary(summary: &BatchSummary, latency_ms: u64) {
     tracing::info!(
         records = summary.records,
+        dropped = summary.outcomes_starting_with("dropped"),
+        happy_path = summary.outcomes_starting_with("happy_path"),
+        poison = summary.outcomes_starting_with("poison"),
         outcomes = %serde_json::to_string(&summary.outcomes).unwrap_or_default(),
         cases_upserted = summary.count(Action::UpsertCase),
         cases_created = summary.cases_created,

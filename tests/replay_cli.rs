@@ -96,7 +96,7 @@ async fn dry_run_of_mixed_batch_dedupes_and_dead_letters_poison() {
     let summary = lines.last().unwrap();
     assert_eq!(summary["dryRun"], true);
     assert_eq!(summary["summary"]["actions"]["upsert_case"], 1);
-    assert_eq!(summary["summary"]["salesforce_api_calls"], 1);
+    assert_eq!(summary["summary"]["salesforceApiCalls"], 1);
     // Decisions carry no phone number.
     assert!(!String::from_utf8_lossy(&output.stdout).contains("+1"));
 }
