@@ -129,13 +129,6 @@ fn assert_contract(fake: &FakeSalesforce, state: &AppState, dropped_ids: &[Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_records_with_thirty_percent_faults_lose_and_duplicate_nothing() {
-    let fake = fake_salesforce::start().await;
-    // Small collections and few in-invocation attempts, so that many calls are made and many
-    // records go back to Lambda for retry.
-    let mut env = fake_env(&fake);
-    env.insert("SALESFORCE_BATCH_SIZE".into(), "20".into());
-    env.insert("SALESFORCE_MAX_ATTEMPTS".into(), "2".into());
-    let state = app_state(&env);
     // 40% of data calls fail: 30% plain failures (nothing applied) and 10% applied, then
     // answered with 503 or a dropped connection.
     let plain = [
@@ -148,21 +141,39 @@ async fn thousand_records_with_thirty_percent_faults_lose_and_duplicate_nothing(
     let mut mix: Vec<FaultKind> = plain.iter().cycle().take(15).copied().collect();
     mix.extend([FaultKind::AppliedThen503; 3]);
     mix.extend([FaultKind::AppliedThenDrop; 2]);
-    fake.org.set_random_faults(0.4, mix, 20_261_126);
-    let (records, dropped_ids, poison) = stream_of_1000();
-    let replay = replay_stream(&state, &records, 1, 100, 200).await;
-    assert_contract(&fake, &state, &dropped_ids, poison);
-    eprintln!(
-        "fault suite: records={} dropped={} poison={poison} invocations={} reported_for_retry={} \
-         api_calls={} token_grants={} cases={}",
-        records.len(),
-        dropped_ids.len(),
-        replay.invocations,
-        replay.reported,
-        fake.org.api_calls(),
-        fake.org.token_grants(),
-        fake.org.case_count()
-    );
+    // Several seeded runs, each a fresh org and a fresh container.
+    for seed in [20_261_126, 1, 2, 3, 4] {
+        let fake = fake_salesforce::start().await;
+        // Small collections and few in-invocation attempts, so that many calls are made and
+        // many records go back to Lambda for retry.
+        let mut env = fake_env(&fake);
+        env.insert("SALESFORCE_BATCH_SIZE".into(), "20".into());
+        env.insert("SALESFORCE_MAX_ATTEMPTS".into(), "2".into());
+        let state = app_state(&env);
+        fake.org.set_random_faults(0.4, mix.clone(), seed);
+        let (records, dropped_ids, poison) = stream_of_1000();
+        let replay = replay_stream(&state, &records, 1, 100, 200).await;
+        assert_contract(&fake, &state, &dropped_ids, poison);
+        let injected = fake.org.random_faults_injected();
+        let total: u64 = injected.values().sum();
+        assert!(
+            total >= 10,
+            "the suite must really inject faults: {injected:?}"
+        );
+        eprintln!(
+            "fault suite seed={seed}: records={} dropped={} poison={poison} invocations={} \
+             reported_for_retry={} data_calls={} injected_faults={total} ({injected:?}) \
+             token_grants={} cases={} dead_letters={} duplicates=0 lost=0",
+            records.len(),
+            dropped_ids.len(),
+            replay.invocations,
+            replay.reported,
+            fake.org.api_calls(),
+            fake.org.token_grants(),
+            fake.org.case_count(),
+            state.dead_letters.held().len(),
+        );
+    }
 }
 
 #[tokio::test]

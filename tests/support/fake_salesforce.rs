@@ -52,7 +52,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -433,6 +433,11 @@ impl FakeOrg {
         self.lock().faults.len()
     }
 
+    /// Random faults injected so far ([`FakeOrg::set_random_faults`]), by kind.
+    pub fn random_faults_injected(&self) -> BTreeMap<String, u64> {
+        self.lock().injected.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, OrgState> {
         // A panicking test thread must not wedge the server for the others.
         self.state
@@ -459,6 +464,8 @@ struct OrgState {
     latency: Option<Duration>,
     faults: VecDeque<Fault>,
     random: Option<RandomFaults>,
+    /// Random faults injected so far, by kind.
+    injected: BTreeMap<String, u64>,
     reject_credentials: bool,
     accepted_password: String,
     requests: Vec<RecordedRequest>,
@@ -487,6 +494,7 @@ impl OrgState {
             latency: options.latency,
             faults: VecDeque::new(),
             random: None,
+            injected: BTreeMap::new(),
             reject_credentials: false,
             accepted_password: PASSWORD.to_owned(),
             requests: Vec::new(),
@@ -546,6 +554,7 @@ impl OrgState {
             return None;
         }
         let kind = random.mix[random.rng.below(random.mix.len())];
+        *self.injected.entry(format!("{kind:?}")).or_default() += 1;
         Some(match kind {
             FaultKind::Status503 => ActiveFault::Status503,
             FaultKind::Status500 => ActiveFault::Status500,
