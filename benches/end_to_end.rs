@@ -13,66 +13,23 @@
 
 #[path = "../tests/support/fake_salesforce.rs"]
 mod fake_salesforce;
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
 
 use std::time::{Duration, Instant};
 
-use ctr_cases::config::Config;
-use ctr_cases::deadletter::DeadLetterSink;
-use ctr_cases::event::{KinesisEnvelope, record_for};
-use ctr_cases::handler::{AppState, MetricsTarget, process_batch};
+use ctr_cases::event::KinesisEnvelope;
+use ctr_cases::handler::{AppState, process_batch};
 use ctr_cases::retry::Deadline;
-use ctr_cases::salesforce::SalesforceClient;
-use ctr_cases::secrets::CredentialSource;
-
-const DROPPED: &str = include_str!(
-    "../tests/fixtures/ctr/kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json"
-);
 
 fn dropped_batch(first: u64, count: u64) -> KinesisEnvelope {
-    let event: serde_json::Value = serde_json::from_str(DROPPED).unwrap();
-    let template = event["Records"][0]["kinesis"]["data"].clone();
-    KinesisEnvelope {
-        records: (first..first + count)
-            .map(|n| {
-                let mut ctr = template.clone();
-                ctr["ContactId"] = format!("{:08x}-0000-4000-8000-{:012x}", n >> 16, n).into();
-                ctr["CustomerEndpoint"]["Address"] = format!("+1555{:07}", n).into();
-                record_for(ctr.to_string().as_bytes(), &n.to_string(), "shardId-0")
-            })
-            .collect(),
-    }
+    fixtures::kinesis_event(&fixtures::dropped_datas(first..first + count), first)
 }
 
 fn state(fake: &fake_salesforce::FakeSalesforce) -> AppState {
-    let env = |name: &str| -> Option<String> {
-        match name {
-            "SALESFORCE_LOGIN_URL" => Some(fake.base_url.clone()),
-            "SALESFORCE_CLIENT_ID" => Some(fake_salesforce::CLIENT_ID.into()),
-            "SALESFORCE_CLIENT_SECRET" => Some(fake_salesforce::CLIENT_SECRET.into()),
-            "SALESFORCE_USERNAME" => Some(fake_salesforce::USERNAME.into()),
-            "SALESFORCE_PASSWORD" => Some(fake_salesforce::PASSWORD.into()),
-            _ => None,
-        }
-    };
-    let config = Config::from_lookup(env).expect("bench config");
-    let ctr_cases::config::CredentialsConfig::Inline(credentials) = config.credentials else {
-        unreachable!("inline credentials above")
-    };
-    AppState {
-        pipeline: config.pipeline,
-        salesforce: SalesforceClient::new(config.salesforce, CredentialSource::Static(credentials))
-            .unwrap(),
-        dead_letters: DeadLetterSink::memory(),
-        recent_dead_letters: Default::default(),
-        metrics: MetricsTarget {
-            namespace: "Bench".into(),
-            function_name: "bench".into(),
-            enabled: false,
-        },
-        deadline_margin: Duration::from_secs(1),
-    }
+    fixtures::app_state(&fixtures::fake_env(fake))
 }
 
 fn peak_rss_kib() -> Option<u64> {

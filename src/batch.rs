@@ -51,6 +51,14 @@ impl PlannedRecord {
         }
     }
 
+    /// The Case to upsert, when the plan has one.
+    pub fn case(&self) -> Option<&CaseRecord> {
+        match &self.step {
+            Step::Case(_, case) => Some(case),
+            _ => None,
+        }
+    }
+
     /// The action a dry run reports.
     pub fn planned_action(&self) -> Action {
         match self.step {

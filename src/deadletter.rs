@@ -31,6 +31,35 @@ pub struct DeadLetterError {
     pub fields: Vec<String>,
 }
 
+impl From<&crate::ctr::DecodeError> for DeadLetterError {
+    fn from(e: &crate::ctr::DecodeError) -> Self {
+        DeadLetterError {
+            code: e.code().into(),
+            message: e.to_string(),
+            status: None,
+            fields: vec![],
+        }
+    }
+}
+
+impl From<&crate::salesforce::Error> for DeadLetterError {
+    /// Keeps Salesforce's own message and fields: they go to the queue, never to the logs.
+    fn from(e: &crate::salesforce::Error) -> Self {
+        let (message, fields) = match e {
+            crate::salesforce::Error::Api {
+                message, fields, ..
+            } => (message.clone(), fields.clone()),
+            other => (other.to_string(), vec![]),
+        };
+        DeadLetterError {
+            code: e.code().into(),
+            message,
+            status: e.status(),
+            fields,
+        }
+    }
+}
+
 /// One dead-letter message (the SQS message body, as JSON).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DeadLetter {

@@ -16,7 +16,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use crate::batch::{self, Action, BatchSummary, PlannedRecord, RecordReport, Step};
 use crate::case::CaseRecord;
 use crate::config::{Config, ConfigError, CredentialsConfig, PipelineConfig};
-use crate::deadletter::{self, DeadLetterError, DeadLetterSink, RecentDeadLetters};
+use crate::deadletter::{self, DeadLetterSink, RecentDeadLetters};
 use crate::event::KinesisEnvelope;
 use crate::metrics;
 use crate::retry::Deadline;
@@ -210,12 +210,9 @@ pub async fn process_batch(
     let planned = batch::plan(envelope, &state.pipeline);
     let (case_indices, cases): (Vec<usize>, Vec<&CaseRecord>) = planned
         .iter()
-        .filter_map(|p| match &p.step {
-            Step::Case(_, case) => Some((p.index, case)),
-            _ => None,
-        })
+        .filter_map(|p| Some((p.index, p.case()?)))
         .unzip();
-    let upsert = if cases.is_empty() {
+    let mut upsert = if cases.is_empty() {
         salesforce::UpsertReport::default()
     } else {
         state.salesforce.upsert_cases(&cases, deadline).await
@@ -230,7 +227,7 @@ pub async fn process_batch(
     let mut upserts: Vec<Option<UpsertOutcome>> = vec![None; planned.len()];
     for (index, outcome) in case_indices
         .into_iter()
-        .zip(upsert.outcomes.iter().cloned())
+        .zip(std::mem::take(&mut upsert.outcomes))
     {
         upserts[index] = Some(outcome);
     }
@@ -241,16 +238,10 @@ pub async fn process_batch(
         let record = &envelope.records[p.index];
         let report = match (&p.step, upserts[p.index].take()) {
             (Step::Poison(e), _) => {
-                let error = DeadLetterError {
-                    code: e.code().into(),
-                    message: e.to_string(),
-                    status: None,
-                    fields: vec![],
-                };
                 send_dead_letter(
                     state,
                     p,
-                    batch::dead_letter(record, p, "poison_record", error),
+                    batch::dead_letter(record, p, "poison_record", e.into()),
                     deadline,
                 )
                 .await
@@ -263,22 +254,10 @@ pub async fn process_batch(
             (Step::Case(..), Some(UpsertOutcome::Failed(e)))
                 if e.class() == ErrorClass::Permanent =>
             {
-                let error = DeadLetterError {
-                    code: e.code().into(),
-                    message: match &e {
-                        salesforce::Error::Api { message, .. } => message.clone(),
-                        other => other.to_string(),
-                    },
-                    status: e.status(),
-                    fields: match &e {
-                        salesforce::Error::Api { fields, .. } => fields.clone(),
-                        _ => vec![],
-                    },
-                };
                 send_dead_letter(
                     state,
                     p,
-                    batch::dead_letter(record, p, "salesforce_rejected", error),
+                    batch::dead_letter(record, p, "salesforce_rejected", (&e).into()),
                     deadline,
                 )
                 .await
@@ -334,13 +313,14 @@ async fn send_dead_letter(
     deadline: Deadline,
 ) -> RecordReport {
     let code = letter.error.code.clone();
+    let dead_lettered = |code: String| RecordReport {
+        error: Some(code),
+        ..RecordReport::new(p, Action::DeadLetter)
+    };
     let key = deadletter::record_key(letter.shard_id.as_deref(), &letter.sequence_number);
     if state.recent_dead_letters.contains(&key) {
         tracing::debug!(sequence_number = %p.sequence_number, "record already dead-lettered");
-        return RecordReport {
-            error: Some(code),
-            ..RecordReport::new(p, Action::DeadLetter)
-        };
+        return dead_lettered(code);
     }
     // Dead letters go out after the upserts, into the safety margin if need be, but never
     // past it: a record whose letter could not be sent in time is reported for retry.
@@ -358,10 +338,7 @@ async fn send_dead_letter(
     match sent {
         Ok(()) => {
             state.recent_dead_letters.insert(key);
-            RecordReport {
-                error: Some(code),
-                ..RecordReport::new(p, Action::DeadLetter)
-            }
+            dead_lettered(code)
         }
         Err(e) => {
             tracing::warn!(

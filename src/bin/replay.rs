@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use ctr_cases::batch::{self, BatchSummary, RecordReport, Step};
+use ctr_cases::batch::{self, BatchSummary, RecordReport};
 use ctr_cases::config::{Config, PipelineConfig};
 use ctr_cases::deadletter::DeadLetterSink;
 use ctr_cases::event::{KinesisEnvelope, record_for};
@@ -124,17 +124,14 @@ fn print_requests(
 ) -> anyhow::Result<()> {
     let cases: Vec<_> = planned
         .iter()
-        .filter_map(|p| match &p.step {
-            Step::Case(_, case) => Some(case),
-            _ => None,
-        })
+        .filter_map(batch::PlannedRecord::case)
         .collect();
     let field = &pipeline.mapping.external_id_field;
     for chunk in cases.chunks(wire::MAX_COLLECTION_RECORDS) {
         let body = wire::collections_upsert_body(chunk.iter().copied(), field);
         let request = json!({"request": {
             "method": "PATCH",
-            "path": format!("/services/data/{api_version}/composite/sobjects/Case/{field}"),
+            "path": wire::collections_upsert_path(api_version, field),
             "body": body,
         }});
         writeln!(out, "{request}")?;

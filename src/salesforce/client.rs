@@ -236,10 +236,12 @@ impl SalesforceClient {
                 .await?;
             let timeout = self.request_timeout(deadline)?;
             let url = format!(
-                "{}/services/data/{}/composite/sobjects/Case/{}",
+                "{}{}",
                 token.instance_url.trim_end_matches('/'),
-                self.settings.api_version,
-                self.settings.external_id_field
+                wire::collections_upsert_path(
+                    &self.settings.api_version,
+                    &self.settings.external_id_field
+                )
             );
             counts.api_calls.fetch_add(1, Ordering::Relaxed);
             let response = self

@@ -108,6 +108,12 @@ pub fn parse_api_error(status: u16, body: &[u8]) -> Error {
     }
 }
 
+/// The path (below the instance URL) of an sObject Collections upsert of Cases by
+/// `external_id_field`.
+pub fn collections_upsert_path(api_version: &str, external_id_field: &str) -> String {
+    format!("/services/data/{api_version}/composite/sobjects/Case/{external_id_field}")
+}
+
 /// The body of an sObject Collections upsert: `allOrNone:false`, one Case per record, each with
 /// its external id field set to the ContactId.
 pub fn collections_upsert_body<'a>(
