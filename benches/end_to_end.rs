@@ -20,9 +20,10 @@ mod runtime_api;
 
 use std::time::{Duration, Instant};
 
+use ctr_cases::app::AppState;
 use ctr_cases::event::KinesisEnvelope;
-use ctr_cases::handler::{AppState, process_batch};
 use ctr_cases::retry::Deadline;
+use ctr_cases::stream::process_batch;
 
 fn dropped_batch(first: u64, count: u64) -> KinesisEnvelope {
     fixtures::kinesis_event(&fixtures::dropped_datas(first..first + count), first)
@@ -103,7 +104,7 @@ async fn main() {
         "batch_10000: {:?}, {} cases, {} data calls; peak RSS before {:?} KiB, after {:?} KiB \
          (process includes the fake org)",
         started.elapsed(),
-        outcome.summary.count(ctr_cases::batch::Action::UpsertCase),
+        outcome.summary.count(ctr_cases::report::Action::UpsertCase),
         outcome.summary.salesforce_api_calls,
         before,
         peak_rss_kib()

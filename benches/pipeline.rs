@@ -6,11 +6,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ctr_cases::batch;
 use ctr_cases::classify::{ClassifyConfig, classify};
-use ctr_cases::config::PipelineConfig;
 use ctr_cases::ctr::Ctr;
 use ctr_cases::event::{KinesisEnvelope, record_for};
+use ctr_cases::plan::{self, Settings};
 
 const DROPPED: &str = include_str!(
     "../tests/fixtures/ctr/kinesis-event-inline-object-voice-ivr-only-contact-flow-disconnect-2024.json"
@@ -46,7 +45,7 @@ fn decode_classify(c: &mut Criterion) {
 }
 
 fn plan_batch(c: &mut Criterion) {
-    let pipeline = PipelineConfig::default();
+    let pipeline = Settings::default();
     let dropped = dropped_ctr();
     let records: Vec<_> = (0..100u64)
         .map(|n| {
@@ -64,7 +63,7 @@ fn plan_batch(c: &mut Criterion) {
     group.bench_function("kinesis_event_100_records", |b| {
         b.iter(|| {
             let envelope: KinesisEnvelope = serde_json::from_str(black_box(&event)).unwrap();
-            black_box(batch::plan(&envelope, &pipeline))
+            black_box(plan::plan(&envelope.inputs(), &pipeline))
         })
     });
     group.finish();

@@ -23,7 +23,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::classify::{HappyPath, Outcome};
-use crate::ctr::{ContactId, Ctr};
+use crate::ctr::{Capture, ContactId, Ctr};
 
 /// The default external id field on Case.
 pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
@@ -217,7 +217,33 @@ impl CaseMapping {
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|(f, _)| f.as_str())
     }
+
+    /// What a CTR decode must keep for this mapping: the top-level key of every CTR path its
+    /// templates reference (the special placeholders need nothing beyond the typed fields).
+    pub fn capture(&self) -> Capture {
+        Capture::of_paths(
+            self.fields
+                .iter()
+                .flat_map(|(_, template)| &template.0)
+                .filter_map(|piece| match piece {
+                    Piece::Placeholder { path, .. } if !SPECIAL.contains(&path.as_str()) => {
+                        Some(path.as_str())
+                    }
+                    _ => None,
+                }),
+        )
+    }
 }
+
+impl Default for CaseMapping {
+    /// The default mapping: external id `Amazon_Connect_Contact_Id__c`, Priority `Medium`.
+    fn default() -> Self {
+        CaseMapping::new(DEFAULT_EXTERNAL_ID_FIELD, "Medium").expect("the default mapping is valid")
+    }
+}
+
+/// Placeholders that are not CTR paths.
+const SPECIAL: [&str; 4] = ["outcome", "outcome_code", "contact_id", "context"];
 
 fn check_field_name(name: &str) -> Result<(), MappingError> {
     let mut chars = name.chars();
@@ -240,9 +266,9 @@ pub struct CaseRecord {
     pub fields: Map<String, Value>,
 }
 
-/// Builds the Case for a contact.
+/// Builds the Case for a contact. CTR paths come from the values the decode captured for
+/// this mapping ([`CaseMapping::capture`]), so the record is not parsed again.
 pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord {
-    let document: Value = serde_json::from_str(ctr.raw_json()).unwrap_or(Value::Null);
     let mut fields = Map::new();
     for (field, template) in &mapping.fields {
         let mut text = String::new();
@@ -250,7 +276,7 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
             match piece {
                 Piece::Literal(s) => text.push_str(s),
                 Piece::Placeholder { path, fallback } => {
-                    let value = resolve(path, ctr, outcome, &document);
+                    let value = resolve(path, ctr, outcome);
                     match value.filter(|v| !v.is_empty()) {
                         Some(v) => text.push_str(&v),
                         None => text.push_str(fallback),
@@ -274,13 +300,13 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
     }
 }
 
-fn resolve(path: &str, ctr: &Ctr, outcome: &Outcome, document: &Value) -> Option<String> {
+fn resolve(path: &str, ctr: &Ctr, outcome: &Outcome) -> Option<String> {
     match path {
         "outcome" => Some(outcome_title(outcome).to_owned()),
         "outcome_code" => Some(outcome.name().to_owned()),
         "contact_id" => Some(ctr.contact_id.to_string()),
         "context" => Some(context_block(ctr, outcome)),
-        _ => crate::ctr::lookup_path(document, path),
+        _ => ctr.path(path),
     }
 }
 

@@ -1,8 +1,13 @@
-//! Configuration from environment variables: the only module that reads the environment.
+//! Configuration from environment variables.
 //!
-//! [`Config::from_env`] runs once at cold start. It calls [`Config::from_lookup`], which tests
-//! call with a map (no `set_var`). Every problem is reported at once, each naming its variable
-//! and what to set it to; a bad configuration fails init, never a panic.
+//! The library reads the environment only here ([`Config::from_env`]); the binaries' `main`
+//! functions also read it for the log settings ([`crate::logging::settings`] takes a lookup).
+//! `from_env` runs once at cold start. It calls [`Config::from_lookup`], which tests call with
+//! a map (no `set_var`). Every problem is reported at once, each naming its variable and what
+//! to set it to; a bad configuration fails init, never a panic.
+//!
+//! This module depends on what it configures (the plan settings, the Salesforce client,
+//! credentials), never the reverse.
 
 use std::fmt;
 use std::time::Duration;
@@ -11,9 +16,10 @@ use secrecy::SecretString;
 
 use crate::case::{CaseMapping, DEFAULT_EXTERNAL_ID_FIELD};
 use crate::classify::{CasePolicy, ClassifyConfig};
+use crate::plan::Settings;
 use crate::retry::RetryPolicy;
-use crate::salesforce::{AuthFlow, SalesforceSettings};
-use crate::secrets::Credentials;
+use crate::salesforce::client::is_allowed_login_url;
+use crate::salesforce::{AuthFlow, Credentials, SalesforceSettings};
 
 /// One bad setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +51,6 @@ impl ConfigError {
     }
 }
 
-/// What the pure pipeline needs: classifier, Case policy and Case mapping.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineConfig {
-    /// Classifier settings.
-    pub classify: ClassifyConfig,
-    /// Which outcomes get a Case.
-    pub policy: CasePolicy,
-    /// How Cases are built.
-    pub mapping: CaseMapping,
-}
-
 /// Where the Salesforce credentials come from.
 #[derive(Debug, Clone)]
 pub enum CredentialsConfig {
@@ -69,7 +64,7 @@ pub enum CredentialsConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Classifier, policy, mapping.
-    pub pipeline: PipelineConfig,
+    pub pipeline: Settings,
     /// Salesforce endpoint, flow and retry settings.
     pub salesforce: SalesforceSettings,
     /// Credentials source.
@@ -80,6 +75,8 @@ pub struct Config {
     pub metrics_namespace: String,
     /// Time kept in reserve before the Lambda deadline.
     pub deadline_margin: Duration,
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda), for metrics.
+    pub function_name: String,
 }
 
 struct Reader<'a> {
@@ -158,80 +155,75 @@ impl Reader<'_> {
     }
 }
 
-/// Whether `url` may receive credentials: https, or plain http on the loopback interface only
-/// (local testing).
-pub fn is_allowed_login_url(url: &str) -> bool {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+fn read_pipeline(r: &mut Reader) -> Settings {
+    let defaults = ClassifyConfig::default();
+    let default_methods: Vec<&str> = defaults
+        .skipped_initiation_methods
         .iter()
-        .any(|p| url.starts_with(p));
-    let https = url
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
-    https || local
-}
-
-impl PipelineConfig {
-    fn read(r: &mut Reader) -> Self {
-        let defaults = ClassifyConfig::default();
-        let default_methods: Vec<&str> = defaults
-            .skipped_initiation_methods
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let default_values: Vec<&str> = defaults
-            .resolved_values
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let classify = ClassifyConfig {
-            channels: r
-                .list("CTR_CHANNELS", &["VOICE"])
-                .into_iter()
-                .map(|c| c.to_ascii_uppercase())
-                .collect(),
-            skipped_initiation_methods: r
-                .list("SKIP_INITIATION_METHODS", &default_methods)
-                .into_iter()
-                .map(|c| c.to_ascii_uppercase())
-                .collect(),
-            status_attribute: r.text("VIRTUAL_AGENT_STATUS_ATTRIBUTE", &defaults.status_attribute),
-            resolved_values: r.list("VIRTUAL_AGENT_RESOLVED_VALUES", &default_values),
-        };
-        if classify.channels.is_empty() {
-            r.problem("CTR_CHANNELS", "must list at least one channel, e.g. VOICE");
+        .map(String::as_str)
+        .collect();
+    let default_values: Vec<&str> = defaults
+        .resolved_values
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let classify = ClassifyConfig {
+        channels: r
+            .list("CTR_CHANNELS", &["VOICE"])
+            .into_iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+        skipped_initiation_methods: r
+            .list("SKIP_INITIATION_METHODS", &default_methods)
+            .into_iter()
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+        status_attribute: r.text("VIRTUAL_AGENT_STATUS_ATTRIBUTE", &defaults.status_attribute),
+        resolved_values: r.list("VIRTUAL_AGENT_RESOLVED_VALUES", &default_values),
+    };
+    if classify.channels.is_empty() {
+        r.problem("CTR_CHANNELS", "must list at least one channel, e.g. VOICE");
+    }
+    let policy = CasePolicy {
+        happy_path: r.flag("CASE_FOR_HAPPY_PATH", false),
+        queued_abandoned: r.flag("CASE_FOR_QUEUED_ABANDONED", false),
+    };
+    let external_id_field = r.text("CASE_EXTERNAL_ID_FIELD", DEFAULT_EXTERNAL_ID_FIELD);
+    let priority = r.text("CASE_PRIORITY", "Medium");
+    let mapping = match CaseMapping::new(&external_id_field, &priority) {
+        Ok(m) => m,
+        Err(e) => {
+            r.problem("CASE_EXTERNAL_ID_FIELD", e.to_string());
+            CaseMapping::new(DEFAULT_EXTERNAL_ID_FIELD, &priority)
+                .expect("the default mapping is valid")
         }
-        let policy = CasePolicy {
-            happy_path: r.flag("CASE_FOR_HAPPY_PATH", false),
-            queued_abandoned: r.flag("CASE_FOR_QUEUED_ABANDONED", false),
-        };
-        let external_id_field = r.text("CASE_EXTERNAL_ID_FIELD", DEFAULT_EXTERNAL_ID_FIELD);
-        let priority = r.text("CASE_PRIORITY", "Medium");
-        let mapping = match CaseMapping::new(&external_id_field, &priority) {
+    };
+    let mapping = match r.get("CASE_FIELD_MAPPING") {
+        None => mapping,
+        Some(json) => match mapping.clone().with_overrides(&json) {
             Ok(m) => m,
             Err(e) => {
-                r.problem("CASE_EXTERNAL_ID_FIELD", e.to_string());
-                CaseMapping::new(DEFAULT_EXTERNAL_ID_FIELD, &priority)
-                    .expect("the default mapping is valid")
+                r.problem("CASE_FIELD_MAPPING", e.to_string());
+                mapping
             }
-        };
-        let mapping = match r.get("CASE_FIELD_MAPPING") {
-            None => mapping,
-            Some(json) => match mapping.clone().with_overrides(&json) {
-                Ok(m) => m,
-                Err(e) => {
-                    r.problem("CASE_FIELD_MAPPING", e.to_string());
-                    mapping
-                }
-            },
-        };
-        PipelineConfig {
-            classify,
-            policy,
-            mapping,
-        }
-    }
+        },
+    };
+    Settings::new(classify, policy, mapping)
+}
 
-    /// Reads only the pipeline settings (all optional): enough for a dry-run replay.
+/// What a dry run needs: the pipeline settings and how the client would shape its requests.
+#[derive(Debug, Clone)]
+pub struct DryRunConfig {
+    /// Classifier, policy, mapping.
+    pub pipeline: Settings,
+    /// `SALESFORCE_API_VERSION`.
+    pub api_version: String,
+    /// `SALESFORCE_BATCH_SIZE`: Cases per collections request.
+    pub batch_size: usize,
+}
+
+impl DryRunConfig {
+    /// Reads the settings a dry run needs (all optional; no credentials).
     ///
     /// # Errors
     /// [`ConfigError`] listing every invalid variable.
@@ -240,18 +232,35 @@ impl PipelineConfig {
             lookup: &lookup,
             problems: Vec::new(),
         };
-        let pipeline = PipelineConfig::read(&mut r);
-        if r.problems.is_empty() {
-            Ok(pipeline)
-        } else {
-            Err(ConfigError(r.problems))
+        let pipeline = read_pipeline(&mut r);
+        let salesforce = read_salesforce(&mut r, &pipeline.mapping.external_id_field);
+        if !r.problems.is_empty() {
+            return Err(ConfigError(r.problems));
         }
+        Ok(DryRunConfig {
+            pipeline,
+            api_version: salesforce.api_version,
+            batch_size: salesforce.batch_size,
+        })
     }
 }
 
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig::from_lookup(|_| None).expect("defaults are valid")
+/// Reads only the pipeline settings (all optional).
+///
+/// # Errors
+/// [`ConfigError`] listing every invalid variable.
+pub fn pipeline_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let mut r = Reader {
+        lookup: &lookup,
+        problems: Vec::new(),
+    };
+    let pipeline = read_pipeline(&mut r);
+    if r.problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        Err(ConfigError(r.problems))
     }
 }
 
@@ -372,7 +381,7 @@ impl Config {
             lookup: &lookup,
             problems: Vec::new(),
         };
-        let pipeline = PipelineConfig::read(&mut r);
+        let pipeline = read_pipeline(&mut r);
         let salesforce = read_salesforce(&mut r, &pipeline.mapping.external_id_field);
         let credentials = read_credentials(&mut r, salesforce.auth_flow);
         let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
@@ -387,6 +396,7 @@ impl Config {
         let metrics_namespace = r.text("METRICS_NAMESPACE", "CtrCases");
         let deadline_margin =
             Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
+        let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -397,6 +407,7 @@ impl Config {
             dead_letter_queue_url,
             metrics_namespace,
             deadline_margin,
+            function_name,
         })
     }
 }
@@ -498,7 +509,7 @@ mod tests {
 
     #[test]
     fn classifier_settings_are_read() {
-        let p = PipelineConfig::from_lookup(lookup(&[
+        let p = pipeline_from_lookup(lookup(&[
             ("CTR_CHANNELS", "voice, chat"),
             ("VIRTUAL_AGENT_STATUS_ATTRIBUTE", "botStatus"),
             ("VIRTUAL_AGENT_RESOLVED_VALUES", "done,agent"),

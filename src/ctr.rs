@@ -118,71 +118,81 @@ impl fmt::Display for ContactId {
 /// An endpoint (`CustomerEndpoint`, `SystemEndpoint`, `TransferredToEndpoint`).
 ///
 /// `Address` is kept as sent: it is not always E.164.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase", default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
     /// Phone number or other address. Customer data: never log it.
-    #[serde(deserialize_with = "lenient_string")]
     pub address: Option<String>,
     /// `TELEPHONE_NUMBER`, `EMAIL_ADDRESS`, …
-    #[serde(rename = "Type", deserialize_with = "lenient_string")]
     pub kind: Option<String>,
 }
 
 /// The queue part of a CTR. Present when the contact was put in a queue.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "PascalCase", default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Queue {
     /// Queue name.
-    #[serde(deserialize_with = "lenient_string")]
     pub name: Option<String>,
     /// Queue ARN.
-    #[serde(rename = "ARN", deserialize_with = "lenient_string")]
     pub arn: Option<String>,
     /// When the contact entered the queue.
-    #[serde(deserialize_with = "lenient_timestamp")]
     pub enqueue_timestamp: Option<DateTime<Utc>>,
     /// When the contact left the queue.
-    #[serde(deserialize_with = "lenient_timestamp")]
     pub dequeue_timestamp: Option<DateTime<Utc>>,
 }
 
-/// The typed fields of a CTR that ctr-cases uses. Everything else stays in [`Ctr::raw`].
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+/// The top-level CTR keys whose whole JSON value a decode keeps (besides the typed fields), so
+/// that a Case mapping can reach any path under them without parsing the record again.
+///
+/// Built once from the mapping's placeholders ([`Capture::of_paths`]); an empty capture keeps
+/// nothing extra.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capture {
+    keys: Vec<String>,
+}
+
+impl Capture {
+    /// Keeps nothing beyond the typed fields.
+    pub fn none() -> Self {
+        Capture::default()
+    }
+
+    /// Keeps the top-level key of every dotted path (`Agent.Username` keeps `Agent`).
+    pub fn of_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut keys: Vec<String> = paths
+            .into_iter()
+            .filter_map(|p| p.split('.').next())
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        Capture { keys }
+    }
+
+    fn wants(&self, key: &str) -> bool {
+        self.keys.binary_search_by(|k| k.as_str().cmp(key)).is_ok()
+    }
+}
+
+/// The typed fields of a CTR that ctr-cases uses, read in one pass over the JSON.
+#[derive(Debug, Default)]
 struct CtrFields {
-    #[serde(deserialize_with = "lenient_string")]
     contact_id: Option<String>,
-    #[serde(deserialize_with = "lenient_string")]
     channel: Option<String>,
-    #[serde(deserialize_with = "lenient_string")]
     initiation_method: Option<String>,
-    #[serde(deserialize_with = "presence")]
     agent: bool,
-    #[serde(deserialize_with = "lenient_object")]
     queue: Option<Queue>,
-    #[serde(deserialize_with = "lenient_attributes")]
     attributes: BTreeMap<String, String>,
-    #[serde(deserialize_with = "lenient_object")]
     customer_endpoint: Option<Endpoint>,
-    #[serde(deserialize_with = "lenient_object")]
     system_endpoint: Option<Endpoint>,
-    #[serde(deserialize_with = "lenient_string")]
     disconnect_reason: Option<String>,
-    #[serde(deserialize_with = "lenient_timestamp")]
     initiation_timestamp: Option<DateTime<Utc>>,
-    #[serde(deserialize_with = "lenient_timestamp")]
     connected_to_system_timestamp: Option<DateTime<Utc>>,
-    #[serde(deserialize_with = "lenient_timestamp")]
     disconnect_timestamp: Option<DateTime<Utc>>,
-    #[serde(deserialize_with = "lenient_timestamp")]
     last_update_timestamp: Option<DateTime<Utc>>,
-    #[serde(deserialize_with = "lenient_string")]
     previous_contact_id: Option<String>,
-    #[serde(deserialize_with = "lenient_string")]
     next_contact_id: Option<String>,
-    #[serde(deserialize_with = "lenient_string")]
     initial_contact_id: Option<String>,
+    captured: Vec<(String, serde_json::Value)>,
 }
 
 /// A decoded contact trace record.
@@ -221,23 +231,60 @@ pub struct Ctr {
     pub next_contact_id: Option<String>,
     /// The first leg of a chain of transfers.
     pub initial_contact_id: Option<String>,
+    /// The whole values of the top-level keys a [`Capture`] asked for.
+    captured: Vec<(String, serde_json::Value)>,
     raw: String,
 }
 
 impl Ctr {
-    /// Decodes a CTR from its JSON bytes (the decoded Kinesis `data`).
+    /// A contact with only its id set, for contacts described by something other than a CTR
+    /// (a contact-flow event); the caller fills in what it knows.
+    pub fn new(contact_id: ContactId) -> Self {
+        Ctr {
+            contact_id,
+            channel: None,
+            initiation_method: None,
+            has_agent: false,
+            queue: None,
+            attributes: BTreeMap::new(),
+            customer_endpoint: None,
+            system_endpoint: None,
+            disconnect_reason: None,
+            initiation_timestamp: None,
+            connected_to_system_timestamp: None,
+            disconnect_timestamp: None,
+            last_update_timestamp: None,
+            previous_contact_id: None,
+            next_contact_id: None,
+            initial_contact_id: None,
+            captured: Vec::new(),
+            raw: String::new(),
+        }
+    }
+
+    /// Decodes a CTR from its JSON bytes (the decoded Kinesis `data`), keeping nothing beyond
+    /// the typed fields; see [`Ctr::decode`].
     ///
     /// # Errors
     /// [`DecodeError`] when the bytes are not UTF-8, not a JSON object, or the `ContactId` is
     /// missing or not a UUID.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        Self::decode(bytes, &Capture::none())
+    }
+
+    /// Decodes a CTR from its JSON bytes in one pass, also keeping the whole values of the
+    /// top-level keys `capture` names (for Case mapping).
+    ///
+    /// # Errors
+    /// As [`Ctr::from_bytes`].
+    pub fn decode(bytes: Vec<u8>, capture: &Capture) -> Result<Self, DecodeError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(DecodeError::Empty);
         }
         let raw = String::from_utf8(bytes).map_err(|e| DecodeError::Utf8 {
             offset: e.utf8_error().valid_up_to(),
         })?;
-        Self::from_json(raw)
+        Self::decode_json(raw, capture)
     }
 
     /// Decodes a CTR from JSON text; see [`Ctr::from_bytes`].
@@ -245,6 +292,10 @@ impl Ctr {
     /// # Errors
     /// As [`Ctr::from_bytes`].
     pub fn from_json(raw: String) -> Result<Self, DecodeError> {
+        Self::decode_json(raw, &Capture::none())
+    }
+
+    fn decode_json(raw: String, capture: &Capture) -> Result<Self, DecodeError> {
         if !raw.trim_start().starts_with('{') {
             return Err(DecodeError::Json {
                 kind: "data",
@@ -252,8 +303,10 @@ impl Ctr {
                 column: 1,
             });
         }
-        let fields: CtrFields =
-            serde_json::from_str(&raw).map_err(|e| DecodeError::from_json(&e))?;
+        let mut de = serde_json::Deserializer::from_str(&raw);
+        let fields = de::DeserializeSeed::deserialize(CtrSeed(capture), &mut de)
+            .and_then(|f| de.end().map(|()| f))
+            .map_err(|e| DecodeError::from_json(&e))?;
         let contact_id = match fields.contact_id.as_deref() {
             None | Some("") => return Err(DecodeError::MissingContactId),
             Some(id) => ContactId::parse(id)?,
@@ -275,11 +328,13 @@ impl Ctr {
             previous_contact_id: fields.previous_contact_id,
             next_contact_id: fields.next_contact_id,
             initial_contact_id: fields.initial_contact_id,
+            captured: fields.captured,
             raw,
         })
     }
 
-    /// The record's JSON text exactly as received.
+    /// The record's JSON text exactly as received (empty for a contact built in code, such as
+    /// one from a contact-flow event).
     pub fn raw_json(&self) -> &str {
         &self.raw
     }
@@ -289,12 +344,24 @@ impl Ctr {
         self.customer_endpoint.as_ref()?.address.as_deref()
     }
 
+    /// Looks up a dotted path in the values kept by the decode's [`Capture`], without parsing
+    /// anything. `None` when the path is absent, null, or its top-level key was not captured.
+    pub fn captured_path(&self, path: &str) -> Option<String> {
+        let (key, rest) = path.split_once('.').unwrap_or((path, ""));
+        let (_, value) = self.captured.iter().find(|(k, _)| k == key)?;
+        if rest.is_empty() {
+            value_text(value)
+        } else {
+            lookup_path(value, rest)
+        }
+    }
+
     /// Looks up any field of the record by a dotted path such as `Agent.Username`,
     /// `Attributes.intent` or `Recordings.0.Location`, rendered as text (strings as they are,
     /// other values as compact JSON). `None` when the path is absent or null.
     ///
-    /// This parses the raw record, so it is meant for Case mapping (once per Case), not for the
-    /// hot decode path.
+    /// Uses the captured values when the decode kept the path's top-level key; otherwise it
+    /// parses the raw record, so on the hot path capture what the mapping needs instead.
     ///
     /// ```
     /// use ctr_cases::ctr::Ctr;
@@ -305,6 +372,10 @@ impl Ctr {
     /// assert!(ctr.has_agent);
     /// ```
     pub fn path(&self, path: &str) -> Option<String> {
+        let key = path.split('.').next().unwrap_or(path);
+        if self.captured.iter().any(|(k, _)| k == key) {
+            return self.captured_path(path);
+        }
         let root: serde_json::Value = serde_json::from_str(&self.raw).ok()?;
         lookup_path(&root, path)
     }
@@ -333,96 +404,357 @@ fn value_text(value: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// Reads a string field that may be null, absent, a number or a boolean (rendered as text), or
-/// some other shape (ignored). Never fails.
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string, or any JSON value")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(Some(v.to_string()))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_any(V)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
+// ---------------------------------------------------------------------------------------------
+// One-pass lenient decoding
+// ---------------------------------------------------------------------------------------------
+
+/// Decodes the top-level CTR object: typed fields leniently, captured keys as whole values,
+/// everything else skipped without being built.
+struct CtrSeed<'c>(&'c Capture);
+
+impl<'de> de::DeserializeSeed<'de> for CtrSeed<'_> {
+    type Value = CtrFields;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<CtrFields, D::Error> {
+        d.deserialize_map(self)
     }
-    d.deserialize_any(V)
 }
 
-/// Reads an RFC 3339 timestamp; anything else (null, absent, another format) becomes `None`.
-fn lenient_timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-    Ok(lenient_string(d)?
-        .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
-        .map(|t| t.with_timezone(&Utc)))
+impl<'de> Visitor<'de> for CtrSeed<'_> {
+    type Value = CtrFields;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a CTR object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<CtrFields, A::Error> {
+        let mut fields = CtrFields::default();
+        while let Some(Key(key)) = map.next_key()? {
+            if self.0.wants(&key) {
+                let value: serde_json::Value = map.next_value()?;
+                // Lenient readers never fail, so this cannot lose the record.
+                de::DeserializeSeed::deserialize(Assign(&mut fields, &key), &value)
+                    .map_err(de::Error::custom)?;
+                fields.captured.push((key.into_owned(), value));
+            } else {
+                map.next_value_seed(Assign(&mut fields, &key))?;
+            }
+        }
+        Ok(fields)
+    }
 }
 
-/// Whether a field is present and not null, skipping its content without building it.
-fn presence<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    Ok(Option::<IgnoredAny>::deserialize(d)?.is_some())
+/// Deserializes the value of one top-level key into its typed field (or skips it).
+struct Assign<'f, 'k>(&'f mut CtrFields, &'k str);
+
+impl<'de> de::DeserializeSeed<'de> for Assign<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let Assign(f, key) = self;
+        let text = |d: D| Lenient::<String>::deserialize(d).map(|l| l.0);
+        let time = |d: D| Lenient::<Timestamp>::deserialize(d).map(|l| l.0.map(|t| t.0));
+        match key {
+            "ContactId" => f.contact_id = text(d)?,
+            "Channel" => f.channel = text(d)?,
+            "InitiationMethod" => f.initiation_method = text(d)?,
+            "Agent" => f.agent = Option::<IgnoredAny>::deserialize(d)?.is_some(),
+            "Queue" => f.queue = Lenient::<Queue>::deserialize(d)?.0,
+            "Attributes" => f.attributes = Attributes::deserialize(d)?.0,
+            "CustomerEndpoint" => f.customer_endpoint = Lenient::<Endpoint>::deserialize(d)?.0,
+            "SystemEndpoint" => f.system_endpoint = Lenient::<Endpoint>::deserialize(d)?.0,
+            "DisconnectReason" => f.disconnect_reason = text(d)?,
+            "InitiationTimestamp" => f.initiation_timestamp = time(d)?,
+            "ConnectedToSystemTimestamp" => f.connected_to_system_timestamp = time(d)?,
+            "DisconnectTimestamp" => f.disconnect_timestamp = time(d)?,
+            "LastUpdateTimestamp" => f.last_update_timestamp = time(d)?,
+            "PreviousContactId" => f.previous_contact_id = text(d)?,
+            "NextContactId" => f.next_contact_id = text(d)?,
+            "InitialContactId" => f.initial_contact_id = text(d)?,
+            _ => {
+                IgnoredAny::deserialize(d)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Reads a nested object. `null` is `None`; an object of an unexpected shape is `Some(default)`
-/// for the parts that do not fit, because its presence is what classification looks at.
-fn lenient_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: serde::de::DeserializeOwned + Default,
-{
-    let value = serde_json::Value::deserialize(d)?;
-    Ok(match value {
-        serde_json::Value::Null => None,
-        other => Some(T::deserialize(other).unwrap_or_default()),
-    })
+/// A map key that borrows from the input when it can (it always can for CTR keys, which need
+/// no escapes), so reading a record allocates no key strings.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
-/// Reads `Attributes`: a map whose values are usually strings; numbers, booleans, objects and
-/// arrays are kept as JSON text and null as an empty string. A non-object is an empty map.
-fn lenient_attributes<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let value = serde_json::Value::deserialize(d)?;
-    let serde_json::Value::Object(map) = value else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| {
-            let text = value_text(&v).unwrap_or_default();
-            (k, text)
-        })
-        .collect())
+/// A field read leniently: never fails on a wrong shape. `T` says what to make of each shape.
+struct Lenient<T>(Option<T>);
+
+/// How a value of each JSON shape becomes `T` (the default: ignore it).
+trait FromShapes: Sized {
+    fn from_text(_text: &str) -> Option<Self> {
+        None
+    }
+    fn from_scalar(_text: String) -> Option<Self> {
+        None
+    }
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    /// A value of another shape (an array, or a string/number for an object field).
+    fn other() -> Option<Self> {
+        None
+    }
+}
+
+impl FromShapes for String {
+    fn from_text(text: &str) -> Option<Self> {
+        Some(text.to_owned())
+    }
+    fn from_scalar(text: String) -> Option<Self> {
+        Some(text)
+    }
+}
+
+/// A timestamp: RFC 3339 text; anything else is `None`.
+struct Timestamp(DateTime<Utc>);
+
+impl FromShapes for Timestamp {
+    fn from_text(text: &str) -> Option<Self> {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| Timestamp(t.with_timezone(&Utc)))
+    }
+    fn from_scalar(_text: String) -> Option<Self> {
+        None
+    }
+}
+
+impl FromShapes for Endpoint {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut endpoint = Endpoint::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match key.as_ref() {
+                "Address" => endpoint.address = map.next_value::<Lenient<String>>()?.0,
+                "Type" => endpoint.kind = map.next_value::<Lenient<String>>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(endpoint))
+    }
+    // Its presence is what matters: an endpoint of an unexpected shape is an empty one.
+    fn from_text(_text: &str) -> Option<Self> {
+        Some(Endpoint::default())
+    }
+    fn from_scalar(_text: String) -> Option<Self> {
+        Some(Endpoint::default())
+    }
+    fn other() -> Option<Self> {
+        Some(Endpoint::default())
+    }
+}
+
+impl FromShapes for Queue {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut queue = Queue::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match key.as_ref() {
+                "Name" => queue.name = map.next_value::<Lenient<String>>()?.0,
+                "ARN" => queue.arn = map.next_value::<Lenient<String>>()?.0,
+                "EnqueueTimestamp" => {
+                    queue.enqueue_timestamp = map.next_value::<Lenient<Timestamp>>()?.0.map(|t| t.0)
+                }
+                "DequeueTimestamp" => {
+                    queue.dequeue_timestamp = map.next_value::<Lenient<Timestamp>>()?.0.map(|t| t.0)
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(queue))
+    }
+    // A queue of an unexpected shape still means the contact was queued.
+    fn from_text(_text: &str) -> Option<Self> {
+        Some(Queue::default())
+    }
+    fn from_scalar(_text: String) -> Option<Self> {
+        Some(Queue::default())
+    }
+    fn other() -> Option<Self> {
+        Some(Queue::default())
+    }
+}
+
+impl<'de, T: FromShapes> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: FromShapes> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(T::from_text(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(T::from_scalar(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(T::from_scalar(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(T::from_scalar(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(T::from_scalar(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Ok(Lenient(T::from_map(map)?))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(T::other()))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// `Attributes`: a map whose values are usually strings; numbers, booleans, objects and arrays
+/// are kept as JSON text and null as an empty string. A non-object is an empty map.
+struct Attributes(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Attributes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute map")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let AttributeText(text) = map.next_value()?;
+                    out.insert(key, text);
+                }
+                Ok(Attributes(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Attributes, D2::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Attributes, E> {
+                Ok(Attributes(BTreeMap::new()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Attributes, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Attributes(BTreeMap::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One attribute value as text: strings as they are, null as empty, other values as JSON text.
+struct AttributeText(String);
+
+impl<'de> Deserialize<'de> for AttributeText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AttributeText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an attribute value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AttributeText, E> {
+                Ok(AttributeText(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<AttributeText, E> {
+                Ok(AttributeText(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<AttributeText, E> {
+                Ok(AttributeText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AttributeText, E> {
+                Ok(AttributeText(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AttributeText, E> {
+                Ok(AttributeText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AttributeText, E> {
+                Ok(AttributeText(serde_json::Value::from(v).to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<AttributeText, E> {
+                Ok(AttributeText(String::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<AttributeText, E> {
+                Ok(AttributeText(String::new()))
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<AttributeText, D2::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AttributeText, A::Error> {
+                let value =
+                    serde_json::Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(AttributeText(value.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<AttributeText, A::Error> {
+                let value =
+                    serde_json::Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(AttributeText(value.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ctr::{Ctr, DecodeError};
+use crate::plan::{InputRecord, RecordData};
 
 /// A Kinesis stream event as Lambda delivers it (`{"Records":[…]}`).
 #[derive(Debug, Deserialize, Serialize, Default)]
@@ -57,7 +58,29 @@ pub struct KinesisPayload {
     pub approximate_arrival_timestamp: Option<f64>,
 }
 
+impl KinesisEnvelope {
+    /// The records as plan inputs (borrowing from the event).
+    pub fn inputs(&self) -> Vec<InputRecord<'_>> {
+        self.records
+            .iter()
+            .map(KinesisEnvelopeRecord::input)
+            .collect()
+    }
+}
+
 impl KinesisEnvelopeRecord {
+    /// This record as a plan input (borrowing from it).
+    pub fn input(&self) -> InputRecord<'_> {
+        InputRecord {
+            sequence_number: &self.kinesis.sequence_number,
+            shard_id: self.shard_id(),
+            event_source_arn: self.event_source_arn.as_deref(),
+            partition_key: self.kinesis.partition_key.as_deref(),
+            arrival: self.kinesis.approximate_arrival_timestamp,
+            data: RecordData::Delivered(self.kinesis.data.as_deref()),
+        }
+    }
+
     /// The shard id, taken from `eventID` (`shardId-000000000000:4954…`).
     pub fn shard_id(&self) -> Option<&str> {
         self.event_id.as_deref()?.split_once(':').map(|(s, _)| s)
@@ -66,27 +89,9 @@ impl KinesisEnvelopeRecord {
     /// The record's data bytes: base64-decoded, or the inline JSON object's text.
     ///
     /// # Errors
-    /// [`DecodeError::Empty`] without data, [`DecodeError::Base64`] for invalid base64.
+    /// As [`data_bytes`].
     pub fn data_bytes(&self) -> Result<Vec<u8>, DecodeError> {
-        let raw = self
-            .kinesis
-            .data
-            .as_deref()
-            .ok_or(DecodeError::Empty)?
-            .get();
-        if raw.starts_with('"') {
-            let text: std::borrow::Cow<'_, str> =
-                serde_json::from_str(raw).map_err(|_| DecodeError::Base64)?;
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim().as_bytes())
-                .map_err(|_| DecodeError::Base64)
-        } else if raw.starts_with('{') {
-            Ok(raw.as_bytes().to_vec())
-        } else if raw == "null" {
-            Err(DecodeError::Empty)
-        } else {
-            Err(DecodeError::Base64)
-        }
+        data_bytes(self.kinesis.data.as_deref())
     }
 
     /// Decodes the record's data into a CTR.
@@ -95,6 +100,34 @@ impl KinesisEnvelopeRecord {
     /// Any [`DecodeError`].
     pub fn decode_ctr(&self) -> Result<Ctr, DecodeError> {
         Ctr::from_bytes(self.data_bytes()?)
+    }
+}
+
+/// The bytes of a Kinesis `data` value as delivered: base64-decoded when it is a JSON string,
+/// the text itself when it is an inline JSON object.
+///
+/// # Errors
+/// [`DecodeError::Empty`] without data, [`DecodeError::Base64`] for invalid base64 or another
+/// JSON shape.
+pub fn data_bytes(raw: Option<&RawValue>) -> Result<Vec<u8>, DecodeError> {
+    let raw = raw.ok_or(DecodeError::Empty)?.get();
+    if let Some(quoted) = raw.strip_prefix('"') {
+        // Base64 text needs no JSON escapes, so it is normally the literal's inside, as is.
+        let text: std::borrow::Cow<'_, str> = match quoted.strip_suffix('"') {
+            Some(inner) if !inner.contains('\\') => inner.into(),
+            _ => serde_json::from_str::<String>(raw)
+                .map_err(|_| DecodeError::Base64)?
+                .into(),
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim().as_bytes())
+            .map_err(|_| DecodeError::Base64)
+    } else if raw.starts_with('{') {
+        Ok(raw.as_bytes().to_vec())
+    } else if raw == "null" {
+        Err(DecodeError::Empty)
+    } else {
+        Err(DecodeError::Base64)
     }
 }
 

@@ -1,44 +1,66 @@
 //! # ctr-cases
 //!
-//! An AWS Lambda that turns Amazon Connect contact trace records (CTRs), streamed through
-//! Kinesis, into Salesforce Service Cloud Cases: one Case for every dropped call (and, where
-//! configured, for queued-abandoned and happy-path contacts), upserted by ContactId so it is
-//! never duplicated.
+//! AWS Lambdas that turn Amazon Connect contacts into Salesforce Service Cloud Cases: one Case
+//! for every dropped call (and, where configured, for queued-abandoned and happy-path
+//! contacts), keyed by ContactId so it is never duplicated.
 //!
-//! ## Data flow (one invocation)
+//! ## Data flow: one pipeline for every entry point
 //! ```text
-//! KinesisEnvelope ──decode (event, ctr)──▶ Ctr or DecodeError per record
-//!   ──dedupe by ContactId (newest LastUpdateTimestamp)──▶ classify ──▶ case::build   (batch: pure)
-//!   ──▶ salesforce upsert (≤200 per collections call, retries, token cache)          (I/O)
-//!   ──▶ dead letters (SQS) for poison records and permanent rejections              (I/O)
-//!   ──▶ KinesisEventResponse { batchItemFailures: records to retry }
+//! Kinesis batch ─┐                           ┌─ Case writes (Salesforce, batched)
+//! CTR files ─────┼─▶ plan (pure) ─▶ execute (I/O, one deadline) ─▶ report (pure)
+//!                │   decisions + effects      └─ dead letters (SQS, batched)        │
+//!                                                                                   ▼
+//!                           Lambda response · CLI lines · summary · EMF metrics
 //! ```
+//! - **plan** ([`plan`]): decode each record once, dedupe by ContactId (newest
+//!   LastUpdateTimestamp), classify, map to Case writes, decide dead letters.
+//! - **execute** ([`execute`]): performs the effects through a [`effect::CaseSink`] (the
+//!   Salesforce client, or a recorder for dry runs) and a [`effect::LetterSink`] (SQS, a file,
+//!   memory, or a recorder), under one deadline.
+//! - **report** ([`report`]): effect results → each record's final state, the records to
+//!   retry, the summary; the one place where an error class becomes an action.
 //!
 //! ## Layout
-//! - [`ctr`]: CTR types and lenient decoding (pure).
-//! - [`event`]: the Kinesis event envelope, decoded record by record (pure).
-//! - [`classify`]: the decision table: dropped, happy path, transferred, abandoned, skipped (pure).
-//! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation (pure).
-//! - [`batch`]: plan a batch (decode, dedupe, classify, map) and count the results (pure).
-//! - [`salesforce`]: OAuth flows, token cache, collections upsert, typed errors.
-//! - [`secrets`]: credentials from the environment or Secrets Manager.
-//! - [`deadletter`]: the SQS dead-letter queue.
-//! - [`retry`]: deadline and backoff schedule.
-//! - [`metrics`]: CloudWatch Embedded Metric Format lines (pure).
-//! - [`config`]: environment variables (the only place that reads them).
-//! - [`logging`]: text or JSON logs.
-//! - [`handler`]: wires a batch through all of the above.
+//! Pure (no I/O, no `config`, no tokio/reqwest/AWS SDK):
+//! - [`ctr`]: CTR types and lenient one-pass decoding.
+//! - [`event`]: the Kinesis event envelope, decoded record by record.
+//! - [`classify`]: the decision table: dropped, happy path, transferred, abandoned, skipped.
+//! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation.
+//! - [`letter`]: the dead-letter message format.
+//! - [`effect`]: the effects and their results; the sink traits.
+//! - [`plan`], [`report`]: the pure ends of the pipeline.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines.
+//! - [`retry`]: deadline and backoff schedule (reads the clock only).
+//!
+//! I/O:
+//! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
+//! - [`salesforce`]: OAuth flows, token cache, Case writes, wire formats, typed errors, and a
+//!   request recorder for dry runs. Uses no `config`, `secrets` or `queue`.
+//! - [`secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
+//! - [`queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
+//!
+//! Wiring:
+//! - [`config`]: environment variables → the settings of each module above.
+//! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
+//! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
+//! - Binaries: `src/main.rs` (the stream Lambda bootstrap), `src/bin/cli.rs` (`ctr-cases`).
 
-pub mod batch;
+pub mod app;
 pub mod case;
 pub mod classify;
 pub mod config;
 pub mod ctr;
-pub mod deadletter;
+pub mod effect;
 pub mod event;
-pub mod handler;
+pub mod execute;
+pub mod letter;
 pub mod logging;
 pub mod metrics;
+pub mod pipeline;
+pub mod plan;
+pub mod queue;
+pub mod report;
 pub mod retry;
 pub mod salesforce;
 pub mod secrets;
+pub mod stream;

@@ -1,12 +1,13 @@
-//! The Lambda bootstrap: read the configuration, build the shared state once per cold start,
-//! and serve Kinesis batches until the container is frozen for good.
+//! The stream Lambda bootstrap: read the configuration, build the shared state once per cold
+//! start, and serve Kinesis batches until the container is frozen for good.
 
 #![recursion_limit = "256"]
 
 use std::process::ExitCode;
 
+use ctr_cases::app::AppState;
 use ctr_cases::config::Config;
-use ctr_cases::handler::{self, AppState};
+use ctr_cases::stream;
 use lambda_runtime::service_fn;
 
 #[tokio::main]
@@ -26,5 +27,5 @@ async fn run() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let state = AppState::from_config(config).await?;
     let state = &state;
-    lambda_runtime::run(service_fn(move |event| handler::handle(state, event))).await
+    lambda_runtime::run(service_fn(move |event| stream::handle(state, event))).await
 }

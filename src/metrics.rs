@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::batch::{Action, BatchSummary};
+use crate::report::{Action, BatchSummary};
 
 /// The metric names, in the order they are emitted.
 pub const METRIC_NAMES: [&str; 7] = [

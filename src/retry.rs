@@ -1,12 +1,11 @@
 //! Time budget and retry schedule for one invocation.
 //!
-//! Pure apart from reading the clock in [`Deadline::from_lambda`]: the backoff is a schedule
-//! (attempt → delay) so tests can use zero delays, and the deadline is a value passed in.
+//! Pure apart from reading the clock (no tokio: a deadline is a std `Instant`): the backoff is a
+//! schedule (attempt → delay) so tests can use zero delays, and the deadline is a value passed
+//! in.
 
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The point by which the invocation must have returned its response (already minus a safety
 /// margin for building and sending the response).

@@ -3,33 +3,13 @@
 //! Credentials come from the environment (`SALESFORCE_*`) or from a Secrets Manager secret
 //! (`SALESFORCE_SECRET_ARN`), read once per cold start and again only when the token endpoint
 //! rejects them (the secret may have been rotated). Secret values are `SecretString`s: their
-//! `Debug` prints `[REDACTED]` and they are zeroized on drop.
+//! `Debug` prints `[REDACTED]` and they are zeroized on drop. [`CredentialSource`] is the
+//! Salesforce client's [`CredentialProvider`].
 
-use secrecy::SecretString;
-use serde::Deserialize;
 use tokio::sync::Mutex;
 
-/// Connected-app and user credentials. `Debug` never shows a secret.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Credentials {
-    /// Connected app consumer key.
-    pub client_id: String,
-    /// Connected app consumer secret (password and client_credentials flows).
-    #[serde(default)]
-    pub client_secret: Option<SecretString>,
-    /// Integration user (password and jwt_bearer flows).
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password followed by the security token (password flow).
-    #[serde(default)]
-    pub password: Option<SecretString>,
-    /// PEM RSA private key (jwt_bearer flow).
-    #[serde(default)]
-    pub private_key: Option<SecretString>,
-    /// Overrides `SALESFORCE_LOGIN_URL` when set in the secret.
-    #[serde(default)]
-    pub login_url: Option<String>,
-}
+pub use crate::salesforce::Credentials;
+use crate::salesforce::auth::{BoxFuture, CredentialProvider};
 
 /// Why credentials could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +115,24 @@ impl CredentialSource {
                 Ok(Some(fresh))
             }
         }
+    }
+}
+
+impl CredentialProvider for CredentialSource {
+    fn current(&self) -> BoxFuture<'_, Result<Credentials, String>> {
+        Box::pin(async move {
+            CredentialSource::current(self)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn reload(&self) -> BoxFuture<'_, Result<Option<Credentials>, String>> {
+        Box::pin(async move {
+            CredentialSource::reload(self)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -15,8 +15,8 @@ use axum::response::IntoResponse;
 use base64::Engine as _;
 use ctr_cases::case::{self, CaseRecord};
 use ctr_cases::classify;
-use ctr_cases::config::PipelineConfig;
 use ctr_cases::ctr::Ctr;
+use ctr_cases::plan::Settings;
 use ctr_cases::retry::{Deadline, RetryPolicy};
 use ctr_cases::salesforce::wire::parse_token_response;
 use ctr_cases::salesforce::{
@@ -93,7 +93,7 @@ fn static_client(fake: &FakeSalesforce, flow: AuthFlow, creds: Credentials) -> S
 
 fn case_from(ctr_json: String) -> CaseRecord {
     let ctr = Ctr::from_json(ctr_json).expect("the fixture CTR decodes");
-    let pipeline = PipelineConfig::default();
+    let pipeline = Settings::default();
     let outcome = classify::classify(&ctr, &pipeline.classify);
     case::build(&ctr, &outcome, &pipeline.mapping)
 }

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
 use base64::Engine as _;
-use ctr_cases::batch::Action;
+use ctr_cases::app::AppState;
 use ctr_cases::config::Config;
-use ctr_cases::deadletter::DeadLetterSink;
 use ctr_cases::event::KinesisEnvelope;
-use ctr_cases::handler::{self, AppState};
+use ctr_cases::queue::DeadLetterSink;
+use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::secrets::{CredentialSource, Credentials, SecretsError};
+use ctr_cases::stream as handler;
 use secrecy::ExposeSecret;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};

@@ -8,8 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ctr_cases::app::AppState;
 use ctr_cases::event::KinesisEnvelope;
-use ctr_cases::handler::{AppState, handle};
+use ctr_cases::stream::handle;
 use support::fake_salesforce::{self, FakeSalesforce, Fault, FaultKind};
 use support::fixtures::*;
 

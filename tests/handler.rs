@@ -4,9 +4,9 @@ mod support;
 
 use std::time::Duration;
 
-use ctr_cases::batch::Action;
-use ctr_cases::handler::{handle, process_batch};
+use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
+use ctr_cases::stream::{handle, process_batch};
 use support::fake_salesforce::{self, Fault};
 use support::fixtures::*;
 
@@ -58,7 +58,12 @@ async fn happy_path_and_skipped_contacts_create_no_case_by_default() {
         .map(String::into_bytes)
         .collect();
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
-    assert!(outcome.reports.iter().all(|r| r.action == Action::None));
+    assert!(
+        outcome
+            .reports
+            .iter()
+            .all(|r| r.action == Action::Skipped || r.action == Action::Superseded)
+    );
     assert_eq!(fake.org.case_count(), 0);
     assert_eq!(fake.org.api_calls(), 0);
     assert_eq!(
@@ -117,7 +122,10 @@ async fn redelivered_ctr_updates_the_same_case() {
     );
     let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
     let actions: Vec<_> = outcome.reports.iter().map(|r| r.action).collect();
-    assert_eq!(actions, [Action::None, Action::None, Action::UpsertCase]);
+    assert_eq!(
+        actions,
+        [Action::Superseded, Action::Superseded, Action::UpsertCase]
+    );
     // Days later, in another batch.
     let event = kinesis_event(&[first.into_bytes()], 10);
     let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
@@ -306,7 +314,7 @@ async fn failure_without_sequence_number_fails_the_whole_batch() {
         .unwrap_err();
     assert!(matches!(
         err,
-        ctr_cases::handler::HandlerError::UnreportableFailures(1)
+        ctr_cases::stream::HandlerError::UnreportableFailures(1)
     ));
     let diagnostic: lambda_runtime::Diagnostic = err.into();
     assert_eq!(diagnostic.error_type, "Retryable");
@@ -359,7 +367,7 @@ async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
     );
     let fake = fake_salesforce::start().await;
     let mut state = app_state(&fake_env(&fake));
-    state.dead_letters = ctr_cases::deadletter::DeadLetterSink::Sqs {
+    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
         client: sqs,
         queue_url: format!("{endpoint}/123456789012/dead-letters"),
     };
@@ -373,4 +381,59 @@ async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
         "answered in time"
     );
     assert_eq!(failures(&response), [format!("{:020}", 1)]);
+}
+
+/// See: issue "One pipeline for every entry point". An SQS endpoint that accepts connections
+/// and never answers, 30 poison records and an 8 s deadline: the invocation answers before the
+/// deadline, reports the poison records for retry (their letters could not be stored) and
+/// still writes the dropped calls' Cases, because letters and Case writes run side by side
+/// under one deadline.
+#[tokio::test]
+async fn silent_queue_with_thirty_poison_records_answers_before_an_eight_second_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let fake = fake_salesforce::start().await;
+    let mut state = app_state(&fake_env(&fake));
+    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
+        client: sqs,
+        queue_url: format!("{endpoint}/123456789012/dead-letters"),
+    };
+    let mut datas: Vec<Vec<u8>> = (0..30)
+        .map(|n| format!("poison {n}").into_bytes())
+        .collect();
+    datas.extend(dropped_datas(100..110));
+    let event = kinesis_event(&datas, 1);
+    let started = std::time::Instant::now();
+    let response = handle(&state, lambda_event(event, Duration::from_secs(8)))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "answered after {elapsed:?}"
+    );
+    let expected: Vec<String> = (0..30).map(|i| format!("{:020}", 1 + i)).collect();
+    assert_eq!(failures(&response), expected);
+    for n in 100..110 {
+        assert!(
+            fake.org.case(&contact_uuid(n)).is_some(),
+            "Case {n} written"
+        );
+    }
 }

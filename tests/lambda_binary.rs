@@ -654,7 +654,7 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     assert_eq!(dropped["records"], 1);
     assert_eq!(dropped["cases_upserted"], 1);
     assert_eq!(dropped["cases_created"], 1);
-    assert_eq!(dropped["retry"], 0);
+    assert_eq!(dropped["retried"], 0);
     assert_eq!(dropped["salesforce_api_calls"], 1);
     assert_eq!(dropped["token_requests"], 1);
     assert!(dropped["latency_ms"].is_u64(), "{dropped}");
@@ -665,9 +665,10 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
         mixed["cases_created"], 0,
         "the Case exists since the first batch"
     );
-    assert_eq!(mixed["skipped"], 7);
+    assert_eq!(mixed["skipped"], 1);
+    assert_eq!(mixed["superseded"], 6);
     assert_eq!(mixed["dead_lettered"], 0);
-    assert_eq!(mixed["retry"], 2, "no DLQ: poison is reported for retry");
+    assert_eq!(mixed["retried"], 2, "no DLQ: poison is reported for retry");
     assert_eq!(mixed["token_requests"], 0, "the token is cached");
     let outcomes: Value = serde_json::from_str(field(mixed, "outcomes").unwrap()).unwrap();
     assert_eq!(

@@ -15,9 +15,24 @@ fn events(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs the CLI with a clean environment plus `envs`.
+/// A fresh scratch directory for one CLI run (its current directory).
+fn scratch_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ctr-cases-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the CLI with a clean environment plus `envs`, in a fresh scratch directory.
 async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    run_in(&scratch_dir(), args, envs).await
+}
+
+/// Runs the CLI in `dir` with a clean environment plus `envs`.
+async fn run_in(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
+        .current_dir(dir)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -54,14 +69,14 @@ async fn dry_run_prints_the_documented_decisions_for_every_bundled_event() {
         ("dropped-ivr-call.json", vec![("dropped", "upsert_case")]),
         (
             "agent-handled-call.json",
-            vec![("happy_path_live_agent", "none")],
+            vec![("happy_path_live_agent", "skipped")],
         ),
-        ("queued-abandon.json", vec![("queued_abandoned", "none")]),
+        ("queued-abandon.json", vec![("queued_abandoned", "skipped")]),
         (
             "transfer.json",
             vec![
-                ("transferred_out", "none"),
-                ("happy_path_live_agent", "none"),
+                ("transferred_out", "skipped"),
+                ("happy_path_live_agent", "skipped"),
             ],
         ),
     ];
@@ -89,7 +104,7 @@ async fn dry_run_of_mixed_batch_dedupes_and_dead_letters_poison() {
     let got = decisions(&lines);
     assert_eq!(got.len(), 10);
     assert_eq!(got.iter().filter(|(o, _)| o == "superseded").count(), 6);
-    assert_eq!(got[5], ("happy_path_live_agent".into(), "none".into()));
+    assert_eq!(got[5], ("happy_path_live_agent".into(), "skipped".into()));
     assert_eq!(got[7], ("poison".into(), "dead_letter".into()));
     assert_eq!(got[8], ("poison".into(), "dead_letter".into()));
     assert_eq!(got[9], ("dropped".into(), "upsert_case".into()));
@@ -168,13 +183,13 @@ async fn bare_ctr_array_and_json_lines_inputs_are_accepted() {
             "upsert_case",
             "upsert_case",
             "dead_letter",
-            "none",
-            "none",
-            "none",
-            "none",
-            "none",
-            "none",
-            "none"
+            "skipped",
+            "superseded",
+            "superseded",
+            "superseded",
+            "superseded",
+            "superseded",
+            "skipped"
         ]
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -190,7 +205,9 @@ async fn send_with_only_salesforce_variables_creates_cases() {
         ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
         ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
     ];
-    let output = run(
+    let dir = scratch_dir();
+    let output = run_in(
+        &dir,
         &[
             "replay",
             "--send",
@@ -204,6 +221,30 @@ async fn send_with_only_salesforce_variables_creates_cases() {
     let lines = json_lines(&output);
     let got = decisions(&lines);
     assert_eq!(got[0], ("dropped".into(), "upsert_case".into()));
+    // Without a queue, dead letters go to a JSON-lines file named on stderr, never dropped.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let letters_file: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    assert_eq!(letters_file.len(), 1, "{stderr}");
+    let name = letters_file[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        stderr.contains(name.as_ref()),
+        "{name} not named in {stderr}"
+    );
+    let letters: Vec<Value> = std::fs::read_to_string(&letters_file[0])
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2);
+    assert!(
+        letters
+            .iter()
+            .all(|l| l["kind"] == "poison_record" && l["data"].is_string())
+    );
     assert_eq!(
         fake.org.case_count(),
         1,
@@ -238,4 +279,114 @@ async fn send_without_credentials_names_the_missing_variables() {
         assert!(stderr.contains(variable), "{variable} not in {stderr}");
     }
     assert!(!stderr.contains("hunter2"));
+}
+
+/// The dry run and a real run share plan and report: for every bundled event, the dry run's
+/// per-record decisions equal those of `--send` against a fresh fake org.
+#[tokio::test]
+async fn dry_run_decisions_equal_a_real_run_for_every_bundled_event() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(events(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let per_record = |lines: &[Value]| -> Vec<(Value, Value, Value, Value)> {
+        lines
+            .iter()
+            .filter(|l| l.get("sequenceNumber").is_some())
+            .map(|l| {
+                (
+                    l["sequenceNumber"].clone(),
+                    l["outcome"].clone(),
+                    l["action"].clone(),
+                    l.get("error").cloned().unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    };
+    for file in files {
+        let path = file.to_str().unwrap();
+        let dry = run(&["replay", "--json", path], &[]).await;
+        assert!(dry.status.success(), "{path}: {dry:?}");
+        let fake = fake_salesforce::start().await;
+        let env = [
+            ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
+            ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
+            ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
+            ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
+            ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
+        ];
+        let real = run(&["replay", "--send", "--json", path], &env).await;
+        assert!(real.status.success(), "{path}: {real:?}");
+        let (dry, real) = (
+            per_record(&json_lines(&dry)),
+            per_record(&json_lines(&real)),
+        );
+        assert!(!dry.is_empty(), "{path}");
+        assert_eq!(dry, real, "{path}");
+    }
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) the CLI prints a table and a
+/// summary line per file instead of JSON lines.
+#[tokio::test]
+async fn a_terminal_gets_a_table_with_a_summary_per_file() {
+    let command = format!(
+        "{} replay {}",
+        env!("CARGO_BIN_EXE_ctr-cases"),
+        events("mixed-batch.json").display()
+    );
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "dumb")
+        .output()
+        .await
+        .expect("util-linux script runs");
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].ends_with("mixed-batch.json"), "{text}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["SEQUENCE", "CONTACT", "ID", "OUTCOME", "ACTION", "REASON"]
+    );
+    let rows: Vec<Vec<&str>> = lines[2..12]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[7][1..], ["-", "poison", "dead_letter", "invalid_json"]);
+    assert_eq!(
+        rows[9][1..],
+        [
+            "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+            "dropped",
+            "upsert_case"
+        ]
+    );
+    assert!(lines[12].starts_with("10 record(s): 2 dead_letter, 1 skipped, 6 superseded, 1 upsert_case; 1 Salesforce call(s)"), "{text}");
+    assert!(!text.contains('{'), "no JSON on a terminal: {text}");
+}
+
+#[tokio::test]
+async fn help_explains_each_flag_with_an_example() {
+    let help = run(&["replay", "--help"], &[]).await;
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--send", "--show-requests", "--json", "--dead-letters"] {
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in {text}"));
+        let described: String = text
+            .lines()
+            .skip(line)
+            .take(6)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(described.contains("Example"), "{flag}: {described}");
+    }
+    assert!(text.contains("Examples:"), "{text}");
 }

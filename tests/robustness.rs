@@ -5,12 +5,11 @@ mod support;
 
 use std::time::Duration;
 
-use ctr_cases::batch;
-use ctr_cases::config::PipelineConfig;
 use ctr_cases::ctr::{ContactId, Ctr};
 use ctr_cases::event::KinesisEnvelope;
-use ctr_cases::handler::process_batch;
+use ctr_cases::plan::{self, Settings};
 use ctr_cases::retry::Deadline;
+use ctr_cases::stream::process_batch;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::fake_salesforce;
@@ -56,8 +55,8 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let envelope = kinesis_event(&[bytes], 1);
-        let planned = batch::plan(&envelope, &PipelineConfig::default());
-        prop_assert_eq!(planned.len(), 1);
+        let planned = plan::plan(&envelope.inputs(), &Settings::default());
+        prop_assert_eq!(planned.records.len(), 1);
     }
 
     #[test]
@@ -70,9 +69,9 @@ proptest! {
         }
         let bytes = value.to_string().into_bytes();
         let envelope = kinesis_event(&[bytes], 1);
-        let planned = batch::plan(&envelope, &PipelineConfig::default());
+        let planned = plan::plan(&envelope.inputs(), &Settings::default());
         if with_id && value.is_object() {
-            prop_assert!(planned[0].contact_id.is_some(), "valid id must decode: {}", value);
+            prop_assert!(planned.records[0].contact_id.is_some(), "valid id must decode: {}", value);
         }
     }
 
@@ -80,7 +79,7 @@ proptest! {
     fn arbitrary_event_envelopes_never_panic(value in arb_json()) {
         let wrapped = json!({"Records": [{"kinesis": {"sequenceNumber": "1", "data": value}}]});
         if let Ok(envelope) = serde_json::from_value::<KinesisEnvelope>(wrapped) {
-            let _ = batch::plan(&envelope, &PipelineConfig::default());
+            let _ = plan::plan(&envelope.inputs(), &Settings::default());
         }
     }
 
@@ -101,8 +100,8 @@ fn one_mebibyte_record_is_mapped_within_salesforce_limits() {
     v["Attributes"]["transcript"] = note.into();
     let ctr = Ctr::from_json(v.to_string()).unwrap();
     let envelope = kinesis_event(&[ctr.raw_json().as_bytes().to_vec()], 1);
-    let planned = batch::plan(&envelope, &PipelineConfig::default());
-    let batch::Step::Case(_, case) = &planned[0].step else {
+    let planned = plan::plan(&envelope.inputs(), &Settings::default());
+    let Some(case) = planned.case_of(0) else {
         panic!("a dropped call gets a Case")
     };
     let description = case.fields["Description"].as_str().unwrap();

@@ -2,14 +2,13 @@
 //! envelope that parses must never panic.
 #![no_main]
 
-use ctr_cases::batch;
-use ctr_cases::config::PipelineConfig;
+use ctr_cases::plan::{self, Settings};
 use ctr_cases::event::KinesisEnvelope;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(envelope) = serde_json::from_slice::<KinesisEnvelope>(data) {
-        let planned = batch::plan(&envelope, &PipelineConfig::default());
+        let planned = plan::plan(&envelope.inputs(), &Settings::default());
         assert_eq!(planned.len(), envelope.records.len());
     }
 });

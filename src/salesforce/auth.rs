@@ -6,13 +6,64 @@
 //! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only
 //! invalidates the token if it is still the one that failed (generation check).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::Error;
-use crate::secrets::Credentials;
+
+/// Connected-app and user credentials. `Debug` never shows a secret.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Credentials {
+    /// Connected app consumer key.
+    pub client_id: String,
+    /// Connected app consumer secret (password and client_credentials flows).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// Integration user (password and jwt_bearer flows).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password followed by the security token (password flow).
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// PEM RSA private key (jwt_bearer flow).
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
+    /// Overrides the configured login URL when set (e.g. in the secret).
+    #[serde(default)]
+    pub login_url: Option<String>,
+}
+
+/// A boxed future, for the object-safe [`CredentialProvider`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where the client gets its credentials: fixed values, or a store that can change them
+/// (`secrets` implements it for Secrets Manager). Errors are messages that say what to fix.
+pub trait CredentialProvider: Send + Sync + std::fmt::Debug {
+    /// The current credentials.
+    fn current(&self) -> BoxFuture<'_, Result<Credentials, String>>;
+    /// Reads the credentials again after the token endpoint rejected them (they may have been
+    /// rotated). `None` when they cannot change.
+    fn reload(&self) -> BoxFuture<'_, Result<Option<Credentials>, String>>;
+}
+
+/// Fixed credentials (from the environment, or a test).
+#[derive(Debug, Clone)]
+pub struct StaticCredentials(pub Credentials);
+
+impl CredentialProvider for StaticCredentials {
+    fn current(&self) -> BoxFuture<'_, Result<Credentials, String>> {
+        let credentials = self.0.clone();
+        Box::pin(async move { Ok(credentials) })
+    }
+
+    fn reload(&self) -> BoxFuture<'_, Result<Option<Credentials>, String>> {
+        Box::pin(async { Ok(None) })
+    }
+}
 
 /// The OAuth flow used to get a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::auth::{AuthFlow, TokenCache, grant_form};
+use super::auth::{AuthFlow, CredentialProvider, Credentials, TokenCache, grant_form};
 use super::error::{Error, ErrorClass, TransportKind};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
 use crate::case::CaseRecord;
+use crate::effect::{CaseSink, WriteOutcome, WriteReport};
 use crate::retry::{Deadline, RetryPolicy, jitter};
-use crate::secrets::{CredentialSource, Credentials};
 
 /// Where and how to call Salesforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +77,7 @@ struct CallCounts {
 pub struct SalesforceClient {
     http: reqwest::Client,
     settings: SalesforceSettings,
-    credentials: CredentialSource,
+    credentials: Box<dyn CredentialProvider>,
     tokens: TokenCache,
     api_usage: Mutex<Option<(u64, u64)>>,
 }
@@ -87,7 +87,10 @@ impl SalesforceClient {
     ///
     /// # Errors
     /// When the TLS backend cannot be initialised.
-    pub fn new(settings: SalesforceSettings, credentials: CredentialSource) -> Result<Self, Error> {
+    pub fn new(
+        settings: SalesforceSettings,
+        credentials: impl CredentialProvider + 'static,
+    ) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             // A thawed container may hold sockets the server closed long ago.
@@ -103,7 +106,7 @@ impl SalesforceClient {
         Ok(SalesforceClient {
             http,
             settings,
-            credentials,
+            credentials: Box::new(credentials),
             tokens: TokenCache::default(),
             api_usage: Mutex::new(None),
         })
@@ -297,14 +300,14 @@ impl SalesforceClient {
             .credentials
             .current()
             .await
-            .map_err(|e| Error::Credentials(e.to_string()))?;
+            .map_err(Error::Credentials)?;
         match self.request_token(&credentials, deadline, counts).await {
             Err(e @ Error::AuthRejected { .. }) => {
                 let reloaded = self
                     .credentials
                     .reload()
                     .await
-                    .map_err(|e| Error::Credentials(e.to_string()))?;
+                    .map_err(Error::Credentials)?;
                 match reloaded {
                     Some(fresh) => {
                         tracing::warn!(
@@ -331,7 +334,7 @@ impl SalesforceClient {
             .as_deref()
             .unwrap_or(&self.settings.login_url)
             .trim_end_matches('/');
-        if !crate::config::is_allowed_login_url(login_url) {
+        if !is_allowed_login_url(login_url) {
             return Err(Error::Credentials(
                 "login_url in the Salesforce secret must be an https:// URL".into(),
             ));
@@ -363,6 +366,40 @@ impl SalesforceClient {
         );
         Ok((SecretString::from(token.access_token), token.instance_url))
     }
+}
+
+impl CaseSink for SalesforceClient {
+    async fn write_cases(&self, cases: &[&CaseRecord], deadline: Deadline) -> WriteReport {
+        let report = self.upsert_cases(cases, deadline).await;
+        WriteReport {
+            outcomes: report
+                .outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    UpsertOutcome::Upserted { id, created } => {
+                        WriteOutcome::Written { id, created }
+                    }
+                    UpsertOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
+                })
+                .collect(),
+            api_calls: report.api_calls,
+            token_requests: report.token_requests,
+            resent: report.retried_records,
+            quota_exhausted: report.quota_exhausted,
+        }
+    }
+}
+
+/// Whether `url` may receive credentials: https, or plain http on the loopback interface only
+/// (local testing).
+pub fn is_allowed_login_url(url: &str) -> bool {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| url.starts_with(p));
+    let https = url
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
+    https || local
 }
 
 /// The JWT audience for a login URL: sandboxes use test.salesforce.com, other Salesforce hosts

@@ -1,33 +1,8 @@
 //! Salesforce errors, kept as Salesforce sent them, grouped by what the caller must do.
 
-/// What the caller does about an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// Try again after a backoff (5xx, dropped connection, timeout, row lock).
-    Transient,
-    /// Too many concurrent long requests: back off, then try again.
-    Throttled,
-    /// The session expired or was revoked: refresh the token once, then try again.
-    AuthExpired,
-    /// The daily API quota is gone: stop calling, report the records for a later retry.
-    QuotaExhausted,
-    /// The credentials or connected app are wrong: nothing will work until someone fixes the
-    /// configuration; report the records for a later retry.
-    AuthRejected,
-    /// The record or the mapping is wrong: retrying cannot help; dead-letter the record.
-    Permanent,
-}
+pub use crate::effect::ErrorClass;
 
-impl ErrorClass {
-    /// Whether a retry inside the same invocation may succeed.
-    pub fn is_retryable(self) -> bool {
-        matches!(
-            self,
-            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::AuthExpired
-        )
-    }
-}
+use crate::effect::Failure;
 
 /// How a request failed to get an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +133,25 @@ impl Error {
             Error::InvalidResponse { .. } => "invalid_response",
             Error::Credentials(_) => "credentials_unavailable",
             Error::DeadlineReached => "deadline_reached",
+        }
+    }
+
+    /// This error as data for the pipeline: class, code, Salesforce's message (for the
+    /// dead-letter queue only), a loggable summary, status and fields.
+    pub fn to_failure(&self) -> Failure {
+        let (message, fields) = match self {
+            Error::Api {
+                message, fields, ..
+            } => (message.clone(), fields.clone()),
+            other => (other.to_string(), Vec::new()),
+        };
+        Failure {
+            class: self.class(),
+            code: self.code().to_owned(),
+            message,
+            summary: self.to_string(),
+            status: self.status(),
+            fields,
         }
     }
 

@@ -2,13 +2,18 @@
 //! ([`client`]), wire formats ([`wire`], pure) and typed errors ([`error`]).
 //!
 //! Nothing in this module knows about Kinesis or CTRs beyond [`crate::case::CaseRecord`], so a
-//! contact-flow Lambda can reuse it for hand-off Cases.
+//! contact-flow Lambda can reuse it for hand-off Cases. It reads no configuration and no AWS
+//! service: settings arrive as [`SalesforceSettings`], credentials through a
+//! [`CredentialProvider`].
 
 pub mod auth;
 pub mod client;
 pub mod error;
 pub mod wire;
 
-pub use auth::{AuthFlow, TokenCache};
+pub mod recorder;
+
+pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};
 pub use client::{SalesforceClient, SalesforceSettings, UpsertOutcome, UpsertReport};
 pub use error::{Error, ErrorClass, TransportKind};
+pub use recorder::{RecordedRequest, RequestRecorder};

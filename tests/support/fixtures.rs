@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ctr_cases::app::{AppState, MetricsTarget};
 use ctr_cases::config::Config;
-use ctr_cases::deadletter::DeadLetterSink;
 use ctr_cases::event::{KinesisEnvelope, record_for};
-use ctr_cases::handler::{AppState, MetricsTarget};
+use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::salesforce::SalesforceClient;
 use ctr_cases::secrets::CredentialSource;
 use lambda_runtime::{Context, LambdaEvent};
@@ -170,7 +170,7 @@ pub fn app_state(env: &HashMap<String, String>) -> AppState {
         other => panic!("tests use inline credentials, got {other:?}"),
     };
     AppState {
-        pipeline: config.pipeline,
+        settings: config.pipeline,
         salesforce: SalesforceClient::new(config.salesforce, credentials).unwrap(),
         dead_letters: DeadLetterSink::memory(),
         recent_dead_letters: Default::default(),

@@ -1,0 +1,126 @@
+//! The state a warm container keeps between invocations, built once at cold start from the
+//! configuration: the Salesforce client (token cache, connection pool), where dead letters go,
+//! and the pipeline settings.
+
+use std::time::Duration;
+
+use lambda_runtime::Diagnostic;
+
+use crate::config::{Config, ConfigError, CredentialsConfig};
+use crate::plan::Settings;
+use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
+use crate::salesforce::{self, SalesforceClient};
+use crate::secrets::CredentialSource;
+
+/// Where the per-batch EMF metrics line goes.
+#[derive(Debug, Clone)]
+pub struct MetricsTarget {
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// The `FunctionName` dimension.
+    pub function_name: String,
+    /// Print EMF lines on stdout.
+    pub enabled: bool,
+}
+
+/// State built once per cold start and shared by every invocation of a warm container.
+#[derive(Debug)]
+pub struct AppState {
+    /// Classifier, Case policy and mapping.
+    pub settings: Settings,
+    /// Salesforce client (holds the token cache and connection pool).
+    pub salesforce: SalesforceClient,
+    /// Where dead letters go.
+    pub dead_letters: DeadLetterSink,
+    /// Records this container already dead-lettered (so a redelivery is not sent twice).
+    pub recent_dead_letters: RecentDeadLetters,
+    /// EMF output.
+    pub metrics: MetricsTarget,
+    /// Time kept in reserve before the invocation deadline.
+    pub deadline_margin: Duration,
+}
+
+/// Why the shared state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The Salesforce client could not be built.
+    #[error("could not set up the Salesforce client: {0}")]
+    Salesforce(#[from] salesforce::Error),
+}
+
+impl From<StartError> for Diagnostic {
+    fn from(err: StartError) -> Self {
+        let error_type = match err {
+            StartError::Config(_) => "ConfigError",
+            StartError::Salesforce(_) => "SalesforceSetupError",
+        };
+        Diagnostic {
+            error_type: error_type.into(),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+impl AppState {
+    /// Builds the shared state: AWS clients (only those configured), the Salesforce client.
+    ///
+    /// # Errors
+    /// [`StartError::Salesforce`] when the HTTP client cannot be built.
+    pub async fn from_config(config: Config) -> Result<Self, StartError> {
+        let needs_aws = matches!(config.credentials, CredentialsConfig::SecretArn(_))
+            || config.dead_letter_queue_url.is_some();
+        let aws = if needs_aws {
+            // Bounded SDK calls: a hung Secrets Manager or SQS call must not eat the invocation.
+            let timeouts = aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(12))
+                .build();
+            Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(timeouts)
+                    .load()
+                    .await,
+            )
+        } else {
+            None
+        };
+        let credentials = match config.credentials {
+            CredentialsConfig::Inline(c) => CredentialSource::Static(c),
+            CredentialsConfig::SecretArn(arn) => CredentialSource::secrets_manager(
+                aws_sdk_secretsmanager::Client::new(aws.as_ref().expect("loaded above")),
+                arn,
+            ),
+        };
+        let dead_letters = match config.dead_letter_queue_url {
+            Some(queue_url) => DeadLetterSink::Sqs {
+                client: aws_sdk_sqs::Client::new(aws.as_ref().expect("loaded above")),
+                queue_url,
+            },
+            None => DeadLetterSink::Disabled,
+        };
+        Ok(AppState {
+            settings: config.pipeline,
+            salesforce: SalesforceClient::new(config.salesforce, credentials)?,
+            dead_letters,
+            recent_dead_letters: RecentDeadLetters::default(),
+            metrics: MetricsTarget {
+                namespace: config.metrics_namespace,
+                function_name: config.function_name,
+                enabled: true,
+            },
+            deadline_margin: config.deadline_margin,
+        })
+    }
+
+    /// The dead-letter sink, remembering what this container already stored.
+    pub fn letters(&self) -> RememberingSink<'_> {
+        RememberingSink {
+            sink: &self.dead_letters,
+            recent: &self.recent_dead_letters,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The effects a plan asks for and what became of them: the vocabulary shared by `plan` (which
+//! decides them), `execute` (which performs them through the sinks below) and `report` (which
+//! turns their results into each record's final state).
+//!
+//! Pure: types and two small traits, no I/O. The Salesforce client and the dead-letter queues
+//! implement the traits; a recording implementation of each backs the replay dry run.
+
+use std::future::Future;
+
+use crate::case::CaseRecord;
+use crate::letter::DeadLetter;
+use crate::retry::Deadline;
+
+/// What the caller must do about a failed effect. The layer that talks to a service decides
+/// the class from what the service answered; [`crate::report`] decides the action from the
+/// class, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Try again after a backoff (5xx, dropped connection, timeout, row lock).
+    Transient,
+    /// Too many concurrent long requests: back off, then try again.
+    Throttled,
+    /// The session expired or was revoked: refresh the token once, then try again.
+    AuthExpired,
+    /// The daily API quota is gone: stop calling, report the records for a later retry.
+    QuotaExhausted,
+    /// The credentials or connected app are wrong: nothing will work until someone fixes the
+    /// configuration; report the records for a later retry.
+    AuthRejected,
+    /// The record or the mapping is wrong: retrying cannot help; dead-letter the record.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// Whether a retry inside the same invocation may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::AuthExpired
+        )
+    }
+
+    /// Whether nothing else in this invocation can succeed once this happened (stop calling).
+    pub fn stops_the_batch(self) -> bool {
+        matches!(self, ErrorClass::QuotaExhausted | ErrorClass::AuthRejected)
+    }
+}
+
+/// A failed effect, as data: what the service said, with its class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What to do about it.
+    pub class: ErrorClass,
+    /// A stable code: a Salesforce `errorCode`, an OAuth error, `timeout`, `not_attempted`, …
+    pub code: String,
+    /// The service's own message. May quote record values (phone numbers): it goes to the
+    /// dead-letter queue, never to the logs.
+    pub message: String,
+    /// A description safe to log (codes and field names only).
+    pub summary: String,
+    /// HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// Fields the error is about.
+    pub fields: Vec<String>,
+}
+
+impl Failure {
+    /// A failure with no service answer behind it (`not_attempted`, `deadline_reached`, …).
+    pub fn local(class: ErrorClass, code: &str, summary: &str) -> Self {
+        Failure {
+            class,
+            code: code.to_owned(),
+            message: summary.to_owned(),
+            summary: summary.to_owned(),
+            status: None,
+            fields: Vec::new(),
+        }
+    }
+}
+
+/// What became of one Case write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written to Salesforce.
+    Written {
+        /// The Case id.
+        id: String,
+        /// Whether the Case was created (else an existing one was updated).
+        created: bool,
+    },
+    /// Captured by a recording sink (dry run): what a real run would send.
+    Recorded,
+    /// Not written.
+    Failed(Failure),
+}
+
+/// The results of a set of Case writes, with the counts metrics need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// One outcome per write, in order.
+    pub outcomes: Vec<WriteOutcome>,
+    /// Salesforce data API calls made (each counts against the daily limit).
+    pub api_calls: u32,
+    /// Token endpoint calls made.
+    pub token_requests: u32,
+    /// Writes sent again within the invocation after a transient failure ("resent"; records
+    /// reported back to Lambda are "retried").
+    pub resent: u32,
+    /// Set when the daily API quota ran out.
+    pub quota_exhausted: bool,
+}
+
+/// What became of one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored in the queue (or file), or already stored earlier by this container.
+    Sent,
+    /// Captured by a recording sink (dry run).
+    Recorded,
+    /// Not stored: the record must be reported for retry. Holds a short reason.
+    Failed(String),
+}
+
+/// Where Case writes go: the Salesforce client, or a recording sink for dry runs.
+pub trait CaseSink {
+    /// Writes `cases` (creating or updating each by its external id) before `deadline`.
+    /// Never fails as a whole: every write gets an outcome, in order.
+    fn write_cases(
+        &self,
+        cases: &[&CaseRecord],
+        deadline: Deadline,
+    ) -> impl Future<Output = WriteReport> + Send;
+}
+
+/// Where dead letters go: an SQS queue, a file, memory, or a recording sink.
+pub trait LetterSink {
+    /// Stores `letters` before `deadline`. Never fails as a whole: every letter gets an
+    /// outcome, in order; a letter that cannot be stored in time is [`SendOutcome::Failed`].
+    fn send_letters(
+        &self,
+        letters: &[&DeadLetter],
+        deadline: Deadline,
+    ) -> impl Future<Output = Vec<SendOutcome>> + Send;
+}

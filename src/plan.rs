@@ -1,0 +1,363 @@
+//! Plan: input records from any source → one decision per record, plus the effects to perform
+//! (Case writes and dead letters), each keyed by its record.
+//!
+//! Pure: no I/O, no clock, no configuration module. It takes only the settings it needs
+//! ([`Settings`]) and decodes each CTR once: the typed fields the classifier uses and the values
+//! the Case mapping references come out of the same pass.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+
+use crate::case::{self, CaseMapping, CaseRecord};
+use crate::classify::{self, CasePolicy, ClassifyConfig};
+use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
+use crate::event;
+use crate::letter::{DeadLetter, DeadLetterError, LetterKind, Origin};
+
+/// What the pure pipeline needs: classifier, Case policy and Case mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Classifier settings.
+    pub classify: ClassifyConfig,
+    /// Which outcomes get a Case.
+    pub policy: CasePolicy,
+    /// How Cases are built.
+    pub mapping: CaseMapping,
+    capture: Capture,
+}
+
+impl Settings {
+    /// Settings from their parts.
+    pub fn new(classify: ClassifyConfig, policy: CasePolicy, mapping: CaseMapping) -> Self {
+        let capture = mapping.capture();
+        Settings {
+            classify,
+            policy,
+            mapping,
+            capture,
+        }
+    }
+}
+
+impl Default for Settings {
+    /// The documented defaults: VOICE only, Cases for dropped calls only, the default mapping.
+    fn default() -> Self {
+        Settings::new(
+            ClassifyConfig::default(),
+            CasePolicy::default(),
+            CaseMapping::default(),
+        )
+    }
+}
+
+/// A record's data.
+#[derive(Debug)]
+pub enum RecordData<'a> {
+    /// A Kinesis `data` value exactly as delivered: a base64 JSON string, or an inline JSON
+    /// object (some published sample events use one); `None` when the record had none.
+    Delivered(Option<&'a RawValue>),
+    /// A contact already described in code (a contact-flow event).
+    Contact(Box<Ctr>),
+}
+
+/// One input record, whatever its source (a Kinesis record, a CTR from a file, a redriven dead
+/// letter, a contact-flow event). Borrows from the source.
+#[derive(Debug)]
+pub struct InputRecord<'a> {
+    /// Kinesis sequence number (or position in a file): what a retry report names.
+    pub sequence_number: &'a str,
+    /// The shard, when known.
+    pub shard_id: Option<&'a str>,
+    /// The stream ARN, when known.
+    pub event_source_arn: Option<&'a str>,
+    /// The partition key, when known.
+    pub partition_key: Option<&'a str>,
+    /// Kinesis arrival time (epoch seconds), when known.
+    pub arrival: Option<f64>,
+    /// The record's data.
+    pub data: RecordData<'a>,
+}
+
+impl InputRecord<'_> {
+    /// Where the record came from, for a dead letter.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            sequence_number: self.sequence_number.to_owned(),
+            shard_id: self.shard_id.map(str::to_owned),
+            event_source_arn: self.event_source_arn.map(str::to_owned),
+            partition_key: self.partition_key.map(str::to_owned),
+            approximate_arrival_timestamp: self.arrival,
+        }
+    }
+
+    /// The data as delivered, as a dead letter carries it: the base64 text (a JSON string's
+    /// content) or the inline JSON text; empty when there is none.
+    pub fn delivered_text(&self) -> String {
+        match &self.data {
+            RecordData::Delivered(Some(raw)) => {
+                serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
+            }
+            RecordData::Delivered(None) => String::new(),
+            RecordData::Contact(ctr) => ctr.raw_json().to_owned(),
+        }
+    }
+
+    /// A dead letter of `kind` for this record.
+    pub fn letter(
+        &self,
+        kind: LetterKind,
+        error: DeadLetterError,
+        contact_id: Option<&ContactId>,
+    ) -> DeadLetter {
+        DeadLetter::new(
+            kind,
+            error,
+            &self.origin(),
+            contact_id.map(ToString::to_string),
+            &self.delivered_text(),
+        )
+    }
+}
+
+/// What the plan decided for one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Write its Case (see [`Plan::cases`]).
+    WriteCase,
+    /// Classified; no Case is wanted for this outcome.
+    Skip,
+    /// A newer version of the same contact is in this batch; that one is processed instead.
+    Supersede,
+    /// Not a CTR: dead-letter it (see [`Plan::letters`]).
+    DeadLetter,
+}
+
+/// The plan for one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRecord {
+    /// Kinesis sequence number.
+    pub sequence_number: String,
+    /// The ContactId, when the record decoded.
+    pub contact_id: Option<ContactId>,
+    /// The classifier's outcome name, or `poison` / `superseded`.
+    pub outcome: &'static str,
+    /// What to do.
+    pub decision: Decision,
+    /// Why the record is poison, when it is.
+    pub decode_error: Option<DecodeError>,
+}
+
+/// An effect for the record at position `record`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyed<T> {
+    /// The record's position in the input (and in [`Plan::records`]).
+    pub record: usize,
+    /// The effect.
+    pub effect: T,
+}
+
+/// Decisions and effects for a batch.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// One per input record, in input order.
+    pub records: Vec<PlannedRecord>,
+    /// The Cases to write, in input order.
+    pub cases: Vec<Keyed<CaseRecord>>,
+    /// The dead letters to send (poison records), in input order.
+    pub letters: Vec<Keyed<DeadLetter>>,
+}
+
+impl Plan {
+    /// The Case planned for the record at `record`, if any.
+    pub fn case_of(&self, record: usize) -> Option<&CaseRecord> {
+        self.cases
+            .iter()
+            .find(|k| k.record == record)
+            .map(|k| &k.effect)
+    }
+}
+
+/// Plans a batch: decode, dedupe by ContactId, classify, map to Cases, decide dead letters.
+///
+/// Dedupe: Connect delivers at least once and re-sends a CTR with a newer `LastUpdateTimestamp`
+/// when it changes, so for each ContactId only the newest version in the batch (the later one
+/// on a tie) is processed; the others are [`Decision::Supersede`].
+///
+/// One pass, record by record: each CTR is dropped as soon as its Case is built, so a batch
+/// never holds all decoded CTRs at once (memory stays near the event size plus the Cases).
+pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
+    let mut records: Vec<PlannedRecord> = Vec::with_capacity(inputs.len());
+    let mut cases: Vec<Option<Keyed<CaseRecord>>> = Vec::new();
+    let mut letters = Vec::new();
+    let mut newest: HashMap<ContactId, Newest> = HashMap::new();
+    for (index, input) in inputs.iter().enumerate() {
+        let sequence_number = input.sequence_number.to_owned();
+        let ctr = match decode(input, &settings.capture) {
+            Ok(ctr) => ctr,
+            Err(error) => {
+                letters.push(Keyed {
+                    record: index,
+                    effect: input.letter(LetterKind::PoisonRecord, (&error).into(), None),
+                });
+                records.push(PlannedRecord {
+                    sequence_number,
+                    contact_id: None,
+                    outcome: "poison",
+                    decision: Decision::DeadLetter,
+                    decode_error: Some(error),
+                });
+                continue;
+            }
+        };
+        let updated = ctr.last_update_timestamp;
+        let (outcome, decision) = match newest.get(&ctr.contact_id) {
+            Some(best) if updated < best.updated => ("superseded", Decision::Supersede),
+            previous => {
+                if let Some(older) = previous {
+                    records[older.record].outcome = "superseded";
+                    records[older.record].decision = Decision::Supersede;
+                    if let Some(position) = older.case {
+                        cases[position] = None;
+                    }
+                }
+                let outcome = classify::classify(&ctr, &settings.classify);
+                let case_position = settings.policy.wants_case(&outcome).then(|| {
+                    cases.push(Some(Keyed {
+                        record: index,
+                        effect: case::build(&ctr, &outcome, &settings.mapping),
+                    }));
+                    cases.len() - 1
+                });
+                newest.insert(
+                    ctr.contact_id.clone(),
+                    Newest {
+                        record: index,
+                        case: case_position,
+                        updated,
+                    },
+                );
+                let decision = if case_position.is_some() {
+                    Decision::WriteCase
+                } else {
+                    Decision::Skip
+                };
+                (outcome.name(), decision)
+            }
+        };
+        records.push(PlannedRecord {
+            sequence_number,
+            contact_id: Some(ctr.contact_id),
+            outcome,
+            decision,
+            decode_error: None,
+        });
+    }
+    Plan {
+        records,
+        cases: cases.into_iter().flatten().collect(),
+        letters,
+    }
+}
+
+/// The newest version of a contact planned so far.
+struct Newest {
+    /// Its record's position.
+    record: usize,
+    /// Its Case's position in the plan's Cases, when it has one.
+    case: Option<usize>,
+    /// Its `LastUpdateTimestamp`.
+    updated: Option<DateTime<Utc>>,
+}
+
+fn decode(input: &InputRecord<'_>, capture: &Capture) -> Result<Ctr, DecodeError> {
+    match &input.data {
+        RecordData::Delivered(raw) => Ctr::decode(event::data_bytes(*raw)?, capture),
+        RecordData::Contact(ctr) => Ok((**ctr).clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{KinesisEnvelope, record_for};
+
+    const ID: &str = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe";
+
+    fn ctr(updated: &str, extra: &str) -> Vec<u8> {
+        format!(
+            r#"{{"ContactId":"{ID}","Channel":"VOICE","InitiationMethod":"INBOUND","LastUpdateTimestamp":"{updated}"{extra}}}"#
+        )
+        .into_bytes()
+    }
+
+    fn envelope(datas: &[Vec<u8>]) -> KinesisEnvelope {
+        KinesisEnvelope {
+            records: datas
+                .iter()
+                .enumerate()
+                .map(|(i, d)| record_for(d, &format!("{}", 100 + i), "shardId-000000000000"))
+                .collect(),
+        }
+    }
+
+    fn plan_of(env: &KinesisEnvelope) -> Plan {
+        plan(&env.inputs(), &Settings::default())
+    }
+
+    #[test]
+    fn newest_version_wins_regardless_of_order() {
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:10Z", r#","Agent":{}"#),
+            ctr("2024-01-01T00:00:00Z", ""),
+            ctr("2024-01-01T00:00:10Z", r#","Agent":{}"#),
+        ]);
+        let plan = plan_of(&env);
+        assert_eq!(plan.records[0].decision, Decision::Supersede);
+        assert_eq!(plan.records[1].decision, Decision::Supersede);
+        assert_eq!(plan.records[2].outcome, "happy_path_live_agent");
+    }
+
+    #[test]
+    fn superseded_case_is_not_written() {
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", ""),
+            ctr("2024-01-01T00:00:10Z", ""),
+        ]);
+        let plan = plan_of(&env);
+        assert_eq!(plan.records[0].decision, Decision::Supersede);
+        assert_eq!(plan.records[1].decision, Decision::WriteCase);
+        assert_eq!(plan.cases.len(), 1);
+        assert_eq!(plan.cases[0].record, 1);
+    }
+
+    #[test]
+    fn dropped_call_plans_a_case_and_poison_is_kept_in_place() {
+        let env = envelope(&[b"not json".to_vec(), ctr("2024-01-01T00:00:00Z", "")]);
+        let plan = plan_of(&env);
+        assert!(matches!(
+            plan.records[0].decode_error,
+            Some(DecodeError::Json { .. })
+        ));
+        assert_eq!(plan.records[0].decision, Decision::DeadLetter);
+        assert_eq!(plan.records[0].sequence_number, "100");
+        assert_eq!(plan.records[1].outcome, "dropped");
+        let case = plan.case_of(1).expect("a Case for the dropped call");
+        assert_eq!(case.external_id.as_str(), ID);
+        assert_eq!(plan.letters.len(), 1);
+        assert_eq!(plan.letters[0].record, 0);
+    }
+
+    #[test]
+    fn dead_letter_keeps_original_data_and_position() {
+        let env = envelope(&[b"garbage".to_vec()]);
+        let plan = plan_of(&env);
+        let letter = &plan.letters[0].effect;
+        assert_eq!(letter.data, "Z2FyYmFnZQ==");
+        assert_eq!(letter.shard_id.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(letter.sequence_number, "100");
+        assert_eq!(letter.kind, "poison_record");
+        assert_eq!(letter.error.code, "invalid_json");
+    }
+}

@@ -1,0 +1,441 @@
+//! Where dead letters go: an SQS queue (`SendMessageBatch`, up to 10 letters a call, calls in
+//! parallel, never past the deadline), a JSON-lines file, memory, or a recorder for dry runs.
+//!
+//! A letter that cannot be stored in time is reported as failed, and its record is reported for
+//! retry: nothing is dropped silently.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use crate::effect::{LetterSink, SendOutcome};
+use crate::letter::{DeadLetter, MAX_MESSAGE_BYTES};
+use crate::retry::Deadline;
+
+/// Most entries in one `SendMessageBatch` call (an SQS limit).
+pub const MAX_BATCH_ENTRIES: usize = 10;
+
+/// Most bytes of message bodies in one `SendMessageBatch` call (an SQS limit for the total).
+const MAX_BATCH_BYTES: usize = MAX_MESSAGE_BYTES;
+
+/// `SendMessageBatch` calls in flight at once.
+const PARALLEL_BATCHES: usize = 8;
+
+/// Without a deadline (the CLI), one batch call may take this long.
+const UNBOUNDED_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where dead letters go.
+#[derive(Debug)]
+pub enum DeadLetterSink {
+    /// An SQS queue (standard or FIFO).
+    Sqs {
+        /// The SDK client.
+        client: aws_sdk_sqs::Client,
+        /// The queue URL.
+        queue_url: String,
+    },
+    /// A JSON-lines file, one letter body per line (`replay --send` without a queue). It is
+    /// created on the first letter.
+    File {
+        /// The file's path.
+        path: PathBuf,
+        /// The file once opened, and the letters appended to it.
+        file: Mutex<(Option<std::fs::File>, usize)>,
+    },
+    /// Kept in memory (tests).
+    Memory(Mutex<Vec<DeadLetter>>),
+    /// No queue configured: letters are not stored, so their records are reported for retry
+    /// and the event source mapping's retries and on-failure destination take over.
+    Disabled,
+}
+
+impl DeadLetterSink {
+    /// An in-memory sink.
+    pub fn memory() -> Self {
+        DeadLetterSink::Memory(Mutex::new(Vec::new()))
+    }
+
+    /// A sink appending to the JSON-lines file at `path`, created (or appended to) when the
+    /// first letter arrives.
+    pub fn file(path: PathBuf) -> Self {
+        DeadLetterSink::File {
+            path,
+            file: Mutex::new((None, 0)),
+        }
+    }
+
+    /// How many letters a file sink wrote (0 for other sinks).
+    pub fn written(&self) -> usize {
+        match self {
+            DeadLetterSink::File { file, .. } => file.lock().unwrap_or_else(|e| e.into_inner()).1,
+            _ => 0,
+        }
+    }
+
+    /// The letters an in-memory sink holds (empty for other sinks).
+    pub fn held(&self) -> Vec<DeadLetter> {
+        match self {
+            DeadLetterSink::Memory(m) => m.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Stores `letters`, one outcome each, in order, never past `deadline`.
+    pub async fn send_all(&self, letters: &[&DeadLetter], deadline: Deadline) -> Vec<SendOutcome> {
+        match self {
+            DeadLetterSink::Sqs { client, queue_url } => {
+                send_batches(client, queue_url, letters, deadline).await
+            }
+            DeadLetterSink::File { file, path } => {
+                let mut guard = file.lock().unwrap_or_else(|e| e.into_inner());
+                let (file, written) = &mut *guard;
+                letters
+                    .iter()
+                    .map(|letter| {
+                        let appended = match file {
+                            Some(f) => writeln!(f, "{}", letter.body()),
+                            None => std::fs::OpenOptions::new()
+                                .create(true)
+                                .append(true)
+                                .open(path.as_path())
+                                .and_then(|mut f| {
+                                    let result = writeln!(f, "{}", letter.body());
+                                    *file = Some(f);
+                                    result
+                                }),
+                        };
+                        match appended {
+                            Ok(()) => {
+                                *written += 1;
+                                SendOutcome::Sent
+                            }
+                            Err(e) => SendOutcome::Failed(format!(
+                                "could not append to {}: {}",
+                                path.display(),
+                                e.kind()
+                            )),
+                        }
+                    })
+                    .collect()
+            }
+            DeadLetterSink::Memory(m) => {
+                m.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(letters.iter().map(|l| (*l).clone()));
+                vec![SendOutcome::Sent; letters.len()]
+            }
+            DeadLetterSink::Disabled => {
+                vec![SendOutcome::Failed("DEAD_LETTER_QUEUE_URL not set".into()); letters.len()]
+            }
+        }
+    }
+}
+
+/// Groups `letters` into `SendMessageBatch` calls (≤ 10 entries, ≤ 256 KiB of bodies), sends
+/// them in parallel and maps the per-entry answers back to the letters.
+async fn send_batches(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    letters: &[&DeadLetter],
+    deadline: Deadline,
+) -> Vec<SendOutcome> {
+    let bodies: Vec<String> = letters.iter().map(|l| l.body()).collect();
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut size = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        let fits = batches
+            .last()
+            .is_some_and(|b| b.len() < MAX_BATCH_ENTRIES && size + body.len() <= MAX_BATCH_BYTES);
+        if !fits {
+            batches.push(Vec::new());
+            size = 0;
+        }
+        batches.last_mut().expect("pushed above").push(i);
+        size += body.len();
+    }
+    let fifo = queue_url.ends_with(".fifo");
+    let mut outcomes = vec![SendOutcome::Failed("not sent".into()); letters.len()];
+    let results: Vec<(Vec<usize>, Vec<SendOutcome>)> = futures::stream::iter(batches)
+        .map(|batch| {
+            let bodies = &bodies;
+            async move {
+                let outcome =
+                    send_batch(client, queue_url, letters, bodies, &batch, fifo, deadline).await;
+                (batch, outcome)
+            }
+        })
+        .buffer_unordered(PARALLEL_BATCHES)
+        .collect()
+        .await;
+    for (batch, batch_outcomes) in results {
+        for (i, outcome) in batch.into_iter().zip(batch_outcomes) {
+            outcomes[i] = outcome;
+        }
+    }
+    outcomes
+}
+
+async fn send_batch(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    letters: &[&DeadLetter],
+    bodies: &[String],
+    batch: &[usize],
+    fifo: bool,
+    deadline: Deadline,
+) -> Vec<SendOutcome> {
+    let failed = |reason: &str| vec![SendOutcome::Failed(reason.to_owned()); batch.len()];
+    let budget = match deadline.remaining() {
+        None => UNBOUNDED_SEND_TIMEOUT,
+        Some(left) if left.is_zero() => return failed("no time left before the deadline"),
+        Some(left) => left,
+    };
+    let attribute = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .expect("data type and value are set")
+    };
+    let mut request = client.send_message_batch().queue_url(queue_url);
+    for (entry, &i) in batch.iter().enumerate() {
+        let letter = letters[i];
+        let mut builder = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+            .id(entry.to_string())
+            .message_body(&bodies[i])
+            .message_attributes("kind", attribute(letter.kind.name()))
+            .message_attributes("error_code", attribute(&letter.error.code));
+        if fifo {
+            // FIFO queues drop a redelivered record's second letter within 5 minutes.
+            builder = builder
+                .message_group_id(letter.shard_id.as_deref().unwrap_or("ctr-cases"))
+                .message_deduplication_id(letter.record_key().replace(['/', ':'], "-"));
+        }
+        request = request.entries(builder.build().expect("id and body are set"));
+    }
+    let answer = match tokio::time::timeout(budget, request.send()).await {
+        Err(_) => return failed("timed out at the invocation deadline"),
+        Ok(Err(e)) => {
+            let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("no answer from SQS")
+                .to_owned();
+            return failed(&code);
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    let mut outcomes = failed("not in the SendMessageBatch answer");
+    for ok in answer.successful() {
+        if let Ok(entry) = ok.id().parse::<usize>()
+            && entry < outcomes.len()
+        {
+            outcomes[entry] = SendOutcome::Sent;
+        }
+    }
+    for bad in answer.failed() {
+        if let Ok(entry) = bad.id().parse::<usize>()
+            && entry < outcomes.len()
+        {
+            outcomes[entry] = SendOutcome::Failed(bad.code().to_owned());
+        }
+    }
+    outcomes
+}
+
+/// The records a warm container has already dead-lettered, by `shard/sequence`.
+///
+/// When a later record of a batch is reported for retry, Lambda redelivers everything after the
+/// checkpoint, including poison records that were already dead-lettered. Remembering them keeps
+/// each dead letter single within a container; across cold starts a consumer can dedupe by
+/// shard and sequence number (a FIFO queue does it: see [`DeadLetterSink::send_all`]).
+#[derive(Debug)]
+pub struct RecentDeadLetters {
+    capacity: usize,
+    inner: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+impl Default for RecentDeadLetters {
+    fn default() -> Self {
+        RecentDeadLetters::with_capacity(10_000)
+    }
+}
+
+impl RecentDeadLetters {
+    /// Remembers at most `capacity` records (oldest forgotten first).
+    pub fn with_capacity(capacity: usize) -> Self {
+        RecentDeadLetters {
+            capacity: capacity.max(1),
+            inner: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// Whether `key` was recorded.
+    pub fn contains(&self, key: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .contains(key)
+    }
+
+    /// Records `key`.
+    pub fn insert(&self, key: String) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (set, order) = &mut *guard;
+        if set.insert(key.clone()) {
+            order.push_back(key);
+            if order.len() > self.capacity
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+}
+
+/// A sink that skips letters this container already stored and remembers the ones it stores.
+#[derive(Debug, Clone, Copy)]
+pub struct RememberingSink<'a> {
+    /// Where letters go.
+    pub sink: &'a DeadLetterSink,
+    /// What was already stored.
+    pub recent: &'a RecentDeadLetters,
+}
+
+impl LetterSink for RememberingSink<'_> {
+    async fn send_letters(&self, letters: &[&DeadLetter], deadline: Deadline) -> Vec<SendOutcome> {
+        let keys: Vec<String> = letters.iter().map(|l| l.record_key()).collect();
+        let fresh: Vec<usize> = (0..letters.len())
+            .filter(|&i| {
+                let known = self.recent.contains(&keys[i]);
+                if known {
+                    tracing::debug!(sequence_number = %letters[i].sequence_number, "record already dead-lettered");
+                }
+                !known
+            })
+            .collect();
+        let to_send: Vec<&DeadLetter> = fresh.iter().map(|&i| letters[i]).collect();
+        let sent = self.sink.send_all(&to_send, deadline).await;
+        let mut outcomes = vec![SendOutcome::Sent; letters.len()];
+        for (i, outcome) in fresh.into_iter().zip(sent) {
+            if outcome == SendOutcome::Sent {
+                self.recent.insert(keys[i].clone());
+            }
+            outcomes[i] = outcome;
+        }
+        outcomes
+    }
+}
+
+/// A sink that stores nothing and records what it was given (dry runs).
+#[derive(Debug, Default)]
+pub struct LetterRecorder {
+    letters: Mutex<Vec<DeadLetter>>,
+}
+
+impl LetterRecorder {
+    /// Takes the letters recorded so far.
+    pub fn take(&self) -> Vec<DeadLetter> {
+        std::mem::take(&mut *self.letters.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl LetterSink for LetterRecorder {
+    async fn send_letters(&self, letters: &[&DeadLetter], _deadline: Deadline) -> Vec<SendOutcome> {
+        self.letters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(letters.iter().map(|l| (*l).clone()));
+        vec![SendOutcome::Recorded; letters.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::letter::{DeadLetterError, LetterKind, Origin};
+
+    fn letter(seq: &str) -> DeadLetter {
+        DeadLetter::new(
+            LetterKind::PoisonRecord,
+            DeadLetterError {
+                code: "invalid_json".into(),
+                message: "record data is not a JSON object".into(),
+                status: None,
+                fields: vec![],
+            },
+            &Origin {
+                sequence_number: seq.into(),
+                shard_id: Some("shardId-0".into()),
+                ..Origin::default()
+            },
+            None,
+            "",
+        )
+    }
+
+    #[tokio::test]
+    async fn memory_sink_keeps_letters_and_disabled_refuses() {
+        let sink = DeadLetterSink::memory();
+        let l = letter("1");
+        assert_eq!(
+            sink.send_all(&[&l], Deadline::unbounded()).await,
+            [SendOutcome::Sent]
+        );
+        assert_eq!(sink.held().len(), 1);
+        assert!(matches!(
+            DeadLetterSink::Disabled
+                .send_all(&[&l], Deadline::unbounded())
+                .await[0],
+            SendOutcome::Failed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn remembering_sink_stores_a_redelivered_letter_once() {
+        let sink = DeadLetterSink::memory();
+        let recent = RecentDeadLetters::default();
+        let letters = RememberingSink {
+            sink: &sink,
+            recent: &recent,
+        };
+        let (a, b) = (letter("1"), letter("2"));
+        letters.send_letters(&[&a], Deadline::unbounded()).await;
+        let outcomes = letters.send_letters(&[&a, &b], Deadline::unbounded()).await;
+        assert_eq!(outcomes, [SendOutcome::Sent, SendOutcome::Sent]);
+        assert_eq!(sink.held().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn file_sink_appends_json_lines() {
+        let path =
+            std::env::temp_dir().join(format!("ctr-cases-letters-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let sink = DeadLetterSink::file(path.clone());
+        assert!(!path.exists(), "created on the first letter only");
+        let (a, b) = (letter("1"), letter("2"));
+        sink.send_all(&[&a, &b], Deadline::unbounded()).await;
+        assert_eq!(sink.written(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back: Vec<DeadLetter> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(back, [a, b]);
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn recent_dead_letters_forget_the_oldest() {
+        let recent = RecentDeadLetters::with_capacity(2);
+        recent.insert("s/1".into());
+        recent.insert("s/2".into());
+        recent.insert("s/2".into());
+        assert!(recent.contains("s/1") && recent.contains("s/2"));
+        recent.insert("s/3".into());
+        assert!(!recent.contains("s/1") && recent.contains("s/3"));
+    }
+}

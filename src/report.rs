@@ -1,0 +1,383 @@
+//! Report: a plan and what became of its effects → each record's final state, the records to
+//! retry, the summary and the metrics. The one place where an error class becomes an action.
+//!
+//! Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
+use crate::letter::{DeadLetter, LetterKind};
+use crate::plan::{Decision, InputRecord, Keyed, Plan};
+
+/// The final action for a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A Case was (or, in a dry run, would be) created or updated.
+    UpsertCase,
+    /// No Case is wanted for this outcome (policy).
+    Skipped,
+    /// A newer version of the same contact in the batch was processed instead.
+    Superseded,
+    /// Sent (or would be sent) to the dead-letter queue.
+    DeadLetter,
+    /// Reported in `batchItemFailures` for Lambda to retry.
+    Retry,
+}
+
+impl Action {
+    /// The snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::UpsertCase => "upsert_case",
+            Action::Skipped => "skipped",
+            Action::Superseded => "superseded",
+            Action::DeadLetter => "dead_letter",
+            Action::Retry => "retry",
+        }
+    }
+}
+
+/// What to do with a record whose effect failed with `class`: the error-class → action rule.
+pub fn action_for(class: ErrorClass) -> Action {
+    match class {
+        ErrorClass::Permanent => Action::DeadLetter,
+        ErrorClass::Transient
+        | ErrorClass::Throttled
+        | ErrorClass::AuthExpired
+        | ErrorClass::QuotaExhausted
+        | ErrorClass::AuthRejected => Action::Retry,
+    }
+}
+
+/// The result for one record: a log line and the replay CLI's output line.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordReport {
+    /// Kinesis sequence number.
+    pub sequence_number: String,
+    /// ContactId, when decoded.
+    pub contact_id: Option<String>,
+    /// Classifier outcome, `poison` or `superseded`.
+    pub outcome: &'static str,
+    /// What was done.
+    pub action: Action,
+    /// The Salesforce Case id, when written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<String>,
+    /// Whether the write created the Case (false: updated an existing one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<bool>,
+    /// Error code, for dead letters and retries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Counts for one batch: the summary log line and the metrics.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchSummary {
+    /// Records in the event.
+    pub records: u32,
+    /// Records per outcome name.
+    pub outcomes: BTreeMap<&'static str, u32>,
+    /// Records per action.
+    pub actions: BTreeMap<&'static str, u32>,
+    /// Cases created (not updated).
+    pub cases_created: u32,
+    /// Salesforce data API calls.
+    pub salesforce_api_calls: u32,
+    /// Salesforce token requests.
+    pub token_requests: u32,
+    /// Case writes sent again within the invocation after a transient failure (records
+    /// reported back to Lambda are counted in `actions.retry`).
+    pub resent_in_invocation: u32,
+    /// Whether the daily API quota ran out.
+    pub quota_exhausted: bool,
+}
+
+impl BatchSummary {
+    /// Counts the reports.
+    pub fn from_reports(reports: &[RecordReport]) -> Self {
+        let mut summary = BatchSummary {
+            records: reports.len() as u32,
+            ..BatchSummary::default()
+        };
+        for r in reports {
+            *summary.outcomes.entry(r.outcome).or_default() += 1;
+            *summary.actions.entry(r.action.name()).or_default() += 1;
+            if r.created == Some(true) {
+                summary.cases_created += 1;
+            }
+        }
+        summary
+    }
+
+    /// Records with `action`.
+    pub fn count(&self, action: Action) -> u32 {
+        self.actions.get(action.name()).copied().unwrap_or(0)
+    }
+
+    /// Records whose outcome name starts with `prefix` (e.g. `happy_path`).
+    pub fn outcomes_starting_with(&self, prefix: &str) -> u32 {
+        self.outcomes
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+/// What execute did: the write results and the outcome of every letter it tried.
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// One outcome per [`Plan::cases`] entry, with the call counts.
+    pub writes: WriteReport,
+    /// One outcome per [`Plan::letters`] entry (the poison letters).
+    pub poison_sends: Vec<SendOutcome>,
+    /// The letters for Cases Salesforce rejected for good ([`rejection_letters`]).
+    pub rejection_letters: Vec<Keyed<DeadLetter>>,
+    /// One outcome per rejection letter.
+    pub rejection_sends: Vec<SendOutcome>,
+}
+
+/// The dead letters that the write results call for: one per Case that failed with a class
+/// whose action is [`Action::DeadLetter`], carrying the record's original data.
+pub fn rejection_letters(
+    plan: &Plan,
+    inputs: &[InputRecord<'_>],
+    writes: &WriteReport,
+) -> Vec<Keyed<DeadLetter>> {
+    plan.cases
+        .iter()
+        .zip(&writes.outcomes)
+        .filter_map(|(case, outcome)| match outcome {
+            WriteOutcome::Failed(f) if action_for(f.class) == Action::DeadLetter => Some(Keyed {
+                record: case.record,
+                effect: inputs[case.record].letter(
+                    LetterKind::SalesforceRejected,
+                    f.into(),
+                    plan.records[case.record].contact_id.as_ref(),
+                ),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The final report of a batch.
+#[derive(Debug)]
+pub struct BatchReport {
+    /// One report per record, in input order.
+    pub records: Vec<RecordReport>,
+    /// Counts.
+    pub summary: BatchSummary,
+}
+
+impl BatchReport {
+    /// The sequence numbers to report for retry, in input order (may contain empty ones, which
+    /// cannot be reported).
+    pub fn retry(&self) -> impl Iterator<Item = &str> {
+        self.records
+            .iter()
+            .filter(|r| r.action == Action::Retry)
+            .map(|r| r.sequence_number.as_str())
+    }
+}
+
+/// Turns a plan and what became of its effects into each record's final state and the counts.
+pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
+    // Per record: its write outcome, its letter outcome.
+    let mut writes: Vec<Option<&WriteOutcome>> = vec![None; plan.records.len()];
+    for (case, outcome) in plan.cases.iter().zip(&executed.writes.outcomes) {
+        writes[case.record] = Some(outcome);
+    }
+    let mut letters: Vec<Option<&SendOutcome>> = vec![None; plan.records.len()];
+    let sent = plan.letters.iter().zip(&executed.poison_sends).chain(
+        executed
+            .rejection_letters
+            .iter()
+            .zip(&executed.rejection_sends),
+    );
+    for (letter, outcome) in sent {
+        letters[letter.record] = Some(outcome);
+    }
+
+    let records: Vec<RecordReport> = plan
+        .records
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            let mut report = RecordReport {
+                sequence_number: p.sequence_number.clone(),
+                contact_id: p.contact_id.as_ref().map(ToString::to_string),
+                outcome: p.outcome,
+                action: Action::Skipped,
+                case_id: None,
+                created: None,
+                error: None,
+            };
+            let (action, error) = match p.decision {
+                Decision::Skip => (Action::Skipped, None),
+                Decision::Supersede => (Action::Superseded, None),
+                Decision::DeadLetter => {
+                    let code = p.decode_error.as_ref().map_or("poison", |e| e.code());
+                    letter_action(letters[index], code)
+                }
+                Decision::WriteCase => match writes[index] {
+                    Some(WriteOutcome::Written { id, created }) => {
+                        report.case_id = Some(id.clone());
+                        report.created = Some(*created);
+                        (Action::UpsertCase, None)
+                    }
+                    Some(WriteOutcome::Recorded) => (Action::UpsertCase, None),
+                    Some(WriteOutcome::Failed(f)) => failed_action(f, letters[index]),
+                    None => (Action::Retry, Some("not_attempted".to_owned())),
+                },
+            };
+            report.action = action;
+            report.error = error;
+            report
+        })
+        .collect();
+
+    let mut summary = BatchSummary::from_reports(&records);
+    summary.salesforce_api_calls = executed.writes.api_calls;
+    summary.token_requests = executed.writes.token_requests;
+    summary.resent_in_invocation = executed.writes.resent;
+    summary.quota_exhausted = executed.writes.quota_exhausted;
+    BatchReport { records, summary }
+}
+
+/// A dead letter that was stored is final; one that was not leaves the record for retry.
+fn letter_action(sent: Option<&SendOutcome>, code: &str) -> (Action, Option<String>) {
+    match sent {
+        Some(SendOutcome::Sent | SendOutcome::Recorded) => (Action::DeadLetter, Some(code.into())),
+        Some(SendOutcome::Failed(_)) | None => (Action::Retry, Some(code.into())),
+    }
+}
+
+fn failed_action(failure: &Failure, letter: Option<&SendOutcome>) -> (Action, Option<String>) {
+    match action_for(failure.class) {
+        Action::DeadLetter => letter_action(letter, &failure.code),
+        action => (action, Some(failure.code.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{KinesisEnvelope, record_for};
+    use crate::plan::{Settings, plan};
+
+    const ID: &str = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe";
+
+    fn envelope(datas: &[&[u8]]) -> KinesisEnvelope {
+        KinesisEnvelope {
+            records: datas
+                .iter()
+                .enumerate()
+                .map(|(i, d)| record_for(d, &format!("{}", 100 + i), "shardId-0"))
+                .collect(),
+        }
+    }
+
+    fn dropped() -> Vec<u8> {
+        format!(r#"{{"ContactId":"{ID}","Channel":"VOICE"}}"#).into_bytes()
+    }
+
+    fn failure(class: ErrorClass, code: &str) -> WriteOutcome {
+        WriteOutcome::Failed(Failure::local(class, code, code))
+    }
+
+    #[test]
+    fn summary_counts_outcomes_and_actions() {
+        let env = envelope(&[b"{}", &dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![WriteOutcome::Recorded],
+                api_calls: 1,
+                ..WriteReport::default()
+            },
+            poison_sends: vec![SendOutcome::Recorded],
+            ..Executed::default()
+        };
+        let report = finish(&plan, &executed);
+        let s = &report.summary;
+        assert_eq!(s.records, 2);
+        assert_eq!(s.outcomes["poison"], 1);
+        assert_eq!(s.outcomes["dropped"], 1);
+        assert_eq!(s.count(Action::UpsertCase), 1);
+        assert_eq!(s.count(Action::DeadLetter), 1);
+        assert_eq!(s.count(Action::Retry), 0);
+        assert_eq!(s.salesforce_api_calls, 1);
+    }
+
+    #[test]
+    fn error_classes_map_to_actions() {
+        assert_eq!(action_for(ErrorClass::Permanent), Action::DeadLetter);
+        for class in [
+            ErrorClass::Transient,
+            ErrorClass::Throttled,
+            ErrorClass::AuthExpired,
+            ErrorClass::QuotaExhausted,
+            ErrorClass::AuthRejected,
+        ] {
+            assert_eq!(action_for(class), Action::Retry, "{class:?}");
+        }
+    }
+
+    #[test]
+    fn rejected_case_is_dead_lettered_only_when_its_letter_was_stored() {
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let writes = WriteReport {
+            outcomes: vec![failure(ErrorClass::Permanent, "REQUIRED_FIELD_MISSING")],
+            ..WriteReport::default()
+        };
+        let letters = rejection_letters(&plan, &inputs, &writes);
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].effect.kind, "salesforce_rejected");
+        assert_eq!(letters[0].effect.contact_id.as_deref(), Some(ID));
+        for (sent, action) in [
+            (SendOutcome::Sent, Action::DeadLetter),
+            (SendOutcome::Failed("timed out".into()), Action::Retry),
+        ] {
+            let executed = Executed {
+                writes: writes.clone(),
+                rejection_letters: letters.clone(),
+                rejection_sends: vec![sent],
+                ..Executed::default()
+            };
+            let report = finish(&plan, &executed);
+            assert_eq!(report.records[0].action, action);
+            assert_eq!(
+                report.records[0].error.as_deref(),
+                Some("REQUIRED_FIELD_MISSING")
+            );
+        }
+    }
+
+    #[test]
+    fn transient_failure_and_missing_outcome_are_retried() {
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![failure(ErrorClass::Transient, "timeout")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let report = finish(&plan, &executed);
+        assert_eq!(report.retry().collect::<Vec<_>>(), ["100"]);
+        let report = finish(&plan, &Executed::default());
+        assert_eq!(report.records[0].error.as_deref(), Some("not_attempted"));
+    }
+}

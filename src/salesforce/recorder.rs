@@ -1,0 +1,75 @@
+//! A Case sink that sends nothing: it records the requests the real client would send, so a dry
+//! run shares plan and report with a real run and can show its request bodies.
+
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+use super::wire::{self, MAX_COLLECTION_RECORDS};
+use crate::case::CaseRecord;
+use crate::effect::{CaseSink, WriteOutcome, WriteReport};
+use crate::retry::Deadline;
+
+/// One request the client would have sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path below the instance URL.
+    pub path: String,
+    /// JSON body.
+    pub body: Value,
+}
+
+/// Records the data requests for Case writes instead of sending them, chunked as the client
+/// chunks them (`batch_size` Cases per collections request).
+#[derive(Debug)]
+pub struct RequestRecorder {
+    api_version: String,
+    external_id_field: String,
+    batch_size: usize,
+    requests: Mutex<Vec<RecordedRequest>>,
+}
+
+impl RequestRecorder {
+    /// A recorder for requests to API `api_version` keyed by `external_id_field`, with
+    /// `batch_size` Cases per request (1–200).
+    pub fn new(api_version: &str, external_id_field: &str, batch_size: usize) -> Self {
+        RequestRecorder {
+            api_version: api_version.to_owned(),
+            external_id_field: external_id_field.to_owned(),
+            batch_size: batch_size.clamp(1, MAX_COLLECTION_RECORDS),
+            requests: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the requests recorded so far.
+    pub fn take(&self) -> Vec<RecordedRequest> {
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl CaseSink for RequestRecorder {
+    async fn write_cases(&self, cases: &[&CaseRecord], _deadline: Deadline) -> WriteReport {
+        let mut recorded = Vec::new();
+        for chunk in cases.chunks(self.batch_size) {
+            recorded.push(RecordedRequest {
+                method: "PATCH",
+                path: wire::collections_upsert_path(&self.api_version, &self.external_id_field),
+                body: wire::collections_upsert_body(chunk.iter().copied(), &self.external_id_field),
+            });
+        }
+        let api_calls = recorded.len() as u32;
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(recorded);
+        WriteReport {
+            outcomes: vec![WriteOutcome::Recorded; cases.len()],
+            api_calls,
+            // A cold container signs in once before its first data call.
+            token_requests: u32::from(api_calls > 0),
+            ..WriteReport::default()
+        }
+    }
+}
