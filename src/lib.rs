@@ -39,6 +39,7 @@ pub mod event;
 pub mod handler;
 pub mod logging;
 pub mod metrics;
+pub mod privacy;
 pub mod retry;
 pub mod salesforce;
 pub mod secrets;
