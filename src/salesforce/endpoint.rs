@@ -42,16 +42,22 @@ use url::{Host, Url};
 /// The Salesforce domains a login or instance host may be in: the host equals one of these or
 /// ends with `.` and one of these.
 ///
-/// Sources (checked with the search tool): Salesforce's help article "Allowlist Salesforce
-/// domains" (`help.salesforce.com`, `xcloud.setup_domains.htm` and knowledge article 000003652,
-/// cited by `forcedotcom/sfdx-core`'s `SfdcUrl.isSalesforceDomain`, which allowlists
-/// `.salesforce.com`, `.force.com` and `.cloudforce.com`); `forcedotcom/sfdx-core` pull request
-/// #1335 added `.salesforce.mil` (Government Cloud Plus My Domains such as
-/// `https://acme.my.salesforce.mil`); orgs hosted on Alibaba Cloud use `*.my.sfcrmproducts.cn`
-/// (the domain list of the Salesforce Inspector browser extension). Setup-only and content
-/// domains (`salesforce-setup.com`, `visualforce.com`, `sfcrmapps.cn`, `cloudforce.mil`,
-/// `crmforce.mil`) never serve the OAuth token endpoint or the REST API, so they are left out;
-/// an operator who needs one adds it with `SALESFORCE_ALLOWED_HOSTS`.
+/// Sources (looked up with the search tool; Salesforce's own help page on the domains to
+/// allow, `help.salesforce.com` `xcloud.setup_domains.htm`, is not in the stored corpus, so the
+/// list is cross-checked against code that Salesforce and its community maintain):
+/// - `forcedotcom/sfdx-core`, `SfdcUrl.isSalesforceDomain`, citing Salesforce knowledge article
+///   000003652: `.salesforce.com`, `.force.com` (with `.content.force.com`, `.secure.force.com`)
+///   and `.cloudforce.com`;
+/// - `forcedotcom/sfdx-core` pull request #1335: adds `.salesforce.mil`, the Government Cloud
+///   Plus My Domains such as `https://acme.my.salesforce.mil`;
+/// - the Salesforce Inspector browser extension's org-domain list: `salesforce.com`,
+///   `cloudforce.com`, `salesforce.mil`, `sfcrmproducts.cn` (orgs on Alibaba Cloud, My Domains
+///   `*.my.sfcrmproducts.cn`), `force.com`, plus Setup and content domains.
+///
+/// The Setup and content domains of that list (`salesforce-setup.com`, `visualforce.com`,
+/// `sfcrmapps.cn`, `cloudforce.mil`, `crmforce.mil`, ...) are not login or instance hosts in
+/// any of these sources, so they are left out; an operator who needs one adds it with
+/// `SALESFORCE_ALLOWED_HOSTS`.
 pub const SALESFORCE_DOMAINS: &[&str] = &[
     "salesforce.com",
     "force.com",
@@ -590,11 +596,12 @@ impl LoginUrl {
     /// Salesforce expects `https://test.salesforce.com` for sandboxes (`test.salesforce.com`
     /// and enhanced-domain sandbox My Domains, `*.sandbox.my.salesforce.com`) and
     /// `https://login.salesforce.com` for production, including production My Domains on
-    /// salesforce.com (salesforce-wire.md; the same split as `SfdcUrl.getJwtAudienceUrl` in
-    /// forcedotcom/sfdx-core). Any other host (an Experience Cloud site on force.com, a
-    /// Government Cloud or operator-added domain, a loopback fake) is its own audience, as
-    /// Salesforce documents for sites; `SALESFORCE_JWT_AUDIENCE` overrides it where that is
-    /// wrong.
+    /// salesforce.com (salesforce-wire.md; Salesforce's "OAuth 2.0 JWT Bearer Flow for
+    /// Server-to-Server Integration" help page; the same split as `SfdcUrl.getJwtAudienceUrl`
+    /// in forcedotcom/sfdx-core). Any other host (an Experience Cloud site on force.com, a
+    /// Government Cloud or operator-added domain, a loopback fake) is its own audience, as in
+    /// the `client::default_jwt_audience` this replaces; `SALESFORCE_JWT_AUDIENCE` overrides
+    /// it where that is wrong.
     pub fn jwt_audience(&self) -> String {
         let host = self.host_str();
         let on_salesforce_com = host == "salesforce.com" || host.ends_with(".salesforce.com");
