@@ -27,6 +27,7 @@
 //! - [`classify`]: the decision table: dropped, happy path, transferred, abandoned, skipped.
 //! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation.
 //! - [`letter`]: the dead-letter message format.
+//! - [`privacy`]: which contact attributes may reach a Case; card-number masking.
 //! - [`effect`]: the effects and their results; the sink traits.
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
@@ -58,6 +59,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;
+pub mod privacy;
 pub mod queue;
 pub mod report;
 pub mod retry;

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod endpoint;
 pub mod error;
 pub mod wire;
 
