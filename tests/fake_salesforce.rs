@@ -394,7 +394,13 @@ async fn updates_change_only_the_fields_sent() {
         .await;
     assert_eq!(error_code(&in_body.body), "INVALID_FIELD");
 
-    let case = org.fake.org.case_by_id(&id[..15]).unwrap();
+    org.fake.org.edit_case(&id, json!({EXT: "c-2"}));
+    assert!(
+        org.fake.org.case("c-1").is_none(),
+        "the unique index follows the edit"
+    );
+    let case = org.fake.org.case("C-2").unwrap();
+    assert_eq!(org.fake.org.case_by_id(&id[..15]), Some(case.clone()));
     let kept = (
         &case["Subject"],
         &case["Description"],

@@ -533,6 +533,8 @@ struct Db {
     cases: Vec<Record>,
     contacts: Vec<Record>,
     creates: HashMap<String, u32>,
+    /// The unique index: lower-cased external id → position in `cases`.
+    by_ext: HashMap<String, usize>,
     serial: u64,
     case_numbers: u64,
 }
@@ -543,7 +545,7 @@ enum Obj {
     Contact,
 }
 
-/// A field's type; `Text(0)` has no length limit, `Pick(values, nullable)`, `Ref(prefix, label)`.
+/// A field's type: `Text(max)` (0: no limit), `Pick(values, nullable)`, `Ref(prefix, label)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ty {
     ReadOnly,
@@ -552,6 +554,9 @@ enum Ty {
     Ref(&'static str, &'static str),
     DateTime,
 }
+
+const CONTACT_REF: Ty = Ty::Ref("003", "Contact ID");
+const ACCOUNT_REF: Ty = Ty::Ref("001", "Account ID");
 
 const CASE_FIELDS: &[(&str, Ty)] = &[
     ("Id", Ty::ReadOnly),
@@ -568,8 +573,8 @@ const CASE_FIELDS: &[(&str, Ty)] = &[
     ("SuppliedEmail", Ty::Text(0)),
     ("Type", Ty::Text(0)),
     ("Reason", Ty::Text(0)),
-    ("ContactId", Ty::Ref("003", "Contact ID")),
-    ("AccountId", Ty::Ref("001", "Account ID")),
+    ("ContactId", CONTACT_REF),
+    ("AccountId", ACCOUNT_REF),
     (EXTERNAL_ID_FIELD, Ty::Text(255)),
     (LAST_UPDATE_FIELD, Ty::DateTime),
 ];
@@ -582,13 +587,13 @@ const CONTACT_FIELDS: &[(&str, Ty)] = &[
     ("LastName", Ty::Text(80)),
     ("Phone", Ty::Text(40)),
     ("MobilePhone", Ty::Text(40)),
-    ("AccountId", Ty::Ref("001", "Account ID")),
+    ("AccountId", ACCOUNT_REF),
 ];
 
 impl Obj {
     fn parse(name: &str) -> Option<Obj> {
-        [Obj::Case, Obj::Contact]
-            .into_iter()
+        let all = [Obj::Case, Obj::Contact];
+        all.into_iter()
             .find(|o| o.name().eq_ignore_ascii_case(name))
     }
 
@@ -596,30 +601,27 @@ impl Obj {
         ["Case", "Contact"][self as usize]
     }
 
-    fn fields(self) -> &'static [(&'static str, Ty)] {
-        [CASE_FIELDS, CONTACT_FIELDS][self as usize]
+    fn prefix(self) -> &'static str {
+        ["500", "003"][self as usize]
     }
 
     /// The canonical name and type of field `key`; any other `…__c` on Case is text.
     fn field(self, key: &str) -> Option<(String, Ty)> {
-        let known = self
-            .fields()
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(key));
+        let fields = [CASE_FIELDS, CONTACT_FIELDS][self as usize];
+        let known = fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(key));
         if let Some((name, ty)) = known {
-            return Some(((*name).to_owned(), *ty));
+            return Some((name.to_string(), *ty));
         }
-        let custom =
-            key.is_ascii() && key.len() > 3 && key[key.len() - 3..].eq_ignore_ascii_case("__c");
+        let suffix = key.len().checked_sub(3).and_then(|at| key.get(at..));
+        let custom = suffix.is_some_and(|s| s.eq_ignore_ascii_case("__c"));
         (self == Obj::Case && custom).then(|| (key.to_owned(), Ty::Text(0)))
     }
 }
 
-/// A 15- or 18-character alphanumeric id with this key prefix (`""` for any).
+/// A 15- or 18-character alphanumeric id with this key prefix (`""`: any).
 fn is_id(id: &str, prefix: &str) -> bool {
-    matches!(id.len(), 15 | 18)
-        && id.starts_with(prefix)
-        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+    let alphanumeric = id.bytes().all(|b| b.is_ascii_alphanumeric());
+    matches!(id.len(), 15 | 18) && id.starts_with(prefix) && alphanumeric
 }
 
 /// Whether the stored 18-character `id` is `given` (15 characters: case-sensitive; 18: not).
@@ -631,43 +633,41 @@ fn same_id(id: &str, given: &str) -> bool {
 }
 
 fn get_ci<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
-    record
-        .iter()
+    let mut fields = record.iter();
+    fields
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
 }
 
+fn text_of<'a>(record: &'a Record, name: &str) -> Option<&'a str> {
+    record.get(name).and_then(Value::as_str)
+}
+
 /// Salesforce's DateTime output, e.g. `2013-05-03T15:57:00.000+0000` (REST docs' examples).
-fn sf_time(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+fn sf_time(at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!(at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
 }
 
 /// A DateTime as REST "Valid Date and DateTime Formats" documents it,
 /// `yyyy-MM-ddTHH:mm:ss[.SSS](Z|±HH:mm)`, in Salesforce's output format; else `None`.
-fn parse_time(text: &str) -> Option<String> {
-    let shape: String = text
-        .chars()
-        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
-        .collect();
+fn parse_time(text: &str) -> Option<Value> {
+    let digit = |c: char| if c.is_ascii_digit() { 'd' } else { c };
+    let shape: String = text.chars().map(digit).collect();
     let zone = shape.strip_prefix("dddd-dd-ddTdd:dd:dd")?;
     let zone = zone.strip_prefix(".ddd").unwrap_or(zone);
     ["Z", "+dd:dd", "-dd:dd"].contains(&zone).then_some(())?;
-    Some(sf_time(
-        chrono::DateTime::parse_from_rfc3339(text).ok()?.to_utc(),
-    ))
+    let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(sf_time(at.to_utc()))
 }
 
-/// One per-record error: `{"statusCode","message","fields"}`.
+/// One per-record error: `(statusCode, message, fields)`.
 #[derive(Clone, Debug)]
 struct RecErr(String, String, Vec<String>);
 
 impl RecErr {
     fn new(code: &str, message: impl Into<String>, fields: &[&str]) -> Self {
-        RecErr(
-            code.into(),
-            message.into(),
-            fields.iter().map(|f| f.to_string()).collect(),
-        )
+        let fields = fields.iter().map(|f| f.to_string()).collect();
+        RecErr(code.into(), message.into(), fields)
     }
 
     fn to_json(&self) -> Value {
@@ -682,26 +682,49 @@ impl RecErr {
     /// A unique-field clash, worded as Salesforce does: 15-character id, no fields.
     fn duplicate(id: &str) -> Self {
         let id = id.get(..15).unwrap_or(id);
-        let message = format!(
-            "duplicate value found: {EXTERNAL_ID_FIELD} duplicates value on record with id: {id}"
-        );
+        let field = EXTERNAL_ID_FIELD;
+        let message =
+            format!("duplicate value found: {field} duplicates value on record with id: {id}");
         Self::new("DUPLICATE_VALUE", message, &[])
     }
 }
 
 /// A request-level problem (answered as is) or per-record problems.
+#[derive(Debug)]
 enum Invalid {
     Request(Answer),
     Record(Vec<RecErr>),
 }
 
-impl std::fmt::Debug for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Invalid::Request(Answer::Json(_, body, _)) => write!(f, "rejected: {body}"),
-            Invalid::Request(_) => write!(f, "rejected"),
-            Invalid::Record(errors) => write!(f, "rejected: {errors:?}"),
+const READ_ONLY: &str = "Please check the security settings of this field and verify that it is read/write for your profile or permission set.";
+
+/// The error, if any, of `text` in field `name` of type `ty`.
+fn field_error(name: &str, ty: Ty, text: Option<&str>, insert: bool) -> Option<RecErr> {
+    let error = |code, message: String| Some(RecErr::new(code, message, &[name]));
+    let shown = text.unwrap_or("null");
+    match ty {
+        Ty::ReadOnly if name == "Id" && insert => {
+            let message = "cannot specify Id in an insert call".to_owned();
+            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
         }
+        Ty::ReadOnly => {
+            let message = format!("Unable to create/update fields: {name}. {READ_ONLY}");
+            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
+        }
+        Ty::Text(max) if max > 0 && shown.chars().count() > max && text.is_some() => {
+            let preview: String = shown.chars().take(20).collect();
+            let message = format!("{name}: data value too large: {preview}... (max length={max})");
+            error("STRING_TOO_LONG", message)
+        }
+        Ty::Pick(values, nullable) if text.map_or(!nullable, |t| !values.contains(&t)) => {
+            let message = format!("{name}: bad value for restricted picklist field: {shown}");
+            error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message)
+        }
+        Ty::Ref(prefix, label) if text.is_some_and(|t| !is_id(t, prefix)) => {
+            let message = format!("{label}: id value of incorrect type: {shown}");
+            error("MALFORMED_ID", message)
+        }
+        _ => None,
     }
 }
 
@@ -713,7 +736,7 @@ fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, I
     for (key, mut value) in raw {
         let Some((name, ty)) = obj.field(&key) else {
             let message = format!("No such column '{key}' on sobject of type {}", obj.name());
-            errors.push(RecErr::new("INVALID_FIELD", message, &[&key]));
+            errors.push(RecErr::new("INVALID_FIELD", message, &[key.as_str()]));
             continue;
         };
         if ty == Ty::DateTime && !value.is_null() {
@@ -722,55 +745,19 @@ fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, I
                     "Cannot deserialize instance of datetime from {value}"
                 ));
             };
-            value = Value::String(time);
+            value = time;
         } else if !(value.is_string() || value.is_null()) {
             return parser(format!(
-                "Cannot deserialize instance of string from {value} for {name}"
+                "Cannot deserialize instance of string from {value}"
             ));
         }
-        let (text, field) = (value.as_str(), [name.as_str()]);
-        let error = match ty {
-            Ty::ReadOnly if name == "Id" && insert => Some((
-                "cannot specify Id in an insert call".into(),
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-            )),
-            Ty::ReadOnly => Some((
-                format!(
-                    "Unable to create/update fields: {name}. Please check the security settings of this field and verify that it is read/write for your profile or permission set."
-                ),
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-            )),
-            Ty::Text(max) if max > 0 && text.is_some_and(|t| t.chars().count() > max) => {
-                let preview: String = text.unwrap_or_default().chars().take(20).collect();
-                Some((
-                    format!("{name}: data value too large: {preview}... (max length={max})"),
-                    "STRING_TOO_LONG",
-                ))
-            }
-            Ty::Pick(values, nullable) if text.map_or(!nullable, |t| !values.contains(&t)) => {
-                let shown = text.unwrap_or("null");
-                Some((
-                    format!("{name}: bad value for restricted picklist field: {shown}"),
-                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                ))
-            }
-            Ty::Ref(prefix, label) if text.is_some_and(|t| !is_id(t, prefix)) => {
-                let shown = text.unwrap_or_default();
-                Some((
-                    format!("{label}: id value of incorrect type: {shown}"),
-                    "MALFORMED_ID",
-                ))
-            }
-            _ => None,
-        };
-        errors.extend(error.map(|(message, code)| RecErr::new(code, message, &field)));
+        errors.extend(field_error(&name, ty, value.as_str(), insert));
         fields.insert(name, value);
     }
-    let no_last_name = match fields.get("LastName") {
-        Some(v) => v.as_str().is_none_or(str::is_empty),
-        None => insert,
-    };
-    if obj == Obj::Contact && no_last_name {
+    let last_name = fields
+        .get("LastName")
+        .map(|v| v.as_str().unwrap_or_default());
+    if obj == Obj::Contact && last_name.map_or(insert, str::is_empty) {
         let message = "Required fields are missing: [LastName]";
         errors.push(RecErr::new(
             "REQUIRED_FIELD_MISSING",
@@ -778,19 +765,14 @@ fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, I
             &["LastName"],
         ));
     }
-    if errors.is_empty() {
-        Ok(fields)
-    } else {
-        Err(Invalid::Record(errors))
+    match errors.is_empty() {
+        true => Ok(fields),
+        false => Err(Invalid::Record(errors)),
     }
 }
 
-/// A checked write waiting to be applied.
-struct Staged {
-    obj: Obj,
-    target: Target,
-    fields: Record,
-}
+/// A checked write waiting to be applied: object, target and fields.
+struct Staged(Obj, Target, Record);
 
 enum Target {
     Insert,
@@ -800,41 +782,32 @@ enum Target {
 
 impl Db {
     fn table(&mut self, obj: Obj) -> &mut Vec<Record> {
-        if obj == Obj::Case {
-            &mut self.cases
-        } else {
-            &mut self.contacts
-        }
+        [&mut self.cases, &mut self.contacts]
+            .into_iter()
+            .nth(obj as usize)
+            .unwrap()
     }
 
     fn by_id(&self, obj: Obj, id: &str) -> Option<usize> {
-        let table = if obj == Obj::Case {
-            &self.cases
-        } else {
-            &self.contacts
-        };
+        let table = [&self.cases, &self.contacts][obj as usize];
         table
             .iter()
-            .position(|r| r["Id"].as_str().is_some_and(|stored| same_id(stored, id)))
+            .position(|r| text_of(r, "Id").is_some_and(|s| same_id(s, id)))
     }
 
     fn by_ext(&self, value: &str) -> Option<usize> {
-        let matches = |c: &Record| {
-            c.get(EXTERNAL_ID_FIELD)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.eq_ignore_ascii_case(value))
-        };
-        self.cases.iter().position(matches)
+        self.by_ext.get(&value.to_ascii_lowercase()).copied()
     }
 
+    /// A unique-index clash of `fields` with a Case other than `except`.
     fn clash(&self, fields: &Record, except: Option<usize>) -> Result<(), RecErr> {
-        let ext = fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str);
-        match ext
+        let ext = text_of(fields, EXTERNAL_ID_FIELD);
+        let other = ext
             .and_then(|e| self.by_ext(e))
-            .filter(|i| Some(*i) != except)
-        {
-            Some(other) => Err(RecErr::duplicate(
-                self.cases[other]["Id"].as_str().unwrap_or_default(),
+            .filter(|i| Some(*i) != except);
+        match other {
+            Some(i) => Err(RecErr::duplicate(
+                text_of(&self.cases[i], "Id").unwrap_or_default(),
             )),
             None => Ok(()),
         }
@@ -845,21 +818,20 @@ impl Db {
     fn insert(&mut self, obj: Obj, mut fields: Record) -> Result<String, RecErr> {
         self.clash(&fields, None)?;
         self.serial += 1;
-        let id = format!("{}{:012}AAA", ["500", "003"][obj as usize], self.serial);
+        let id = format!("{}{:012}AAA", obj.prefix(), self.serial);
         if obj == Obj::Case {
             self.case_numbers += 1;
-            fields.insert(
-                "CaseNumber".into(),
-                json!(format!("{:08}", 1000 + self.case_numbers)),
-            );
+            let number = format!("{:08}", 1000 + self.case_numbers);
+            fields.insert("CaseNumber".into(), json!(number));
             fields.entry("Status").or_insert(json!("New"));
         }
-        if let Some(ext) = fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str) {
+        if let Some(ext) = text_of(&fields, EXTERNAL_ID_FIELD) {
             *self.creates.entry(ext.to_owned()).or_default() += 1;
+            self.by_ext
+                .insert(ext.to_ascii_lowercase(), self.cases.len());
         }
-        let now = json!(sf_time(chrono::Utc::now()));
-        fields.insert("CreatedDate".into(), now.clone());
-        fields.insert("LastModifiedDate".into(), now);
+        fields.insert("CreatedDate".into(), sf_time(chrono::Utc::now()));
+        fields.insert("LastModifiedDate".into(), sf_time(chrono::Utc::now()));
         fields.insert("Id".into(), json!(id));
         self.table(obj).push(fields);
         Ok(id)
@@ -868,41 +840,36 @@ impl Db {
     /// Change only the given fields of record `index`.
     fn update(&mut self, obj: Obj, index: usize, fields: Record) -> Result<String, RecErr> {
         self.clash(&fields, Some(index))?;
+        if obj == Obj::Case && fields.contains_key(EXTERNAL_ID_FIELD) {
+            if let Some(old) = text_of(&self.cases[index], EXTERNAL_ID_FIELD) {
+                self.by_ext.remove(&old.to_ascii_lowercase());
+            }
+            if let Some(new) = text_of(&fields, EXTERNAL_ID_FIELD) {
+                self.by_ext.insert(new.to_ascii_lowercase(), index);
+            }
+        }
         let record = &mut self.table(obj)[index];
         for (key, value) in fields {
             record.retain(|k, _| *k == key || !k.eq_ignore_ascii_case(&key));
             record.insert(key, value);
         }
-        record.insert(
-            "LastModifiedDate".into(),
-            json!(sf_time(chrono::Utc::now())),
-        );
-        Ok(record["Id"].as_str().unwrap_or_default().to_owned())
+        record.insert("LastModifiedDate".into(), sf_time(chrono::Utc::now()));
+        Ok(text_of(record, "Id").unwrap_or_default().to_owned())
     }
 
     /// Apply a staged write: `(id, created)` or the record's error.
-    fn apply(&mut self, staged: Staged) -> Result<(String, bool), RecErr> {
-        let Staged {
-            obj,
-            target,
-            mut fields,
-        } = staged;
+    fn apply(&mut self, Staged(obj, target, mut fields): Staged) -> Result<(String, bool), RecErr> {
         let index = match target {
             Target::Insert => None,
-            Target::Id(id) if !is_id(&id, ["500", "003"][obj as usize]) => {
+            Target::Id(id) if !is_id(&id, obj.prefix()) => {
                 let message = format!("{} ID: id value of incorrect type: {id}", obj.name());
                 return Err(RecErr::new("MALFORMED_ID", message, &["Id"]));
             }
-            Target::Id(id) => match self.by_id(obj, &id) {
-                None => {
-                    return Err(RecErr::new(
-                        "INVALID_CROSS_REFERENCE_KEY",
-                        "invalid cross reference id",
-                        &[],
-                    ));
-                }
-                index => index,
-            },
+            Target::Id(id) => {
+                let message = "invalid cross reference id";
+                let missing = || RecErr::new("INVALID_CROSS_REFERENCE_KEY", message, &[]);
+                Some(self.by_id(obj, &id).ok_or_else(missing)?)
+            }
             Target::Ext(value) => {
                 let index = self.by_ext(&value);
                 fields.entry(EXTERNAL_ID_FIELD).or_insert(json!(value));
@@ -916,17 +883,14 @@ impl Db {
     }
 
     /// The external id a staged Case write is about: its own, or the targeted Case's.
-    fn ext_of(&self, staged: &Staged) -> Option<String> {
-        let own = staged.fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str);
-        let ext = own.map(str::to_owned).or_else(|| match &staged.target {
-            Target::Ext(value) => Some(value.clone()),
-            Target::Id(id) if staged.obj == Obj::Case => {
-                let case = &self.cases[self.by_id(Obj::Case, id)?];
-                case.get(EXTERNAL_ID_FIELD)?.as_str().map(str::to_owned)
-            }
-            _ => None,
-        });
-        ext.filter(|_| staged.obj == Obj::Case)
+    fn ext_of(&self, Staged(obj, target, fields): &Staged) -> Option<String> {
+        let targeted = || match target {
+            Target::Ext(value) => Some(value.as_str()),
+            Target::Id(id) => text_of(&self.cases[self.by_id(Obj::Case, id)?], EXTERNAL_ID_FIELD),
+            Target::Insert => None,
+        };
+        let ext = text_of(fields, EXTERNAL_ID_FIELD).or_else(targeted);
+        ext.filter(|_| *obj == Obj::Case).map(str::to_owned)
     }
 }
 
@@ -945,7 +909,7 @@ impl OrgState {
         token
     }
 
-    /// The fault for this data call: the next scripted one, else possibly a random one
+    /// The fault for this data call: the next scripted one, else perhaps a random one
     /// (`Err(n)`: lock row `n`).
     fn next_fault(&mut self) -> Option<Result<Fault, u64>> {
         if let Some(fault) = self.faults.pop_front() {
@@ -966,6 +930,36 @@ impl OrgState {
             FaultKind::UnableToLockRow => return Some(Err(rng.random())),
             FaultKind::ConcurrentLongTxn => Fault::ConcurrentLongTxn,
         }))
+    }
+}
+
+impl Fault {
+    /// The answer this fault gives instead of processing the call, and whether it is counted.
+    fn answer(&self) -> Option<(Answer, bool)> {
+        let unknown = "An unexpected error occurred. Please include this ErrorId if you contact support: 0000000-0000 (-0000000)";
+        let long_txn = "ConcurrentPerOrgLongTxn Limit exceeded";
+        Some(match self {
+            Fault::Status503 => (unavailable(), true),
+            Fault::Status500 => (err(500, "UNKNOWN_EXCEPTION", unknown), true),
+            Fault::DropConnection => (Answer::Drop, true),
+            Fault::ConcurrentLongTxn => (err(403, "REQUEST_LIMIT_EXCEEDED", long_txn), true),
+            Fault::InvalidSession => (invalid_session(), false),
+            Fault::TotalRequestsLimit => (total_requests(), false),
+            Fault::RequestError {
+                status,
+                error_code: code,
+                message: text,
+            } => (err(*status, code, text), *status != 401),
+            Fault::NonJson {
+                status,
+                content_type: kind,
+                body,
+            } => (Answer::Raw(*status, kind.clone(), body.clone()), false),
+            Fault::Redirect { status, location } => {
+                (Answer::Redirect(*status, location.clone()), false)
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -1015,34 +1009,26 @@ impl KillableStream {
     }
 }
 
+type Io<T> = Poll<io::Result<T>>;
+
 impl AsyncRead for KillableStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Io<()> {
         Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for KillableStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.0).poll_write(cx, buf)
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Io<usize> {
+        self.check()?;
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Io<()> {
+        self.check()?;
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Io<()> {
         Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
@@ -1057,50 +1043,55 @@ impl Connected<IncomingStream<'_, KillableListener>> for Kill {
 // HTTP handlers, answers and the token endpoint
 // ---------------------------------------------------------------------------------------------
 
-/// What the fake sends back for one request or composite subrequest.
+/// What the fake sends back for one request or composite subrequest (status first).
+#[derive(Debug)]
 enum Answer {
-    Json(StatusCode, Value, Option<String>),
-    Empty(StatusCode),
+    Json(u16, Value, Option<String>),
+    Empty(u16),
     Drop,
-    Raw(StatusCode, String, String),
-    Redirect(StatusCode, String),
+    Raw(u16, String, String),
+    Redirect(u16, String),
 }
 
-fn reply(status: StatusCode, body: Value) -> Answer {
+fn reply(status: u16, body: Value) -> Answer {
     Answer::Json(status, body, None)
 }
 
 /// A data API error: `[{"message","errorCode"}]`.
-fn err(status: StatusCode, code: &str, message: &str) -> Answer {
+fn err(status: u16, code: &str, message: &str) -> Answer {
     reply(status, json!([{"message": message, "errorCode": code}]))
 }
 
 fn bad(code: &str, message: &str) -> Answer {
-    err(StatusCode::BAD_REQUEST, code, message)
+    err(400, code, message)
 }
 
 fn not_found() -> Answer {
-    err(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "The requested resource does not exist",
-    )
+    err(404, "NOT_FOUND", "The requested resource does not exist")
 }
 
 fn parser_error(message: &str) -> Answer {
     bad("JSON_PARSER_ERROR", message)
 }
 
-/// A single-record call's errors: `[{"message","errorCode","fields"}]`.
-fn record_errors(errors: &[RecErr]) -> Answer {
-    let body = errors
-        .iter()
-        .map(|e| json!({"message": e.1, "errorCode": e.0, "fields": e.2}));
-    reply(StatusCode::BAD_REQUEST, Value::Array(body.collect()))
+fn invalid_session() -> Answer {
+    err(401, "INVALID_SESSION_ID", "Session expired or invalid")
 }
 
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+fn total_requests() -> Answer {
+    let message = "TotalRequests Limit exceeded.";
+    err(403, "REQUEST_LIMIT_EXCEEDED", message)
+}
+
+fn unavailable() -> Answer {
+    let message = "Server temporarily unavailable. Please try again later.";
+    err(503, "SERVER_UNAVAILABLE", message)
+}
+
+/// A single-record call's errors: `[{"message","errorCode","fields"}]`.
+fn record_errors(errors: &[RecErr]) -> Answer {
+    let json = |e: &RecErr| json!({"message": e.1, "errorCode": e.0, "fields": e.2});
+    reply(400, errors.iter().map(json).collect())
 }
 
 async fn read_and_record(org: &FakeOrg, request: Request) -> (Parts, Bytes) {
@@ -1109,15 +1100,14 @@ async fn read_and_record(org: &FakeOrg, request: Request) -> (Parts, Bytes) {
         .await
         .unwrap_or_default();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), text(v.as_bytes())));
+    let headers = parts.headers.iter();
     org.lock().requests.push(RecordedRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
-        headers: headers.collect(),
+        headers: headers
+            .map(|(n, v)| (n.to_string(), text(v.as_bytes())))
+            .collect(),
         body: text(&bytes),
     });
     (parts, bytes)
@@ -1129,19 +1119,18 @@ async fn unknown_path(State(org): State<Arc<FakeOrg>>, request: Request) -> Resp
 }
 
 fn into_response(answer: Answer) -> Response {
+    let status = |code| StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
     match answer {
-        Answer::Json(status, body, location) => {
+        Answer::Json(code, body, location) => {
             let location = location.map(|l| [(header::LOCATION, l)]);
-            (status, location, axum::Json(body)).into_response()
+            (status(code), location, axum::Json(body)).into_response()
         }
-        Answer::Empty(status) => status.into_response(),
+        Answer::Empty(code) => status(code).into_response(),
         Answer::Drop => StatusCode::OK.into_response(),
-        Answer::Raw(status, content_type, body) => {
-            (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        Answer::Raw(code, kind, body) => {
+            (status(code), [(header::CONTENT_TYPE, kind)], body).into_response()
         }
-        Answer::Redirect(status, location) => {
-            (status, [(header::LOCATION, location)]).into_response()
-        }
+        Answer::Redirect(code, to) => (status(code), [(header::LOCATION, to)]).into_response(),
     }
 }
 
@@ -1156,14 +1145,15 @@ async fn data_api(
         tokio::time::sleep(latency).await;
     }
     let (answer, usage) = org.data_call(&parts, &body);
-    if matches!(answer, Answer::Drop) {
-        // Fail the connection before hyper writes anything: this answer is never sent.
-        kill.0.store(true, Ordering::SeqCst);
-    }
+    // A dropped connection fails before hyper writes anything: this answer is never sent.
+    kill.0
+        .store(matches!(answer, Answer::Drop), Ordering::SeqCst);
     let mut response = into_response(answer);
     if let Some((used, max)) = usage {
-        let value = HeaderValue::from_str(&format!("api-usage={used}/{max}")).expect("ascii");
-        response.headers_mut().insert("sforce-limit-info", value);
+        let value = HeaderValue::from_str(&format!("api-usage={used}/{max}"));
+        response
+            .headers_mut()
+            .insert("sforce-limit-info", value.expect("ascii"));
     }
     response
 }
@@ -1172,9 +1162,8 @@ fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
     let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    value
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+    let media_type = value.and_then(|v| v.split(';').next()).map(str::trim);
+    media_type.is_some_and(|v| v.eq_ignore_ascii_case(expected))
 }
 
 fn now() -> Duration {
@@ -1187,45 +1176,42 @@ async fn token_endpoint(State(org): State<Arc<FakeOrg>>, request: Request) -> Re
     let (parts, body) = read_and_record(&org, request).await;
     let (status, body) = match org.grant(&parts, &body) {
         Ok(body) => (StatusCode::OK, body),
-        Err((error, text)) => (
-            StatusCode::BAD_REQUEST,
-            json!({"error": error, "error_description": text}),
-        ),
+        Err((error, text)) => {
+            let body = json!({"error": error, "error_description": text});
+            (StatusCode::BAD_REQUEST, body)
+        }
     };
-    (
-        [(header::CACHE_CONTROL, "no-store")],
-        (status, axum::Json(body)),
-    )
-        .into_response()
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    (no_store, (status, axum::Json(body))).into_response()
 }
 
 type OAuthError = (&'static str, &'static str);
+
+const SECRETS: [&str; 6] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "username",
+    "password",
+    "assertion",
+];
+const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const AUTH_FAILURE: OAuthError = ("invalid_grant", "authentication failure");
 
 impl FakeOrg {
     fn grant(&self, parts: &Parts, body: &[u8]) -> Result<Value, OAuthError> {
         let mut state = self.lock();
         state.token_requests += 1;
         // Credentials in the URL end up in logs and proxies; Salesforce documents the body.
-        const SECRETS: [&str; 6] = [
-            "grant_type",
-            "client_id",
-            "client_secret",
-            "username",
-            "password",
-            "assertion",
-        ];
         let query = parts.uri.query().unwrap_or_default().as_bytes();
         if form_urlencoded::parse(query).any(|(k, _)| SECRETS.contains(&k.as_ref())) {
             return Err((
                 "invalid_request",
-                "credentials must be sent in the body, not the URL",
+                "credentials belong in the body, not the URL",
             ));
         }
         if !content_type_is(&parts.headers, "application/x-www-form-urlencoded") {
-            return Err((
-                "invalid_request",
-                "the body must be application/x-www-form-urlencoded",
-            ));
+            return Err(("invalid_request", "the body must be form-encoded"));
         }
         let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let field = |name: &str| form.get(name).map(String::as_str);
@@ -1234,68 +1220,66 @@ impl FakeOrg {
             (Some(CLIENT_ID), _) => Err(("invalid_client", "invalid client credentials")),
             _ => Err(("invalid_client_id", "client identifier invalid")),
         };
-        let user_ok = field("username") == Some(USERNAME)
-            && field("password") == Some(&state.accepted_password);
+        let user = field("username") == Some(USERNAME);
+        let password = field("password") == Some(&state.accepted_password);
         match field("grant_type") {
-            Some("password") => client.and(
-                user_ok
-                    .then_some(())
-                    .ok_or(("invalid_grant", "authentication failure")),
-            )?,
+            Some("password") => client.and(if user && password {
+                Ok(())
+            } else {
+                Err(AUTH_FAILURE)
+            })?,
             Some("client_credentials") => client?,
-            Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
-                self.check_assertion(field("assertion").unwrap_or_default())?
-            }
+            Some(JWT_GRANT) => self.check_assertion(field("assertion").unwrap_or_default())?,
             _ => return Err(("unsupported_grant_type", "grant type not supported")),
         }
         if state.reject_credentials {
-            return Err(("invalid_grant", "authentication failure"));
+            return Err(AUTH_FAILURE);
         }
         state.token_grants += 1;
         let access_token = state.new_token();
         // The real signature is an HMAC of id + issued_at; clients only pass it on.
         let signature: [u8; 32] = state.token_rng.0.random();
+        let signature = base64::engine::general_purpose::STANDARD.encode(signature);
         Ok(json!({
             "access_token": access_token,
             "instance_url": self.instance_url,
             "id": format!("{}/id/{ORG_ID}AAA/{USER_ID}AAA", self.base_url),
             "token_type": "Bearer",
             "issued_at": now().as_millis().to_string(),
-            "signature": base64::engine::general_purpose::STANDARD.encode(signature),
+            "signature": signature,
         }))
     }
 
     /// Check a JWT bearer assertion as the wire doc describes it.
     fn check_assertion(&self, assertion: &str) -> Result<(), OAuthError> {
-        use jsonwebtoken::{Algorithm, Validation};
+        use jsonwebtoken::{Algorithm, Validation, dangerous::insecure_decode};
         let invalid = ("invalid_grant", "invalid assertion");
-        let token =
-            jsonwebtoken::dangerous::insecure_decode::<Value>(assertion).map_err(|_| invalid)?;
+        let token = insecure_decode::<Value>(assertion).map_err(|_| invalid)?;
         if token.header.alg != Algorithm::RS256 {
             return Err(invalid);
         }
         if let Some(key) = &self.jwt_key {
-            let mut validation = Validation::new(Algorithm::RS256);
-            validation.required_spec_claims.clear();
+            let mut checks = Validation::new(Algorithm::RS256);
+            checks.required_spec_claims.clear();
             (
-                validation.validate_exp,
-                validation.validate_nbf,
-                validation.validate_aud,
+                checks.validate_exp,
+                checks.validate_nbf,
+                checks.validate_aud,
             ) = (false, false, false);
-            jsonwebtoken::decode::<Value>(assertion, key, &validation).map_err(|_| invalid)?;
+            jsonwebtoken::decode::<Value>(assertion, key, &checks).map_err(|_| invalid)?;
         }
         let claim = |name: &str| token.claims.get(name);
         if claim("iss").and_then(Value::as_str) != Some(CLIENT_ID) {
             return Err(("invalid_client_id", "client identifier invalid"));
         }
         // Exact match, as documented: no trailing slash, no path.
-        let audience = |aud: &Value| {
-            aud.as_str()
-                .is_some_and(|a| a == self.base_url || LOGIN_URLS.contains(&a))
-        };
-        let audiences =
-            claim("aud").map(|a| a.as_array().cloned().unwrap_or_else(|| vec![a.clone()]));
-        if !audiences.unwrap_or_default().iter().any(audience) {
+        let ours = |a: &str| a == self.base_url || LOGIN_URLS.contains(&a);
+        let audience = |aud: &Value| aud.as_str().is_some_and(ours);
+        let aud = claim("aud").cloned().unwrap_or_default();
+        if !aud
+            .as_array()
+            .map_or(audience(&aud), |all| all.iter().any(audience))
+        {
             return Err(("invalid_grant", "audience is invalid"));
         }
         let now = now().as_secs();
@@ -1306,7 +1290,7 @@ impl FakeOrg {
         }
         match claim("sub").and_then(Value::as_str) {
             Some(USERNAME) => Ok(()),
-            _ => Err(("invalid_grant", "authentication failure")),
+            _ => Err(AUTH_FAILURE),
         }
     }
 }
@@ -1315,7 +1299,7 @@ impl FakeOrg {
 // Data API: admission, accounting, faults and routes
 // ---------------------------------------------------------------------------------------------
 
-/// `/services/data/vNN.0/a/b` → `(NN, ["a", "b"])`: segments percent-decoded, a trailing `/`
+/// `/services/data/vNN.0/a/b` → `(NN, ["a", "b"])`, segments percent-decoded, a trailing `/`
 /// ignored.
 fn parse_data_path(path: &str) -> Option<(u32, Vec<String>)> {
     let decode = |s| {
@@ -1323,11 +1307,8 @@ fn parse_data_path(path: &str) -> Option<(u32, Vec<String>)> {
             .decode_utf8_lossy()
             .into_owned()
     };
-    let mut segments: Vec<String> = path
-        .strip_prefix("/services/data/")?
-        .split('/')
-        .map(decode)
-        .collect();
+    let rest = path.strip_prefix("/services/data/")?;
+    let mut segments: Vec<String> = rest.split('/').map(decode).collect();
     if segments.len() > 1 && segments.last().is_some_and(String::is_empty) {
         segments.pop();
     }
@@ -1356,23 +1337,19 @@ fn call_kind(method: &Method, path: &str) -> &'static str {
 }
 
 impl FakeOrg {
-    /// Admit, account, pick a fault and process one data call under the lock: the answer and the
-    /// `(used, max)` API usage to report, when the API answers.
+    /// Admit, account, pick a fault and process one data call under the lock: the answer and,
+    /// when the API answers, the `(used, max)` usage to report.
     fn data_call(&self, parts: &Parts, body: &[u8]) -> (Answer, Option<(u64, u64)>) {
         let mut guard = self.lock();
         let state = &mut *guard;
         let uri = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
-        let headers: usize = parts
+        let sizes = parts
             .headers
             .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
-        if uri > MAX_URI_BYTES {
-            return (Answer::Empty(StatusCode::URI_TOO_LONG), None);
-        }
-        if uri + headers > MAX_URI_BYTES {
+            .map(|(n, v)| n.as_str().len() + v.len() + 4);
+        if uri + sizes.sum::<usize>() > MAX_URI_BYTES {
             return (
-                Answer::Empty(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+                Answer::Empty(if uri > MAX_URI_BYTES { 414 } else { 431 }),
                 None,
             );
         }
@@ -1381,143 +1358,54 @@ impl FakeOrg {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let token = auth
-            .and_then(|v| v.split_once(' '))
-            .filter(|(s, _)| s.eq_ignore_ascii_case("Bearer"));
-        let token = token
-            .map(|(_, t)| t.trim().to_owned())
-            .filter(|t| state.tokens.get(t) == Some(&true));
-        let limit = || {
-            err(
-                StatusCode::FORBIDDEN,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded.",
-            )
-        };
-        let Some(token) = token else {
-            return (
-                err(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_SESSION_ID",
-                    "Session expired or invalid",
-                ),
-                usage(state),
-            );
+        let token = auth.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(token) = token.filter(|t| state.tokens.get(*t) == Some(&true)) else {
+            return (invalid_session(), usage(state));
         };
         if state.api_calls >= state.daily_limit {
-            return (limit(), usage(state));
+            return (total_requests(), usage(state));
         }
         let fault = state.next_fault();
-        let mut injected = Injected::None;
-        let early = match &fault {
-            Some(Ok(Fault::InvalidSession)) => {
-                state.tokens.insert(token, false);
-                let answer = err(
-                    StatusCode::UNAUTHORIZED,
-                    "INVALID_SESSION_ID",
-                    "Session expired or invalid",
-                );
-                return (answer, usage(state));
-            }
-            Some(Ok(Fault::TotalRequestsLimit)) => return (limit(), usage(state)),
-            Some(Ok(Fault::RequestError {
-                status: 401,
-                error_code,
-                message,
-            })) => {
-                return (
-                    err(StatusCode::UNAUTHORIZED, error_code, message),
-                    usage(state),
-                );
-            }
-            Some(Ok(Fault::NonJson {
-                status: code,
-                content_type,
-                body,
-            })) => {
-                return (
-                    Answer::Raw(status(*code), content_type.clone(), body.clone()),
-                    None,
-                );
-            }
-            Some(Ok(Fault::Redirect {
-                status: code,
-                location,
-            })) => {
-                return (Answer::Redirect(status(*code), location.clone()), None);
-            }
-            Some(Ok(Fault::Status503)) => Some(unavailable()),
-            Some(Ok(Fault::Status500)) => {
-                let message = "An unexpected error occurred. Please include this ErrorId if you contact support: 0000000-0000 (-0000000)";
-                Some(err(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "UNKNOWN_EXCEPTION",
-                    message,
-                ))
-            }
-            Some(Ok(Fault::DropConnection)) => Some(Answer::Drop),
-            Some(Ok(Fault::ConcurrentLongTxn)) => {
-                let message = "ConcurrentPerOrgLongTxn Limit exceeded";
-                Some(err(
-                    StatusCode::FORBIDDEN,
-                    "REQUEST_LIMIT_EXCEEDED",
-                    message,
-                ))
-            }
-            Some(Ok(Fault::RequestError {
-                status: code,
-                error_code,
-                message,
-            })) => Some(err(status(*code), error_code, message)),
-            Some(Ok(Fault::RecordError {
-                external_id,
-                status_code,
-                message,
-                fields,
-            })) => {
-                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
-                let error = RecErr::new(status_code, message.clone(), &fields);
-                injected = Injected::Record(external_id.clone(), error);
-                None
-            }
-            Some(Err(n)) => {
-                injected = Injected::LockRow(*n);
-                None
-            }
-            Some(Ok(Fault::AppliedThen503 | Fault::AppliedThenDrop)) | None => None,
-        };
+        let plain = fault.as_ref().and_then(|f| f.as_ref().ok());
+        if let Some(Fault::InvalidSession) = plain {
+            state.tokens.insert(token.to_owned(), false);
+        }
+        let early = plain.and_then(Fault::answer);
+        if let Some((answer, false)) = early {
+            let proxy = matches!(plain, Some(Fault::NonJson { .. } | Fault::Redirect { .. }));
+            return (answer, usage(state).filter(|_| !proxy));
+        }
         state.api_calls += 1;
         let kind = call_kind(&parts.method, parts.uri.path());
         *state.calls.entry(kind.to_owned()).or_default() += 1;
-        let answer = match (early, fault) {
-            (Some(answer), _) => answer,
-            (None, Some(Ok(Fault::AppliedThen503))) => {
-                state.handle(parts, body, &mut injected);
-                unavailable()
+        let mut injected = match (&fault, plain) {
+            (Some(Err(n)), _) => Injected::LockRow(*n),
+            (
+                _,
+                Some(Fault::RecordError {
+                    external_id,
+                    status_code,
+                    message,
+                    fields,
+                }),
+            ) => {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                let error = RecErr::new(status_code, message.clone(), &fields);
+                Injected::Record(external_id.clone(), error)
             }
-            (None, Some(Ok(Fault::AppliedThenDrop))) => {
-                state.handle(parts, body, &mut injected);
-                Answer::Drop
-            }
-            (None, _) => state.handle(parts, body, &mut injected),
+            _ => Injected::None,
+        };
+        let answer = match early {
+            Some((answer, _)) => answer,
+            None => state.handle(parts, body, &mut injected),
+        };
+        let answer = match plain {
+            Some(Fault::AppliedThen503) => unavailable(),
+            Some(Fault::AppliedThenDrop) => Answer::Drop,
+            _ => answer,
         };
         (answer, usage(state))
     }
-}
-
-fn unavailable() -> Answer {
-    let message = "Server temporarily unavailable. Please try again later.";
-    err(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "SERVER_UNAVAILABLE",
-        message,
-    )
-}
-
-fn no_ext_field(field: &str) -> Answer {
-    let message =
-        format!("Provided external ID field does not exist or is not accessible: {field}");
-    err(StatusCode::NOT_FOUND, "NOT_FOUND", &message)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1538,10 +1426,8 @@ struct Call<'a> {
 
 impl Call<'_> {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        let mut pairs = self.query.iter();
+        pairs.find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -1551,27 +1437,30 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+fn no_ext_field(field: &str) -> Answer {
+    let message =
+        format!("Provided external ID field does not exist or is not accessible: {field}");
+    err(404, "NOT_FOUND", &message)
+}
+
 impl OrgState {
     fn handle(&mut self, parts: &Parts, body: &[u8], injected: &mut Injected) -> Answer {
         let Some((version, segments)) = parse_data_path(parts.uri.path()) else {
             return not_found();
         };
         let query = parse_query(parts.uri.query().unwrap_or_default());
+        let method = &parts.method;
         let mut call = Call {
-            method: &parts.method,
+            method,
             version,
             segments,
             query,
             body: None,
         };
-        if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
+        if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
             if !content_type_is(&parts.headers, "application/json") {
                 let message = "Content-Type header specified in HTTP request is not supported";
-                return err(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "UNSUPPORTED_MEDIA_TYPE",
-                    message,
-                );
+                return err(415, "UNSUPPORTED_MEDIA_TYPE", message);
             }
             match serde_json::from_slice(body) {
                 Ok(value) => call.body = Some(value),
@@ -1581,71 +1470,63 @@ impl OrgState {
         self.route(call, injected, false)
     }
 
-    fn route(&mut self, call: Call<'_>, injected: &mut Injected, nested: bool) -> Answer {
+    fn route(&mut self, mut call: Call<'_>, injected: &mut Injected, nested: bool) -> Answer {
+        let body = call.body.take();
         let force = nested && self.composite_all_or_none;
         let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
-        let ext_ok = |obj: Option<Obj>, field: &str| {
-            obj == Some(Obj::Case) && field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD)
+        let method = call.method.as_str();
+        let ext_ok = |t: &str, field: &str| {
+            Obj::parse(t) == Some(Obj::Case) && field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD)
         };
-        let (get, patch) = (*call.method == Method::GET, *call.method == Method::PATCH);
         let fields = call.param("fields");
-        match (call.method.as_str(), segments.as_slice()) {
+        let q = call.param("q").unwrap_or_default();
+        let found = |t: &str, at: Option<usize>| Some((Obj::parse(t)?, at?));
+        let version = call.version;
+        match (method, segments.as_slice()) {
             ("POST", ["sobjects", t]) => match Obj::parse(t) {
-                Some(obj) => self.write_one(obj, Target::Insert, call.body, injected, call.version),
+                Some(obj) => self.write_one(obj, Target::Insert, body, injected, version),
                 None => not_found(),
             },
             ("GET" | "PATCH", ["sobjects", t, id]) => {
-                match Obj::parse(t).and_then(|o| Some((o, self.db.by_id(o, id)?))) {
-                    Some((obj, index)) if get => self.retrieve(obj, index, fields, call.version),
-                    Some((obj, _)) => self.write_one(
-                        obj,
-                        Target::Id(id.to_string()),
-                        call.body,
-                        injected,
-                        call.version,
-                    ),
+                match found(t, Obj::parse(t).and_then(|o| self.db.by_id(o, id))) {
+                    Some((obj, at)) if method == "GET" => self.retrieve(obj, at, fields, version),
+                    Some((obj, _)) => {
+                        let target = Target::Id(id.to_string());
+                        self.write_one(obj, target, body, injected, version)
+                    }
                     None => not_found(),
                 }
             }
-            ("GET" | "PATCH", ["sobjects", t, field, value]) if !value.is_empty() => {
-                match Obj::parse(t) {
-                    Some(obj) if ext_ok(Some(obj), field) && patch => self.write_one(
-                        obj,
-                        Target::Ext(value.to_string()),
-                        call.body,
-                        injected,
-                        call.version,
-                    ),
-                    Some(obj) if ext_ok(Some(obj), field) => match self.db.by_ext(value) {
-                        Some(index) => self.retrieve(obj, index, fields, call.version),
-                        None => not_found(),
-                    },
-                    Some(_) => no_ext_field(field),
+            ("PATCH", ["sobjects", t, field, value]) if ext_ok(t, field) => {
+                let target = Target::Ext(value.to_string());
+                self.write_one(Obj::Case, target, body, injected, version)
+            }
+            ("GET", ["sobjects", t, field, value]) if ext_ok(t, field) => {
+                match self.db.by_ext(value) {
+                    Some(at) => self.retrieve(Obj::Case, at, fields, version),
                     None => not_found(),
                 }
             }
             ("POST", ["composite", "sobjects"]) => {
-                self.collection(call.body, Op::Create, injected, force)
+                self.collection(body, Op::Create, injected, force)
             }
             ("PATCH", ["composite", "sobjects"]) => {
-                self.collection(call.body, Op::Update, injected, force)
+                self.collection(body, Op::Update, injected, force)
             }
-            ("PATCH", ["composite", "sobjects", t, field]) if ext_ok(Obj::parse(t), field) => {
-                self.collection(call.body, Op::Upsert, injected, force)
+            ("PATCH", ["composite", "sobjects", t, field]) if ext_ok(t, field) => {
+                self.collection(body, Op::Upsert, injected, force)
             }
-            ("PATCH", ["composite", "sobjects", t, field]) if Obj::parse(t).is_some() => {
+            ("GET" | "PATCH", ["sobjects", t, field, _] | ["composite", "sobjects", t, field])
+                if Obj::parse(t).is_some() =>
+            {
                 no_ext_field(field)
             }
-            ("POST", ["composite"]) if !nested => self.composite(call.body, injected),
-            ("GET", ["query"]) => self.query(call.param("q").unwrap_or_default(), call.version),
-            ("GET", ["search"]) => self.search(call.param("q").unwrap_or_default(), call.version),
-            (method, ["sobjects", _] | ["composite" | "query" | "search", ..]) if !nested => {
+            ("POST", ["composite"]) if !nested => self.composite(body, injected),
+            ("GET", ["query"]) => self.query(q, version).unwrap_or_else(|e| e),
+            ("GET", ["search"]) => self.search(q, version).unwrap_or_else(|e| e),
+            (_, ["sobjects", _] | ["composite" | "query" | "search", ..]) if !nested => {
                 let message = format!("HTTP Method '{method}' not allowed here");
-                err(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "METHOD_NOT_ALLOWED",
-                    &message,
-                )
+                err(405, "METHOD_NOT_ALLOWED", &message)
             }
             _ => not_found(),
         }
@@ -1654,20 +1535,17 @@ impl OrgState {
     /// `GET sobjects/{T}/{Id}` or `…/{ext}/{value}`: the record with `fields` (all when absent).
     fn retrieve(&self, obj: Obj, index: usize, fields: Option<&str>, version: u32) -> Answer {
         let record = &[&self.db.cases, &self.db.contacts][obj as usize][index];
-        let names: Vec<String> = match fields {
-            None => record.keys().cloned().collect(),
+        let names = match fields {
+            None => Ok(record.keys().cloned().collect()),
             Some(list) => {
-                let mut names = vec!["Id".to_owned()];
-                for name in list.split(',').map(str::trim) {
-                    let Some((name, _)) = obj.field(name) else {
-                        return invalid_field(name, obj);
-                    };
-                    names.push(name);
-                }
-                names
+                let list: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                resolve(obj, &list).map(|names| [vec!["Id".to_owned()], names].concat())
             }
         };
-        reply(StatusCode::OK, record_json(obj, record, &names, version))
+        match names {
+            Ok(names) => reply(200, record_json(obj, record, &names, version)),
+            Err(answer) => answer,
+        }
     }
 
     /// A single-record create, update by id (→ 204) or upsert by external id.
@@ -1680,130 +1558,96 @@ impl OrgState {
         version: u32,
     ) -> Answer {
         let Some(Value::Object(mut raw)) = body else {
-            return parser_error(&format!(
-                "Cannot deserialize instance of {} from a non-object",
-                obj.name()
-            ));
+            return parser_error("Cannot deserialize instance of an sObject from a non-object");
         };
         raw.remove("attributes");
         // Documented for upsert: "Do not specify Id or an external ID field in the request body".
         let forbidden =
-            |k: &String| k.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) || k.eq_ignore_ascii_case("Id");
-        if let (Target::Ext(_), Some(key)) = (&target, raw.keys().find(|k| forbidden(k))) {
-            let message = format!(
-                "{key}: the field used for upsert or the record Id cannot be in the request body"
-            );
-            return record_errors(&[RecErr::new("INVALID_FIELD", message, &[key])]);
+            |k: &&String| k.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) || k.eq_ignore_ascii_case("Id");
+        if let (Target::Ext(_), Some(key)) = (&target, raw.keys().find(forbidden)) {
+            let message = format!("{key}: not allowed in the body of an upsert by external id");
+            return record_errors(&[RecErr::new("INVALID_FIELD", message, &[key.as_str()])]);
         }
         if let Target::Ext(value) = &target {
             raw.insert(EXTERNAL_ID_FIELD.into(), json!(value));
         }
-        let (insert, upsert) = (
-            matches!(target, Target::Insert),
-            matches!(target, Target::Ext(_)),
-        );
+        let insert = matches!(target, Target::Insert);
+        let upsert = matches!(target, Target::Ext(_));
+        let by_id = matches!(target, Target::Id(_));
         let staged = match validate(obj, raw, insert) {
-            Ok(fields) => Staged {
-                obj,
-                target,
-                fields,
-            },
+            Ok(fields) => Staged(obj, target, fields),
             Err(Invalid::Request(answer)) => return answer,
             Err(Invalid::Record(errors)) => return record_errors(&errors),
         };
-        let forced = match injected {
+        let forced = match std::mem::replace(injected, Injected::None) {
             Injected::Record(ext, error) => {
-                (self.db.ext_of(&staged).as_ref() == Some(ext)).then(|| error.clone())
+                let hit = self.db.ext_of(&staged).as_ref() == Some(&ext);
+                *injected = Injected::Record(ext, error.clone());
+                hit.then_some(error)
             }
             Injected::LockRow(_) => Some(RecErr::lock_row()),
             Injected::None => None,
         };
         if let Some(error) = forced {
-            if matches!(injected, Injected::LockRow(_)) {
-                *injected = Injected::None;
-            }
             return record_errors(&[error]);
         }
-        let by_id = matches!(staged.target, Target::Id(_));
         match self.db.apply(staged) {
             Err(error) => record_errors(&[error]),
-            Ok(_) if by_id => Answer::Empty(StatusCode::NO_CONTENT),
+            Ok(_) if by_id => Answer::Empty(204),
             // `created` is in the upsert answer from API 46.0; before, an update answered 204.
-            Ok((_, false)) if version < 46 => Answer::Empty(StatusCode::NO_CONTENT),
+            Ok((_, false)) if version < 46 => Answer::Empty(204),
             Ok((id, created)) => {
                 let mut body = json!({"id": id, "success": true, "errors": []});
                 if upsert && version >= 46 {
                     body["created"] = json!(created);
                 }
-                let code = if created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                };
                 let location = format!("/services/data/v{version}.0/sobjects/{}/{id}", obj.name());
-                Answer::Json(code, body, Some(location))
+                Answer::Json(if created { 201 } else { 200 }, body, Some(location))
             }
         }
     }
 
     /// Check one collections record.
-    fn stage(
-        &self,
-        mut raw: Map<String, Value>,
-        op: Op,
-        upsert_into: Option<Obj>,
-    ) -> Result<Staged, Invalid> {
-        let invalid = |code: &str, message: String| {
-            Err(Invalid::Record(vec![RecErr::new(code, message, &[])]))
-        };
-        let type_name = match raw.remove("attributes") {
-            Some(Value::Object(a)) => a.get("type").and_then(Value::as_str).map(str::to_owned),
-            _ => None,
-        };
-        let Some(type_name) = type_name else {
-            return invalid("INVALID_TYPE", "Each record in an sObject Collections request must have an attributes map with a type".into());
-        };
-        let Some(obj) = Obj::parse(&type_name).filter(|o| upsert_into.is_none_or(|u| u == *o))
-        else {
-            return invalid(
-                "INVALID_TYPE",
-                format!("sObject type '{type_name}' is not supported."),
-            );
+    fn stage(&self, mut raw: Map<String, Value>, op: Op) -> Result<Staged, Invalid> {
+        let invalid =
+            |code, message: String| Err(Invalid::Record(vec![RecErr::new(code, message, &[])]));
+        let attributes = raw.remove("attributes").unwrap_or_default();
+        let type_name = attributes["type"].as_str().unwrap_or_default();
+        let upsert_ok = |o: &Obj| op != Op::Upsert || *o == Obj::Case;
+        let Some(obj) = Obj::parse(type_name).filter(upsert_ok) else {
+            let message = match type_name {
+                "" => "Each record needs an attributes map with a type".to_owned(),
+                name => format!("sObject type '{name}' is not supported."),
+            };
+            return invalid("INVALID_TYPE", message);
         };
         let id_key = raw.keys().find(|k| k.eq_ignore_ascii_case("id")).cloned();
-        let target = match op {
-            Op::Create => Target::Insert,
-            Op::Update => match id_key.and_then(|k| raw.remove(&k)) {
-                Some(Value::String(id)) => Target::Id(id),
-                _ => {
-                    return invalid(
-                        "MISSING_ARGUMENT",
-                        "Id not specified in an update call".into(),
-                    );
-                }
-            },
-            Op::Upsert if id_key.is_some() => {
-                return invalid(
-                    "INVALID_FIELD_FOR_INSERT_UPDATE",
-                    "Id: don't set the Id field when upserting by external id".into(),
-                );
+        let id = id_key.as_ref().and_then(|k| raw.remove(k));
+        let ext = get_ci(&raw, EXTERNAL_ID_FIELD).and_then(Value::as_str);
+        let ext = ext.filter(|e| !e.is_empty()).map(str::to_owned);
+        let target = match (op, id, ext) {
+            (Op::Create, None, _) => Target::Insert,
+            (Op::Create, Some(_), _) => {
+                let message = "cannot specify Id in an insert call".to_owned();
+                return invalid("INVALID_FIELD_FOR_INSERT_UPDATE", message);
             }
-            Op::Upsert => match get_ci(&raw, EXTERNAL_ID_FIELD).and_then(Value::as_str) {
-                Some(ext) if !ext.is_empty() => Target::Ext(ext.to_owned()),
-                _ => {
-                    return invalid(
-                        "MISSING_ARGUMENT",
-                        format!("{EXTERNAL_ID_FIELD} not specified"),
-                    );
-                }
-            },
+            (Op::Update, Some(Value::String(id)), _) => Target::Id(id),
+            (Op::Update, ..) => {
+                let message = "Id not specified in an update call".to_owned();
+                return invalid("MISSING_ARGUMENT", message);
+            }
+            (Op::Upsert, Some(_), _) => {
+                let message = "Id: don't set the Id field when upserting by external id".to_owned();
+                return invalid("INVALID_FIELD_FOR_INSERT_UPDATE", message);
+            }
+            (Op::Upsert, None, Some(ext)) => Target::Ext(ext),
+            (Op::Upsert, None, None) => {
+                let message = format!("{EXTERNAL_ID_FIELD} not specified");
+                return invalid("MISSING_ARGUMENT", message);
+            }
         };
         let fields = validate(obj, raw, op == Op::Create)?;
-        Ok(Staged {
-            obj,
-            target,
-            fields,
-        })
+        Ok(Staged(obj, target, fields))
     }
 
     /// sObject Collections create, update by id, or upsert by external id. `force`: a composite
@@ -1821,10 +1665,10 @@ impl OrgState {
         if let Some(key) = body.keys().find(|k| *k != "allOrNone" && *k != "records") {
             return parser_error(&format!("Unrecognized field \"{key}\""));
         }
-        let all_or_none = match body.remove("allOrNone") {
-            None | Some(Value::Null) => force,
-            Some(Value::Bool(b)) => b || force,
-            Some(_) => return parser_error("allOrNone: Cannot deserialize value of type boolean"),
+        let all_or_none = match body.remove("allOrNone").unwrap_or_default() {
+            Value::Null => force,
+            Value::Bool(b) => b || force,
+            _ => return parser_error("allOrNone: Cannot deserialize value of type boolean"),
         };
         let Some(Value::Array(records)) = body.remove("records") else {
             return parser_error("records: required field is missing or not an array");
@@ -1834,46 +1678,42 @@ impl OrgState {
                 "record limit reached. cannot submit more than 200 records into this call";
             return bad("EXCEEDED_ID_LIMIT", message);
         }
-        let mut staged: Vec<Result<Staged, Vec<RecErr>>> = Vec::with_capacity(records.len());
+        let mut staged = Vec::with_capacity(records.len());
         for record in records {
             let Value::Object(record) = record else {
                 return parser_error("records: not an SObject");
             };
-            match self.stage(record, op, (op == Op::Upsert).then_some(Obj::Case)) {
+            match self.stage(record, op) {
                 Ok(s) => staged.push(Ok(s)),
                 Err(Invalid::Record(errors)) => staged.push(Err(errors)),
                 Err(Invalid::Request(answer)) => return answer,
             }
         }
-        let ext_of = |s: &Result<Staged, Vec<RecErr>>| {
-            s.as_ref()
-                .ok()
-                .and_then(|s| self.db.ext_of(s))
-                .map(|e| e.to_ascii_lowercase())
+        let ext = |s: &Result<Staged, _>| s.as_ref().ok().and_then(|s| self.db.ext_of(s));
+        let exts: Vec<Option<String>> = staged
+            .iter()
+            .map(|s| ext(s).map(|e| e.to_ascii_lowercase()))
+            .collect();
+        let forced = match &*injected {
+            Injected::Record(ext, error) => Some((Some(ext.to_ascii_lowercase()), error.clone())),
+            _ => None,
         };
-        let exts: Vec<Option<String>> = staged.iter().map(ext_of).collect();
-        for (i, entry) in staged.iter_mut().enumerate() {
-            // The same external id twice in one upsert request fails both records.
-            let twice = op == Op::Upsert
-                && exts[i].is_some()
-                && exts.iter().filter(|e| **e == exts[i]).count() > 1;
-            if twice {
-                let message = format!(
-                    "Duplicate external id specified: {}",
-                    exts[i].as_deref().unwrap_or_default()
-                );
+        for (entry, ext) in staged.iter_mut().zip(&exts) {
+            let twice = exts.iter().filter(|e| *e == ext).count() > 1;
+            if op == Op::Upsert && ext.is_some() && twice {
+                // The same external id twice in one upsert request fails both records.
+                let shown = ext.as_deref().unwrap_or_default();
+                let message = format!("Duplicate external id specified: {shown}");
                 *entry = Err(vec![RecErr::new(
                     "DUPLICATE_VALUE",
                     message,
                     &[EXTERNAL_ID_FIELD],
                 )]);
-            } else if let Injected::Record(ext, error) = injected
-                && exts[i].as_deref() == Some(ext.to_ascii_lowercase().as_str())
-            {
+            } else if let Some((_, error)) = forced.as_ref().filter(|(e, _)| e == ext) {
                 *entry = Err(vec![error.clone()]);
             }
         }
-        if let (Injected::LockRow(n), false) = (&injected, staged.is_empty()) {
+        if let (Injected::LockRow(n), false) = (&*injected, staged.is_empty()) {
             let index = (*n % staged.len() as u64) as usize;
             staged[index] = Err(vec![RecErr::lock_row()]);
             *injected = Injected::None;
@@ -1897,44 +1737,47 @@ impl OrgState {
         if let Some(saved) = saved.filter(|_| results.iter().any(Result::is_err)) {
             self.db = saved;
             let message = "Record rolled back because not all records were valid and the request was using AllOrNone header";
-            let rolled_back = RecErr::new("ALL_OR_NONE_OPERATION_ROLLED_BACK", message, &[]);
+            let rolled_back = vec![RecErr::new(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                message,
+                &[],
+            )];
             results = results
                 .into_iter()
-                .map(|r| r.and(Err(vec![rolled_back.clone()])))
+                .map(|r| r.and(Err(rolled_back.clone())))
                 .collect();
         }
-        let results = results.into_iter().map(|result| match result {
+        let entry = |result: Result<(String, bool), Vec<RecErr>>| match result {
             Ok((id, _)) if op != Op::Upsert => json!({"id": id, "success": true, "errors": []}),
             Ok((id, new)) => json!({"id": id, "success": true, "errors": [], "created": new}),
             // Salesforce leaves `id` out of a failed entry.
-            Err(errors) => json!({"success": false, "errors": errors.iter().map(RecErr::to_json).collect::<Vec<_>>()}),
-        });
-        reply(StatusCode::OK, Value::Array(results.collect()))
+            Err(errors) => {
+                let errors: Vec<Value> = errors.iter().map(RecErr::to_json).collect();
+                json!({"success": false, "errors": errors})
+            }
+        };
+        reply(200, results.into_iter().map(entry).collect())
     }
 }
 
-/// `{"attributes":{"type","url"}, field: value|null, …}` in the order of `names`.
+/// `{"attributes":{"type","url"}, field: value|null, …}`.
 fn record_json(obj: Obj, record: &Record, names: &[String], version: u32) -> Value {
-    let id = record["Id"].as_str().unwrap_or_default();
+    let id = text_of(record, "Id").unwrap_or_default();
     let url = format!("/services/data/v{version}.0/sobjects/{}/{id}", obj.name());
-    let mut out = Map::from_iter([(
-        "attributes".to_owned(),
-        json!({"type": obj.name(), "url": url}),
-    )]);
+    let mut out = Map::new();
+    out.insert("attributes".into(), json!({"type": obj.name(), "url": url}));
     for name in names {
         out.insert(
             name.clone(),
-            get_ci(record, name).cloned().unwrap_or(Value::Null),
+            get_ci(record, name).cloned().unwrap_or_default(),
         );
     }
     Value::Object(out)
 }
 
 fn invalid_field(name: &str, obj: Obj) -> Answer {
-    bad(
-        "INVALID_FIELD",
-        &format!("No such column '{name}' on entity '{}'.", obj.name()),
-    )
+    let message = format!("No such column '{name}' on entity '{}'.", obj.name());
+    bad("INVALID_FIELD", &message)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1948,203 +1791,171 @@ enum Tok {
     Sym(char),
 }
 
-/// Tokens of a SOQL/SOSL tail; `code` is the error code for malformed text.
+/// Tokens of a SOQL statement or SOSL tail; `.1` is the error code for malformed text.
 struct Tokens(VecDeque<Tok>, &'static str);
 
 impl Tokens {
     fn lex(text: &str, code: &'static str) -> Result<Tokens, Answer> {
         let mut out = VecDeque::new();
         let mut chars = text.chars().peekable();
+        let word_char = |c: &char| c.is_ascii_alphanumeric() || *c == '_' || *c == '.';
         while let Some(c) = chars.next() {
             match c {
-                c if c.is_whitespace() => {}
                 ',' | '(' | ')' | '=' => out.push_back(Tok::Sym(c)),
                 '\'' => {
-                    let mut s = String::new();
+                    let mut literal = String::new();
                     loop {
                         match (chars.next(), chars.peek()) {
-                            (Some('\\'), Some(&e @ ('\'' | '\\'))) => s.push(e),
-                            (Some('\\'), _) | (None, _) => {
-                                return Err(bad(code, "bad string literal"));
-                            }
                             (Some('\''), _) => break,
-                            (Some(c), _) => {
-                                s.push(c);
-                                continue;
-                            }
+                            (Some('\\'), Some('\'' | '\\')) => literal.extend(chars.next()),
+                            (Some('\\'), _) | (None, _) => return Err(bad(code, "bad literal")),
+                            (Some(c), _) => literal.push(c),
                         }
-                        chars.next();
                     }
-                    out.push_back(Tok::Str(s));
+                    out.push_back(Tok::Str(literal));
                 }
-                c if c.is_ascii_alphanumeric() || c == '_' => {
+                c if word_char(&c) => {
                     let mut word = c.to_string();
-                    while let Some(n) =
-                        chars.next_if(|n| n.is_ascii_alphanumeric() || *n == '_' || *n == '.')
-                    {
-                        word.push(n);
-                    }
+                    word.extend(std::iter::from_fn(|| chars.next_if(word_char)));
                     out.push_back(Tok::Word(word));
                 }
+                c if c.is_whitespace() => {}
                 other => return Err(bad(code, &format!("unexpected token: '{other}'"))),
             }
         }
         Ok(Tokens(out, code))
     }
 
-    fn fail<T>(&self, found: Option<&Tok>) -> Result<T, Answer> {
+    fn fail<T>(&self, found: Option<Tok>) -> Result<T, Answer> {
         Err(bad(self.1, &format!("unexpected token: {found:?}")))
     }
 
     fn word(&mut self) -> Result<String, Answer> {
         match self.0.pop_front() {
             Some(Tok::Word(w)) => Ok(w),
-            other => self.fail(other.as_ref()),
+            other => self.fail(other),
+        }
+    }
+
+    fn literal(&mut self) -> Result<String, Answer> {
+        match self.0.pop_front() {
+            Some(Tok::Str(s)) => Ok(s),
+            other => self.fail(other),
         }
     }
 
     fn keyword(&mut self, keyword: &str) -> Result<(), Answer> {
         match self.0.pop_front() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case(keyword) => Ok(()),
-            other => self.fail(other.as_ref()),
+            other => self.fail(other),
         }
     }
 
-    fn eat(&mut self, tok: Tok) -> bool {
-        let found = self.0.front() == Some(&tok);
-        if found {
-            self.0.pop_front();
-        }
-        found
+    fn eat(&mut self, c: char) -> bool {
+        let found = self.0.front() == Some(&Tok::Sym(c));
+        found && self.0.pop_front().is_some()
     }
 
     fn expect(&mut self, c: char) -> Result<(), Answer> {
-        if self.eat(Tok::Sym(c)) {
+        if self.eat(c) {
             Ok(())
         } else {
-            self.fail(self.0.front())
+            self.fail(self.0.front().cloned())
         }
     }
 
-    /// `a, b, …` of one item each.
-    fn list<T>(
-        &mut self,
-        mut item: impl FnMut(&mut Self) -> Result<T, Answer>,
-    ) -> Result<Vec<T>, Answer> {
+    /// `a, b, …`, one `item` each.
+    fn list<T>(&mut self, item: fn(&mut Self) -> Result<T, Answer>) -> Result<Vec<T>, Answer> {
         let mut out = vec![item(self)?];
-        while self.eat(Tok::Sym(',')) {
+        while self.eat(',') {
             out.push(item(self)?);
         }
         Ok(out)
     }
 
-    /// Field names resolved against `obj`.
-    fn fields(&mut self, obj: Obj) -> Result<Vec<String>, Answer> {
-        self.list(|t| {
-            let name = t.word()?;
-            obj.field(&name)
-                .map(|(n, _)| n)
-                .ok_or_else(|| invalid_field(&name, obj))
-        })
-    }
-
     fn end(&mut self) -> Result<(), Answer> {
-        match self.0.front() {
+        match self.0.pop_front() {
             None => Ok(()),
             other => self.fail(other),
         }
     }
 }
 
+/// Field names resolved against `obj`, canonically spelled.
+fn resolve(obj: Obj, names: &[String]) -> Result<Vec<String>, Answer> {
+    let one = |n: &String| {
+        obj.field(n)
+            .map(|f| f.0)
+            .ok_or_else(|| invalid_field(n, obj))
+    };
+    names.iter().map(one).collect()
+}
+
 impl OrgState {
     /// `GET query?q=SELECT f, … FROM Case|Contact [WHERE f = 'x' | f IN ('a', …) [OR …]]`.
     /// Text comparisons are case-insensitive, as SOQL's are; ids match by 15 or 18 characters.
     /// Results never page (`done` is always true).
-    fn query(&self, q: &str, version: u32) -> Answer {
-        self.run_query(q, version).unwrap_or_else(|answer| answer)
-    }
-
-    fn run_query(&self, q: &str, version: u32) -> Result<Answer, Answer> {
+    fn query(&self, q: &str, version: u32) -> Result<Answer, Answer> {
         let mut t = Tokens::lex(q, "MALFORMED_QUERY")?;
         t.keyword("SELECT")?;
         let select = t.list(Tokens::word)?;
         t.keyword("FROM")?;
         let type_name = t.word()?;
         let Some(obj) = Obj::parse(&type_name) else {
-            return Err(bad(
-                "INVALID_TYPE",
-                &format!("sObject type '{type_name}' is not supported."),
-            ));
+            let message = format!("sObject type '{type_name}' is not supported.");
+            return Err(bad("INVALID_TYPE", &message));
         };
-        let names: Vec<String> = select
-            .iter()
-            .map(|n| {
-                obj.field(n)
-                    .map(|f| f.0)
-                    .ok_or_else(|| invalid_field(n, obj))
-            })
-            .collect::<Result<_, _>>()?;
+        let names = resolve(obj, &select)?;
         let mut conditions: Vec<(String, bool, Vec<String>)> = Vec::new();
-        if !t.0.is_empty() {
-            t.keyword("WHERE")?;
-            loop {
-                let name = t.word()?;
-                let (field, ty) = obj.field(&name).ok_or_else(|| invalid_field(&name, obj))?;
-                let literal = |t: &mut Tokens| match t.0.pop_front() {
-                    Some(Tok::Str(s)) => Ok(s),
-                    other => t.fail(other.as_ref()),
-                };
-                let values = if t.eat(Tok::Sym('=')) {
-                    vec![literal(&mut t)?]
-                } else {
-                    t.keyword("IN")?;
-                    t.expect('(')?;
-                    let values = t.list(literal)?;
-                    t.expect(')')?;
-                    values
-                };
-                if ty == Ty::DateTime {
-                    let message = format!(
-                        "value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"
-                    );
-                    return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
-                }
-                let is_ref = field == "Id" || matches!(ty, Ty::Ref(..));
-                if let Some(v) = values.iter().find(|v| is_ref && !is_id(v, "")) {
-                    return Err(bad(
-                        "INVALID_QUERY_FILTER_OPERATOR",
-                        &format!("invalid ID field: {v}"),
-                    ));
-                }
-                conditions.push((field, is_ref, values));
-                if t.0.is_empty() {
-                    break;
-                }
-                t.keyword("OR")?;
+        let mut keyword = "WHERE";
+        while !t.0.is_empty() {
+            t.keyword(keyword)?;
+            keyword = "OR";
+            let name = t.word()?;
+            let (field, ty) = obj.field(&name).ok_or_else(|| invalid_field(&name, obj))?;
+            let values = if t.eat('=') {
+                vec![t.literal()?]
+            } else {
+                t.keyword("IN")?;
+                t.expect('(')?;
+                let values = t.list(Tokens::literal)?;
+                t.expect(')')?;
+                values
+            };
+            if ty == Ty::DateTime {
+                let message = format!(
+                    "value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"
+                );
+                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
             }
+            let is_ref = field == "Id" || matches!(ty, Ty::Ref(..));
+            if let Some(v) = values.iter().find(|v| is_ref && !is_id(v, "")) {
+                let message = format!("invalid ID field: {v}");
+                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
+            }
+            conditions.push((field, is_ref, values));
         }
-        let hit = |r: &Record| {
-            conditions.is_empty()
-                || conditions.iter().any(|(field, is_ref, values)| {
-                    let stored = get_ci(r, field).and_then(Value::as_str).unwrap_or_default();
-                    values.iter().any(|v| {
-                        if *is_ref {
-                            same_id(stored, v)
-                        } else {
-                            stored.eq_ignore_ascii_case(v)
-                        }
-                    })
-                })
+        let matches = |stored: &str, is_ref: bool, v: &String| match is_ref {
+            true => same_id(stored, v),
+            false => stored.eq_ignore_ascii_case(v),
+        };
+        let hit = |r: &&Record| {
+            let one = |(field, is_ref, values): &(String, bool, Vec<String>)| {
+                let stored = get_ci(r, field).and_then(Value::as_str).unwrap_or_default();
+                values.iter().any(|v| matches(stored, *is_ref, v))
+            };
+            conditions.is_empty() || conditions.iter().any(one)
         };
         let table = [&self.db.cases, &self.db.contacts][obj as usize];
-        let records: Vec<Value> = table
+        let records = table
             .iter()
-            .filter(|r| hit(r))
-            .map(|r| record_json(obj, r, &names, version))
-            .collect();
+            .filter(hit)
+            .map(|r| record_json(obj, r, &names, version));
+        let records: Vec<Value> = records.collect();
+        let total = records.len();
         Ok(reply(
-            StatusCode::OK,
-            json!({"totalSize": records.len(), "done": true, "records": records}),
+            200,
+            json!({"totalSize": total, "done": true, "records": records}),
         ))
     }
 
@@ -2156,21 +1967,13 @@ impl OrgState {
     /// spaces and punctuation, and the SOAP API's example `find {4159017000} in phone fields`
     /// looks up formatted numbers. No documented rule folds country codes, so none is folded:
     /// `+15555550147` does not find `(555) 555-0147`, and `5555550147` does.
-    fn search(&self, q: &str, version: u32) -> Answer {
-        self.run_search(q, version).unwrap_or_else(|answer| answer)
-    }
-
-    fn run_search(&self, q: &str, version: u32) -> Result<Answer, Answer> {
+    fn search(&self, q: &str, version: u32) -> Result<Answer, Answer> {
         const RESERVED: &str = "&|!(){}[]^\"~*?:\\'+-";
         let malformed = |m: &str| bad("MALFORMED_SEARCH", m);
-        let find = q
-            .trim_start()
-            .get(..5)
-            .filter(|f| f.eq_ignore_ascii_case("FIND "));
-        let rest = find
-            .map(|f| q.trim_start()[f.len()..].trim_start())
-            .unwrap_or_default();
-        let Some(rest) = rest.strip_prefix('{') else {
+        let q = q.trim_start();
+        let find = q.get(..5).filter(|f| f.eq_ignore_ascii_case("FIND "));
+        let rest = find.and_then(|_| q[5..].trim_start().strip_prefix('{'));
+        let Some(rest) = rest else {
             return Err(malformed(
                 "No search term found. The search term must be enclosed in braces.",
             ));
@@ -2180,7 +1983,7 @@ impl OrgState {
             match c {
                 '\\' => match chars.next() {
                     Some((_, e)) if RESERVED.contains(e) => term.push(e),
-                    _ => return Err(malformed("Invalid escape sequence in search term")),
+                    _ => return Err(malformed("Invalid escape sequence in the search term")),
                 },
                 '}' => {
                     end = Some(i);
@@ -2198,8 +2001,8 @@ impl OrgState {
             t.keyword(keyword)?;
         }
         let mut names = vec!["Id".to_owned()];
-        if t.eat(Tok::Sym('(')) {
-            names = t.fields(Obj::Contact)?;
+        if t.eat('(') {
+            names = resolve(Obj::Contact, &t.list(Tokens::word)?)?;
             t.expect(')')?;
         }
         t.end()?;
@@ -2208,29 +2011,19 @@ impl OrgState {
         if wanted.len() < 2 {
             return Err(malformed("search term must be longer than one character"));
         }
-        let phone = |c: &&Record| {
-            ["Phone", "MobilePhone"].iter().any(|f| {
-                c.get(*f)
-                    .and_then(Value::as_str)
-                    .is_some_and(|p| digits(p) == wanted)
-            })
-        };
-        let found: Vec<Value> = self
-            .db
-            .contacts
-            .iter()
-            .filter(phone)
+        let phone = |c: &Record, f: &str| text_of(c, f).is_some_and(|p| digits(p) == wanted);
+        let hit = |c: &&Record| phone(c, "Phone") || phone(c, "MobilePhone");
+        let found = self.db.contacts.iter().filter(hit);
+        let found: Vec<Value> = found
             .map(|c| record_json(Obj::Contact, c, &names, version))
             .collect();
         // From API 36.0 the answer is `{"searchRecords": […]}`; before, a bare array.
-        Ok(reply(
-            StatusCode::OK,
-            if version >= 36 {
-                json!({"searchRecords": found})
-            } else {
-                json!(found)
-            },
-        ))
+        let body = if version >= 36 {
+            json!({"searchRecords": found})
+        } else {
+            json!(found)
+        };
+        Ok(reply(200, body))
     }
 }
 
@@ -2238,19 +2031,31 @@ impl OrgState {
 // Composite
 // ---------------------------------------------------------------------------------------------
 
+/// A subrequest's `(httpStatusCode, body, httpHeaders)`.
 type SubResult = (u16, Value, Value);
 
 fn halted(message: &str) -> SubResult {
-    (
-        400,
-        json!([{"errorCode": "PROCESSING_HALTED", "message": message}]),
-        json!({}),
-    )
+    let body = json!([{"errorCode": "PROCESSING_HALTED", "message": message}]);
+    (400, body, json!({}))
 }
 
-/// Replace every `@{refId.path}` (`.field`, `[index]`) in `text` by the value's text; when
-/// `text` is one reference alone, the JSON value comes back too. `Err`: the PROCESSING_HALTED
-/// message, worded like the Composite reference's "Invalid reference specified" examples.
+/// The value at `path` (`.field`, `[index]`, repeated) in `value`.
+fn walk<'a>(mut value: &'a Value, mut path: &str) -> Option<&'a Value> {
+    while !path.is_empty() {
+        if let Some(rest) = path.strip_prefix('.') {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            (value, path) = (value.get(&rest[..end])?, &rest[end..]);
+        } else {
+            let (index, rest) = path.strip_prefix('[')?.split_once(']')?;
+            (value, path) = (value.get(index.parse::<usize>().ok()?)?, rest);
+        }
+    }
+    Some(value)
+}
+
+/// Replace every `@{refId.path}` in `text` by the value's text; when `text` is one reference
+/// alone, the JSON value comes back too. `Err`: the PROCESSING_HALTED message, worded like the
+/// Composite reference's "Invalid reference specified" examples.
 fn substitute(
     text: &str,
     done: &HashMap<String, SubResult>,
@@ -2262,42 +2067,19 @@ fn substitute(
         };
         let reference = &rest[start + 2..start + len];
         let ref_id = reference.split(['.', '[']).next().unwrap_or_default();
-        let missing =
-            || format!("Invalid reference specified. No value for {reference} found in {ref_id}.");
         // "Dependent subrequests aren't executed": a failed one cannot be referenced.
-        let mut value = &done
-            .get(ref_id)
-            .filter(|r| r.0 < 400)
-            .ok_or_else(missing)?
-            .1;
-        let mut path = &reference[ref_id.len()..];
-        while !path.is_empty() {
-            let (next, tail) = match (path.strip_prefix('.'), path.strip_prefix('[')) {
-                (Some(p), _) => {
-                    let end = p.find(['.', '[']).unwrap_or(p.len());
-                    (value.get(&p[..end]), &p[end..])
-                }
-                (_, Some(p)) => {
-                    let end = p.find(']').ok_or_else(missing)?;
-                    (
-                        p[..end].parse::<usize>().ok().and_then(|i| value.get(i)),
-                        &p[end + 1..],
-                    )
-                }
-                _ => (None, ""),
-            };
-            (value, path) = (next.ok_or_else(missing)?, tail);
-        }
-        let text = value.as_str().map_or_else(
-            || {
-                if value.is_null() {
-                    String::new()
-                } else {
-                    value.to_string()
-                }
-            },
-            str::to_owned,
-        );
+        let parent = done.get(ref_id).filter(|r| r.0 < 400);
+        let value = parent.and_then(|p| walk(&p.1, &reference[ref_id.len()..]));
+        let Some(value) = value else {
+            return Err(format!(
+                "Invalid reference specified. No value for {reference} found in {ref_id}."
+            ));
+        };
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
         if start == 0 && len + 1 == rest.len() && out.is_empty() {
             return Ok((text, Some(value.clone())));
         }
@@ -2310,24 +2092,69 @@ fn substitute(
 }
 
 fn substitute_json(value: Value, done: &HashMap<String, SubResult>) -> Result<Value, String> {
+    let each = |v| substitute_json(v, done);
     Ok(match value {
         Value::String(s) => match substitute(&s, done)? {
             (_, Some(whole)) => whole,
             (text, None) => Value::String(text),
         },
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| substitute_json(v, done))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| Ok((k, substitute_json(v, done)?)))
-                .collect::<Result<_, String>>()?,
-        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(each).collect::<Result<_, _>>()?),
+        Value::Object(map) => {
+            let pairs = map.into_iter().map(|(k, v)| Ok((k, each(v)?)));
+            Value::Object(pairs.collect::<Result<_, String>>()?)
+        }
         other => other,
     })
+}
+
+/// A subrequest as sent: method, url, referenceId and body.
+type Sub = (Method, String, String, Option<Value>);
+
+/// Check one subrequest of a composite request; `Err` fails the whole request (400).
+fn parse_sub(sub: &Value) -> Result<Sub, Answer> {
+    let text = |k: &str| sub.get(k).and_then(Value::as_str);
+    let (Some(method), Some(url), Some(ref_id)) =
+        (text("method"), text("url"), text("referenceId"))
+    else {
+        return Err(parser_error(
+            "a subrequest needs method, url and referenceId",
+        ));
+    };
+    let first_ok = ref_id.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !first_ok
+        || !ref_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        // From API 52.0 an illegal reference id fails the whole request (documented).
+        let message = format!(
+            "Provided referenceId ('{ref_id}') must start with a letter or a number, and it can contain only letters, numbers and underscores ('_')."
+        );
+        return Err(bad("JSON_PARSER_ERROR", &message));
+    }
+    // Subrequests inherit these three headers; setting one fails the request (documented).
+    let inherited = ["accept", "authorization", "content-type"];
+    let headers = sub
+        .get("httpHeaders")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    if headers
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .any(|k| inherited.contains(&k.as_str()))
+    {
+        return Err(bad(
+            "INVALID_INPUT",
+            "Subrequests can't set Accept, Authorization or Content-Type",
+        ));
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| parser_error("bad method"))?;
+    Ok((
+        method,
+        url.to_owned(),
+        ref_id.to_owned(),
+        sub.get("body").cloned(),
+    ))
 }
 
 impl OrgState {
@@ -2339,94 +2166,39 @@ impl OrgState {
         let Some(Value::Object(body)) = body else {
             return parser_error("expected a composite request");
         };
-        if let Some(key) = body.keys().find(|k| {
-            !["allOrNone", "collateSubrequests", "compositeRequest"].contains(&k.as_str())
-        }) {
+        let known = ["allOrNone", "collateSubrequests", "compositeRequest"];
+        if let Some(key) = body.keys().find(|k| !known.contains(&k.as_str())) {
             return parser_error(&format!("Unrecognized field \"{key}\""));
         }
-        let all_or_none = body
-            .get("allOrNone")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let Some(Value::Array(subrequests)) = body.get("compositeRequest") else {
+        let all_or_none = body.get("allOrNone") == Some(&json!(true));
+        let Some(Value::Array(subs)) = body.get("compositeRequest") else {
             return parser_error("compositeRequest: required field is missing");
         };
-        let url_of = |s: &Value| {
-            s.get("url")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let heavy = subrequests
+        let url = |s: &Value| s["url"].as_str().unwrap_or_default().to_owned();
+        let heavy = subs
             .iter()
-            .map(url_of)
+            .map(url)
             .filter(|u| u.contains("/composite/sobjects") || u.contains("/query"));
-        if subrequests.len() > MAX_COMPOSITE_SUBREQUESTS || heavy.count() > 5 {
-            // The documented limits; the error code Salesforce uses for them is not documented.
-            return bad(
-                "LIMIT_EXCEEDED",
-                "A composite request has at most 25 subrequests, at most 5 of them collections or queries",
-            );
+        if subs.len() > MAX_COMPOSITE_SUBREQUESTS || heavy.count() > 5 {
+            // The documented limits; Salesforce's error code for them is not documented.
+            let message = "A composite request has at most 25 subrequests, at most 5 of them collections or queries";
+            return bad("LIMIT_EXCEEDED", message);
         }
-        let mut parsed = Vec::new();
-        for sub in subrequests {
-            let text = |k: &str| sub.get(k).and_then(Value::as_str);
-            let (Some(method), Some(url), Some(ref_id)) =
-                (text("method"), text("url"), text("referenceId"))
-            else {
-                return parser_error("a subrequest needs method, url and referenceId");
-            };
-            let ref_ok = ref_id.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && ref_id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ref_ok {
-                // From API 52.0 an illegal reference id fails the whole request (documented).
-                return bad(
-                    "JSON_PARSER_ERROR",
-                    &format!(
-                        "Provided referenceId ('{ref_id}') must start with a letter or a number, and it can contain only letters, numbers and underscores ('_')."
-                    ),
-                );
-            }
-            let headers = sub
-                .get("httpHeaders")
-                .and_then(Value::as_object)
-                .into_iter()
-                .flat_map(|h| h.keys());
-            if headers
-                .map(|k| k.to_ascii_lowercase())
-                .any(|k| ["accept", "authorization", "content-type"].contains(&k.as_str()))
-            {
-                return bad(
-                    "INVALID_INPUT",
-                    "Subrequests inherit Accept, Authorization and Content-Type; don't set them",
-                );
-            }
-            let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-                return parser_error("bad subrequest method");
-            };
-            parsed.push((
-                method,
-                url.to_owned(),
-                ref_id.to_owned(),
-                sub.get("body").cloned(),
-            ));
-        }
+        let subs = match subs.iter().map(parse_sub).collect::<Result<Vec<_>, _>>() {
+            Ok(subs) => subs,
+            Err(answer) => return answer,
+        };
         let saved = all_or_none.then(|| self.db.clone());
         self.composite_all_or_none = all_or_none;
         let (mut done, mut order, mut failed) = (HashMap::new(), Vec::new(), None);
-        for (method, url, ref_id, sub_body) in parsed {
-            let result = if failed.is_some() {
-                halted(ROLLED_BACK)
-            } else {
-                self.subrequest(&method, &url, sub_body, &done, injected)
+        for (method, url, ref_id, body) in subs {
+            let result = match failed {
+                Some(_) => halted(ROLLED_BACK),
+                None => self.subrequest(&method, &url, body, &done, injected),
             };
-            let records_failed = result
-                .1
-                .as_array()
-                .is_some_and(|a| a.iter().any(|r| r["success"] == json!(false)));
-            if all_or_none && failed.is_none() && (result.0 >= 400 || records_failed) {
+            let entries = result.1.as_array();
+            let record_failed = entries.is_some_and(|a| a.iter().any(|r| r["success"] == false));
+            if all_or_none && failed.is_none() && (result.0 >= 400 || record_failed) {
                 failed = Some(order.len());
             }
             order.push(ref_id.clone());
@@ -2435,18 +2207,16 @@ impl OrgState {
         self.composite_all_or_none = false;
         if let (Some(index), Some(saved)) = (failed, saved) {
             self.db = saved;
-            order[..index]
-                .iter()
-                .for_each(|r| _ = done.insert(r.clone(), halted(ROLLED_BACK)));
+            for ref_id in &order[..index] {
+                done.insert(ref_id.clone(), halted(ROLLED_BACK));
+            }
         }
-        let responses = order.into_iter().map(|ref_id| {
+        let response = |ref_id: String| {
             let (code, body, headers) = done.remove(&ref_id).unwrap_or_else(|| halted(ROLLED_BACK));
             json!({"body": body, "httpHeaders": headers, "httpStatusCode": code, "referenceId": ref_id})
-        });
-        reply(
-            StatusCode::OK,
-            json!({"compositeResponse": responses.collect::<Vec<_>>()}),
-        )
+        };
+        let responses: Vec<Value> = order.into_iter().map(response).collect();
+        reply(200, json!({"compositeResponse": responses}))
     }
 
     fn subrequest(
@@ -2457,8 +2227,8 @@ impl OrgState {
         done: &HashMap<String, SubResult>,
         injected: &mut Injected,
     ) -> SubResult {
-        let resolved = substitute(url, done)
-            .and_then(|(url, _)| Ok((url, body.map(|b| substitute_json(b, done)).transpose()?)));
+        let body = body.map(|b| substitute_json(b, done)).transpose();
+        let resolved = substitute(url, done).and_then(|(url, _)| Ok((url, body?)));
         let (url, body) = match resolved {
             Ok(resolved) => resolved,
             Err(message) => return halted(&message),
@@ -2466,11 +2236,12 @@ impl OrgState {
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
         let answer = match parse_data_path(path) {
             Some((version, segments)) => {
+                let query = parse_query(query);
                 let call = Call {
                     method,
                     version,
                     segments,
-                    query: parse_query(query),
+                    query,
                     body,
                 };
                 self.route(call, injected, true)
@@ -2478,15 +2249,14 @@ impl OrgState {
             None => not_found(),
         };
         match answer {
-            Answer::Json(code, body, location) => (
-                code.as_u16(),
-                body,
-                location.map_or(json!({}), |l| json!({"Location": l})),
-            ),
-            Answer::Empty(code) => (code.as_u16(), Value::Null, json!({})),
-            _ => (
+            Answer::Json(code, body, location) => {
+                let headers = location.map_or(json!({}), |l| json!({"Location": l}));
+                (code, body, headers)
+            }
+            Answer::Empty(code) => (code, Value::Null, json!({})),
+            other => (
                 500,
-                json!([{"errorCode": "UNKNOWN_EXCEPTION", "message": "no such subrequest answer"}]),
+                json!([{"errorCode": "UNKNOWN_EXCEPTION", "message": format!("{other:?}")}]),
                 json!({}),
             ),
         }
