@@ -1,58 +1,47 @@
-//! A stateful fake Salesforce org for integration tests.
-//!
-//! Owns: an axum server on `127.0.0.1:0` that speaks the Salesforce REST wire format described in
-//! `shared/salesforce-wire.md` (the OAuth token endpoint and the Case data API), an in-memory
-//! store of Case records keyed by the external id field, counters (token grants, API calls) and
-//! scripted or random faults. Tests drive the client under test against
-//! [`FakeSalesforce::base_url`] and then assert on [`FakeOrg`]'s state.
-//!
-//! Must not: depend on, or bend towards, any particular client. Every behaviour here follows the
-//! documented Salesforce behaviour; where the documentation is silent the choice is noted on the
+//! A stateful fake Salesforce org for integration tests: an axum server on `127.0.0.1:0` speaking
+//! the REST wire format of `shared/salesforce-wire.md` and Salesforce's REST API documentation,
+//! with in-memory Cases and Contacts, counters, and scripted or random faults. It follows the
+//! documentation, never a client; where the documentation is silent the choice is noted on the
 //! item and kept strict (a fake that accepts more than Salesforce hides client bugs).
 //!
 //! # Endpoints
-//! * `POST /services/oauth2/token`: `password`, `client_credentials` and JWT bearer grants,
-//!   form-encoded body only. Every successful grant issues a new, distinct access token.
-//! * `/services/data/vNN.0/...` (any `vNN.0`), with `Authorization: Bearer <token>`:
-//!   * `POST sobjects/Case`: create one Case;
-//!   * `PATCH sobjects/Case/{EXTERNAL_ID_FIELD}/{value}`: upsert one Case by external id;
-//!   * `POST composite/sobjects`: sObject Collections create (≤ 200 records);
-//!   * `PATCH composite/sobjects/Case/{EXTERNAL_ID_FIELD}`: sObject Collections upsert.
-//!
-//! Every data response carries `Sforce-Limit-Info: api-usage=USED/MAX`.
+//! `POST /services/oauth2/token` (password, client credentials and JWT bearer grants, form body)
+//! and, under `/services/data/vNN.0/` with `Authorization: Bearer`, each answer carrying
+//! `Sforce-Limit-Info: api-usage=USED/MAX`: `sobjects/{Case|Contact}` (POST), `sobjects/{T}/{Id}`
+//! (GET `?fields=`, PATCH → 204), `sobjects/Case/{ext}/{value}` (GET, PATCH upsert),
+//! `composite/sobjects` (POST create, PATCH update by id; ≤ 200 records),
+//! `composite/sobjects/Case/{ext}` (PATCH upsert), `query?q=` (`SELECT f, … FROM Case|Contact
+//! [WHERE f = 'x' | f IN ('a', …) [OR …]]`), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING
+//! Contact(…)`) and `composite` (≤ 25 subrequests, `@{ref.path}` references). A URI over 16,384
+//! bytes answers 414; URI plus headers over that, 431.
 //!
 //! # Accounting
-//! A data call counts against the daily limit ([`FakeOrg::api_calls`]) once it is authenticated
-//! and admitted: calls answered `401 INVALID_SESSION_ID` (no, unknown or expired token, or the
-//! [`Fault::InvalidSession`] fault) and calls answered `403 TotalRequests` (the limit itself, or
-//! [`Fault::TotalRequestsLimit`]) are not counted; every other authenticated call is, including
-//! ones answered with an injected 500/503, a dropped connection or a validation error. A
-//! collections request is one call whatever its record count.
+//! A data call counts once ([`FakeOrg::api_calls`], by kind in [`FakeOrg::calls_by_kind`]) when it
+//! is authenticated and admitted. Not counted: 401 (no, unknown or expired token, an injected
+//! 401), `403 TotalRequests` (the limit or [`Fault::TotalRequestsLimit`]), [`Fault::NonJson`] and
+//! [`Fault::Redirect`] (a proxy answers, not the API), 414 and 431. All else counts, injected 5xx
+//! and dropped connections included; a collections or composite request counts once.
 //!
-//! # The Case object
-//! Fields accepted: Subject, Description, Origin, Status, Priority, SuppliedPhone, SuppliedName,
-//! SuppliedEmail, Type, Reason, ContactId, AccountId and any custom field (`…__c`). Field names are
-//! case-insensitive, as in Salesforce, and are stored under their canonical spelling. Limits:
-//! Subject 255, Description 32,000, SuppliedPhone 40, SuppliedName 80 characters (and 255 for the
-//! external id, a Text field); Origin ∈ {Phone, Email, Web} and Status ∈ {New, Working, Escalated,
-//! Closed} are restricted picklists; a new Case without Status gets the default `New`.
-//!
-//! The external id field is indexed but *not unique* (the documented default): a plain create may
-//! produce a second record with the same external id, and upserting such a value then answers
-//! `300 Multiple Choices` (single) or `DUPLICATE_EXTERNAL_ID` (collections), as documented. That is
-//! what lets [`FakeOrg::creates_per_external_id`] expose a client that is not idempotent.
+//! # Schema
+//! Case: Id, CaseNumber (auto-number `00001001`, …), CreatedDate, LastModifiedDate (read-only);
+//! Subject (255), Description (32,000), SuppliedPhone (40), SuppliedName (80), Priority, Type,
+//! Reason, SuppliedEmail; restricted picklists Origin ∈ {Phone, Email, Web} and Status ∈ {New,
+//! Working, Escalated, Closed} (default New); ContactId, AccountId; [`EXTERNAL_ID_FIELD`] (Text(255),
+//! Unique case-insensitive, External ID); [`LAST_UPDATE_FIELD`] (DateTime); any other `…__c` as
+//! text. Contact: Id, FirstName (40), LastName (80, required), Phone and MobilePhone (40),
+//! AccountId. Names are case-insensitive, stored canonically; an update changes only the fields
+//! sent; every write is atomic under the org's mutex.
 //!
 //! # Faults
-//! Scripted faults ([`FakeOrg::push_fault`]) are consumed in FIFO order, one per data call
-//! (token calls never consume one), whether or not the call can be affected by it: a
-//! [`Fault::RecordError`] whose external id is not in the next data call is used up with no
-//! effect. When no scripted fault is queued, random faults ([`FakeOrg::set_random_faults`]) may
-//! fire. A dropped connection closes the socket before any byte of the response is written, so
-//! the client sees a transport error; the server keeps serving other connections.
+//! Scripted faults ([`FakeOrg::push_fault`]) are consumed FIFO, one per admitted data call (token
+//! calls and 401s consume none), whether or not the call can be affected: a
+//! [`Fault::RecordError`] whose external id is not in the call is used up with no effect. Without
+//! a scripted fault, random ones ([`FakeOrg::set_random_faults`]) may fire. A dropped connection
+//! is closed before any byte of the answer; the server keeps serving other connections.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -62,7 +51,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
@@ -70,6 +59,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::serve::{IncomingStream, Listener};
+use base64::Engine as _;
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -82,9 +74,10 @@ pub const CLIENT_SECRET: &str = "fake-client-secret";
 pub const USERNAME: &str = "integration@example.com";
 /// The integration user's password followed by its security token, as the password grant wants.
 pub const PASSWORD: &str = "pw-and-security-token";
-/// The Case external id field (Text(255), External ID, not unique).
+/// The Case external id field: Text(255), Unique (case-insensitive), External ID.
 pub const EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
-
+/// The Case DateTime field holding the CTR `LastUpdateTimestamp` a Case reflects.
+pub const LAST_UPDATE_FIELD: &str = "Amazon_Connect_Last_Update__c";
 /// The fake org's 15-character organisation id (appears in tokens and identity URLs).
 pub const ORG_ID: &str = "00DFAKE00000001";
 /// The integration user's 15-character user id (appears in identity URLs).
@@ -93,37 +86,22 @@ pub const USER_ID: &str = "005FAKE00000001";
 pub const DEFAULT_DAILY_LIMIT: u64 = 15_000;
 /// Maximum number of records in one sObject Collections request.
 pub const MAX_COLLECTION_RECORDS: usize = 200;
+/// Maximum number of subrequests in one Composite request (at most 5 collections or queries).
+pub const MAX_COMPOSITE_SUBREQUESTS: usize = 25;
+/// URI (and URI plus headers) limit, from Salesforce Help article 000386264: "the maximum length
+/// for the combined URI and headers is 16,384 bytes" (431), "If the URI itself exceeds…" (414).
+pub const MAX_URI_BYTES: usize = 16_384;
 
-/// Audiences accepted in a JWT bearer assertion besides the fake's own base URL.
-const PUBLIC_LOGIN_URLS: [&str; 2] = [
+const LOGIN_URLS: [&str; 2] = [
     "https://login.salesforce.com",
     "https://test.salesforce.com",
 ];
-/// How far ahead a JWT `exp` may be: Salesforce wants at most 3 minutes; 10 s covers clock skew.
-const MAX_JWT_LIFETIME_SECS: u64 = 180 + 10;
-/// Largest request body read; 200 records with a full Description fit comfortably.
-const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
-const TEXT_FIELDS: [&str; 12] = [
-    "Subject",
-    "Description",
-    "Origin",
-    "Status",
-    "Priority",
-    "SuppliedPhone",
-    "SuppliedName",
-    "SuppliedEmail",
-    "Type",
-    "Reason",
-    "ContactId",
-    "AccountId",
-];
-const ORIGIN_VALUES: [&str; 3] = ["Phone", "Email", "Web"];
-const STATUS_VALUES: [&str; 4] = ["New", "Working", "Escalated", "Closed"];
-
-// ---------------------------------------------------------------------------------------------
-// Public API
-// ---------------------------------------------------------------------------------------------
+/// Salesforce wants a JWT `exp` at most 3 minutes ahead; 10 s more cover clock skew.
+const MAX_JWT_LIFETIME_SECS: u64 = 190;
+const ORIGINS: &[&str] = &["Phone", "Email", "Web"];
+const STATUSES: &[&str] = &["New", "Working", "Escalated", "Closed"];
+const ROLLED_BACK: &str =
+    "The transaction was rolled back since another operation in the same transaction failed.";
 
 /// A running fake org. Dropping it leaves the server task running until the test's runtime ends.
 #[derive(Clone)]
@@ -153,8 +131,7 @@ pub struct FakeOptions {
     pub daily_limit: Option<u64>,
     /// Delay added to every data API call (not to token calls), before it is processed.
     pub latency: Option<Duration>,
-    /// PEM RSA public key (SPKI or PKCS#1). When set, JWT bearer assertions must carry a valid
-    /// RS256 signature made with the matching private key; when unset the signature is not checked.
+    /// PEM RSA public key; when set, JWT assertions must carry a valid RS256 signature.
     pub jwt_public_key_pem: Option<String>,
     /// `instance_url` returned by the token endpoint; default the base URL.
     pub instance_url: Option<String>,
@@ -176,59 +153,58 @@ pub async fn start_with(options: FakeOptions) -> FakeSalesforce {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local_addr");
-    let base_url = format!("http://{addr}");
+    let base_url = format!("http://{}", listener.local_addr().expect("local_addr"));
     let jwt_key = options.jwt_public_key_pem.as_deref().map(|pem| {
-        jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
-            .expect("jwt_public_key_pem must be a PEM RSA public key")
+        jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).expect("an RSA public key")
     });
+    let state = OrgState {
+        daily_limit: options.daily_limit.unwrap_or(DEFAULT_DAILY_LIMIT),
+        latency: options.latency,
+        accepted_password: PASSWORD.to_owned(),
+        ..OrgState::default()
+    };
     let org = Arc::new(FakeOrg {
+        instance_url: options.instance_url.unwrap_or_else(|| base_url.clone()),
         base_url: base_url.clone(),
-        instance_url: options
-            .instance_url
-            .clone()
-            .unwrap_or_else(|| base_url.clone()),
         jwt_key,
-        state: Mutex::new(OrgState::new(&options)),
+        state: Mutex::new(state),
     });
     let app = Router::new()
         .route("/services/oauth2/token", post(token_endpoint))
         .route("/services/data/{*rest}", any(data_api))
-        .fallback(not_found)
+        .fallback(unknown_path)
         .with_state(org.clone());
-    let listener = DroppableListener(listener);
     tokio::spawn(async move {
-        let service = app.into_make_service_with_connect_info::<ConnectionHandle>();
-        if let Err(error) = axum::serve(listener, service).await {
+        let service = app.into_make_service_with_connect_info::<Kill>();
+        if let Err(error) = axum::serve(KillableListener(listener), service).await {
             eprintln!("fake salesforce stopped: {error}");
         }
     });
     FakeSalesforce { base_url, org }
 }
 
-/// A scripted fault, consumed by the next data call (FIFO).
+/// A scripted fault, consumed by the next admitted data call (FIFO).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// `503` with a `SERVER_UNAVAILABLE` error array; nothing applied.
+    /// `503 SERVER_UNAVAILABLE`; nothing applied.
     Status503,
-    /// `500` with an `UNKNOWN_EXCEPTION` error array; nothing applied.
+    /// `500 UNKNOWN_EXCEPTION`; nothing applied.
     Status500,
-    /// The connection is closed before any response; nothing applied.
+    /// The connection is closed before any byte of the answer; nothing applied.
     DropConnection,
-    /// The request is processed (writes applied to the org), then answered `503`.
+    /// The request is processed (writes applied), then answered `503`.
     AppliedThen503,
-    /// The request is processed (writes applied to the org), then the connection is closed.
+    /// The request is processed (writes applied), then the connection is closed.
     AppliedThenDrop,
-    /// `401 INVALID_SESSION_ID`; the token used is revoked for good (as when a session expires),
-    /// so only a new grant helps. Not counted as an API call.
+    /// `401 INVALID_SESSION_ID`; the token used is revoked for good. Not counted.
     InvalidSession,
     /// `403 REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit exceeded."; not counted.
     TotalRequestsLimit,
     /// `403 REQUEST_LIMIT_EXCEEDED` "ConcurrentPerOrgLongTxn Limit exceeded"; nothing applied.
     ConcurrentLongTxn,
-    /// A per-record error for the record with this external id: in a collections request that
-    /// record alone fails (the others are applied unless `allOrNone`); in a single-record call
-    /// about that external id the call answers `400` with this error. No effect otherwise.
+    /// The record about this external id fails with this error: alone in a collections request
+    /// (the others are applied unless `allOrNone`), as a `400` in a single-record write. Also
+    /// hits an update by id of the Case holding that external id.
     RecordError {
         /// External id value of the record that fails.
         external_id: String,
@@ -238,6 +214,32 @@ pub enum Fault {
         message: String,
         /// Fields named by the error.
         fields: Vec<String>,
+    },
+    /// A request-level error array, e.g. `403 API_DISABLED_FOR_ORG`; nothing applied; counted
+    /// unless `status` is 401.
+    RequestError {
+        /// HTTP status.
+        status: u16,
+        /// Salesforce `errorCode`.
+        error_code: String,
+        /// Error message.
+        message: String,
+    },
+    /// A proxy's non-JSON page (e.g. HTML 403 or 502), no `Sforce-Limit-Info`; not counted.
+    NonJson {
+        /// HTTP status.
+        status: u16,
+        /// `Content-Type`, e.g. `text/html`.
+        content_type: String,
+        /// Body text.
+        body: String,
+    },
+    /// A 3xx with a `Location` header and no body, no `Sforce-Limit-Info`; not counted.
+    Redirect {
+        /// HTTP status, e.g. 302.
+        status: u16,
+        /// `Location` header value.
+        location: String,
     },
 }
 
@@ -254,8 +256,8 @@ pub enum FaultKind {
     AppliedThen503,
     /// As [`Fault::AppliedThenDrop`].
     AppliedThenDrop,
-    /// `UNABLE_TO_LOCK_ROW` on one randomly chosen record of a collections request (the others
-    /// are applied unless `allOrNone`); a single-record write answers `400 UNABLE_TO_LOCK_ROW`.
+    /// `UNABLE_TO_LOCK_ROW` on one random record of the call's first write (the others are
+    /// applied unless `allOrNone`); a single-record write answers `400`. No effect on reads.
     UnableToLockRow,
     /// As [`Fault::ConcurrentLongTxn`].
     ConcurrentLongTxn,
@@ -288,7 +290,9 @@ impl RecordedRequest {
 
     /// The body parsed as `application/x-www-form-urlencoded` pairs (decoded).
     pub fn form(&self) -> Vec<(String, String)> {
-        parse_form(&self.body)
+        form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -311,20 +315,17 @@ pub struct FakeOrg {
 }
 
 impl FakeOrg {
-    /// Queue a fault for the next data call (FIFO, one fault per call).
+    /// Queue a fault for the next admitted data call (FIFO, one fault per call).
     pub fn push_fault(&self, fault: Fault) {
         self.lock().faults.push_back(fault);
     }
 
-    /// When no scripted fault is queued, each data call independently fails with probability
-    /// `rate`, the kind chosen uniformly from `mix`. Deterministic for a given `seed` and call
-    /// sequence. `rate <= 0` or an empty `mix` disables random faults.
+    /// When no scripted fault is queued, each data call fails with probability `rate`, the kind
+    /// drawn uniformly from `mix` by a `StdRng` seeded with `seed` (same seed and calls, same
+    /// faults). `rate <= 0` or an empty `mix` disables random faults.
     pub fn set_random_faults(&self, rate: f64, mix: Vec<FaultKind>, seed: u64) {
-        self.lock().random = (rate > 0.0 && !mix.is_empty()).then_some(RandomFaults {
-            rate,
-            mix,
-            rng: SplitMix64(seed),
-        });
+        let rng = StdRng::seed_from_u64(seed);
+        self.lock().random = (rate > 0.0 && !mix.is_empty()).then_some((rate, mix, rng));
     }
 
     /// Drop every queued fault and stop random faults.
@@ -342,10 +343,14 @@ impl FakeOrg {
             .for_each(|valid| *valid = false);
     }
 
-    /// Set the daily API limit. Once `api_calls() >= n`, every data call answers
-    /// `403 REQUEST_LIMIT_EXCEEDED` "TotalRequests Limit exceeded.".
+    /// Once `api_calls() >= n`, data calls answer `403 TotalRequests`.
     pub fn set_daily_limit(&self, n: u64) {
         self.lock().daily_limit = n;
+    }
+
+    /// The current daily limit.
+    pub fn daily_limit(&self) -> u64 {
+        self.lock().daily_limit
     }
 
     /// Change the latency added to every data call.
@@ -353,49 +358,86 @@ impl FakeOrg {
         self.lock().latency = latency;
     }
 
-    /// While `yes`, the token endpoint answers `400 invalid_grant` "authentication failure" to
-    /// every grant, valid or not.
+    /// While `yes`, every grant answers `400 invalid_grant` "authentication failure".
     pub fn reject_credentials(&self, yes: bool) {
         self.lock().reject_credentials = yes;
     }
 
-    /// Rotate the user's password (+ security token): from now on only `pw` is accepted by the
-    /// password grant. Tokens already issued stay valid.
+    /// From now on the password grant accepts only `pw`; tokens already issued stay valid.
     pub fn set_accepted_password(&self, pw: &str) {
         self.lock().accepted_password = pw.to_owned();
     }
 
-    /// Issue a valid access token directly, as if a grant had happened (not counted in
-    /// [`token_requests`](Self::token_requests) or [`token_grants`](Self::token_grants)).
+    /// Issue a valid access token directly, as if a grant had happened (not counted).
     pub fn issue_token(&self) -> String {
         self.lock().new_token()
     }
 
-    /// Every stored Case, in creation order, each with `Id` and its fields.
+    /// Every stored Case, in creation order, with `Id`, `CaseNumber` and its fields.
     pub fn cases(&self) -> Vec<Value> {
         self.lock()
+            .db
             .cases
             .iter()
             .map(|c| Value::Object(c.clone()))
             .collect()
     }
 
-    /// The (first-created) Case whose external id is `external_id` (exact match).
+    /// The Case with this external id (case-insensitive, as the unique index).
     pub fn case(&self, external_id: &str) -> Option<Value> {
         let state = self.lock();
-        let index = state.matching(external_id).into_iter().next()?;
-        Some(Value::Object(state.cases[index].clone()))
+        let index = state.db.by_ext(external_id)?;
+        Some(Value::Object(state.db.cases[index].clone()))
+    }
+
+    /// The Case with this 15- or 18-character id.
+    pub fn case_by_id(&self, id: &str) -> Option<Value> {
+        let state = self.lock();
+        let index = state.db.by_id(Obj::Case, id)?;
+        Some(Value::Object(state.db.cases[index].clone()))
     }
 
     /// Number of stored Cases.
     pub fn case_count(&self) -> usize {
-        self.lock().cases.len()
+        self.lock().db.cases.len()
     }
 
-    /// For each external id, how many records were *created* with it (by create or upsert).
-    /// An idempotent client keeps every value at 1, whatever the faults.
+    /// Store a Contact, as an admin would (not an API call), and return its id.
+    ///
+    /// # Panics
+    /// If `fields` is not a valid Contact (unknown field, no LastName, …).
+    pub fn add_contact(&self, fields: Value) -> String {
+        let Value::Object(raw) = fields else {
+            panic!("add_contact wants an object")
+        };
+        let fields = validate(Obj::Contact, raw, true).unwrap_or_else(|e| panic!("{e:?}"));
+        let id = self.lock().db.insert(Obj::Contact, fields);
+        id.expect("a Contact has no unique field")
+    }
+
+    /// Apply an agent's edit to the Case with this id or external id: only these fields change.
+    /// Not an API call.
+    ///
+    /// # Panics
+    /// If there is no such Case or the fields are invalid.
+    pub fn edit_case(&self, id_or_external_id: &str, fields: Value) {
+        let Value::Object(raw) = fields else {
+            panic!("edit_case wants an object")
+        };
+        let fields = validate(Obj::Case, raw, false).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut state = self.lock();
+        let db = &mut state.db;
+        let found = db
+            .by_id(Obj::Case, id_or_external_id)
+            .or_else(|| db.by_ext(id_or_external_id));
+        let index = found.unwrap_or_else(|| panic!("no Case {id_or_external_id}"));
+        db.update(Obj::Case, index, fields)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+
+    /// For each external id, how many Cases were *created* with it (at most 1: it is unique).
     pub fn creates_per_external_id(&self) -> HashMap<String, u32> {
-        self.lock().creates.clone()
+        self.lock().db.creates.clone()
     }
 
     /// Every call to the token endpoint, successful or not.
@@ -413,9 +455,11 @@ impl FakeOrg {
         self.lock().api_calls
     }
 
-    /// The current daily limit.
-    pub fn daily_limit(&self) -> u64 {
-        self.lock().daily_limit
+    /// Counted data calls by kind: `create`, `retrieve`, `update`, `upsert`,
+    /// `collections_create`, `collections_update`, `collections_upsert`, `query`, `search`,
+    /// `composite`, `other`. The values add up to [`FakeOrg::api_calls`].
+    pub fn calls_by_kind(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
     }
 
     /// Every request received, in arrival order.
@@ -433,7 +477,7 @@ impl FakeOrg {
         self.lock().faults.len()
     }
 
-    /// Random faults injected so far ([`FakeOrg::set_random_faults`]), by kind.
+    /// Random faults injected so far, by kind (the [`FaultKind`]'s `Debug` name).
     pub fn random_faults_injected(&self) -> BTreeMap<String, u64> {
         self.lock().injected.clone()
     }
@@ -447,220 +491,493 @@ impl FakeOrg {
 }
 
 // ---------------------------------------------------------------------------------------------
-// State
+// State, schema and records
 // ---------------------------------------------------------------------------------------------
 
 type Record = Map<String, Value>;
 
+#[derive(Default)]
 struct OrgState {
-    cases: Vec<Record>,
-    creates: HashMap<String, u32>,
+    db: Db,
     /// Issued tokens; `false` once expired or revoked.
     tokens: HashMap<String, bool>,
     token_requests: u64,
     token_grants: u64,
     api_calls: u64,
+    calls: BTreeMap<String, u64>,
     daily_limit: u64,
     latency: Option<Duration>,
     faults: VecDeque<Fault>,
-    random: Option<RandomFaults>,
-    /// Random faults injected so far, by kind.
+    random: Option<(f64, Vec<FaultKind>, StdRng)>,
     injected: BTreeMap<String, u64>,
     reject_credentials: bool,
     accepted_password: String,
     requests: Vec<RecordedRequest>,
-    next_record: u64,
-    /// Source of token suffixes and signatures (not the fault stream, so that grants do not
-    /// shift the seeded fault sequence).
-    token_rng: SplitMix64,
+    /// Set while a composite request with `allOrNone: true` runs: it overrides its collections'.
+    composite_all_or_none: bool,
+    /// Token suffixes and signatures: a stream of their own, so grants never shift the faults.
+    token_rng: TokenRng,
 }
 
-struct RandomFaults {
-    rate: f64,
-    mix: Vec<FaultKind>,
-    rng: SplitMix64,
+struct TokenRng(StdRng);
+
+impl Default for TokenRng {
+    fn default() -> Self {
+        TokenRng(StdRng::seed_from_u64(0x5EED_F00D))
+    }
 }
 
-impl OrgState {
-    fn new(options: &FakeOptions) -> Self {
-        Self {
-            cases: Vec::new(),
-            creates: HashMap::new(),
-            tokens: HashMap::new(),
-            token_requests: 0,
-            token_grants: 0,
-            api_calls: 0,
-            daily_limit: options.daily_limit.unwrap_or(DEFAULT_DAILY_LIMIT),
-            latency: options.latency,
-            faults: VecDeque::new(),
-            random: None,
-            injected: BTreeMap::new(),
-            reject_credentials: false,
-            accepted_password: PASSWORD.to_owned(),
-            requests: Vec::new(),
-            next_record: 0,
-            token_rng: SplitMix64(0x5EED_F00D),
+/// The records; cloned to roll back an `allOrNone` request.
+#[derive(Clone, Default)]
+struct Db {
+    cases: Vec<Record>,
+    contacts: Vec<Record>,
+    creates: HashMap<String, u32>,
+    /// The unique index: lower-cased external id → position in `cases`.
+    by_ext: HashMap<String, usize>,
+    serial: u64,
+    case_numbers: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Obj {
+    Case,
+    Contact,
+}
+
+/// A field's type: `Text(max)` (0: no limit), `Pick(values, nullable)`, `Ref(prefix, label)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ty {
+    ReadOnly,
+    Text(usize),
+    Pick(&'static [&'static str], bool),
+    Ref(&'static str, &'static str),
+    DateTime,
+}
+
+const CONTACT_REF: Ty = Ty::Ref("003", "Contact ID");
+const ACCOUNT_REF: Ty = Ty::Ref("001", "Account ID");
+
+const CASE_FIELDS: &[(&str, Ty)] = &[
+    ("Id", Ty::ReadOnly),
+    ("CaseNumber", Ty::ReadOnly),
+    ("CreatedDate", Ty::ReadOnly),
+    ("LastModifiedDate", Ty::ReadOnly),
+    ("Subject", Ty::Text(255)),
+    ("Description", Ty::Text(32_000)),
+    ("Origin", Ty::Pick(ORIGINS, true)),
+    ("Status", Ty::Pick(STATUSES, false)),
+    ("Priority", Ty::Text(0)),
+    ("SuppliedPhone", Ty::Text(40)),
+    ("SuppliedName", Ty::Text(80)),
+    ("SuppliedEmail", Ty::Text(0)),
+    ("Type", Ty::Text(0)),
+    ("Reason", Ty::Text(0)),
+    ("ContactId", CONTACT_REF),
+    ("AccountId", ACCOUNT_REF),
+    (EXTERNAL_ID_FIELD, Ty::Text(255)),
+    (LAST_UPDATE_FIELD, Ty::DateTime),
+];
+
+const CONTACT_FIELDS: &[(&str, Ty)] = &[
+    ("Id", Ty::ReadOnly),
+    ("CreatedDate", Ty::ReadOnly),
+    ("LastModifiedDate", Ty::ReadOnly),
+    ("FirstName", Ty::Text(40)),
+    ("LastName", Ty::Text(80)),
+    ("Phone", Ty::Text(40)),
+    ("MobilePhone", Ty::Text(40)),
+    ("AccountId", ACCOUNT_REF),
+];
+
+impl Obj {
+    fn parse(name: &str) -> Option<Obj> {
+        let all = [Obj::Case, Obj::Contact];
+        all.into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+    }
+
+    fn name(self) -> &'static str {
+        ["Case", "Contact"][self as usize]
+    }
+
+    fn prefix(self) -> &'static str {
+        ["500", "003"][self as usize]
+    }
+
+    /// The canonical name and type of field `key`; any other `…__c` on Case is text.
+    fn field(self, key: &str) -> Option<(String, Ty)> {
+        let fields = [CASE_FIELDS, CONTACT_FIELDS][self as usize];
+        let known = fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(key));
+        if let Some((name, ty)) = known {
+            return Some((name.to_string(), *ty));
+        }
+        let suffix = key.len().checked_sub(3).and_then(|at| key.get(at..));
+        let custom = suffix.is_some_and(|s| s.eq_ignore_ascii_case("__c"));
+        (self == Obj::Case && custom).then(|| (key.to_owned(), Ty::Text(0)))
+    }
+}
+
+/// A 15- or 18-character alphanumeric id with this key prefix (`""`: any).
+fn is_id(id: &str, prefix: &str) -> bool {
+    let alphanumeric = id.bytes().all(|b| b.is_ascii_alphanumeric());
+    matches!(id.len(), 15 | 18) && id.starts_with(prefix) && alphanumeric
+}
+
+/// Whether the stored 18-character `id` is `given` (15 characters: case-sensitive; 18: not).
+fn same_id(id: &str, given: &str) -> bool {
+    match given.len() {
+        15 => id.get(..15) == Some(given),
+        _ => id.eq_ignore_ascii_case(given),
+    }
+}
+
+fn get_ci<'a>(record: &'a Record, name: &str) -> Option<&'a Value> {
+    let mut fields = record.iter();
+    fields
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn text_of<'a>(record: &'a Record, name: &str) -> Option<&'a str> {
+    record.get(name).and_then(Value::as_str)
+}
+
+/// Salesforce's DateTime output, e.g. `2013-05-03T15:57:00.000+0000` (REST docs' examples).
+fn sf_time(at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!(at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+}
+
+/// A DateTime as REST "Valid Date and DateTime Formats" documents it,
+/// `yyyy-MM-ddTHH:mm:ss[.SSS](Z|±HH:mm)`, in Salesforce's output format; else `None`.
+fn parse_time(text: &str) -> Option<Value> {
+    let digit = |c: char| if c.is_ascii_digit() { 'd' } else { c };
+    let shape: String = text.chars().map(digit).collect();
+    let zone = shape.strip_prefix("dddd-dd-ddTdd:dd:dd")?;
+    let zone = zone.strip_prefix(".ddd").unwrap_or(zone);
+    ["Z", "+dd:dd", "-dd:dd"].contains(&zone).then_some(())?;
+    let at = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(sf_time(at.to_utc()))
+}
+
+/// One per-record error: `(statusCode, message, fields)`.
+#[derive(Clone, Debug)]
+struct RecErr(String, String, Vec<String>);
+
+impl RecErr {
+    fn new(code: &str, message: impl Into<String>, fields: &[&str]) -> Self {
+        let fields = fields.iter().map(|f| f.to_string()).collect();
+        RecErr(code.into(), message.into(), fields)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"statusCode": self.0, "message": self.1, "fields": self.2})
+    }
+
+    fn lock_row() -> Self {
+        let message = "unable to obtain exclusive access to this record or 1 records";
+        Self::new("UNABLE_TO_LOCK_ROW", message, &[])
+    }
+
+    /// A unique-field clash, worded as Salesforce does: 15-character id, no fields.
+    fn duplicate(id: &str) -> Self {
+        let id = id.get(..15).unwrap_or(id);
+        let field = EXTERNAL_ID_FIELD;
+        let message =
+            format!("duplicate value found: {field} duplicates value on record with id: {id}");
+        Self::new("DUPLICATE_VALUE", message, &[])
+    }
+}
+
+/// A request-level problem (answered as is) or per-record problems.
+#[derive(Debug)]
+enum Invalid {
+    Request(Answer),
+    Record(Vec<RecErr>),
+}
+
+const READ_ONLY: &str = "Please check the security settings of this field and verify that it is read/write for your profile or permission set.";
+
+/// The error, if any, of `text` in field `name` of type `ty`.
+fn field_error(name: &str, ty: Ty, text: Option<&str>, insert: bool) -> Option<RecErr> {
+    let error = |code, message: String| Some(RecErr::new(code, message, &[name]));
+    let shown = text.unwrap_or("null");
+    match ty {
+        Ty::ReadOnly if name == "Id" && insert => {
+            let message = "cannot specify Id in an insert call".to_owned();
+            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
+        }
+        Ty::ReadOnly => {
+            let message = format!("Unable to create/update fields: {name}. {READ_ONLY}");
+            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
+        }
+        Ty::Text(max) if max > 0 && shown.chars().count() > max && text.is_some() => {
+            let preview: String = shown.chars().take(20).collect();
+            let message = format!("{name}: data value too large: {preview}... (max length={max})");
+            error("STRING_TOO_LONG", message)
+        }
+        Ty::Pick(values, nullable) if text.map_or(!nullable, |t| !values.contains(&t)) => {
+            let message = format!("{name}: bad value for restricted picklist field: {shown}");
+            error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message)
+        }
+        Ty::Ref(prefix, label) if text.is_some_and(|t| !is_id(t, prefix)) => {
+            let message = format!("{label}: id value of incorrect type: {shown}");
+            error("MALFORMED_ID", message)
+        }
+        _ => None,
+    }
+}
+
+/// Check one record's fields like an org with this schema; canonical names on success.
+fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, Invalid> {
+    let parser = |m: String| Err(Invalid::Request(parser_error(&m)));
+    let mut errors = Vec::new();
+    let mut fields = Record::new();
+    for (key, mut value) in raw {
+        let Some((name, ty)) = obj.field(&key) else {
+            let message = format!("No such column '{key}' on sobject of type {}", obj.name());
+            errors.push(RecErr::new("INVALID_FIELD", message, &[key.as_str()]));
+            continue;
+        };
+        if ty == Ty::DateTime && !value.is_null() {
+            let Some(time) = value.as_str().and_then(parse_time) else {
+                return parser(format!(
+                    "Cannot deserialize instance of datetime from {value}"
+                ));
+            };
+            value = time;
+        } else if !(value.is_string() || value.is_null()) {
+            return parser(format!(
+                "Cannot deserialize instance of string from {value}"
+            ));
+        }
+        errors.extend(field_error(&name, ty, value.as_str(), insert));
+        fields.insert(name, value);
+    }
+    let last_name = fields
+        .get("LastName")
+        .map(|v| v.as_str().unwrap_or_default());
+    if obj == Obj::Contact && last_name.map_or(insert, str::is_empty) {
+        let message = "Required fields are missing: [LastName]";
+        errors.push(RecErr::new(
+            "REQUIRED_FIELD_MISSING",
+            message,
+            &["LastName"],
+        ));
+    }
+    match errors.is_empty() {
+        true => Ok(fields),
+        false => Err(Invalid::Record(errors)),
+    }
+}
+
+/// A checked write waiting to be applied: object, target and fields.
+struct Staged(Obj, Target, Record);
+
+enum Target {
+    Insert,
+    Id(String),
+    Ext(String),
+}
+
+impl Db {
+    fn table(&mut self, obj: Obj) -> &mut Vec<Record> {
+        [&mut self.cases, &mut self.contacts]
+            .into_iter()
+            .nth(obj as usize)
+            .unwrap()
+    }
+
+    fn by_id(&self, obj: Obj, id: &str) -> Option<usize> {
+        let table = [&self.cases, &self.contacts][obj as usize];
+        table
+            .iter()
+            .position(|r| text_of(r, "Id").is_some_and(|s| same_id(s, id)))
+    }
+
+    fn by_ext(&self, value: &str) -> Option<usize> {
+        self.by_ext.get(&value.to_ascii_lowercase()).copied()
+    }
+
+    /// A unique-index clash of `fields` with a Case other than `except`.
+    fn clash(&self, fields: &Record, except: Option<usize>) -> Result<(), RecErr> {
+        let ext = text_of(fields, EXTERNAL_ID_FIELD);
+        let other = ext
+            .and_then(|e| self.by_ext(e))
+            .filter(|i| Some(*i) != except);
+        match other {
+            Some(i) => Err(RecErr::duplicate(
+                text_of(&self.cases[i], "Id").unwrap_or_default(),
+            )),
+            None => Ok(()),
         }
     }
 
+    /// Store a new record. Its id ends in `AAA`, the case-safe suffix of a 15-character id
+    /// without upper-case letters.
+    fn insert(&mut self, obj: Obj, mut fields: Record) -> Result<String, RecErr> {
+        self.clash(&fields, None)?;
+        self.serial += 1;
+        let id = format!("{}{:012}AAA", obj.prefix(), self.serial);
+        if obj == Obj::Case {
+            self.case_numbers += 1;
+            let number = format!("{:08}", 1000 + self.case_numbers);
+            fields.insert("CaseNumber".into(), json!(number));
+            fields.entry("Status").or_insert(json!("New"));
+        }
+        if let Some(ext) = text_of(&fields, EXTERNAL_ID_FIELD) {
+            *self.creates.entry(ext.to_owned()).or_default() += 1;
+            self.by_ext
+                .insert(ext.to_ascii_lowercase(), self.cases.len());
+        }
+        fields.insert("CreatedDate".into(), sf_time(chrono::Utc::now()));
+        fields.insert("LastModifiedDate".into(), sf_time(chrono::Utc::now()));
+        fields.insert("Id".into(), json!(id));
+        self.table(obj).push(fields);
+        Ok(id)
+    }
+
+    /// Change only the given fields of record `index`.
+    fn update(&mut self, obj: Obj, index: usize, fields: Record) -> Result<String, RecErr> {
+        self.clash(&fields, Some(index))?;
+        if obj == Obj::Case && fields.contains_key(EXTERNAL_ID_FIELD) {
+            if let Some(old) = text_of(&self.cases[index], EXTERNAL_ID_FIELD) {
+                self.by_ext.remove(&old.to_ascii_lowercase());
+            }
+            if let Some(new) = text_of(&fields, EXTERNAL_ID_FIELD) {
+                self.by_ext.insert(new.to_ascii_lowercase(), index);
+            }
+        }
+        let record = &mut self.table(obj)[index];
+        for (key, value) in fields {
+            record.retain(|k, _| *k == key || !k.eq_ignore_ascii_case(&key));
+            record.insert(key, value);
+        }
+        record.insert("LastModifiedDate".into(), sf_time(chrono::Utc::now()));
+        Ok(text_of(record, "Id").unwrap_or_default().to_owned())
+    }
+
+    /// Apply a staged write: `(id, created)` or the record's error.
+    fn apply(&mut self, Staged(obj, target, mut fields): Staged) -> Result<(String, bool), RecErr> {
+        let index = match target {
+            Target::Insert => None,
+            Target::Id(id) if !is_id(&id, obj.prefix()) => {
+                let message = format!("{} ID: id value of incorrect type: {id}", obj.name());
+                return Err(RecErr::new("MALFORMED_ID", message, &["Id"]));
+            }
+            Target::Id(id) => {
+                let message = "invalid cross reference id";
+                let missing = || RecErr::new("INVALID_CROSS_REFERENCE_KEY", message, &[]);
+                Some(self.by_id(obj, &id).ok_or_else(missing)?)
+            }
+            Target::Ext(value) => {
+                let index = self.by_ext(&value);
+                fields.entry(EXTERNAL_ID_FIELD).or_insert(json!(value));
+                index
+            }
+        };
+        match index {
+            Some(index) => Ok((self.update(obj, index, fields)?, false)),
+            None => Ok((self.insert(obj, fields)?, true)),
+        }
+    }
+
+    /// The external id a staged Case write is about: its own, or the targeted Case's.
+    fn ext_of(&self, Staged(obj, target, fields): &Staged) -> Option<String> {
+        let targeted = || match target {
+            Target::Ext(value) => Some(value.as_str()),
+            Target::Id(id) => text_of(&self.cases[self.by_id(Obj::Case, id)?], EXTERNAL_ID_FIELD),
+            Target::Insert => None,
+        };
+        let ext = text_of(fields, EXTERNAL_ID_FIELD).or_else(targeted);
+        ext.filter(|_| *obj == Obj::Case).map(str::to_owned)
+    }
+}
+
+/// The fault acting on one call's records; a lock-row fault is used up by the first write.
+enum Injected {
+    None,
+    Record(String, RecErr),
+    LockRow(u64),
+}
+
+impl OrgState {
     fn new_token(&mut self) -> String {
-        let token = format!(
-            "{ORG_ID}!AQ{:04}{:016x}{:016x}",
-            self.tokens.len() + 1,
-            self.token_rng.next_u64(),
-            self.token_rng.next_u64()
-        );
+        let (a, b): (u64, u64) = (self.token_rng.0.random(), self.token_rng.0.random());
+        let token = format!("{ORG_ID}!AQ{:04}{a:016x}{b:016x}", self.tokens.len() + 1);
         self.tokens.insert(token.clone(), true);
         token
     }
 
-    /// Indices of the Cases whose external id is `value`.
-    fn matching(&self, value: &str) -> Vec<usize> {
-        self.cases
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.get(EXTERNAL_ID_FIELD).and_then(Value::as_str) == Some(value))
-            .map(|(i, _)| i)
-            .collect()
-    }
-
-    /// Store a new Case and return its 18-character id (`500` key prefix).
-    fn create(&mut self, mut fields: Record) -> String {
-        self.next_record += 1;
-        let id = format!("500FAKE{:08}AAA", self.next_record);
-        fields.entry("Status").or_insert_with(|| json!("New"));
-        if let Some(ext) = fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str) {
-            *self.creates.entry(ext.to_owned()).or_insert(0) += 1;
-        }
-        fields.insert("Id".into(), json!(id));
-        self.cases.push(fields);
-        id
-    }
-
-    /// Apply `fields` to the Case at `index`; returns its id.
-    fn update(&mut self, index: usize, fields: Record) -> String {
-        let case = &mut self.cases[index];
-        case.extend(fields);
-        case["Id"].as_str().unwrap_or_default().to_owned()
-    }
-
-    /// The fault for this data call: the next scripted one, else possibly a random one.
-    fn next_fault(&mut self) -> Option<ActiveFault> {
+    /// The fault for this data call: the next scripted one, else perhaps a random one
+    /// (`Err(n)`: lock row `n`).
+    fn next_fault(&mut self) -> Option<Result<Fault, u64>> {
         if let Some(fault) = self.faults.pop_front() {
-            return Some(ActiveFault::from(fault));
+            return Some(Ok(fault));
         }
-        let random = self.random.as_mut()?;
-        if random.rng.next_f64() >= random.rate {
+        let (rate, mix, rng) = self.random.as_mut()?;
+        if rng.random::<f64>() >= *rate {
             return None;
         }
-        let kind = random.mix[random.rng.below(random.mix.len())];
+        let kind = mix[rng.random_range(0..mix.len())];
         *self.injected.entry(format!("{kind:?}")).or_default() += 1;
-        Some(match kind {
-            FaultKind::Status503 => ActiveFault::Status503,
-            FaultKind::Status500 => ActiveFault::Status500,
-            FaultKind::DropConnection => ActiveFault::Drop,
-            FaultKind::AppliedThen503 => ActiveFault::AppliedThen503,
-            FaultKind::AppliedThenDrop => ActiveFault::AppliedThenDrop,
-            FaultKind::UnableToLockRow => ActiveFault::LockRow(random.rng.next_u64()),
-            FaultKind::ConcurrentLongTxn => ActiveFault::ConcurrentLongTxn,
+        Some(Ok(match kind {
+            FaultKind::Status503 => Fault::Status503,
+            FaultKind::Status500 => Fault::Status500,
+            FaultKind::DropConnection => Fault::DropConnection,
+            FaultKind::AppliedThen503 => Fault::AppliedThen503,
+            FaultKind::AppliedThenDrop => Fault::AppliedThenDrop,
+            FaultKind::UnableToLockRow => return Some(Err(rng.random())),
+            FaultKind::ConcurrentLongTxn => Fault::ConcurrentLongTxn,
+        }))
+    }
+}
+
+impl Fault {
+    /// The answer this fault gives instead of processing the call, and whether it is counted.
+    fn answer(&self) -> Option<(Answer, bool)> {
+        let unknown = "An unexpected error occurred. Please include this ErrorId if you contact support: 0000000-0000 (-0000000)";
+        let long_txn = "ConcurrentPerOrgLongTxn Limit exceeded";
+        Some(match self {
+            Fault::Status503 => (unavailable(), true),
+            Fault::Status500 => (err(500, "UNKNOWN_EXCEPTION", unknown), true),
+            Fault::DropConnection => (Answer::Drop, true),
+            Fault::ConcurrentLongTxn => (err(403, "REQUEST_LIMIT_EXCEEDED", long_txn), true),
+            Fault::InvalidSession => (invalid_session(), false),
+            Fault::TotalRequestsLimit => (total_requests(), false),
+            Fault::RequestError {
+                status,
+                error_code: code,
+                message: text,
+            } => (err(*status, code, text), *status != 401),
+            Fault::NonJson {
+                status,
+                content_type: kind,
+                body,
+            } => (Answer::Raw(*status, kind.clone(), body.clone()), false),
+            Fault::Redirect { status, location } => {
+                (Answer::Redirect(*status, location.clone()), false)
+            }
+            _ => return None,
         })
     }
 }
 
-/// A fault chosen for one data call.
-enum ActiveFault {
-    Status503,
-    Status500,
-    Drop,
-    AppliedThen503,
-    AppliedThenDrop,
-    InvalidSession,
-    TotalRequests,
-    ConcurrentLongTxn,
-    Record(RecordError),
-    /// `UNABLE_TO_LOCK_ROW` on record `n % len` of the request.
-    LockRow(u64),
-}
-
-impl From<Fault> for ActiveFault {
-    fn from(fault: Fault) -> Self {
-        match fault {
-            Fault::Status503 => Self::Status503,
-            Fault::Status500 => Self::Status500,
-            Fault::DropConnection => Self::Drop,
-            Fault::AppliedThen503 => Self::AppliedThen503,
-            Fault::AppliedThenDrop => Self::AppliedThenDrop,
-            Fault::InvalidSession => Self::InvalidSession,
-            Fault::TotalRequestsLimit => Self::TotalRequests,
-            Fault::ConcurrentLongTxn => Self::ConcurrentLongTxn,
-            Fault::RecordError {
-                external_id,
-                status_code,
-                message,
-                fields,
-            } => Self::Record(RecordError {
-                external_id,
-                error: RecErr {
-                    status_code,
-                    message,
-                    fields,
-                },
-            }),
-        }
-    }
-}
-
-struct RecordError {
-    external_id: String,
-    error: RecErr,
-}
-
-/// SplitMix64: tiny, seedable, good enough for test fault injection.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Connections that a handler can drop
+// Connections that a handler can kill
 // ---------------------------------------------------------------------------------------------
 
 /// Wraps the TCP listener so that every connection can be killed by its handler.
-struct DroppableListener(TcpListener);
+struct KillableListener(TcpListener);
 
-impl Listener for DroppableListener {
-    type Io = DroppableStream;
+impl Listener for KillableListener {
+    type Io = KillableStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    let killed = Arc::new(AtomicBool::new(false));
-                    return (
-                        DroppableStream {
-                            inner: stream,
-                            killed,
-                        },
-                        addr,
-                    );
-                }
+                Ok((inner, addr)) => return (KillableStream(inner, Kill::default()), addr),
                 // Transient (e.g. EMFILE): back off briefly like axum's own listener does.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
@@ -672,133 +989,154 @@ impl Listener for DroppableListener {
     }
 }
 
-/// A TCP stream that fails every read and write once killed. hyper then abandons the
-/// connection and drops the socket, so the client sees the connection close with no response.
-struct DroppableStream {
-    inner: TcpStream,
-    killed: Arc<AtomicBool>,
-}
+/// A TCP stream whose writes fail once killed: hyper then drops the socket, so the client sees
+/// the connection close with no byte of the answer.
+struct KillableStream(TcpStream, Kill);
 
-impl DroppableStream {
+/// A connection's kill switch, handed to handlers as `ConnectInfo`.
+#[derive(Clone, Default)]
+struct Kill(Arc<AtomicBool>);
+
+impl KillableStream {
     fn check(&self) -> io::Result<()> {
-        if self.killed.load(Ordering::SeqCst) {
-            Err(io::Error::new(
+        match self.1.0.load(Ordering::SeqCst) {
+            true => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
-                "fault: connection dropped",
-            ))
-        } else {
-            Ok(())
+                "fault: dropped",
+            )),
+            false => Ok(()),
         }
     }
 }
 
-impl AsyncRead for DroppableStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+type Io<T> = Poll<io::Result<T>>;
+
+impl AsyncRead for KillableStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Io<()> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for DroppableStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+impl AsyncWrite for KillableStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Io<usize> {
+        self.check()?;
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Io<()> {
+        self.check()?;
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check()?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Io<()> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
-/// Per-connection handle given to handlers (as `ConnectInfo`) to drop their connection.
-#[derive(Clone)]
-struct ConnectionHandle(Arc<AtomicBool>);
-
-impl ConnectionHandle {
-    fn kill(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Connected<IncomingStream<'_, DroppableListener>> for ConnectionHandle {
-    fn connect_info(stream: IncomingStream<'_, DroppableListener>) -> Self {
-        Self(stream.io().killed.clone())
+impl Connected<IncomingStream<'_, KillableListener>> for Kill {
+    fn connect_info(stream: IncomingStream<'_, KillableListener>) -> Self {
+        stream.io().1.clone()
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP handlers
+// HTTP handlers, answers and the token endpoint
 // ---------------------------------------------------------------------------------------------
+
+/// What the fake sends back for one request or composite subrequest (status first).
+#[derive(Debug)]
+enum Answer {
+    Json(u16, Value, Option<String>),
+    Empty(u16),
+    Drop,
+    Raw(u16, String, String),
+    Redirect(u16, String),
+}
+
+fn reply(status: u16, body: Value) -> Answer {
+    Answer::Json(status, body, None)
+}
+
+/// A data API error: `[{"message","errorCode"}]`.
+fn err(status: u16, code: &str, message: &str) -> Answer {
+    reply(status, json!([{"message": message, "errorCode": code}]))
+}
+
+fn bad(code: &str, message: &str) -> Answer {
+    err(400, code, message)
+}
+
+fn not_found() -> Answer {
+    err(404, "NOT_FOUND", "The requested resource does not exist")
+}
+
+fn parser_error(message: &str) -> Answer {
+    bad("JSON_PARSER_ERROR", message)
+}
+
+fn invalid_session() -> Answer {
+    err(401, "INVALID_SESSION_ID", "Session expired or invalid")
+}
+
+fn total_requests() -> Answer {
+    let message = "TotalRequests Limit exceeded.";
+    err(403, "REQUEST_LIMIT_EXCEEDED", message)
+}
+
+fn unavailable() -> Answer {
+    let message = "Server temporarily unavailable. Please try again later.";
+    err(503, "SERVER_UNAVAILABLE", message)
+}
+
+/// A single-record call's errors: `[{"message","errorCode","fields"}]`.
+fn record_errors(errors: &[RecErr]) -> Answer {
+    let json = |e: &RecErr| json!({"message": e.1, "errorCode": e.0, "fields": e.2});
+    reply(400, errors.iter().map(json).collect())
+}
 
 async fn read_and_record(org: &FakeOrg, request: Request) -> (Parts, Bytes) {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+    let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let recorded = RecordedRequest {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let headers = parts.headers.iter();
+    org.lock().requests.push(RecordedRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+        headers: headers
+            .map(|(n, v)| (n.to_string(), text(v.as_bytes())))
             .collect(),
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    };
-    org.lock().requests.push(recorded);
+        body: text(&bytes),
+    });
     (parts, bytes)
 }
 
-async fn not_found(State(org): State<Arc<FakeOrg>>, request: Request) -> Response {
+async fn unknown_path(State(org): State<Arc<FakeOrg>>, request: Request) -> Response {
     read_and_record(&org, request).await;
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(error_array(
-            "NOT_FOUND",
-            "The requested resource does not exist",
-            &[],
-        )),
-    )
-        .into_response()
+    into_response(not_found())
 }
 
-async fn token_endpoint(State(org): State<Arc<FakeOrg>>, request: Request) -> Response {
-    let (parts, body) = read_and_record(&org, request).await;
-    let (status, body) = org.grant(&parts, &body);
-    let mut response = (status, axum::Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+fn into_response(answer: Answer) -> Response {
+    let status = |code| StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+    match answer {
+        Answer::Json(code, body, location) => {
+            let location = location.map(|l| [(header::LOCATION, l)]);
+            (status(code), location, axum::Json(body)).into_response()
+        }
+        Answer::Empty(code) => status(code).into_response(),
+        Answer::Drop => StatusCode::OK.into_response(),
+        Answer::Raw(code, kind, body) => {
+            (status(code), [(header::CONTENT_TYPE, kind)], body).into_response()
+        }
+        Answer::Redirect(code, to) => (status(code), [(header::LOCATION, to)]).into_response(),
+    }
 }
 
 async fn data_api(
     State(org): State<Arc<FakeOrg>>,
-    ConnectInfo(connection): ConnectInfo<ConnectionHandle>,
+    ConnectInfo(kill): ConnectInfo<Kill>,
     request: Request,
 ) -> Response {
     let (parts, body) = read_and_record(&org, request).await;
@@ -806,51 +1144,26 @@ async fn data_api(
     if let Some(latency) = latency {
         tokio::time::sleep(latency).await;
     }
-    let (reply, usage) = org.data_call(&parts, &body);
-    let mut response = match reply {
-        Reply::Json(status, body) => (status, axum::Json(body)).into_response(),
-        Reply::Drop => {
-            // Fail the connection before hyper writes anything; the response below is never sent.
-            connection.kill();
-            Response::new(Body::empty())
-        }
-    };
-    let limit_info = format!("api-usage={}/{}", usage.0, usage.1);
-    response.headers_mut().insert(
-        "sforce-limit-info",
-        HeaderValue::from_str(&limit_info).expect("ascii header"),
-    );
+    let (answer, usage) = org.data_call(&parts, &body);
+    // A dropped connection fails before hyper writes anything: this answer is never sent.
+    kill.0
+        .store(matches!(answer, Answer::Drop), Ordering::SeqCst);
+    let mut response = into_response(answer);
+    if let Some((used, max)) = usage {
+        let value = HeaderValue::from_str(&format!("api-usage={used}/{max}"));
+        response
+            .headers_mut()
+            .insert("sforce-limit-info", value.expect("ascii"));
+    }
     response
 }
 
-enum Reply {
-    Json(StatusCode, Value),
-    Drop,
-}
-
-fn reply(status: StatusCode, body: Value) -> Reply {
-    Reply::Json(status, body)
-}
-
-fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
-    Reply::Json(status, error_array(code, message, &[]))
-}
-
-/// A data API error body: `[{"message":..,"errorCode":..,"fields":[..]}]` (`fields` only when
-/// there are some, as Salesforce does for request-level errors).
-fn error_array(code: &str, message: &str, fields: &[String]) -> Value {
-    let mut error = json!({"message": message, "errorCode": code});
-    if !fields.is_empty() {
-        error["fields"] = json!(fields);
-    }
-    json!([error])
-}
-
-fn oauth_error(error: &str, description: &str) -> (StatusCode, Value) {
-    (
-        StatusCode::BAD_REQUEST,
-        json!({"error": error, "error_description": description}),
-    )
+fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let media_type = value.and_then(|v| v.split(';').next()).map(str::trim);
+    media_type.is_some_and(|v| v.eq_ignore_ascii_case(expected))
 }
 
 fn now() -> Duration {
@@ -859,932 +1172,1093 @@ fn now() -> Duration {
         .unwrap_or_default()
 }
 
-fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
+async fn token_endpoint(State(org): State<Arc<FakeOrg>>, request: Request) -> Response {
+    let (parts, body) = read_and_record(&org, request).await;
+    let (status, body) = match org.grant(&parts, &body) {
+        Ok(body) => (StatusCode::OK, body),
+        Err((error, text)) => {
+            let body = json!({"error": error, "error_description": text});
+            (StatusCode::BAD_REQUEST, body)
+        }
+    };
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    (no_store, (status, axum::Json(body))).into_response()
 }
 
-// ---------------------------------------------------------------------------------------------
-// OAuth token endpoint
-// ---------------------------------------------------------------------------------------------
+type OAuthError = (&'static str, &'static str);
+
+const SECRETS: [&str; 6] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "username",
+    "password",
+    "assertion",
+];
+const JWT_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const AUTH_FAILURE: OAuthError = ("invalid_grant", "authentication failure");
 
 impl FakeOrg {
-    fn grant(&self, parts: &Parts, body: &[u8]) -> (StatusCode, Value) {
+    fn grant(&self, parts: &Parts, body: &[u8]) -> Result<Value, OAuthError> {
         let mut state = self.lock();
         state.token_requests += 1;
-
         // Credentials in the URL end up in logs and proxies; Salesforce documents the body.
-        const SECRET_KEYS: [&str; 6] = [
-            "grant_type",
-            "client_id",
-            "client_secret",
-            "username",
-            "password",
-            "assertion",
-        ];
-        let query = parse_form(parts.uri.query().unwrap_or_default());
-        if query.iter().any(|(k, _)| SECRET_KEYS.contains(&k.as_str())) {
-            return oauth_error(
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        if form_urlencoded::parse(query).any(|(k, _)| SECRETS.contains(&k.as_ref())) {
+            return Err((
                 "invalid_request",
-                "credentials must be sent in the request body, not the URL",
-            );
+                "credentials belong in the body, not the URL",
+            ));
         }
         if !content_type_is(&parts.headers, "application/x-www-form-urlencoded") {
-            return oauth_error(
-                "invalid_request",
-                "the body must be application/x-www-form-urlencoded",
-            );
+            return Err(("invalid_request", "the body must be form-encoded"));
         }
-        let form: HashMap<String, String> = parse_form(&String::from_utf8_lossy(body))
-            .into_iter()
-            .rev()
-            .collect();
+        let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
         let field = |name: &str| form.get(name).map(String::as_str);
-
-        let check_client = || -> Result<(), (StatusCode, Value)> {
-            if field("client_id") != Some(CLIENT_ID) {
-                return Err(oauth_error(
-                    "invalid_client_id",
-                    "client identifier invalid",
-                ));
-            }
-            if field("client_secret") != Some(CLIENT_SECRET) {
-                return Err(oauth_error("invalid_client", "invalid client credentials"));
-            }
-            Ok(())
+        let client = match (field("client_id"), field("client_secret")) {
+            (Some(CLIENT_ID), Some(CLIENT_SECRET)) => Ok(()),
+            (Some(CLIENT_ID), _) => Err(("invalid_client", "invalid client credentials")),
+            _ => Err(("invalid_client_id", "client identifier invalid")),
         };
-        let outcome = match field("grant_type") {
-            Some("password") => check_client().and_then(|()| {
-                if state.reject_credentials
-                    || field("username") != Some(USERNAME)
-                    || field("password") != Some(state.accepted_password.as_str())
-                {
-                    Err(oauth_error("invalid_grant", "authentication failure"))
-                } else {
-                    Ok(())
-                }
-            }),
-            Some("client_credentials") => check_client().and_then(|()| {
-                if state.reject_credentials {
-                    Err(oauth_error("invalid_grant", "authentication failure"))
-                } else {
-                    Ok(())
-                }
-            }),
-            Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => self
-                .check_assertion(field("assertion").unwrap_or_default())
-                .and_then(|()| {
-                    if state.reject_credentials {
-                        Err(oauth_error("invalid_grant", "authentication failure"))
-                    } else {
-                        Ok(())
-                    }
-                }),
-            _ => Err(oauth_error(
-                "unsupported_grant_type",
-                "grant type not supported",
-            )),
-        };
-        if let Err(error) = outcome {
-            return error;
+        let user = field("username") == Some(USERNAME);
+        let password = field("password") == Some(&state.accepted_password);
+        match field("grant_type") {
+            Some("password") => client.and(if user && password {
+                Ok(())
+            } else {
+                Err(AUTH_FAILURE)
+            })?,
+            Some("client_credentials") => client?,
+            Some(JWT_GRANT) => self.check_assertion(field("assertion").unwrap_or_default())?,
+            _ => return Err(("unsupported_grant_type", "grant type not supported")),
         }
-
+        if state.reject_credentials {
+            return Err(AUTH_FAILURE);
+        }
         state.token_grants += 1;
         let access_token = state.new_token();
-        let signature = base64(&state.token_rng.next_u64().to_be_bytes().repeat(4));
-        let body = json!({
+        // The real signature is an HMAC of id + issued_at; clients only pass it on.
+        let signature: [u8; 32] = state.token_rng.0.random();
+        let signature = base64::engine::general_purpose::STANDARD.encode(signature);
+        Ok(json!({
             "access_token": access_token,
             "instance_url": self.instance_url,
             "id": format!("{}/id/{ORG_ID}AAA/{USER_ID}AAA", self.base_url),
             "token_type": "Bearer",
             "issued_at": now().as_millis().to_string(),
             "signature": signature,
-        });
-        (StatusCode::OK, body)
+        }))
     }
 
-    /// Validate a JWT bearer assertion the way the wire doc describes it.
-    fn check_assertion(&self, assertion: &str) -> Result<(), (StatusCode, Value)> {
-        let invalid = || oauth_error("invalid_grant", "invalid assertion");
-        let token =
-            jsonwebtoken::dangerous::insecure_decode::<Value>(assertion).map_err(|_| invalid())?;
-        if token.header.alg != jsonwebtoken::Algorithm::RS256 {
-            return Err(invalid());
+    /// Check a JWT bearer assertion as the wire doc describes it.
+    fn check_assertion(&self, assertion: &str) -> Result<(), OAuthError> {
+        use jsonwebtoken::{Algorithm, Validation, dangerous::insecure_decode};
+        let invalid = ("invalid_grant", "invalid assertion");
+        let token = insecure_decode::<Value>(assertion).map_err(|_| invalid)?;
+        if token.header.alg != Algorithm::RS256 {
+            return Err(invalid);
         }
         if let Some(key) = &self.jwt_key {
-            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-            validation.required_spec_claims.clear();
-            validation.validate_exp = false;
-            validation.validate_nbf = false;
-            validation.validate_aud = false;
-            jsonwebtoken::decode::<Value>(assertion, key, &validation).map_err(|_| invalid())?;
+            let mut checks = Validation::new(Algorithm::RS256);
+            checks.required_spec_claims.clear();
+            (
+                checks.validate_exp,
+                checks.validate_nbf,
+                checks.validate_aud,
+            ) = (false, false, false);
+            jsonwebtoken::decode::<Value>(assertion, key, &checks).map_err(|_| invalid)?;
         }
-        let claims = token.claims;
-        if claims.get("iss").and_then(Value::as_str) != Some(CLIENT_ID) {
-            return Err(oauth_error(
-                "invalid_client_id",
-                "client identifier invalid",
-            ));
+        let claim = |name: &str| token.claims.get(name);
+        if claim("iss").and_then(Value::as_str) != Some(CLIENT_ID) {
+            return Err(("invalid_client_id", "client identifier invalid"));
         }
         // Exact match, as documented: no trailing slash, no path.
-        let audience_ok = |aud: &str| aud == self.base_url || PUBLIC_LOGIN_URLS.contains(&aud);
-        let aud_ok = match claims.get("aud") {
-            Some(Value::String(aud)) => audience_ok(aud),
-            Some(Value::Array(auds)) => auds.iter().filter_map(Value::as_str).any(audience_ok),
-            _ => false,
-        };
-        if !aud_ok {
-            return Err(oauth_error("invalid_grant", "audience is invalid"));
+        let ours = |a: &str| a == self.base_url || LOGIN_URLS.contains(&a);
+        let audience = |aud: &Value| aud.as_str().is_some_and(ours);
+        let aud = claim("aud").cloned().unwrap_or_default();
+        if !aud
+            .as_array()
+            .map_or(audience(&aud), |all| all.iter().any(audience))
+        {
+            return Err(("invalid_grant", "audience is invalid"));
         }
         let now = now().as_secs();
-        match claims.get("exp").and_then(Value::as_u64) {
+        match claim("exp").and_then(Value::as_u64) {
             Some(exp) if exp > now && exp <= now + MAX_JWT_LIFETIME_SECS => {}
-            Some(exp) if exp <= now => {
-                return Err(oauth_error("invalid_grant", "expired authorization code"));
-            }
-            _ => return Err(invalid()),
+            Some(exp) if exp <= now => return Err(("invalid_grant", "expired authorization code")),
+            _ => return Err(invalid),
         }
-        if claims.get("sub").and_then(Value::as_str) != Some(USERNAME) {
-            return Err(oauth_error("invalid_grant", "authentication failure"));
+        match claim("sub").and_then(Value::as_str) {
+            Some(USERNAME) => Ok(()),
+            _ => Err(AUTH_FAILURE),
         }
-        Ok(())
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Data API
+// Data API: admission, accounting, faults and routes
 // ---------------------------------------------------------------------------------------------
 
-/// What a data path names.
-enum Route {
-    CreateOne,
-    UpsertOne(String),
-    CollectionCreate,
-    CollectionUpsert,
+/// `/services/data/vNN.0/a/b` → `(NN, ["a", "b"])`, segments percent-decoded, a trailing `/`
+/// ignored.
+fn parse_data_path(path: &str) -> Option<(u32, Vec<String>)> {
+    let decode = |s| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let rest = path.strip_prefix("/services/data/")?;
+    let mut segments: Vec<String> = rest.split('/').map(decode).collect();
+    if segments.len() > 1 && segments.last().is_some_and(String::is_empty) {
+        segments.pop();
+    }
+    let major = segments.remove(0);
+    let major = major.strip_prefix('v')?.strip_suffix(".0")?;
+    major.bytes().all(|b| b.is_ascii_digit()).then_some(())?;
+    Some((major.parse().ok()?, segments))
+}
+
+fn call_kind(method: &Method, path: &str) -> &'static str {
+    let segments = parse_data_path(path).map(|(_, s)| s).unwrap_or_default();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["sobjects", _]) => "create",
+        ("GET", ["sobjects", _, _] | ["sobjects", _, _, _]) => "retrieve",
+        ("PATCH", ["sobjects", _, _]) => "update",
+        ("PATCH", ["sobjects", _, _, _]) => "upsert",
+        ("POST", ["composite", "sobjects"]) => "collections_create",
+        ("PATCH", ["composite", "sobjects"]) => "collections_update",
+        ("PATCH", ["composite", "sobjects", _, _]) => "collections_upsert",
+        ("POST", ["composite"]) => "composite",
+        ("GET", ["query"]) => "query",
+        ("GET", ["search"]) => "search",
+        _ => "other",
+    }
 }
 
 impl FakeOrg {
-    /// Authenticate, account, pick a fault and process one data call under the lock.
-    /// Returns the reply and the `(used, max)` API usage to report.
-    fn data_call(&self, parts: &Parts, body: &[u8]) -> (Reply, (u64, u64)) {
-        let mut state = self.lock();
-        let state = &mut *state;
-        let usage = |s: &OrgState| (s.api_calls, s.daily_limit);
-
-        let token = parts
+    /// Admit, account, pick a fault and process one data call under the lock: the answer and,
+    /// when the API answers, the `(used, max)` usage to report.
+    fn data_call(&self, parts: &Parts, body: &[u8]) -> (Answer, Option<(u64, u64)>) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let uri = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        let sizes = parts
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4);
+        if uri + sizes.sum::<usize>() > MAX_URI_BYTES {
+            return (
+                Answer::Empty(if uri > MAX_URI_BYTES { 414 } else { 431 }),
+                None,
+            );
+        }
+        let usage = |s: &OrgState| Some((s.api_calls, s.daily_limit));
+        let auth = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-            .map(|(_, token)| token.trim().to_owned());
-        let token = match token {
-            Some(token) if state.tokens.get(&token) == Some(&true) => token,
-            _ => return (invalid_session(), usage(state)),
+            .and_then(|v| v.to_str().ok());
+        let token = auth.and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+        let Some(token) = token.filter(|t| state.tokens.get(*t) == Some(&true)) else {
+            return (invalid_session(), usage(state));
         };
         if state.api_calls >= state.daily_limit {
             return (total_requests(), usage(state));
         }
         let fault = state.next_fault();
-        match fault {
-            Some(ActiveFault::InvalidSession) => {
-                state.tokens.insert(token, false);
-                return (invalid_session(), usage(state));
-            }
-            Some(ActiveFault::TotalRequests) => return (total_requests(), usage(state)),
-            _ => {}
+        let plain = fault.as_ref().and_then(|f| f.as_ref().ok());
+        if let Some(Fault::InvalidSession) = plain {
+            state.tokens.insert(token.to_owned(), false);
+        }
+        let early = plain.and_then(Fault::answer);
+        if let Some((answer, false)) = early {
+            let proxy = matches!(plain, Some(Fault::NonJson { .. } | Fault::Redirect { .. }));
+            return (answer, usage(state).filter(|_| !proxy));
         }
         state.api_calls += 1;
-        let early = match fault {
-            Some(ActiveFault::Status503) => Some(server_unavailable()),
-            Some(ActiveFault::Status500) => Some(error_reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "UNKNOWN_EXCEPTION",
-                "An unexpected error occurred. Please include this ErrorId if you contact support: 0000000-0000 (-0000000)",
-            )),
-            Some(ActiveFault::Drop) => Some(Reply::Drop),
-            Some(ActiveFault::ConcurrentLongTxn) => Some(error_reply(
-                StatusCode::FORBIDDEN,
-                "REQUEST_LIMIT_EXCEEDED",
-                "ConcurrentPerOrgLongTxn Limit exceeded",
-            )),
-            _ => None,
-        };
-        if let Some(reply) = early {
-            return (reply, usage(state));
-        }
-        let injected = match &fault {
-            Some(ActiveFault::Record(e)) => Injected::Record(e),
-            Some(ActiveFault::LockRow(n)) => Injected::LockRow(*n),
+        let kind = call_kind(&parts.method, parts.uri.path());
+        *state.calls.entry(kind.to_owned()).or_default() += 1;
+        let mut injected = match (&fault, plain) {
+            (Some(Err(n)), _) => Injected::LockRow(*n),
+            (
+                _,
+                Some(Fault::RecordError {
+                    external_id,
+                    status_code,
+                    message,
+                    fields,
+                }),
+            ) => {
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                let error = RecErr::new(status_code, message.clone(), &fields);
+                Injected::Record(external_id.clone(), error)
+            }
             _ => Injected::None,
         };
-        let reply = state.route(parts, body, injected);
-        let reply = match fault {
-            Some(ActiveFault::AppliedThen503) => server_unavailable(),
-            Some(ActiveFault::AppliedThenDrop) => Reply::Drop,
-            _ => reply,
+        let answer = match early {
+            Some((answer, _)) => answer,
+            None => state.handle(parts, body, &mut injected),
         };
-        (reply, usage(state))
+        let answer = match plain {
+            Some(Fault::AppliedThen503) => unavailable(),
+            Some(Fault::AppliedThenDrop) => Answer::Drop,
+            _ => answer,
+        };
+        (answer, usage(state))
     }
-}
-
-fn invalid_session() -> Reply {
-    error_reply(
-        StatusCode::UNAUTHORIZED,
-        "INVALID_SESSION_ID",
-        "Session expired or invalid",
-    )
-}
-
-fn total_requests() -> Reply {
-    error_reply(
-        StatusCode::FORBIDDEN,
-        "REQUEST_LIMIT_EXCEEDED",
-        "TotalRequests Limit exceeded.",
-    )
-}
-
-fn server_unavailable() -> Reply {
-    error_reply(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "SERVER_UNAVAILABLE",
-        "Server temporarily unavailable. Please try again later.",
-    )
-}
-
-fn not_found_reply() -> Reply {
-    error_reply(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "The requested resource does not exist",
-    )
-}
-
-fn method_not_allowed(method: &Method, allowed: &str) -> Reply {
-    error_reply(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        &format!("HTTP Method '{method}' not allowed. Allowed are {allowed}"),
-    )
-}
-
-fn json_parser_error(message: &str) -> Reply {
-    error_reply(StatusCode::BAD_REQUEST, "JSON_PARSER_ERROR", message)
-}
-
-/// Faults that act on individual records.
-#[derive(Clone, Copy)]
-enum Injected<'a> {
-    None,
-    Record(&'a RecordError),
-    LockRow(u64),
-}
-
-/// One per-record error, `{"statusCode","message","fields"}` in collections responses.
-#[derive(Clone, Debug)]
-struct RecErr {
-    status_code: String,
-    message: String,
-    fields: Vec<String>,
-}
-
-impl RecErr {
-    fn new(code: &str, message: impl Into<String>, fields: &[&str]) -> Self {
-        Self {
-            status_code: code.to_owned(),
-            message: message.into(),
-            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
-        }
-    }
-
-    fn to_json(&self) -> Value {
-        json!({"statusCode": self.status_code, "message": self.message, "fields": self.fields})
-    }
-
-    /// As a top-level error (single-record calls): `{"message","errorCode","fields"}`.
-    fn to_top_level(&self) -> Value {
-        json!({"message": self.message, "errorCode": self.status_code, "fields": self.fields})
-    }
-
-    fn lock_row() -> Self {
-        Self::new(
-            "UNABLE_TO_LOCK_ROW",
-            "unable to obtain exclusive access to this record or 1 records",
-            &[],
-        )
-    }
-}
-
-fn record_errors_reply(errors: &[RecErr]) -> Reply {
-    reply(
-        StatusCode::BAD_REQUEST,
-        Value::Array(errors.iter().map(RecErr::to_top_level).collect()),
-    )
-}
-
-/// Request-level problem (answered `400` with one error) vs per-record problems.
-enum Invalid {
-    Request(Reply),
-    Record(Vec<RecErr>),
-}
-
-impl OrgState {
-    fn route(&mut self, parts: &Parts, body: &[u8], injected: Injected<'_>) -> Reply {
-        let Some(rest) = parts.uri.path().strip_prefix("/services/data/") else {
-            return not_found_reply();
-        };
-        let segments: Vec<String> = rest.split('/').map(percent_decode).collect();
-        let Some((version, segments)) = segments.split_first() else {
-            return not_found_reply();
-        };
-        if !is_api_version(version) {
-            return not_found_reply();
-        }
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let method = &parts.method;
-        let route = match segments.as_slice() {
-            ["sobjects", "Case"] if method == Method::POST => Route::CreateOne,
-            ["sobjects", "Case"] => return method_not_allowed(method, "GET,HEAD,POST"),
-            ["sobjects", "Case", field, value] if !value.is_empty() => {
-                if !field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) {
-                    return error_reply(
-                        StatusCode::NOT_FOUND,
-                        "NOT_FOUND",
-                        &format!(
-                            "Provided external ID field does not exist or is not accessible: {field}"
-                        ),
-                    );
-                }
-                if method != Method::PATCH {
-                    return method_not_allowed(method, "GET,HEAD,PATCH,DELETE");
-                }
-                Route::UpsertOne((*value).to_owned())
-            }
-            ["composite", "sobjects"] if method == Method::POST => Route::CollectionCreate,
-            ["composite", "sobjects"] => {
-                return method_not_allowed(method, "GET,POST,PATCH,DELETE");
-            }
-            ["composite", "sobjects", "Case", field] => {
-                if !field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) {
-                    return error_reply(
-                        StatusCode::NOT_FOUND,
-                        "NOT_FOUND",
-                        &format!(
-                            "Provided external ID field does not exist or is not accessible: {field}"
-                        ),
-                    );
-                }
-                if method != Method::PATCH {
-                    return method_not_allowed(method, "PATCH");
-                }
-                Route::CollectionUpsert
-            }
-            _ => return not_found_reply(),
-        };
-
-        if !content_type_is(&parts.headers, "application/json") {
-            let got = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("(none)");
-            return error_reply(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                &format!("Content-Type header specified in HTTP request is not supported: {got}"),
-            );
-        }
-        let body: Value = match serde_json::from_slice(body) {
-            Ok(body) => body,
-            Err(error) => return json_parser_error(&format!("Unexpected JSON: {error}")),
-        };
-        match route {
-            Route::CreateOne => self.create_one(body, injected),
-            Route::UpsertOne(value) => self.upsert_one(version, &value, body, injected),
-            Route::CollectionCreate => self.collection(body, false, injected),
-            Route::CollectionUpsert => self.collection(body, true, injected),
-        }
-    }
-
-    fn create_one(&mut self, body: Value, injected: Injected<'_>) -> Reply {
-        let Value::Object(record) = body else {
-            return json_parser_error(
-                "Cannot deserialize instance of Case from a non-object value",
-            );
-        };
-        let fields = match validate(record, RecordMode::Single) {
-            Ok(fields) => fields,
-            Err(Invalid::Request(reply)) => return reply,
-            Err(Invalid::Record(errors)) => return record_errors_reply(&errors),
-        };
-        let ext = fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str);
-        if let Some(error) = injected_for_single(injected, ext) {
-            return record_errors_reply(&[error]);
-        }
-        let id = self.create(fields);
-        reply(
-            StatusCode::CREATED,
-            json!({"id": id, "success": true, "errors": []}),
-        )
-    }
-
-    fn upsert_one(
-        &mut self,
-        version: &str,
-        value: &str,
-        body: Value,
-        injected: Injected<'_>,
-    ) -> Reply {
-        let Value::Object(record) = body else {
-            return json_parser_error(
-                "Cannot deserialize instance of Case from a non-object value",
-            );
-        };
-        // Documented: "Do not specify Id or an external ID field in the request body".
-        for key in record.keys() {
-            if key.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) || key.eq_ignore_ascii_case("Id") {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    json!([RecErr::new(
-                        "INVALID_FIELD",
-                        format!("{key}: the field used for upsert or the record Id cannot be specified in the request body"),
-                        &[key.as_str()],
-                    )
-                    .to_top_level()]),
-                );
-            }
-        }
-        let mut fields = match validate(record, RecordMode::Single) {
-            Ok(fields) => fields,
-            Err(Invalid::Request(reply)) => return reply,
-            Err(Invalid::Record(errors)) => return record_errors_reply(&errors),
-        };
-        if value.chars().count() > 255 {
-            return record_errors_reply(&[too_long(EXTERNAL_ID_FIELD, value, 255)]);
-        }
-        if let Some(error) = injected_for_single(injected, Some(value)) {
-            return record_errors_reply(&[error]);
-        }
-        let matches = self.matching(value);
-        match matches.as_slice() {
-            [] => {
-                fields.insert(EXTERNAL_ID_FIELD.into(), json!(value));
-                let id = self.create(fields);
-                reply(
-                    StatusCode::CREATED,
-                    json!({"id": id, "success": true, "errors": [], "created": true}),
-                )
-            }
-            [index] => {
-                let id = self.update(*index, fields);
-                reply(
-                    StatusCode::OK,
-                    json!({"id": id, "success": true, "errors": [], "created": false}),
-                )
-            }
-            several => {
-                let urls: Vec<String> = several
-                    .iter()
-                    .map(|&i| {
-                        format!(
-                            "/services/data/{version}/sobjects/Case/{}",
-                            self.cases[i]["Id"].as_str().unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                reply(StatusCode::MULTIPLE_CHOICES, json!(urls))
-            }
-        }
-    }
-
-    /// sObject Collections create (`upsert == false`) or upsert by the external id field.
-    fn collection(&mut self, body: Value, upsert: bool, injected: Injected<'_>) -> Reply {
-        let Value::Object(mut body) = body else {
-            return json_parser_error(
-                "Cannot deserialize request body: expected an object with records",
-            );
-        };
-        if let Some(key) = body.keys().find(|k| *k != "allOrNone" && *k != "records") {
-            return json_parser_error(&format!("Unrecognized field \"{key}\""));
-        }
-        let all_or_none = match body.remove("allOrNone") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => b,
-            Some(_) => {
-                return json_parser_error("allOrNone: Cannot deserialize value of type boolean");
-            }
-        };
-        let records = match body.remove("records") {
-            Some(Value::Array(records)) => records,
-            None | Some(Value::Null) => {
-                return json_parser_error("records: required field is missing");
-            }
-            Some(_) => return json_parser_error("records: Cannot deserialize value of type array"),
-        };
-        if records.len() > MAX_COLLECTION_RECORDS {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            );
-        }
-
-        // First pass: validate every record, so that allOrNone can decide before applying.
-        let mut staged: Vec<Result<Record, Vec<RecErr>>> = Vec::with_capacity(records.len());
-        for record in records {
-            let Value::Object(record) = record else {
-                return json_parser_error(
-                    "records: Cannot deserialize instance of SObject from a non-object value",
-                );
-            };
-            let mode = if upsert {
-                RecordMode::CollectionUpsert
-            } else {
-                RecordMode::CollectionCreate
-            };
-            staged.push(match validate(record, mode) {
-                Ok(fields) => Ok(fields),
-                Err(Invalid::Request(reply)) => return reply,
-                Err(Invalid::Record(errors)) => Err(errors),
-            });
-        }
-        let ext_of = |fields: &Record| {
-            fields
-                .get(EXTERNAL_ID_FIELD)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        if upsert {
-            // The same external id twice in one upsert request fails both records.
-            let mut seen: HashMap<String, usize> = HashMap::new();
-            for fields in staged.iter().flatten() {
-                if let Some(ext) = ext_of(fields) {
-                    *seen.entry(ext).or_default() += 1;
-                }
-            }
-            for entry in &mut staged {
-                if let Ok(fields) = entry
-                    && let Some(ext) = ext_of(fields)
-                    && seen[&ext] > 1
-                {
-                    *entry = Err(vec![RecErr::new(
-                        "DUPLICATE_VALUE",
-                        format!("Duplicate external id specified: {ext}"),
-                        &[EXTERNAL_ID_FIELD],
-                    )]);
-                }
-            }
-            for entry in &mut staged {
-                if let Ok(fields) = entry
-                    && let Some(ext) = ext_of(fields)
-                {
-                    let matches = self.matching(&ext);
-                    if matches.len() > 1 {
-                        let ids: Vec<&str> = matches
-                            .iter()
-                            .map(|&i| self.cases[i]["Id"].as_str().unwrap_or_default())
-                            .collect();
-                        *entry = Err(vec![RecErr::new(
-                            "DUPLICATE_EXTERNAL_ID",
-                            format!(
-                                "{EXTERNAL_ID_FIELD}: more than one record found for external id field: [{}]",
-                                ids.join(", ")
-                            ),
-                            &[EXTERNAL_ID_FIELD],
-                        )]);
-                    }
-                }
-            }
-        }
-        // Injected per-record faults.
-        match injected {
-            Injected::None => {}
-            Injected::Record(fault) => {
-                for entry in &mut staged {
-                    if entry.as_ref().ok().and_then(ext_of).as_deref()
-                        == Some(fault.external_id.as_str())
-                    {
-                        *entry = Err(vec![fault.error.clone()]);
-                    }
-                }
-            }
-            Injected::LockRow(n) => {
-                if !staged.is_empty() {
-                    let index = (n % staged.len() as u64) as usize;
-                    staged[index] = Err(vec![RecErr::lock_row()]);
-                }
-            }
-        }
-
-        if all_or_none && staged.iter().any(Result::is_err) {
-            let rolled_back = RecErr::new(
-                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                "Record rolled back because not all records were valid and the request was using AllOrNone header",
-                &[],
-            );
-            let results: Vec<Value> = staged
-                .iter()
-                .map(|entry| {
-                    let errors = entry
-                        .as_ref()
-                        .err()
-                        .cloned()
-                        .unwrap_or_else(|| vec![rolled_back.clone()]);
-                    failure_json(&errors)
-                })
-                .collect();
-            return reply(StatusCode::OK, Value::Array(results));
-        }
-
-        let mut results = Vec::with_capacity(staged.len());
-        for entry in staged {
-            let fields = match entry {
-                Ok(fields) => fields,
-                Err(errors) => {
-                    results.push(failure_json(&errors));
-                    continue;
-                }
-            };
-            if !upsert {
-                let id = self.create(fields);
-                results.push(json!({"id": id, "success": true, "errors": []}));
-                continue;
-            }
-            let ext = ext_of(&fields).unwrap_or_default();
-            match self.matching(&ext).first() {
-                Some(&index) => {
-                    let id = self.update(index, fields);
-                    results
-                        .push(json!({"id": id, "success": true, "errors": [], "created": false}));
-                }
-                None => {
-                    let id = self.create(fields);
-                    results.push(json!({"id": id, "success": true, "errors": [], "created": true}));
-                }
-            }
-        }
-        reply(StatusCode::OK, Value::Array(results))
-    }
-}
-
-/// A failed collections entry. Salesforce omits `id` (it is null) on failure.
-fn failure_json(errors: &[RecErr]) -> Value {
-    json!({"success": false, "errors": errors.iter().map(RecErr::to_json).collect::<Vec<_>>()})
-}
-
-/// The per-record error an injected fault causes for a single-record write about `ext`.
-fn injected_for_single(injected: Injected<'_>, ext: Option<&str>) -> Option<RecErr> {
-    match injected {
-        Injected::None => None,
-        Injected::LockRow(_) => Some(RecErr::lock_row()),
-        Injected::Record(fault) => {
-            (ext == Some(fault.external_id.as_str())).then(|| fault.error.clone())
-        }
-    }
-}
-
-fn is_api_version(version: &str) -> bool {
-    version
-        .strip_prefix('v')
-        .and_then(|v| v.strip_suffix(".0"))
-        .is_some_and(|major| !major.is_empty() && major.chars().all(|c| c.is_ascii_digit()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum RecordMode {
-    /// `POST sobjects/Case` or `PATCH sobjects/Case/{field}/{value}` (no `attributes` needed).
-    Single,
-    CollectionCreate,
-    CollectionUpsert,
+enum Op {
+    Create,
+    Update,
+    Upsert,
 }
 
-/// Check one record like an org with a standard Case would, returning its fields under their
-/// canonical names (without `attributes`).
-fn validate(mut record: Record, mode: RecordMode) -> Result<Record, Invalid> {
-    let mut errors = Vec::new();
-    let attributes = record.remove("attributes");
-    let sobject_type = match &attributes {
-        Some(Value::Object(a)) => a.get("type").and_then(Value::as_str),
-        Some(Value::Null) | None => None,
-        Some(_) => {
-            return Err(Invalid::Request(json_parser_error(
-                "attributes: Cannot deserialize value of type map",
-            )));
-        }
-    };
-    match (mode, sobject_type) {
-        (_, Some("Case")) | (RecordMode::Single, None) => {}
-        (_, Some(other)) => {
-            errors.push(RecErr::new(
-                "INVALID_TYPE",
-                format!("sObject type '{other}' is not supported."),
-                &[],
-            ));
-            return Err(Invalid::Record(errors));
-        }
-        (_, None) => {
-            errors.push(RecErr::new(
-                "INVALID_TYPE",
-                "Each record in an sObject Collections request must have an attributes map with a type",
-                &[],
-            ));
-            return Err(Invalid::Record(errors));
-        }
-    }
+/// One (sub)request to route.
+struct Call<'a> {
+    method: &'a Method,
+    version: u32,
+    segments: Vec<String>,
+    query: Vec<(String, String)>,
+    body: Option<Value>,
+}
 
-    let mut fields = Record::new();
-    for (key, value) in record {
-        if matches!(value, Value::Object(_) | Value::Array(_)) {
-            return Err(Invalid::Request(json_parser_error(&format!(
-                "Cannot deserialize instance of {key} from a JSON object or array"
-            ))));
-        }
-        if key.eq_ignore_ascii_case("Id") {
-            let message = if mode == RecordMode::CollectionUpsert {
-                "Id: don't set the Id field when upserting by external id"
-            } else {
-                "cannot specify Id in an insert call"
-            };
-            errors.push(RecErr::new(
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                message,
-                &["Id"],
-            ));
-            continue;
-        }
-        let canonical = if key.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) {
-            EXTERNAL_ID_FIELD.to_owned()
-        } else if let Some(known) = TEXT_FIELDS.iter().find(|f| f.eq_ignore_ascii_case(&key)) {
-            (*known).to_owned()
-        } else if key.len() > 3 && key[key.len() - 3..].eq_ignore_ascii_case("__c") {
-            key
-        } else {
-            errors.push(RecErr::new(
-                "INVALID_FIELD",
-                format!("No such column '{key}' on sobject of type Case"),
-                &[key.as_str()],
-            ));
-            continue;
-        };
-        let is_text = canonical == EXTERNAL_ID_FIELD || TEXT_FIELDS.contains(&canonical.as_str());
-        if is_text && !(value.is_string() || value.is_null()) {
-            return Err(Invalid::Request(json_parser_error(&format!(
-                "Cannot deserialize instance of string from {value} value for field {canonical}"
-            ))));
-        }
-        fields.insert(canonical, value);
-    }
-
-    for (field, max) in [
-        ("Subject", 255),
-        ("Description", 32_000),
-        ("SuppliedPhone", 40),
-        ("SuppliedName", 80),
-        (EXTERNAL_ID_FIELD, 255),
-    ] {
-        if let Some(text) = fields.get(field).and_then(Value::as_str)
-            && text.chars().count() > max
-        {
-            errors.push(too_long(field, text, max));
-        }
-    }
-    for (field, allowed, nullable) in [
-        ("Origin", &ORIGIN_VALUES[..], true),
-        ("Status", &STATUS_VALUES[..], false),
-    ] {
-        match fields.get(field) {
-            Some(Value::String(v)) if allowed.contains(&v.as_str()) => {}
-            Some(Value::Null) if nullable => {}
-            None => {}
-            Some(v) => errors.push(RecErr::new(
-                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                format!(
-                    "{field}: bad value for restricted picklist field: {}",
-                    v.as_str().unwrap_or("null")
-                ),
-                &[field],
-            )),
-        }
-    }
-    for (field, prefix, label) in [
-        ("ContactId", "003", "Contact ID"),
-        ("AccountId", "001", "Account ID"),
-    ] {
-        if let Some(id) = fields.get(field).and_then(Value::as_str)
-            && !is_record_id(id, prefix)
-        {
-            errors.push(RecErr::new(
-                "MALFORMED_ID",
-                format!("{label}: id value of incorrect type: {id}"),
-                &[field],
-            ));
-        }
-    }
-    if mode == RecordMode::CollectionUpsert {
-        match fields.get(EXTERNAL_ID_FIELD).and_then(Value::as_str) {
-            Some(ext) if !ext.is_empty() => {}
-            _ => errors.push(RecErr::new(
-                "MISSING_ARGUMENT",
-                format!("{EXTERNAL_ID_FIELD} not specified"),
-                &[EXTERNAL_ID_FIELD],
-            )),
-        }
-    }
-    if errors.is_empty() {
-        Ok(fields)
-    } else {
-        Err(Invalid::Record(errors))
+impl Call<'_> {
+    fn param(&self, name: &str) -> Option<&str> {
+        let mut pairs = self.query.iter();
+        pairs.find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
-fn too_long(field: &str, text: &str, max: usize) -> RecErr {
-    let preview: String = text.chars().take(20).collect();
-    RecErr::new(
-        "STRING_TOO_LONG",
-        format!("{field}: data value too large: {preview}... (max length={max})"),
-        &[field],
-    )
-}
-
-/// A 15- or 18-character alphanumeric Salesforce id with the given key prefix.
-fn is_record_id(id: &str, prefix: &str) -> bool {
-    matches!(id.len(), 15 | 18)
-        && id.starts_with(prefix)
-        && id.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Small codecs (kept here so the module needs no extra crates)
-// ---------------------------------------------------------------------------------------------
-
-/// Percent-decode a path segment (`+` stays `+`).
-fn percent_decode(s: &str) -> String {
-    decode(s, false)
-}
-
-/// Parse `a=b&c=d` with `+` as space, as `application/x-www-form-urlencoded` specifies.
-fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k, true), decode(v, true))
-        })
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect()
 }
 
-fn decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+fn no_ext_field(field: &str) -> Answer {
+    let message =
+        format!("Provided external ID field does not exist or is not accessible: {field}");
+    err(404, "NOT_FOUND", &message)
 }
 
-/// Standard base64 with padding (for the token response's `signature`).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
+impl OrgState {
+    fn handle(&mut self, parts: &Parts, body: &[u8], injected: &mut Injected) -> Answer {
+        let Some((version, segments)) = parse_data_path(parts.uri.path()) else {
+            return not_found();
+        };
+        let query = parse_query(parts.uri.query().unwrap_or_default());
+        let method = &parts.method;
+        let mut call = Call {
+            method,
+            version,
+            segments,
+            query,
+            body: None,
+        };
+        if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
+            if !content_type_is(&parts.headers, "application/json") {
+                let message = "Content-Type header specified in HTTP request is not supported";
+                return err(415, "UNSUPPORTED_MEDIA_TYPE", message);
+            }
+            match serde_json::from_slice(body) {
+                Ok(value) => call.body = Some(value),
+                Err(error) => return parser_error(&format!("Unexpected JSON: {error}")),
+            }
+        }
+        self.route(call, injected, false)
+    }
+
+    fn route(&mut self, mut call: Call<'_>, injected: &mut Injected, nested: bool) -> Answer {
+        let body = call.body.take();
+        let force = nested && self.composite_all_or_none;
+        let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
+        let method = call.method.as_str();
+        let ext_ok = |t: &str, field: &str| {
+            Obj::parse(t) == Some(Obj::Case) && field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD)
+        };
+        let fields = call.param("fields");
+        let q = call.param("q").unwrap_or_default();
+        let found = |t: &str, at: Option<usize>| Some((Obj::parse(t)?, at?));
+        let version = call.version;
+        match (method, segments.as_slice()) {
+            ("POST", ["sobjects", t]) => match Obj::parse(t) {
+                Some(obj) => self.write_one(obj, Target::Insert, body, injected, version),
+                None => not_found(),
+            },
+            ("GET" | "PATCH", ["sobjects", t, id]) => {
+                match found(t, Obj::parse(t).and_then(|o| self.db.by_id(o, id))) {
+                    Some((obj, at)) if method == "GET" => self.retrieve(obj, at, fields, version),
+                    Some((obj, _)) => {
+                        let target = Target::Id(id.to_string());
+                        self.write_one(obj, target, body, injected, version)
+                    }
+                    None => not_found(),
+                }
+            }
+            ("PATCH", ["sobjects", t, field, value]) if ext_ok(t, field) => {
+                let target = Target::Ext(value.to_string());
+                self.write_one(Obj::Case, target, body, injected, version)
+            }
+            ("GET", ["sobjects", t, field, value]) if ext_ok(t, field) => {
+                match self.db.by_ext(value) {
+                    Some(at) => self.retrieve(Obj::Case, at, fields, version),
+                    None => not_found(),
+                }
+            }
+            ("POST", ["composite", "sobjects"]) => {
+                self.collection(body, Op::Create, injected, force)
+            }
+            ("PATCH", ["composite", "sobjects"]) => {
+                self.collection(body, Op::Update, injected, force)
+            }
+            ("PATCH", ["composite", "sobjects", t, field]) if ext_ok(t, field) => {
+                self.collection(body, Op::Upsert, injected, force)
+            }
+            ("GET" | "PATCH", ["sobjects", t, field, _] | ["composite", "sobjects", t, field])
+                if Obj::parse(t).is_some() =>
+            {
+                no_ext_field(field)
+            }
+            ("POST", ["composite"]) if !nested => self.composite(body, injected),
+            ("GET", ["query"]) => self.query(q, version).unwrap_or_else(|e| e),
+            ("GET", ["search"]) => self.search(q, version).unwrap_or_else(|e| e),
+            (_, ["sobjects", _] | ["composite" | "query" | "search", ..]) if !nested => {
+                let message = format!("HTTP Method '{method}' not allowed here");
+                err(405, "METHOD_NOT_ALLOWED", &message)
+            }
+            _ => not_found(),
+        }
+    }
+
+    /// `GET sobjects/{T}/{Id}` or `…/{ext}/{value}`: the record with `fields` (all when absent).
+    fn retrieve(&self, obj: Obj, index: usize, fields: Option<&str>, version: u32) -> Answer {
+        let record = &[&self.db.cases, &self.db.contacts][obj as usize][index];
+        let names = match fields {
+            None => Ok(record.keys().cloned().collect()),
+            Some(list) => {
+                let list: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
+                resolve(obj, &list).map(|names| [vec!["Id".to_owned()], names].concat())
+            }
+        };
+        match names {
+            Ok(names) => reply(200, record_json(obj, record, &names, version)),
+            Err(answer) => answer,
+        }
+    }
+
+    /// A single-record create, update by id (→ 204) or upsert by external id.
+    fn write_one(
+        &mut self,
+        obj: Obj,
+        target: Target,
+        body: Option<Value>,
+        injected: &mut Injected,
+        version: u32,
+    ) -> Answer {
+        let Some(Value::Object(mut raw)) = body else {
+            return parser_error("Cannot deserialize instance of an sObject from a non-object");
+        };
+        raw.remove("attributes");
+        // Documented for upsert: "Do not specify Id or an external ID field in the request body".
+        let forbidden =
+            |k: &&String| k.eq_ignore_ascii_case(EXTERNAL_ID_FIELD) || k.eq_ignore_ascii_case("Id");
+        if let (Target::Ext(_), Some(key)) = (&target, raw.keys().find(forbidden)) {
+            let message = format!("{key}: not allowed in the body of an upsert by external id");
+            return record_errors(&[RecErr::new("INVALID_FIELD", message, &[key.as_str()])]);
+        }
+        if let Target::Ext(value) = &target {
+            raw.insert(EXTERNAL_ID_FIELD.into(), json!(value));
+        }
+        let insert = matches!(target, Target::Insert);
+        let upsert = matches!(target, Target::Ext(_));
+        let by_id = matches!(target, Target::Id(_));
+        let staged = match validate(obj, raw, insert) {
+            Ok(fields) => Staged(obj, target, fields),
+            Err(Invalid::Request(answer)) => return answer,
+            Err(Invalid::Record(errors)) => return record_errors(&errors),
+        };
+        let forced = match std::mem::replace(injected, Injected::None) {
+            Injected::Record(ext, error) => {
+                let hit = self.db.ext_of(&staged).as_ref() == Some(&ext);
+                *injected = Injected::Record(ext, error.clone());
+                hit.then_some(error)
+            }
+            Injected::LockRow(_) => Some(RecErr::lock_row()),
+            Injected::None => None,
+        };
+        if let Some(error) = forced {
+            return record_errors(&[error]);
+        }
+        match self.db.apply(staged) {
+            Err(error) => record_errors(&[error]),
+            Ok(_) if by_id => Answer::Empty(204),
+            // `created` is in the upsert answer from API 46.0; before, an update answered 204.
+            Ok((_, false)) if version < 46 => Answer::Empty(204),
+            Ok((id, created)) => {
+                let mut body = json!({"id": id, "success": true, "errors": []});
+                if upsert && version >= 46 {
+                    body["created"] = json!(created);
+                }
+                let location = format!("/services/data/v{version}.0/sobjects/{}/{id}", obj.name());
+                Answer::Json(if created { 201 } else { 200 }, body, Some(location))
             }
         }
     }
-    out
+
+    /// Check one collections record.
+    fn stage(&self, mut raw: Map<String, Value>, op: Op) -> Result<Staged, Invalid> {
+        let invalid =
+            |code, message: String| Err(Invalid::Record(vec![RecErr::new(code, message, &[])]));
+        let attributes = raw.remove("attributes").unwrap_or_default();
+        let type_name = attributes["type"].as_str().unwrap_or_default();
+        let upsert_ok = |o: &Obj| op != Op::Upsert || *o == Obj::Case;
+        let Some(obj) = Obj::parse(type_name).filter(upsert_ok) else {
+            let message = match type_name {
+                "" => "Each record needs an attributes map with a type".to_owned(),
+                name => format!("sObject type '{name}' is not supported."),
+            };
+            return invalid("INVALID_TYPE", message);
+        };
+        let id_key = raw.keys().find(|k| k.eq_ignore_ascii_case("id")).cloned();
+        let id = id_key.as_ref().and_then(|k| raw.remove(k));
+        let ext = get_ci(&raw, EXTERNAL_ID_FIELD).and_then(Value::as_str);
+        let ext = ext.filter(|e| !e.is_empty()).map(str::to_owned);
+        let target = match (op, id, ext) {
+            (Op::Create, None, _) => Target::Insert,
+            (Op::Create, Some(_), _) => {
+                let message = "cannot specify Id in an insert call".to_owned();
+                return invalid("INVALID_FIELD_FOR_INSERT_UPDATE", message);
+            }
+            (Op::Update, Some(Value::String(id)), _) => Target::Id(id),
+            (Op::Update, ..) => {
+                let message = "Id not specified in an update call".to_owned();
+                return invalid("MISSING_ARGUMENT", message);
+            }
+            (Op::Upsert, Some(_), _) => {
+                let message = "Id: don't set the Id field when upserting by external id".to_owned();
+                return invalid("INVALID_FIELD_FOR_INSERT_UPDATE", message);
+            }
+            (Op::Upsert, None, Some(ext)) => Target::Ext(ext),
+            (Op::Upsert, None, None) => {
+                let message = format!("{EXTERNAL_ID_FIELD} not specified");
+                return invalid("MISSING_ARGUMENT", message);
+            }
+        };
+        let fields = validate(obj, raw, op == Op::Create)?;
+        Ok(Staged(obj, target, fields))
+    }
+
+    /// sObject Collections create, update by id, or upsert by external id. `force`: a composite
+    /// request's `allOrNone: true` overrides the collection's, as documented.
+    fn collection(
+        &mut self,
+        body: Option<Value>,
+        op: Op,
+        injected: &mut Injected,
+        force: bool,
+    ) -> Answer {
+        let Some(Value::Object(mut body)) = body else {
+            return parser_error("expected an object with records");
+        };
+        if let Some(key) = body.keys().find(|k| *k != "allOrNone" && *k != "records") {
+            return parser_error(&format!("Unrecognized field \"{key}\""));
+        }
+        let all_or_none = match body.remove("allOrNone").unwrap_or_default() {
+            Value::Null => force,
+            Value::Bool(b) => b || force,
+            _ => return parser_error("allOrNone: Cannot deserialize value of type boolean"),
+        };
+        let Some(Value::Array(records)) = body.remove("records") else {
+            return parser_error("records: required field is missing or not an array");
+        };
+        if records.len() > MAX_COLLECTION_RECORDS {
+            let message =
+                "record limit reached. cannot submit more than 200 records into this call";
+            return bad("EXCEEDED_ID_LIMIT", message);
+        }
+        let mut staged = Vec::with_capacity(records.len());
+        for record in records {
+            let Value::Object(record) = record else {
+                return parser_error("records: not an SObject");
+            };
+            match self.stage(record, op) {
+                Ok(s) => staged.push(Ok(s)),
+                Err(Invalid::Record(errors)) => staged.push(Err(errors)),
+                Err(Invalid::Request(answer)) => return answer,
+            }
+        }
+        let ext = |s: &Result<Staged, _>| s.as_ref().ok().and_then(|s| self.db.ext_of(s));
+        let exts: Vec<Option<String>> = staged
+            .iter()
+            .map(|s| ext(s).map(|e| e.to_ascii_lowercase()))
+            .collect();
+        let forced = match &*injected {
+            Injected::Record(ext, error) => Some((Some(ext.to_ascii_lowercase()), error.clone())),
+            _ => None,
+        };
+        for (entry, ext) in staged.iter_mut().zip(&exts) {
+            let twice = exts.iter().filter(|e| *e == ext).count() > 1;
+            if op == Op::Upsert && ext.is_some() && twice {
+                // The same external id twice in one upsert request fails both records.
+                let shown = ext.as_deref().unwrap_or_default();
+                let message = format!("Duplicate external id specified: {shown}");
+                *entry = Err(vec![RecErr::new(
+                    "DUPLICATE_VALUE",
+                    message,
+                    &[EXTERNAL_ID_FIELD],
+                )]);
+            } else if let Some((_, error)) = forced.as_ref().filter(|(e, _)| e == ext) {
+                *entry = Err(vec![error.clone()]);
+            }
+        }
+        if let (Injected::LockRow(n), false) = (&*injected, staged.is_empty()) {
+            let index = (*n % staged.len() as u64) as usize;
+            staged[index] = Err(vec![RecErr::lock_row()]);
+            *injected = Injected::None;
+        }
+        let saved = all_or_none.then(|| self.db.clone());
+        let mut created = HashSet::new();
+        let mut results = Vec::with_capacity(staged.len());
+        for (entry, ext) in staged.into_iter().zip(exts) {
+            let result = entry.and_then(|s| {
+                if op == Op::Create && ext.as_ref().is_some_and(|e| created.contains(e)) {
+                    // A clash inside one request: the other record has no id yet.
+                    let message = "duplicate value found: <unknown> duplicates value on record with id: <unknown>";
+                    return Err(vec![RecErr::new("DUPLICATE_VALUE", message, &[])]);
+                }
+                let (id, new) = self.db.apply(s).map_err(|e| vec![e])?;
+                created.extend(ext.filter(|_| new));
+                Ok((id, new))
+            });
+            results.push(result);
+        }
+        if let Some(saved) = saved.filter(|_| results.iter().any(Result::is_err)) {
+            self.db = saved;
+            let message = "Record rolled back because not all records were valid and the request was using AllOrNone header";
+            let rolled_back = vec![RecErr::new(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                message,
+                &[],
+            )];
+            results = results
+                .into_iter()
+                .map(|r| r.and(Err(rolled_back.clone())))
+                .collect();
+        }
+        let entry = |result: Result<(String, bool), Vec<RecErr>>| match result {
+            Ok((id, _)) if op != Op::Upsert => json!({"id": id, "success": true, "errors": []}),
+            Ok((id, new)) => json!({"id": id, "success": true, "errors": [], "created": new}),
+            // Salesforce leaves `id` out of a failed entry.
+            Err(errors) => {
+                let errors: Vec<Value> = errors.iter().map(RecErr::to_json).collect();
+                json!({"success": false, "errors": errors})
+            }
+        };
+        reply(200, results.into_iter().map(entry).collect())
+    }
+}
+
+/// `{"attributes":{"type","url"}, field: value|null, …}`.
+fn record_json(obj: Obj, record: &Record, names: &[String], version: u32) -> Value {
+    let id = text_of(record, "Id").unwrap_or_default();
+    let url = format!("/services/data/v{version}.0/sobjects/{}/{id}", obj.name());
+    let mut out = Map::new();
+    out.insert("attributes".into(), json!({"type": obj.name(), "url": url}));
+    for name in names {
+        out.insert(
+            name.clone(),
+            get_ci(record, name).cloned().unwrap_or_default(),
+        );
+    }
+    Value::Object(out)
+}
+
+fn invalid_field(name: &str, obj: Obj) -> Answer {
+    let message = format!("No such column '{name}' on entity '{}'.", obj.name());
+    bad("INVALID_FIELD", &message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SOQL and SOSL subsets
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Sym(char),
+}
+
+/// Tokens of a SOQL statement or SOSL tail; `.1` is the error code for malformed text.
+struct Tokens(VecDeque<Tok>, &'static str);
+
+impl Tokens {
+    fn lex(text: &str, code: &'static str) -> Result<Tokens, Answer> {
+        let mut out = VecDeque::new();
+        let mut chars = text.chars().peekable();
+        let word_char = |c: &char| c.is_ascii_alphanumeric() || *c == '_' || *c == '.';
+        while let Some(c) = chars.next() {
+            match c {
+                ',' | '(' | ')' | '=' => out.push_back(Tok::Sym(c)),
+                '\'' => {
+                    let mut literal = String::new();
+                    loop {
+                        match (chars.next(), chars.peek()) {
+                            (Some('\''), _) => break,
+                            (Some('\\'), Some('\'' | '\\')) => literal.extend(chars.next()),
+                            (Some('\\'), _) | (None, _) => return Err(bad(code, "bad literal")),
+                            (Some(c), _) => literal.push(c),
+                        }
+                    }
+                    out.push_back(Tok::Str(literal));
+                }
+                c if word_char(&c) => {
+                    let mut word = c.to_string();
+                    word.extend(std::iter::from_fn(|| chars.next_if(word_char)));
+                    out.push_back(Tok::Word(word));
+                }
+                c if c.is_whitespace() => {}
+                other => return Err(bad(code, &format!("unexpected token: '{other}'"))),
+            }
+        }
+        Ok(Tokens(out, code))
+    }
+
+    fn fail<T>(&self, found: Option<Tok>) -> Result<T, Answer> {
+        Err(bad(self.1, &format!("unexpected token: {found:?}")))
+    }
+
+    fn word(&mut self) -> Result<String, Answer> {
+        match self.0.pop_front() {
+            Some(Tok::Word(w)) => Ok(w),
+            other => self.fail(other),
+        }
+    }
+
+    fn literal(&mut self) -> Result<String, Answer> {
+        match self.0.pop_front() {
+            Some(Tok::Str(s)) => Ok(s),
+            other => self.fail(other),
+        }
+    }
+
+    fn keyword(&mut self, keyword: &str) -> Result<(), Answer> {
+        match self.0.pop_front() {
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case(keyword) => Ok(()),
+            other => self.fail(other),
+        }
+    }
+
+    fn eat(&mut self, c: char) -> bool {
+        let found = self.0.front() == Some(&Tok::Sym(c));
+        found && self.0.pop_front().is_some()
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), Answer> {
+        if self.eat(c) {
+            Ok(())
+        } else {
+            self.fail(self.0.front().cloned())
+        }
+    }
+
+    /// `a, b, …`, one `item` each.
+    fn list<T>(&mut self, item: fn(&mut Self) -> Result<T, Answer>) -> Result<Vec<T>, Answer> {
+        let mut out = vec![item(self)?];
+        while self.eat(',') {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    fn end(&mut self) -> Result<(), Answer> {
+        match self.0.pop_front() {
+            None => Ok(()),
+            other => self.fail(other),
+        }
+    }
+}
+
+/// Field names resolved against `obj`, canonically spelled.
+fn resolve(obj: Obj, names: &[String]) -> Result<Vec<String>, Answer> {
+    let one = |n: &String| {
+        obj.field(n)
+            .map(|f| f.0)
+            .ok_or_else(|| invalid_field(n, obj))
+    };
+    names.iter().map(one).collect()
+}
+
+impl OrgState {
+    /// `GET query?q=SELECT f, … FROM Case|Contact [WHERE f = 'x' | f IN ('a', …) [OR …]]`.
+    /// Text comparisons are case-insensitive, as SOQL's are; ids match by 15 or 18 characters.
+    /// Results never page (`done` is always true).
+    fn query(&self, q: &str, version: u32) -> Result<Answer, Answer> {
+        let mut t = Tokens::lex(q, "MALFORMED_QUERY")?;
+        t.keyword("SELECT")?;
+        let select = t.list(Tokens::word)?;
+        t.keyword("FROM")?;
+        let type_name = t.word()?;
+        let Some(obj) = Obj::parse(&type_name) else {
+            let message = format!("sObject type '{type_name}' is not supported.");
+            return Err(bad("INVALID_TYPE", &message));
+        };
+        let names = resolve(obj, &select)?;
+        let mut conditions: Vec<(String, bool, Vec<String>)> = Vec::new();
+        let mut keyword = "WHERE";
+        while !t.0.is_empty() {
+            t.keyword(keyword)?;
+            keyword = "OR";
+            let name = t.word()?;
+            let (field, ty) = obj.field(&name).ok_or_else(|| invalid_field(&name, obj))?;
+            let values = if t.eat('=') {
+                vec![t.literal()?]
+            } else {
+                t.keyword("IN")?;
+                t.expect('(')?;
+                let values = t.list(Tokens::literal)?;
+                t.expect(')')?;
+                values
+            };
+            if ty == Ty::DateTime {
+                let message = format!(
+                    "value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"
+                );
+                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
+            }
+            let is_ref = field == "Id" || matches!(ty, Ty::Ref(..));
+            if let Some(v) = values.iter().find(|v| is_ref && !is_id(v, "")) {
+                let message = format!("invalid ID field: {v}");
+                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
+            }
+            conditions.push((field, is_ref, values));
+        }
+        let matches = |stored: &str, is_ref: bool, v: &String| match is_ref {
+            true => same_id(stored, v),
+            false => stored.eq_ignore_ascii_case(v),
+        };
+        let hit = |r: &&Record| {
+            let one = |(field, is_ref, values): &(String, bool, Vec<String>)| {
+                let stored = get_ci(r, field).and_then(Value::as_str).unwrap_or_default();
+                values.iter().any(|v| matches(stored, *is_ref, v))
+            };
+            conditions.is_empty() || conditions.iter().any(one)
+        };
+        let table = [&self.db.cases, &self.db.contacts][obj as usize];
+        let records = table
+            .iter()
+            .filter(hit)
+            .map(|r| record_json(obj, r, &names, version));
+        let records: Vec<Value> = records.collect();
+        let total = records.len();
+        Ok(reply(
+            200,
+            json!({"totalSize": total, "done": true, "records": records}),
+        ))
+    }
+
+    /// `GET search?q=FIND {term} IN PHONE FIELDS RETURNING Contact[(f, …)]`.
+    ///
+    /// Reserved characters (`& | ! ( ) { } [ ] ^ " ~ * ? : \ ' + -`) must be escaped with `\`, as
+    /// the SOSL "FIND {SearchQuery}" reference says; unescaped ones are refused, not guessed at.
+    /// A phone field matches when its digits equal the term's: the SOSL reference splits text on
+    /// spaces and punctuation, and the SOAP API's example `find {4159017000} in phone fields`
+    /// looks up formatted numbers. No documented rule folds country codes, so none is folded:
+    /// `+15555550147` does not find `(555) 555-0147`, and `5555550147` does.
+    fn search(&self, q: &str, version: u32) -> Result<Answer, Answer> {
+        const RESERVED: &str = "&|!(){}[]^\"~*?:\\'+-";
+        let malformed = |m: &str| bad("MALFORMED_SEARCH", m);
+        let q = q.trim_start();
+        let find = q.get(..5).filter(|f| f.eq_ignore_ascii_case("FIND "));
+        let rest = find.and_then(|_| q[5..].trim_start().strip_prefix('{'));
+        let Some(rest) = rest else {
+            return Err(malformed(
+                "No search term found. The search term must be enclosed in braces.",
+            ));
+        };
+        let (mut term, mut chars, mut end) = (String::new(), rest.char_indices(), None);
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, e)) if RESERVED.contains(e) => term.push(e),
+                    _ => return Err(malformed("Invalid escape sequence in the search term")),
+                },
+                '}' => {
+                    end = Some(i);
+                    break;
+                }
+                c if RESERVED.contains(c) => {
+                    return Err(malformed(&format!("unescaped reserved character '{c}'")));
+                }
+                c => term.push(c),
+            }
+        }
+        let end = end.ok_or_else(|| malformed("the search term has no closing brace"))?;
+        let mut t = Tokens::lex(&rest[end + 1..], "MALFORMED_SEARCH")?;
+        for keyword in ["IN", "PHONE", "FIELDS", "RETURNING", "Contact"] {
+            t.keyword(keyword)?;
+        }
+        let mut names = vec!["Id".to_owned()];
+        if t.eat('(') {
+            names = resolve(Obj::Contact, &t.list(Tokens::word)?)?;
+            t.expect(')')?;
+        }
+        t.end()?;
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        let wanted = digits(&term);
+        if wanted.len() < 2 {
+            return Err(malformed("search term must be longer than one character"));
+        }
+        let phone = |c: &Record, f: &str| text_of(c, f).is_some_and(|p| digits(p) == wanted);
+        let hit = |c: &&Record| phone(c, "Phone") || phone(c, "MobilePhone");
+        let found = self.db.contacts.iter().filter(hit);
+        let found: Vec<Value> = found
+            .map(|c| record_json(Obj::Contact, c, &names, version))
+            .collect();
+        // From API 36.0 the answer is `{"searchRecords": […]}`; before, a bare array.
+        let body = if version >= 36 {
+            json!({"searchRecords": found})
+        } else {
+            json!(found)
+        };
+        Ok(reply(200, body))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Composite
+// ---------------------------------------------------------------------------------------------
+
+/// A subrequest's `(httpStatusCode, body, httpHeaders)`.
+type SubResult = (u16, Value, Value);
+
+fn halted(message: &str) -> SubResult {
+    let body = json!([{"errorCode": "PROCESSING_HALTED", "message": message}]);
+    (400, body, json!({}))
+}
+
+/// The value at `path` (`.field`, `[index]`, repeated) in `value`.
+fn walk<'a>(mut value: &'a Value, mut path: &str) -> Option<&'a Value> {
+    while !path.is_empty() {
+        if let Some(rest) = path.strip_prefix('.') {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            (value, path) = (value.get(&rest[..end])?, &rest[end..]);
+        } else {
+            let (index, rest) = path.strip_prefix('[')?.split_once(']')?;
+            (value, path) = (value.get(index.parse::<usize>().ok()?)?, rest);
+        }
+    }
+    Some(value)
+}
+
+/// Replace every `@{refId.path}` in `text` by the value's text; when `text` is one reference
+/// alone, the JSON value comes back too. `Err`: the PROCESSING_HALTED message, worded like the
+/// Composite reference's "Invalid reference specified" examples.
+fn substitute(
+    text: &str,
+    done: &HashMap<String, SubResult>,
+) -> Result<(String, Option<Value>), String> {
+    let (mut out, mut rest) = (String::new(), text);
+    while let Some(start) = rest.find("@{") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let reference = &rest[start + 2..start + len];
+        let ref_id = reference.split(['.', '[']).next().unwrap_or_default();
+        // "Dependent subrequests aren't executed": a failed one cannot be referenced.
+        let parent = done.get(ref_id).filter(|r| r.0 < 400);
+        let value = parent.and_then(|p| walk(&p.1, &reference[ref_id.len()..]));
+        let Some(value) = value else {
+            return Err(format!(
+                "Invalid reference specified. No value for {reference} found in {ref_id}."
+            ));
+        };
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        if start == 0 && len + 1 == rest.len() && out.is_empty() {
+            return Ok((text, Some(value.clone())));
+        }
+        out.push_str(&rest[..start]);
+        out.push_str(&text);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok((out, None))
+}
+
+fn substitute_json(value: Value, done: &HashMap<String, SubResult>) -> Result<Value, String> {
+    let each = |v| substitute_json(v, done);
+    Ok(match value {
+        Value::String(s) => match substitute(&s, done)? {
+            (_, Some(whole)) => whole,
+            (text, None) => Value::String(text),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(each).collect::<Result<_, _>>()?),
+        Value::Object(map) => {
+            let pairs = map.into_iter().map(|(k, v)| Ok((k, each(v)?)));
+            Value::Object(pairs.collect::<Result<_, String>>()?)
+        }
+        other => other,
+    })
+}
+
+/// A subrequest as sent: method, url, referenceId and body.
+type Sub = (Method, String, String, Option<Value>);
+
+/// Check one subrequest of a composite request; `Err` fails the whole request (400).
+fn parse_sub(sub: &Value) -> Result<Sub, Answer> {
+    let text = |k: &str| sub.get(k).and_then(Value::as_str);
+    let (Some(method), Some(url), Some(ref_id)) =
+        (text("method"), text("url"), text("referenceId"))
+    else {
+        return Err(parser_error(
+            "a subrequest needs method, url and referenceId",
+        ));
+    };
+    let first_ok = ref_id.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !first_ok
+        || !ref_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        // From API 52.0 an illegal reference id fails the whole request (documented).
+        let message = format!(
+            "Provided referenceId ('{ref_id}') must start with a letter or a number, and it can contain only letters, numbers and underscores ('_')."
+        );
+        return Err(bad("JSON_PARSER_ERROR", &message));
+    }
+    // Subrequests inherit these three headers; setting one fails the request (documented).
+    let inherited = ["accept", "authorization", "content-type"];
+    let headers = sub
+        .get("httpHeaders")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten();
+    if headers
+        .map(|(k, _)| k.to_ascii_lowercase())
+        .any(|k| inherited.contains(&k.as_str()))
+    {
+        return Err(bad(
+            "INVALID_INPUT",
+            "Subrequests can't set Accept, Authorization or Content-Type",
+        ));
+    }
+    let method = Method::from_bytes(method.as_bytes()).map_err(|_| parser_error("bad method"))?;
+    Ok((
+        method,
+        url.to_owned(),
+        ref_id.to_owned(),
+        sub.get("body").cloned(),
+    ))
+}
+
+impl OrgState {
+    /// `POST composite`: up to 25 subrequests (at most 5 collections or queries) run in order,
+    /// with `@{ref…}` references into earlier answers. With `allOrNone: true` one failure (a
+    /// 4xx/5xx, or a failed collections record) rolls every write back and the others answer
+    /// `400 PROCESSING_HALTED`; otherwise only subrequests referencing a failed one halt.
+    fn composite(&mut self, body: Option<Value>, injected: &mut Injected) -> Answer {
+        let Some(Value::Object(body)) = body else {
+            return parser_error("expected a composite request");
+        };
+        let known = ["allOrNone", "collateSubrequests", "compositeRequest"];
+        if let Some(key) = body.keys().find(|k| !known.contains(&k.as_str())) {
+            return parser_error(&format!("Unrecognized field \"{key}\""));
+        }
+        let all_or_none = body.get("allOrNone") == Some(&json!(true));
+        let Some(Value::Array(subs)) = body.get("compositeRequest") else {
+            return parser_error("compositeRequest: required field is missing");
+        };
+        let url = |s: &Value| s["url"].as_str().unwrap_or_default().to_owned();
+        let heavy = subs
+            .iter()
+            .map(url)
+            .filter(|u| u.contains("/composite/sobjects") || u.contains("/query"));
+        if subs.len() > MAX_COMPOSITE_SUBREQUESTS || heavy.count() > 5 {
+            // The documented limits; Salesforce's error code for them is not documented.
+            let message = "A composite request has at most 25 subrequests, at most 5 of them collections or queries";
+            return bad("LIMIT_EXCEEDED", message);
+        }
+        let subs = match subs.iter().map(parse_sub).collect::<Result<Vec<_>, _>>() {
+            Ok(subs) => subs,
+            Err(answer) => return answer,
+        };
+        let saved = all_or_none.then(|| self.db.clone());
+        self.composite_all_or_none = all_or_none;
+        let (mut done, mut order, mut failed) = (HashMap::new(), Vec::new(), None);
+        for (method, url, ref_id, body) in subs {
+            let result = match failed {
+                Some(_) => halted(ROLLED_BACK),
+                None => self.subrequest(&method, &url, body, &done, injected),
+            };
+            let entries = result.1.as_array();
+            let record_failed = entries.is_some_and(|a| a.iter().any(|r| r["success"] == false));
+            if all_or_none && failed.is_none() && (result.0 >= 400 || record_failed) {
+                failed = Some(order.len());
+            }
+            order.push(ref_id.clone());
+            done.insert(ref_id, result);
+        }
+        self.composite_all_or_none = false;
+        if let (Some(index), Some(saved)) = (failed, saved) {
+            self.db = saved;
+            for ref_id in &order[..index] {
+                done.insert(ref_id.clone(), halted(ROLLED_BACK));
+            }
+        }
+        let response = |ref_id: String| {
+            let (code, body, headers) = done.remove(&ref_id).unwrap_or_else(|| halted(ROLLED_BACK));
+            json!({"body": body, "httpHeaders": headers, "httpStatusCode": code, "referenceId": ref_id})
+        };
+        let responses: Vec<Value> = order.into_iter().map(response).collect();
+        reply(200, json!({"compositeResponse": responses}))
+    }
+
+    fn subrequest(
+        &mut self,
+        method: &Method,
+        url: &str,
+        body: Option<Value>,
+        done: &HashMap<String, SubResult>,
+        injected: &mut Injected,
+    ) -> SubResult {
+        let body = body.map(|b| substitute_json(b, done)).transpose();
+        let resolved = substitute(url, done).and_then(|(url, _)| Ok((url, body?)));
+        let (url, body) = match resolved {
+            Ok(resolved) => resolved,
+            Err(message) => return halted(&message),
+        };
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let answer = match parse_data_path(path) {
+            Some((version, segments)) => {
+                let query = parse_query(query);
+                let call = Call {
+                    method,
+                    version,
+                    segments,
+                    query,
+                    body,
+                };
+                self.route(call, injected, true)
+            }
+            None => not_found(),
+        };
+        match answer {
+            Answer::Json(code, body, location) => {
+                let headers = location.map_or(json!({}), |l| json!({"Location": l}));
+                (code, body, headers)
+            }
+            Answer::Empty(code) => (code, Value::Null, json!({})),
+            other => (
+                500,
+                json!([{"errorCode": "UNKNOWN_EXCEPTION", "message": format!("{other:?}")}]),
+                json!({}),
+            ),
+        }
+    }
 }
