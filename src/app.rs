@@ -38,6 +38,9 @@ pub struct AppState {
     pub metrics: MetricsTarget,
     /// Time kept in reserve before the invocation deadline.
     pub deadline_margin: Duration,
+    /// How long an invocation held for a Salesforce outage waits before answering (capped by
+    /// the deadline), so the event source mapping's retries do not spin.
+    pub outage_hold: Duration,
 }
 
 /// Why the shared state could not be built.
@@ -88,6 +91,13 @@ impl AppState {
         } else {
             None
         };
+        match config.salesforce.auth_flow {
+            Some(flow) => tracing::info!(flow = flow.name(), "Salesforce OAuth flow"),
+            None => tracing::info!(
+                flow = "inferred from the secret's credentials at the first sign-in",
+                "Salesforce OAuth flow"
+            ),
+        }
         let credentials = match config.credentials {
             CredentialsConfig::Inline(c) => CredentialSource::Static(c),
             CredentialsConfig::SecretArn(arn) => CredentialSource::secrets_manager(
@@ -113,6 +123,7 @@ impl AppState {
                 enabled: true,
             },
             deadline_margin: config.deadline_margin,
+            outage_hold: config.outage_hold,
         })
     }
 

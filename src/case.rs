@@ -18,12 +18,14 @@
 //! can also be turned into.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 
 use crate::classify::{HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr};
+use crate::privacy::{AttributeFilter, mask_card_numbers};
 
 /// The default external id field on Case.
 pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
@@ -64,11 +66,25 @@ pub enum MappingError {
         /// Character position of the problem.
         position: usize,
     },
-    /// The mapping tries to set the external id field, which is always the ContactId.
+    /// The mapping tries to set the external id or version field, which ctr-cases always sets
+    /// itself (to the ContactId and the CTR's LastUpdateTimestamp).
     #[error(
-        "`{0}` is the external id field; it is always set to the ContactId and cannot be mapped"
+        "`{0}` is the external id or version field; ctr-cases always sets it (to the ContactId / the CTR's LastUpdateTimestamp) and it cannot be mapped"
     )]
     ExternalIdMapped(String),
+    /// A write mode is neither `on_create` nor `kept_current`.
+    #[error(
+        "the mode `{mode}` for `{field}` is not a write mode: use \"on_create\" (written when the Case is created) or \"kept_current\" (also written by newer versions of the contact)"
+    )]
+    InvalidMode {
+        /// The field.
+        field: String,
+        /// What was given.
+        mode: String,
+    },
+    /// A per-outcome template definition is wrong.
+    #[error("{0}")]
+    InvalidTemplate(String),
     /// The mapping JSON is not an object of strings (or nulls to remove a default).
     #[error(
         "the Case mapping must be a JSON object of field name → template string (or null to drop a default field): {0}"
@@ -140,12 +156,176 @@ impl Template {
     }
 }
 
-/// How Cases are built: external id field and the field templates, in order.
+/// When a mapped field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Only when the Case is created: from then on the field belongs to the agents (Subject,
+    /// Status, Priority, Origin, owner, record type, links, and user-added fields by default).
+    OnCreate,
+    /// On create and whenever a newer version of the contact arrives (the call context and
+    /// the outcome).
+    KeptCurrent,
+}
+
+impl WriteMode {
+    /// Parses `on_create` or `kept_current`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "on_create" | "create" => Some(WriteMode::OnCreate),
+            "kept_current" | "current" => Some(WriteMode::KeptCurrent),
+            _ => None,
+        }
+    }
+
+    /// The mode a field gets when the mapping does not say: kept current for the call context
+    /// and the outcome, on create for everything else.
+    pub fn default_for(field: &str) -> Self {
+        if KEPT_CURRENT_BY_DEFAULT
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(field))
+        {
+            WriteMode::KeptCurrent
+        } else {
+            WriteMode::OnCreate
+        }
+    }
+}
+
+/// Fields kept current unless the mapping says otherwise.
+pub const KEPT_CURRENT_BY_DEFAULT: [&str; 2] = ["Description", DEFAULT_OUTCOME_FIELD];
+
+/// The default Case field holding the CTR `LastUpdateTimestamp` the Case reflects (DateTime).
+pub const DEFAULT_VERSION_FIELD: &str = "Amazon_Connect_Last_Update__c";
+
+/// The default Case field holding the outcome code (Text).
+pub const DEFAULT_OUTCOME_FIELD: &str = "Amazon_Connect_Outcome__c";
+
+/// The default contact attribute in which the contact flow stores the hand-off Case's id.
+pub const DEFAULT_CASE_ID_ATTRIBUTE: &str = "ctrCasesCaseId";
+
+/// The Case fields whose default comes from the outcome's template ([`CASE_TEMPLATE_FIELDS`]).
+pub const CASE_TEMPLATE_FIELDS: [&str; 4] = ["Subject", "Status", "Priority", "Origin"];
+
+/// Where a mapped field's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// One template for every outcome.
+    Template(Template),
+    /// The outcome's template for this field (see [`CaseTemplates`]).
+    PerOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MappedField {
+    name: String,
+    source: Source,
+    mode: WriteMode,
+}
+
+/// Per-outcome and per-channel templates for Subject, Status, Priority and Origin.
+///
+/// Keys are an outcome's template key (`dropped`, `queued_abandoned`, `live_agent`,
+/// `virtual_agent_resolved`, `virtual_agent_handoff`, `handoff`, `transferred_out`) or `*`,
+/// optionally followed by `.CHANNEL` (`dropped.CHAT`, `*.EMAIL`). For an outcome and channel the
+/// first of `key.CHANNEL`, `*.CHANNEL`, `key`, `*` that sets the field wins, then the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseTemplates {
+    /// (key, field, template), in the order given.
+    entries: Vec<(String, &'static str, Template)>,
+    priority: Template,
+    /// The template of each field for every (outcome key, channel), resolved once.
+    resolved: Vec<(&'static str, &'static str, [Template; 4])>,
+}
+
+/// The channels a template can name.
+const CHANNELS: [&str; 4] = ["VOICE", "CHAT", "TASK", "EMAIL"];
+
+impl CaseTemplates {
+    fn new(priority: &str) -> Self {
+        let mut templates = CaseTemplates {
+            entries: Vec::new(),
+            priority: Template(vec![Piece::Literal(priority.to_owned())]),
+            resolved: Vec::new(),
+        };
+        templates.resolve();
+        templates
+    }
+
+    /// The template for `field` of outcome `key` on `channel` (see the type's doc).
+    fn get(&self, key: &str, channel: &str, field: &str) -> &Template {
+        let index = CASE_TEMPLATE_FIELDS
+            .iter()
+            .position(|f| *f == field)
+            .expect("only template fields are per outcome");
+        self.resolved
+            .iter()
+            .find(|(k, c, _)| *k == key && *c == channel)
+            .or_else(|| {
+                self.resolved
+                    .iter()
+                    .find(|(k, c, _)| *k == "dropped" && *c == channel)
+            })
+            .map(|(_, _, t)| &t[index])
+            .expect("every key and channel is resolved")
+    }
+
+    fn resolve(&mut self) {
+        let mut resolved = Vec::new();
+        for key in crate::classify::TEMPLATE_KEYS {
+            for channel in CHANNELS {
+                let candidates = [
+                    format!("{key}.{channel}"),
+                    format!("*.{channel}"),
+                    key.to_owned(),
+                    "*".to_owned(),
+                ];
+                let field = |field: &str| -> Template {
+                    candidates
+                        .iter()
+                        .find_map(|candidate| {
+                            self.entries
+                                .iter()
+                                .find(|(k, f, _)| k == candidate && *f == field)
+                                .map(|(_, _, t)| t.clone())
+                        })
+                        .unwrap_or_else(|| match field {
+                            "Priority" => self.priority.clone(),
+                            _ => Template::parse(field, default_template_value(key, field))
+                                .expect("built-in templates parse"),
+                        })
+                };
+                resolved.push((key, channel, CASE_TEMPLATE_FIELDS.map(field)));
+            }
+        }
+        self.resolved = resolved;
+    }
+}
+
+/// The built-in value of a per-outcome field (when no template sets it).
+fn default_template_value(key: &str, field: &str) -> &'static str {
+    match field {
+        "Subject" => "{outcome} from {customer}",
+        "Origin" => "{origin}",
+        "Status" if key == "virtual_agent_resolved" => "Closed",
+        _ => "New",
+    }
+}
+
+/// How Cases are built: external id, version field, the field templates in order with their
+/// write modes, and the per-outcome templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseMapping {
     /// The Case field holding the ContactId (unique external id).
     pub external_id_field: String,
-    fields: Vec<(String, Template)>,
+    /// The Case field holding the CTR version the Case reflects (DateTime).
+    pub version_field: String,
+    /// The contact attribute that may hold the Id of the contact's hand-off Case.
+    pub case_id_attribute: String,
+    /// Which contact attributes may reach a Case (card numbers in them are masked).
+    pub attributes: AttributeFilter,
+    fields: Vec<MappedField>,
+    templates: CaseTemplates,
+    kept_current: Arc<[String]>,
 }
 
 impl CaseMapping {
@@ -155,76 +335,230 @@ impl CaseMapping {
     /// [`MappingError::InvalidFieldName`] when `external_id_field` is not an API name.
     pub fn new(external_id_field: &str, priority: &str) -> Result<Self, MappingError> {
         check_field_name(external_id_field)?;
-        let defaults = [
-            (
-                "Subject",
-                "{outcome} from {CustomerEndpoint.Address|unknown caller}",
-            ),
-            ("Description", "{context}"),
-            ("Origin", "Phone"),
-            ("Status", "New"),
-            ("SuppliedPhone", "{CustomerEndpoint.Address}"),
+        let template = |name: &str, text: &str| -> Result<MappedField, MappingError> {
+            Ok(MappedField {
+                name: name.to_owned(),
+                source: Source::Template(Template::parse(name, text)?),
+                mode: WriteMode::default_for(name),
+            })
+        };
+        let per_outcome = |name: &str| MappedField {
+            name: name.to_owned(),
+            source: Source::PerOutcome,
+            mode: WriteMode::default_for(name),
+        };
+        let fields = vec![
+            per_outcome("Subject"),
+            template("Description", "{context}")?,
+            per_outcome("Origin"),
+            per_outcome("Status"),
+            template("SuppliedPhone", "{CustomerEndpoint.Address}")?,
+            per_outcome("Priority"),
+            template(DEFAULT_OUTCOME_FIELD, "{outcome_code}")?,
         ];
-        let mut fields = defaults
-            .into_iter()
-            .map(|(f, t)| Ok((f.to_owned(), Template::parse(f, t)?)))
-            .collect::<Result<Vec<_>, MappingError>>()?;
-        fields.push((
-            "Priority".into(),
-            Template(vec![Piece::Literal(priority.into())]),
-        ));
-        Ok(CaseMapping {
+        let mut mapping = CaseMapping {
             external_id_field: external_id_field.to_owned(),
+            version_field: DEFAULT_VERSION_FIELD.to_owned(),
+            case_id_attribute: DEFAULT_CASE_ID_ATTRIBUTE.to_owned(),
+            attributes: AttributeFilter::default(),
             fields,
-        })
+            templates: CaseTemplates::new(priority),
+            kept_current: Arc::from(Vec::new()),
+        };
+        mapping.refresh();
+        Ok(mapping)
     }
 
-    /// Applies user overrides from JSON: `{"Field": "template", "DefaultField": null, …}`.
-    /// A string replaces or adds a field; null removes a default field.
+    /// Uses `field` (a DateTime field) to store the CTR version.
     ///
     /// # Errors
-    /// [`MappingError`] for a bad field name, template or JSON shape, or when the external id
-    /// field is mapped.
+    /// [`MappingError::InvalidFieldName`], or [`MappingError::ExternalIdMapped`] when it is the
+    /// external id field.
+    pub fn with_version_field(mut self, field: &str) -> Result<Self, MappingError> {
+        check_field_name(field)?;
+        if field.eq_ignore_ascii_case(&self.external_id_field) {
+            return Err(MappingError::ExternalIdMapped(field.to_owned()));
+        }
+        self.version_field = field.to_owned();
+        self.refresh();
+        Ok(self)
+    }
+
+    /// Lets only the contact attributes `filter` allows reach a Case.
+    pub fn with_attribute_filter(mut self, filter: AttributeFilter) -> Self {
+        self.attributes = filter;
+        self
+    }
+
+    /// Reads the hand-off Case's Id from contact attribute `name`.
+    pub fn with_case_id_attribute(mut self, name: &str) -> Self {
+        name.trim().clone_into(&mut self.case_id_attribute);
+        self
+    }
+
+    /// Applies user overrides from JSON: `{"Field": "template", "DefaultField": null,
+    /// "Other__c": {"template": "…", "mode": "kept_current"}, "Subject": {"mode": "kept_current"}}`.
+    /// A string replaces or adds a field (with its default write mode); null removes a default
+    /// field; an object sets the template and/or the write mode (`on_create`, `kept_current`).
+    ///
+    /// # Errors
+    /// [`MappingError`] for a bad field name, template, mode or JSON shape, or when the external
+    /// id or version field is mapped.
     pub fn with_overrides(mut self, json: &str) -> Result<Self, MappingError> {
         let value: Value =
             serde_json::from_str(json).map_err(|e| MappingError::NotAnObject(e.to_string()))?;
         let Value::Object(map) = value else {
             return Err(MappingError::NotAnObject("got a non-object".into()));
         };
-        for (field, template) in map {
+        for (field, spec) in map {
             check_field_name(&field)?;
-            if field.eq_ignore_ascii_case(&self.external_id_field) {
+            if field.eq_ignore_ascii_case(&self.external_id_field)
+                || field.eq_ignore_ascii_case(&self.version_field)
+            {
                 return Err(MappingError::ExternalIdMapped(field));
             }
-            self.fields.retain(|(f, _)| f != &field);
-            match template {
-                Value::Null => {}
-                Value::String(text) => {
-                    let parsed = Template::parse(&field, &text)?;
-                    self.fields.push((field, parsed));
+            let existing = self.fields.iter().position(|f| f.name == field);
+            let (template, mode) = match spec {
+                Value::Null => {
+                    if let Some(i) = existing {
+                        self.fields.remove(i);
+                    }
+                    continue;
+                }
+                Value::String(text) => (Some(text), None),
+                Value::Object(spec) => {
+                    let mut template = None;
+                    let mut mode = None;
+                    for (key, value) in spec {
+                        match (key.as_str(), value) {
+                            ("template", Value::String(t)) => template = Some(t),
+                            ("mode", Value::String(m)) => {
+                                mode = Some(WriteMode::parse(&m).ok_or_else(|| {
+                                    MappingError::InvalidMode {
+                                        field: field.clone(),
+                                        mode: m.clone(),
+                                    }
+                                })?);
+                            }
+                            (other, _) => {
+                                return Err(MappingError::NotAnObject(format!(
+                                    "the object for `{field}` may only have \"template\" and \
+                                     \"mode\" strings, not `{other}`"
+                                )));
+                            }
+                        }
+                    }
+                    if template.is_none() && existing.is_none() {
+                        return Err(MappingError::NotAnObject(format!(
+                            "`{field}` is not a default field, so it needs a \"template\""
+                        )));
+                    }
+                    (template, mode)
                 }
                 _ => {
                     return Err(MappingError::NotAnObject(format!(
-                        "the value for `{field}` is not a string or null"
+                        "the value for `{field}` is not a string, an object or null"
                     )));
                 }
+            };
+            let source = template
+                .map(|t| Template::parse(&field, &t).map(Source::Template))
+                .transpose()?;
+            match existing {
+                Some(i) => {
+                    let mapped = &mut self.fields[i];
+                    if let Some(source) = source {
+                        mapped.source = source;
+                    }
+                    if let Some(mode) = mode {
+                        mapped.mode = mode;
+                    }
+                }
+                None => self.fields.push(MappedField {
+                    mode: mode.unwrap_or_else(|| WriteMode::default_for(&field)),
+                    name: field,
+                    source: source.expect("a new field has a template (checked above)"),
+                }),
             }
         }
+        self.refresh();
         Ok(self)
     }
 
-    /// The mapped field names, in order (without the external id field).
+    /// Applies per-outcome templates from JSON:
+    /// `{"dropped": {"Priority": "High"}, "virtual_agent_resolved.CHAT": {"Status": "Closed"},
+    /// "*.EMAIL": {"Origin": "Email"}}` (see [`CaseTemplates`]).
+    ///
+    /// # Errors
+    /// [`MappingError::InvalidTemplate`] naming the bad key or field, or a template error.
+    pub fn with_templates(mut self, json: &str) -> Result<Self, MappingError> {
+        let invalid = |what: String| MappingError::InvalidTemplate(what);
+        let value: Value = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(invalid("expected a JSON object of outcome → fields".into()));
+        };
+        for (key, fields) in map {
+            let (outcome, channel) = key.split_once('.').unwrap_or((&key, ""));
+            let known_outcome = outcome == "*" || crate::classify::TEMPLATE_KEYS.contains(&outcome);
+            let known_channel =
+                channel.is_empty() || ["VOICE", "CHAT", "TASK", "EMAIL"].contains(&channel);
+            if !known_outcome || !known_channel {
+                return Err(invalid(format!(
+                    "`{key}` is not an outcome key ({} or *), optionally followed by \
+                     .VOICE, .CHAT, .TASK or .EMAIL",
+                    crate::classify::TEMPLATE_KEYS.join(", ")
+                )));
+            }
+            let Value::Object(fields) = fields else {
+                return Err(invalid(format!("the value for `{key}` is not an object")));
+            };
+            for (field, text) in fields {
+                let Some(&name) = CASE_TEMPLATE_FIELDS.iter().find(|f| **f == field) else {
+                    return Err(invalid(format!(
+                        "`{key}.{field}`: templates set only Subject, Status, Priority and Origin"
+                    )));
+                };
+                let Value::String(text) = text else {
+                    return Err(invalid(format!("`{key}.{field}` is not a string")));
+                };
+                let template = Template::parse(name, &text)?;
+                self.templates.entries.push((key.clone(), name, template));
+            }
+        }
+        self.templates.resolve();
+        Ok(self)
+    }
+
+    /// The mapped field names, in order (without the external id and version fields).
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(f, _)| f.as_str())
+        self.fields.iter().map(|f| f.name.as_str())
+    }
+
+    /// The write mode of `field`, if it is mapped.
+    pub fn mode_of(&self, field: &str) -> Option<WriteMode> {
+        self.fields.iter().find(|f| f.name == field).map(|f| f.mode)
+    }
+
+    /// The custom (`…__c`) fields a Case built with this mapping may write: the external id,
+    /// the version field and every mapped custom field. What the org's metadata must define.
+    pub fn custom_fields(&self) -> Vec<&str> {
+        let mut names = vec![self.external_id_field.as_str(), self.version_field.as_str()];
+        names.extend(self.field_names().filter(|n| n.ends_with("__c")));
+        names
     }
 
     /// What a CTR decode must keep for this mapping: the top-level key of every CTR path its
     /// templates reference (the special placeholders need nothing beyond the typed fields).
     pub fn capture(&self) -> Capture {
+        let mapped = self.fields.iter().filter_map(|f| match &f.source {
+            Source::Template(t) => Some(t),
+            Source::PerOutcome => None,
+        });
+        let templates = self.templates.resolved.iter().flat_map(|(_, _, t)| t);
         Capture::of_paths(
-            self.fields
-                .iter()
-                .flat_map(|(_, template)| &template.0)
+            mapped
+                .chain(templates)
+                .flat_map(|template| &template.0)
                 .filter_map(|piece| match piece {
                     Piece::Placeholder { path, .. } if !SPECIAL.contains(&path.as_str()) => {
                         Some(path.as_str())
@@ -232,6 +566,17 @@ impl CaseMapping {
                     _ => None,
                 }),
         )
+    }
+
+    fn refresh(&mut self) {
+        let mut names: Vec<String> = self
+            .fields
+            .iter()
+            .filter(|f| f.mode == WriteMode::KeptCurrent)
+            .map(|f| f.name.clone())
+            .collect();
+        names.push(self.version_field.clone());
+        self.kept_current = Arc::from(names);
     }
 }
 
@@ -243,7 +588,14 @@ impl Default for CaseMapping {
 }
 
 /// Placeholders that are not CTR paths.
-const SPECIAL: [&str; 4] = ["outcome", "outcome_code", "contact_id", "context"];
+const SPECIAL: [&str; 6] = [
+    "outcome",
+    "outcome_code",
+    "contact_id",
+    "context",
+    "customer",
+    "origin",
+];
 
 fn check_field_name(name: &str) -> Result<(), MappingError> {
     let mut chars = name.chars();
@@ -257,68 +609,179 @@ fn check_field_name(name: &str) -> Result<(), MappingError> {
     }
 }
 
-/// A Case to upsert: its key and its fields (without the external id field).
+/// Whether `id` looks like a Salesforce Case Id: 15 or 18 letters and digits, key prefix `500`.
+pub fn is_case_id(id: &str) -> bool {
+    matches!(id.len(), 15 | 18)
+        && id.starts_with("500")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// A Case to write: its key, the version it reflects, and its fields with their write modes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseRecord {
     /// The external id value: the ContactId.
     pub external_id: ContactId,
-    /// Field API name → value (sorted by name).
+    /// Every mapped field with a value, as written when the Case is created (without the
+    /// external id and version fields). Field API name → value (sorted by name).
     pub fields: Map<String, Value>,
+    /// The names of the fields a later version of the contact writes (kept current), the
+    /// version field included.
+    pub kept_current: Arc<[String]>,
+    /// The CTR `LastUpdateTimestamp` this Case reflects; `None` when the CTR had none (such a
+    /// record may create a Case but never replaces existing context).
+    pub version: Option<DateTime<Utc>>,
+    /// The Id of a Case this contact already has (the flow stored it in a contact attribute).
+    pub case_id: Option<String>,
+    /// Whether a missing Case may be created (false: only update an existing one).
+    pub create: bool,
+}
+
+impl CaseRecord {
+    /// The fields a later version writes: the kept-current ones that have a value.
+    pub fn current_fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.kept_current
+            .iter()
+            .filter_map(|name| self.fields.get_key_value(name.as_str()))
+            .map(|(k, v)| (k.as_str(), v))
+    }
 }
 
 /// Builds the Case for a contact. CTR paths come from the values the decode captured for
 /// this mapping ([`CaseMapping::capture`]), so the record is not parsed again.
 pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord {
+    let channel = channel_of(ctr);
+    let key = outcome.template_key().unwrap_or("dropped");
     let mut fields = Map::new();
-    for (field, template) in &mapping.fields {
-        let mut text = String::new();
-        for piece in &template.0 {
-            match piece {
-                Piece::Literal(s) => text.push_str(s),
-                Piece::Placeholder { path, fallback } => {
-                    let value = resolve(path, ctr, outcome);
-                    match value.filter(|v| !v.is_empty()) {
-                        Some(v) => text.push_str(&v),
-                        None => text.push_str(fallback),
-                    }
-                }
-            }
-        }
+    for field in &mapping.fields {
+        let template = match &field.source {
+            Source::Template(t) => t,
+            Source::PerOutcome => mapping.templates.get(key, channel, &field.name),
+        };
+        let text = render(template, ctr, outcome, &mapping.attributes);
         let text = text.trim();
         if text.is_empty() {
             continue;
         }
         let limit = FIELD_LIMITS
             .iter()
-            .find(|(f, _)| f == field)
+            .find(|(f, _)| *f == field.name)
             .map_or(DEFAULT_LIMIT, |(_, l)| *l);
-        fields.insert(field.clone(), Value::String(truncate(text, limit)));
+        fields.insert(field.name.clone(), Value::String(truncate(text, limit)));
     }
+    let case_id = ctr
+        .attributes
+        .get(&mapping.case_id_attribute)
+        .map(|id| id.trim())
+        .filter(|id| is_case_id(id))
+        .map(str::to_owned);
     CaseRecord {
         external_id: ctr.contact_id.clone(),
         fields,
+        kept_current: mapping.kept_current.clone(),
+        version: ctr.last_update_timestamp,
+        case_id,
+        create: true,
     }
 }
 
-fn resolve(path: &str, ctr: &Ctr, outcome: &Outcome) -> Option<String> {
+fn render(template: &Template, ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> String {
+    let mut text = String::new();
+    for piece in &template.0 {
+        match piece {
+            Piece::Literal(s) => text.push_str(s),
+            Piece::Placeholder { path, fallback } => {
+                match resolve(path, ctr, outcome, filter).filter(|v| !v.is_empty()) {
+                    Some(v) => text.push_str(&v),
+                    None => text.push_str(fallback),
+                }
+            }
+        }
+    }
+    text
+}
+
+fn resolve(path: &str, ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> Option<String> {
     match path {
-        "outcome" => Some(outcome_title(outcome).to_owned()),
+        "outcome" => Some(outcome_title(outcome, channel_of(ctr))),
         "outcome_code" => Some(outcome.name().to_owned()),
         "contact_id" => Some(ctr.contact_id.to_string()),
-        "context" => Some(context_block(ctr, outcome)),
-        _ => ctr.path(path),
+        "context" => Some(context_block(ctr, outcome, filter)),
+        "customer" => Some(ctr.customer_address().map_or_else(
+            || {
+                if channel_of(ctr) == "VOICE" {
+                    "unknown caller".to_owned()
+                } else {
+                    "unknown customer".to_owned()
+                }
+            },
+            str::to_owned,
+        )),
+        "origin" => Some(origin_for(channel_of(ctr)).to_owned()),
+        _ => match path.split_once('.') {
+            // An attribute reaches a Case only through the filter, card numbers masked.
+            Some(("Attributes", name)) => {
+                let attribute = name.split('.').next().unwrap_or(name);
+                if !filter.allows(attribute) {
+                    return None;
+                }
+                let value = match ctr.attributes.get(name) {
+                    Some(value) => Some(value.clone()),
+                    None => ctr.path(path),
+                };
+                value.map(|v| mask_card_numbers(&v).into_owned())
+            }
+            _ => ctr.path(path),
+        },
     }
 }
 
-/// What happened, in words, for Subjects.
-pub fn outcome_title(outcome: &Outcome) -> &'static str {
+/// The contact's channel, upper case; a CTR without one counts as VOICE.
+fn channel_of(ctr: &Ctr) -> &str {
+    match ctr.channel.as_deref() {
+        Some(c) if c.eq_ignore_ascii_case("CHAT") => "CHAT",
+        Some(c) if c.eq_ignore_ascii_case("TASK") => "TASK",
+        Some(c) if c.eq_ignore_ascii_case("EMAIL") => "EMAIL",
+        _ => "VOICE",
+    }
+}
+
+/// The Case Origin for a channel, among the picklist values every org has (Phone, Email,
+/// Web): chats and tasks come from the web or an app. Orgs with a `Chat` origin set it with
+/// `CASE_TEMPLATES` (`{"*.CHAT": {"Origin": "Chat"}}`).
+pub fn origin_for(channel: &str) -> &'static str {
+    match channel {
+        "EMAIL" => "Email",
+        "CHAT" | "TASK" => "Web",
+        _ => "Phone",
+    }
+}
+
+/// What a contact on `channel` is called in a Subject.
+fn noun(channel: &str) -> (&'static str, &'static str) {
+    match channel {
+        "CHAT" => ("chat", "Chat"),
+        "TASK" => ("task", "Task"),
+        "EMAIL" => ("email", "Email"),
+        _ => ("call", "Call"),
+    }
+}
+
+/// What happened, in words, for Subjects ("Dropped call", "Chat abandoned in queue").
+pub fn outcome_title(outcome: &Outcome, channel: &str) -> String {
+    let (noun, capital) = noun(channel);
     match outcome {
-        Outcome::Dropped { .. } => "Dropped call",
-        Outcome::QueuedAbandoned => "Call abandoned in queue",
-        Outcome::HappyPath(HappyPath::LiveAgent) => "Call handled by an agent",
-        Outcome::HappyPath(HappyPath::VirtualAgent) => "Virtual agent hand-off",
-        Outcome::TransferredOut => "Transferred call",
-        Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => "Contact",
+        Outcome::Dropped { .. } => format!("Dropped {noun}"),
+        Outcome::QueuedAbandoned => format!("{capital} abandoned in queue"),
+        Outcome::HappyPath(HappyPath::LiveAgent) => format!("{capital} handled by an agent"),
+        Outcome::HappyPath(HappyPath::VirtualAgentResolved) => {
+            format!("{capital} resolved by the virtual agent")
+        }
+        Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => {
+            format!("{capital} handed off by the virtual agent")
+        }
+        Outcome::Handoff => format!("Virtual agent hand-off ({noun})"),
+        Outcome::TransferredOut => format!("Transferred {noun}"),
+        Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => "Contact".to_owned(),
     }
 }
 
@@ -330,11 +793,13 @@ fn time(t: Option<DateTime<Utc>>) -> String {
 }
 
 /// The call context a Case carries: contact id, times, disconnect reason, queue/flow context and
-/// every contact attribute the flow (or virtual agent) collected.
-pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
+/// the contact attributes the flow (or virtual agent) collected that `filter` allows, with
+/// payment card numbers masked.
+pub fn context_block(ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> String {
+    let channel = channel_of(ctr);
     let mut out = String::new();
     let _ = writeln!(out, "Amazon Connect contact {}", ctr.contact_id);
-    let _ = write!(out, "Outcome: {}", outcome_title(outcome));
+    let _ = write!(out, "Outcome: {}", outcome_title(outcome, channel));
     if let Outcome::Dropped {
         disconnect_reason: Some(reason),
     } = outcome
@@ -351,7 +816,12 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
         or_unknown(ctr.channel.as_deref()),
         or_unknown(ctr.initiation_method.as_deref())
     );
-    let _ = writeln!(out, "Caller: {}", or_unknown(ctr.customer_address()));
+    let who = if channel == "VOICE" {
+        "Caller"
+    } else {
+        "Customer"
+    };
+    let _ = writeln!(out, "{who}: {}", or_unknown(ctr.customer_address()));
     if let Some(dialled) = ctr
         .system_endpoint
         .as_ref()
@@ -378,7 +848,7 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
             time(queue.dequeue_timestamp)
         );
     } else {
-        let _ = writeln!(out, "Queue: none (the caller never left the contact flow)");
+        let _ = writeln!(out, "Queue: none (the contact never left the contact flow)");
     }
     for (label, id) in [
         ("Previous contact", &ctr.previous_contact_id),
@@ -389,12 +859,17 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome) -> String {
             let _ = writeln!(out, "{label}: {id}");
         }
     }
-    if ctr.attributes.is_empty() {
+    let mut allowed = ctr
+        .attributes
+        .iter()
+        .filter(|(key, _)| filter.allows(key))
+        .peekable();
+    if allowed.peek().is_none() {
         out.push_str("Contact attributes: none\n");
     } else {
         out.push_str("Contact attributes:\n");
-        for (key, value) in &ctr.attributes {
-            let _ = writeln!(out, "  {key}: {value}");
+        for (key, value) in allowed {
+            let _ = writeln!(out, "  {key}: {}", mask_card_numbers(value));
         }
     }
     out
@@ -474,23 +949,199 @@ mod tests {
             "Duration: 12 s",
             "Queue: none",
             "intent: billing",
-            "accountNumber: 12345",
         ] {
             assert!(
                 description.contains(expected),
                 "missing {expected:?} in {description}"
             );
         }
+        // See: issue "Security and privacy". Account numbers are excluded by default.
+        assert!(!description.contains("accountNumber"), "{description}");
         let names: Vec<_> = case.fields.keys().map(String::as_str).collect();
         assert_eq!(
             names,
             [
+                "Amazon_Connect_Outcome__c",
                 "Description",
                 "Origin",
                 "Priority",
                 "Status",
                 "Subject",
                 "SuppliedPhone"
+            ]
+        );
+        assert_eq!(case.fields["Amazon_Connect_Outcome__c"], "dropped");
+    }
+
+    #[test]
+    fn later_versions_write_only_kept_current_fields() {
+        let (ctr, outcome) = dropped();
+        let case = build(&ctr, &outcome, &default_mapping());
+        let current: Vec<&str> = case.current_fields().map(|(k, _)| k).collect();
+        assert_eq!(current, ["Description", "Amazon_Connect_Outcome__c"]);
+        assert_eq!(
+            &case.kept_current[..],
+            [
+                "Description",
+                "Amazon_Connect_Outcome__c",
+                "Amazon_Connect_Last_Update__c"
+            ]
+        );
+        for field in [
+            "Subject",
+            "Status",
+            "Origin",
+            "Priority",
+            "SuppliedPhone",
+            "OwnerId",
+            "ContactId",
+            "Custom__c",
+        ] {
+            assert_eq!(
+                WriteMode::default_for(field),
+                WriteMode::OnCreate,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn mapping_sets_write_modes_and_rejects_bad_ones() {
+        let mapping = default_mapping()
+            .with_overrides(
+                r#"{"Subject":{"mode":"kept_current"},"Intent__c":{"template":"{Attributes.intent}","mode":"kept_current"},
+                    "Note__c":"{Attributes.intent}","Description":{"mode":"on_create"}}"#,
+            )
+            .unwrap();
+        assert_eq!(mapping.mode_of("Subject"), Some(WriteMode::KeptCurrent));
+        assert_eq!(mapping.mode_of("Intent__c"), Some(WriteMode::KeptCurrent));
+        assert_eq!(mapping.mode_of("Note__c"), Some(WriteMode::OnCreate));
+        assert_eq!(mapping.mode_of("Description"), Some(WriteMode::OnCreate));
+        let (ctr, outcome) = dropped();
+        let case = build(&ctr, &outcome, &mapping);
+        let current: Vec<&str> = case.current_fields().map(|(k, _)| k).collect();
+        assert_eq!(
+            current,
+            ["Subject", "Amazon_Connect_Outcome__c", "Intent__c"]
+        );
+        assert!(matches!(
+            default_mapping().with_overrides(r#"{"Subject":{"mode":"sometimes"}}"#),
+            Err(MappingError::InvalidMode { .. })
+        ));
+        assert!(matches!(
+            default_mapping().with_overrides(r#"{"New__c":{"mode":"kept_current"}}"#),
+            Err(MappingError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            default_mapping().with_overrides(r#"{"Amazon_Connect_Last_Update__c":"x"}"#),
+            Err(MappingError::ExternalIdMapped(_))
+        ));
+    }
+
+    #[test]
+    fn templates_follow_outcome_and_channel() {
+        let outcome_of = |extra: &str| {
+            let ctr = Ctr::from_json(format!(
+                r#"{{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","InitiationMethod":"INBOUND"{extra}}}"#
+            ))
+            .unwrap();
+            let config = ClassifyConfig {
+                channels: vec!["VOICE".into(), "CHAT".into(), "EMAIL".into(), "TASK".into()],
+                ..ClassifyConfig::default()
+            };
+            let outcome = classify(&ctr, &config);
+            (ctr, outcome)
+        };
+        let mapping = default_mapping()
+            .with_templates(
+                r#"{"dropped":{"Priority":"High"},"*.CHAT":{"Status":"Working"},
+                    "live_agent.CHAT":{"Status":"Escalated"}}"#,
+            )
+            .unwrap();
+        let case = |extra: &str| {
+            let (ctr, outcome) = outcome_of(extra);
+            build(&ctr, &outcome, &mapping).fields
+        };
+        let voice = case(r#","Channel":"VOICE","CustomerEndpoint":{"Address":"+15550100"}"#);
+        assert_eq!(voice["Subject"], "Dropped call from +15550100");
+        assert_eq!(voice["Priority"], "High");
+        assert_eq!(
+            (voice["Status"].as_str(), voice["Origin"].as_str()),
+            (Some("New"), Some("Phone"))
+        );
+        let chat = case(r#","Channel":"CHAT""#);
+        assert_eq!(chat["Subject"], "Dropped chat from unknown customer");
+        assert_eq!(
+            (chat["Status"].as_str(), chat["Origin"].as_str()),
+            (Some("Working"), Some("Web"))
+        );
+        assert!(!chat["Description"].as_str().unwrap().contains("Caller"));
+        let chat_agent = case(r#","Channel":"CHAT","Agent":{}"#);
+        assert_eq!(chat_agent["Status"], "Escalated");
+        assert_eq!(
+            chat_agent["Subject"],
+            "Chat handled by an agent from unknown customer"
+        );
+        let email = case(r#","Channel":"EMAIL","Queue":{"Name":"q"}"#);
+        assert_eq!(
+            email["Subject"],
+            "Email abandoned in queue from unknown customer"
+        );
+        assert_eq!(email["Origin"], "Email");
+        let resolved = case(r#","Channel":"VOICE","Attributes":{"VirtualAgentStatus":"resolved"}"#);
+        assert_eq!(resolved["Status"], "Closed");
+        assert_eq!(
+            resolved["Subject"],
+            "Call resolved by the virtual agent from unknown caller"
+        );
+        for bad in [
+            r#"{"nope":{"Status":"New"}}"#,
+            r#"{"dropped.FAX":{"Status":"New"}}"#,
+            r#"{"dropped":{"Description":"x"}}"#,
+            r#"{"dropped":{"Status":5}}"#,
+        ] {
+            assert!(
+                matches!(
+                    default_mapping().with_templates(bad),
+                    Err(MappingError::InvalidTemplate(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_id_attribute_names_the_existing_case() {
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","Attributes":{"ctrCasesCaseId":"500000000000001AAA","other":"500bad"}}"#.into(),
+        )
+        .unwrap();
+        let outcome = classify(&ctr, &ClassifyConfig::default());
+        let case = build(&ctr, &outcome, &default_mapping());
+        assert_eq!(case.case_id.as_deref(), Some("500000000000001AAA"));
+        let case = build(
+            &ctr,
+            &outcome,
+            &default_mapping().with_case_id_attribute("other"),
+        );
+        assert_eq!(case.case_id, None, "not a Case Id");
+        assert!(
+            is_case_id("500000000000001") && !is_case_id("003000000000001") && !is_case_id("500x")
+        );
+    }
+
+    #[test]
+    fn custom_fields_lists_what_the_org_must_define() {
+        let mapping = default_mapping()
+            .with_overrides(r#"{"Intent__c":"{Attributes.intent}"}"#)
+            .unwrap();
+        assert_eq!(
+            mapping.custom_fields(),
+            [
+                "Amazon_Connect_Contact_Id__c",
+                "Amazon_Connect_Last_Update__c",
+                "Amazon_Connect_Outcome__c",
+                "Intent__c"
             ]
         );
     }

@@ -8,10 +8,13 @@
 //! | 2 | Channel not in the configured channels (default VOICE; absent = VOICE) | [`Outcome::SkippedChannel`] |
 //! | 3 | InitiationMethod is not inbound-like (OUTBOUND, MONITOR, …) | [`Outcome::SkippedInitiation`] |
 //! | 4 | Agent present | [`Outcome::HappyPath`] ([`HappyPath::LiveAgent`]) |
-//! | 5 | status attribute says the virtual agent resolved / handed off | [`Outcome::HappyPath`] ([`HappyPath::VirtualAgent`]) |
+//! | 5 | status attribute says the virtual agent resolved / handed off | [`Outcome::HappyPath`] ([`HappyPath::VirtualAgentResolved`] / [`HappyPath::VirtualAgentHandoff`]) |
 //! | 6 | NextContactId set | [`Outcome::TransferredOut`] |
 //! | 7 | Queue present, no Agent | [`Outcome::QueuedAbandoned`] |
 //! | 8 | otherwise | [`Outcome::Dropped`] |
+//!
+//! [`Outcome::Handoff`] is not in the table: the contact-flow function files it during the
+//! call, before any CTR exists.
 
 use serde::Serialize;
 
@@ -23,8 +26,11 @@ use crate::ctr::Ctr;
 pub enum HappyPath {
     /// An agent was connected.
     LiveAgent,
-    /// The contact flow's status attribute says the virtual agent resolved it or handed it off.
-    VirtualAgent,
+    /// The contact flow's status attribute says the virtual agent resolved the request.
+    VirtualAgentResolved,
+    /// The contact flow's status attribute says the virtual agent handed the caller off (and
+    /// no agent was connected on this leg).
+    VirtualAgentHandoff,
 }
 
 /// The classification of one contact.
@@ -45,6 +51,9 @@ pub enum Outcome {
         /// `CUSTOMER_DISCONNECT`, `TELECOM_PROBLEM`, … when the CTR has one.
         disconnect_reason: Option<String>,
     },
+    /// The virtual agent is handing the caller to a live agent right now (the contact-flow
+    /// function's hand-off Case, filed during the call).
+    Handoff,
 }
 
 impl Outcome {
@@ -54,13 +63,44 @@ impl Outcome {
             Outcome::SkippedChannel(_) => "skipped_channel",
             Outcome::SkippedInitiation(_) => "skipped_initiation",
             Outcome::HappyPath(HappyPath::LiveAgent) => "happy_path_live_agent",
-            Outcome::HappyPath(HappyPath::VirtualAgent) => "happy_path_virtual_agent",
+            Outcome::HappyPath(HappyPath::VirtualAgentResolved) => {
+                "happy_path_virtual_agent_resolved"
+            }
+            Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => {
+                "happy_path_virtual_agent_handoff"
+            }
             Outcome::TransferredOut => "transferred_out",
             Outcome::QueuedAbandoned => "queued_abandoned",
             Outcome::Dropped { .. } => "dropped",
+            Outcome::Handoff => "handoff",
+        }
+    }
+
+    /// The key of this outcome's Case template (`CASE_TEMPLATES`), when it can have a Case.
+    pub fn template_key(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Dropped { .. } => Some("dropped"),
+            Outcome::QueuedAbandoned => Some("queued_abandoned"),
+            Outcome::HappyPath(HappyPath::LiveAgent) => Some("live_agent"),
+            Outcome::HappyPath(HappyPath::VirtualAgentResolved) => Some("virtual_agent_resolved"),
+            Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => Some("virtual_agent_handoff"),
+            Outcome::Handoff => Some("handoff"),
+            Outcome::TransferredOut => Some("transferred_out"),
+            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => None,
         }
     }
 }
+
+/// Every key [`Outcome::template_key`] can return, for validating `CASE_TEMPLATES`.
+pub const TEMPLATE_KEYS: [&str; 7] = [
+    "dropped",
+    "queued_abandoned",
+    "live_agent",
+    "virtual_agent_resolved",
+    "virtual_agent_handoff",
+    "handoff",
+    "transferred_out",
+];
 
 /// Classifier settings (see `config` for the environment variables behind them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +111,11 @@ pub struct ClassifyConfig {
     pub skipped_initiation_methods: Vec<String>,
     /// Contact attribute the flow sets to report the virtual agent's result.
     pub status_attribute: String,
-    /// Values of that attribute (compared case-insensitively) that mean resolved or handed off.
+    /// Values of that attribute (compared case-insensitively) that mean the virtual agent
+    /// served the caller (resolved or handed off).
     pub resolved_values: Vec<String>,
+    /// Which of those values mean a hand-off rather than a resolution.
+    pub handoff_values: Vec<String>,
 }
 
 impl Default for ClassifyConfig {
@@ -92,6 +135,7 @@ impl Default for ClassifyConfig {
             .collect(),
             status_attribute: "VirtualAgentStatus".into(),
             resolved_values: vec!["resolved".into(), "handed_off".into()],
+            handoff_values: vec!["handed_off".into()],
         }
     }
 }
@@ -112,6 +156,7 @@ impl CasePolicy {
             Outcome::Dropped { .. } => true,
             Outcome::HappyPath(_) => self.happy_path,
             Outcome::QueuedAbandoned => self.queued_abandoned,
+            Outcome::Handoff => true,
             Outcome::SkippedChannel(_)
             | Outcome::SkippedInitiation(_)
             | Outcome::TransferredOut => false,
@@ -158,7 +203,15 @@ pub fn classify(ctr: &Ctr, config: &ClassifyConfig) -> Outcome {
             .iter()
             .any(|v| v.eq_ignore_ascii_case(status.trim()))
     {
-        return Outcome::HappyPath(HappyPath::VirtualAgent);
+        let handoff = config
+            .handoff_values
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(status.trim()));
+        return Outcome::HappyPath(if handoff {
+            HappyPath::VirtualAgentHandoff
+        } else {
+            HappyPath::VirtualAgentResolved
+        });
     }
     if ctr
         .next_contact_id
@@ -248,11 +301,11 @@ mod tests {
     fn resolved_status_attribute_is_virtual_agent_happy_path() {
         assert_eq!(
             outcome(r#""Attributes":{"VirtualAgentStatus":" Resolved "}"#),
-            Outcome::HappyPath(HappyPath::VirtualAgent)
+            Outcome::HappyPath(HappyPath::VirtualAgentResolved)
         );
         assert_eq!(
             outcome(r#""Attributes":{"VirtualAgentStatus":"HANDED_OFF"}"#),
-            Outcome::HappyPath(HappyPath::VirtualAgent)
+            Outcome::HappyPath(HappyPath::VirtualAgentHandoff)
         );
     }
 
@@ -274,7 +327,7 @@ mod tests {
         let c = ctr(r#""Attributes":{"botResult":"DONE","VirtualAgentStatus":"resolved"}"#);
         assert_eq!(
             classify(&c, &config),
-            Outcome::HappyPath(HappyPath::VirtualAgent)
+            Outcome::HappyPath(HappyPath::VirtualAgentResolved)
         );
         let c = ctr(r#""Attributes":{"VirtualAgentStatus":"resolved"}"#);
         assert!(matches!(classify(&c, &config), Outcome::Dropped { .. }));
@@ -327,7 +380,7 @@ mod tests {
             queued_abandoned: true,
         };
         assert!(all.wants_case(&Outcome::QueuedAbandoned));
-        assert!(all.wants_case(&Outcome::HappyPath(HappyPath::VirtualAgent)));
+        assert!(all.wants_case(&Outcome::HappyPath(HappyPath::VirtualAgentResolved)));
         assert!(!all.wants_case(&Outcome::SkippedChannel("CHAT".into())));
     }
 }

@@ -14,11 +14,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::case::{CaseMapping, DEFAULT_EXTERNAL_ID_FIELD};
+use crate::case::{
+    CaseMapping, DEFAULT_CASE_ID_ATTRIBUTE, DEFAULT_EXTERNAL_ID_FIELD, DEFAULT_VERSION_FIELD,
+};
 use crate::classify::{CasePolicy, ClassifyConfig};
 use crate::plan::Settings;
+use crate::privacy::{AttributeFilter, DEFAULT_EXCLUDE, PatternList};
 use crate::retry::RetryPolicy;
-use crate::salesforce::client::is_allowed_login_url;
+use crate::salesforce::endpoint::{HostPolicy, LoginUrl};
 use crate::salesforce::{AuthFlow, Credentials, SalesforceSettings};
 
 /// One bad setting.
@@ -77,6 +80,8 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda), for metrics.
     pub function_name: String,
+    /// `OUTAGE_HOLD_MS`: how long an invocation held for an outage waits before answering.
+    pub outage_hold: Duration,
 }
 
 struct Reader<'a> {
@@ -140,33 +145,14 @@ impl Reader<'_> {
             },
         }
     }
+}
 
-    fn url(&mut self, variable: &'static str, default: &str) -> String {
-        let value = self.text(variable, default);
-        let trimmed = value.trim_end_matches('/').to_owned();
-        if !is_allowed_login_url(&trimmed) {
-            self.problem(
-                variable,
-                "must be an https:// URL such as https://login.salesforce.com, \
-                 https://test.salesforce.com or your My Domain URL",
-            );
-        }
-        trimmed
-    }
+fn strs(values: &[String]) -> Vec<&str> {
+    values.iter().map(String::as_str).collect()
 }
 
 fn read_pipeline(r: &mut Reader) -> Settings {
     let defaults = ClassifyConfig::default();
-    let default_methods: Vec<&str> = defaults
-        .skipped_initiation_methods
-        .iter()
-        .map(String::as_str)
-        .collect();
-    let default_values: Vec<&str> = defaults
-        .resolved_values
-        .iter()
-        .map(String::as_str)
-        .collect();
     let classify = ClassifyConfig {
         channels: r
             .list("CTR_CHANNELS", &["VOICE"])
@@ -174,12 +160,22 @@ fn read_pipeline(r: &mut Reader) -> Settings {
             .map(|c| c.to_ascii_uppercase())
             .collect(),
         skipped_initiation_methods: r
-            .list("SKIP_INITIATION_METHODS", &default_methods)
+            .list(
+                "SKIP_INITIATION_METHODS",
+                &strs(&defaults.skipped_initiation_methods),
+            )
             .into_iter()
             .map(|c| c.to_ascii_uppercase())
             .collect(),
         status_attribute: r.text("VIRTUAL_AGENT_STATUS_ATTRIBUTE", &defaults.status_attribute),
-        resolved_values: r.list("VIRTUAL_AGENT_RESOLVED_VALUES", &default_values),
+        resolved_values: r.list(
+            "VIRTUAL_AGENT_RESOLVED_VALUES",
+            &strs(&defaults.resolved_values),
+        ),
+        handoff_values: r.list(
+            "VIRTUAL_AGENT_HANDOFF_VALUES",
+            &strs(&defaults.handoff_values),
+        ),
     };
     if classify.channels.is_empty() {
         r.problem("CTR_CHANNELS", "must list at least one channel, e.g. VOICE");
@@ -190,7 +186,7 @@ fn read_pipeline(r: &mut Reader) -> Settings {
     };
     let external_id_field = r.text("CASE_EXTERNAL_ID_FIELD", DEFAULT_EXTERNAL_ID_FIELD);
     let priority = r.text("CASE_PRIORITY", "Medium");
-    let mapping = match CaseMapping::new(&external_id_field, &priority) {
+    let mut mapping = match CaseMapping::new(&external_id_field, &priority) {
         Ok(m) => m,
         Err(e) => {
             r.problem("CASE_EXTERNAL_ID_FIELD", e.to_string());
@@ -198,17 +194,56 @@ fn read_pipeline(r: &mut Reader) -> Settings {
                 .expect("the default mapping is valid")
         }
     };
-    let mapping = match r.get("CASE_FIELD_MAPPING") {
-        None => mapping,
-        Some(json) => match mapping.clone().with_overrides(&json) {
-            Ok(m) => m,
-            Err(e) => {
-                r.problem("CASE_FIELD_MAPPING", e.to_string());
-                mapping
+    if let Some(field) = r.get("CASE_VERSION_FIELD") {
+        match mapping.clone().with_version_field(&field) {
+            Ok(m) => mapping = m,
+            Err(e) => r.problem(
+                "CASE_VERSION_FIELD",
+                format!("{e} (a DateTime field such as {DEFAULT_VERSION_FIELD})"),
+            ),
+        }
+    }
+    let attribute = r.text("CASE_ID_ATTRIBUTE", DEFAULT_CASE_ID_ATTRIBUTE);
+    mapping = mapping.with_case_id_attribute(&attribute);
+    // CASE_ATTRIBUTES_EXCLUDE replaces the default list; `@default` in it stands for that list.
+    let include = r.list("CASE_ATTRIBUTES_INCLUDE", &[]);
+    let exclude: Vec<String> = r
+        .list("CASE_ATTRIBUTES_EXCLUDE", &["@default"])
+        .into_iter()
+        .flat_map(|p| {
+            if p.eq_ignore_ascii_case("@default") {
+                DEFAULT_EXCLUDE.iter().map(|d| (*d).to_owned()).collect()
+            } else {
+                vec![p]
             }
-        },
-    };
-    Settings::new(classify, policy, mapping)
+        })
+        .collect();
+    match AttributeFilter::new(&include, &exclude) {
+        Ok(filter) => mapping = mapping.with_attribute_filter(filter),
+        Err(e) => {
+            let variable = match e.list() {
+                PatternList::Include => "CASE_ATTRIBUTES_INCLUDE",
+                PatternList::Exclude => "CASE_ATTRIBUTES_EXCLUDE",
+            };
+            r.problem(variable, e.to_string());
+        }
+    }
+    for (variable, apply) in [
+        (
+            "CASE_FIELD_MAPPING",
+            CaseMapping::with_overrides as fn(CaseMapping, &str) -> _,
+        ),
+        ("CASE_TEMPLATES", CaseMapping::with_templates),
+    ] {
+        if let Some(json) = r.get(variable) {
+            match apply(mapping.clone(), &json) {
+                Ok(m) => mapping = m,
+                Err(e) => r.problem(variable, e.to_string()),
+            }
+        }
+    }
+    let park_hours = r.number("PARK_AFTER_HOURS", 20, (1, 8_760));
+    Settings::new(classify, policy, mapping).with_park_after(Duration::from_secs(park_hours * 3600))
 }
 
 /// What a dry run needs: the pipeline settings and how the client would shape its requests.
@@ -233,7 +268,7 @@ impl DryRunConfig {
             problems: Vec::new(),
         };
         let pipeline = read_pipeline(&mut r);
-        let salesforce = read_salesforce(&mut r, &pipeline.mapping.external_id_field);
+        let salesforce = read_salesforce(&mut r, &pipeline.mapping);
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -264,16 +299,36 @@ pub fn pipeline_from_lookup(
     }
 }
 
-fn read_salesforce(r: &mut Reader, external_id_field: &str) -> SalesforceSettings {
-    let login_url = r.url("SALESFORCE_LOGIN_URL", "https://login.salesforce.com");
+fn read_salesforce(r: &mut Reader, mapping: &CaseMapping) -> SalesforceSettings {
+    let extra_hosts = r.list("SALESFORCE_ALLOWED_HOSTS", &[]);
+    let allowed_hosts = HostPolicy::with_extra(&extra_hosts).unwrap_or_else(|e| {
+        r.problem("SALESFORCE_ALLOWED_HOSTS", e.to_string());
+        HostPolicy::default()
+    });
+    let login_text = r.text("SALESFORCE_LOGIN_URL", "https://login.salesforce.com");
+    let login_url = match LoginUrl::parse(&login_text, &allowed_hosts) {
+        Ok(url) => url.as_str().to_owned(),
+        Err(e) => {
+            r.problem(
+                "SALESFORCE_LOGIN_URL",
+                format!(
+                    "{e}: use https://login.salesforce.com, https://test.salesforce.com or your \
+                     My Domain URL"
+                ),
+            );
+            login_text
+        }
+    };
     let auth_flow = match r.get("SALESFORCE_AUTH_FLOW") {
-        None => AuthFlow::Password,
-        Some(v) => AuthFlow::parse(&v).unwrap_or_else(|| {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("auto") => None,
+        Some(v) => AuthFlow::parse(&v).or_else(|| {
             r.problem(
                 "SALESFORCE_AUTH_FLOW",
-                "must be password, client_credentials or jwt_bearer",
+                "must be jwt_bearer, client_credentials, password, or auto (unset: the flow \
+                 the credentials imply)",
             );
-            AuthFlow::Password
+            None
         }),
     };
     let api_version = r.text("SALESFORCE_API_VERSION", "v62.0");
@@ -312,18 +367,24 @@ fn read_salesforce(r: &mut Reader, external_id_field: &str) -> SalesforceSetting
     };
     SalesforceSettings {
         login_url,
+        allowed_hosts,
         jwt_audience,
         auth_flow,
         api_version,
-        external_id_field: external_id_field.to_owned(),
+        external_id_field: mapping.external_id_field.clone(),
+        version_field: mapping.version_field.clone(),
         batch_size: r.number("SALESFORCE_BATCH_SIZE", 200, (1, 200)) as usize,
         retry,
+        login_cooldown: ms(r.number("SALESFORCE_LOGIN_COOLDOWN_MS", 300_000, (0, 86_400_000))),
     }
 }
 
-fn read_credentials(r: &mut Reader, flow: AuthFlow) -> CredentialsConfig {
+fn read_credentials(
+    r: &mut Reader,
+    flow: Option<AuthFlow>,
+) -> (CredentialsConfig, Option<AuthFlow>) {
     if let Some(arn) = r.get("SALESFORCE_SECRET_ARN") {
-        return CredentialsConfig::SecretArn(arn);
+        return (CredentialsConfig::SecretArn(arn), flow);
     }
     let secret = |r: &Reader, v: &str| r.get(v).map(SecretString::from);
     let credentials = Credentials {
@@ -334,33 +395,64 @@ fn read_credentials(r: &mut Reader, flow: AuthFlow) -> CredentialsConfig {
         private_key: secret(r, "SALESFORCE_PRIVATE_KEY"),
         login_url: None,
     };
-    let needed: &[&'static str] = match flow {
-        AuthFlow::Password => &[
-            "SALESFORCE_CLIENT_ID",
-            "SALESFORCE_CLIENT_SECRET",
-            "SALESFORCE_USERNAME",
-            "SALESFORCE_PASSWORD",
-        ],
-        AuthFlow::ClientCredentials => &["SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"],
-        AuthFlow::JwtBearer => &[
-            "SALESFORCE_CLIENT_ID",
-            "SALESFORCE_USERNAME",
-            "SALESFORCE_PRIVATE_KEY",
-        ],
-    };
-    for &variable in needed {
-        if r.get(variable).is_none() {
-            r.problem(
-                variable,
-                format!(
-                    "is required for SALESFORCE_AUTH_FLOW={} unless SALESFORCE_SECRET_ARN names \
-                     a secret holding the credentials",
-                    flow.name()
-                ),
-            );
+    let needed = |flow: AuthFlow| -> &'static [&'static str] {
+        match flow {
+            AuthFlow::Password => &[
+                "SALESFORCE_CLIENT_ID",
+                "SALESFORCE_CLIENT_SECRET",
+                "SALESFORCE_USERNAME",
+                "SALESFORCE_PASSWORD",
+            ],
+            AuthFlow::ClientCredentials => &["SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"],
+            AuthFlow::JwtBearer => &[
+                "SALESFORCE_CLIENT_ID",
+                "SALESFORCE_USERNAME",
+                "SALESFORCE_PRIVATE_KEY",
+            ],
         }
+    };
+    let (flow, missing): (Option<AuthFlow>, Vec<&'static str>) =
+        match flow.or_else(|| AuthFlow::infer(&credentials)) {
+            Some(flow) => (
+                Some(flow),
+                needed(flow)
+                    .iter()
+                    .copied()
+                    .filter(|v| r.get(v).is_none())
+                    .collect(),
+            ),
+            // Nothing fits a flow: name everything that could.
+            None => (
+                None,
+                [
+                    "SALESFORCE_CLIENT_ID",
+                    "SALESFORCE_CLIENT_SECRET",
+                    "SALESFORCE_USERNAME",
+                    "SALESFORCE_PASSWORD",
+                    "SALESFORCE_PRIVATE_KEY",
+                ]
+                .into_iter()
+                .filter(|v| r.get(v).is_none())
+                .collect(),
+            ),
+        };
+    for variable in missing {
+        let message = match flow {
+            Some(flow) => format!(
+                "is required for SALESFORCE_AUTH_FLOW={} unless SALESFORCE_SECRET_ARN names a \
+                 secret holding the credentials",
+                flow.name()
+            ),
+            None => "is missing: set SALESFORCE_SECRET_ARN, or the credentials of one flow: \
+                     SALESFORCE_CLIENT_ID with SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY \
+                     (jwt_bearer), with SALESFORCE_CLIENT_SECRET (client_credentials), or with \
+                     SALESFORCE_CLIENT_SECRET, SALESFORCE_USERNAME and SALESFORCE_PASSWORD \
+                     (password)"
+                .to_owned(),
+        };
+        r.problem(variable, message);
     }
-    CredentialsConfig::Inline(credentials)
+    (CredentialsConfig::Inline(credentials), flow)
 }
 
 impl Config {
@@ -382,8 +474,9 @@ impl Config {
             problems: Vec::new(),
         };
         let pipeline = read_pipeline(&mut r);
-        let salesforce = read_salesforce(&mut r, &pipeline.mapping.external_id_field);
-        let credentials = read_credentials(&mut r, salesforce.auth_flow);
+        let mut salesforce = read_salesforce(&mut r, &pipeline.mapping);
+        let (credentials, flow) = read_credentials(&mut r, salesforce.auth_flow);
+        salesforce.auth_flow = flow;
         let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
         if let Some(url) = &dead_letter_queue_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -397,6 +490,7 @@ impl Config {
         let deadline_margin =
             Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
         let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
+        let outage_hold = Duration::from_millis(r.number("OUTAGE_HOLD_MS", 20_000, (0, 900_000)));
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -408,6 +502,7 @@ impl Config {
             metrics_namespace,
             deadline_margin,
             function_name,
+            outage_hold,
         })
     }
 }
@@ -437,7 +532,7 @@ mod tests {
         let config = Config::from_lookup(lookup(PASSWORD_ENV)).unwrap();
         assert_eq!(config.salesforce.login_url, "https://login.salesforce.com");
         assert_eq!(config.salesforce.api_version, "v62.0");
-        assert_eq!(config.salesforce.auth_flow, AuthFlow::Password);
+        assert_eq!(config.salesforce.auth_flow, Some(AuthFlow::Password));
         assert_eq!(
             config.salesforce.external_id_field,
             "Amazon_Connect_Contact_Id__c"
@@ -529,5 +624,107 @@ mod tests {
         env.push(("SALESFORCE_LOGIN_URL", "http://127.0.0.1:9999/"));
         let config = Config::from_lookup(lookup(&env)).unwrap();
         assert_eq!(config.salesforce.login_url, "http://127.0.0.1:9999");
+    }
+
+    #[test]
+    fn auth_flow_follows_the_credentials_unless_set() {
+        let jwt = [
+            ("SALESFORCE_CLIENT_ID", "cid"),
+            ("SALESFORCE_USERNAME", "u@x"),
+            ("SALESFORCE_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----"),
+        ];
+        let config = Config::from_lookup(lookup(&jwt)).unwrap();
+        assert_eq!(config.salesforce.auth_flow, Some(AuthFlow::JwtBearer));
+        let cc = [
+            ("SALESFORCE_CLIENT_ID", "cid"),
+            ("SALESFORCE_CLIENT_SECRET", "cs"),
+        ];
+        let config = Config::from_lookup(lookup(&cc)).unwrap();
+        assert_eq!(
+            config.salesforce.auth_flow,
+            Some(AuthFlow::ClientCredentials)
+        );
+        let mut explicit = PASSWORD_ENV.to_vec();
+        explicit.push(("SALESFORCE_AUTH_FLOW", "client_credentials"));
+        let config = Config::from_lookup(lookup(&explicit)).unwrap();
+        assert_eq!(
+            config.salesforce.auth_flow,
+            Some(AuthFlow::ClientCredentials)
+        );
+        let secret = [
+            (
+                "SALESFORCE_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:1:secret:sf",
+            ),
+            ("SALESFORCE_AUTH_FLOW", "auto"),
+        ];
+        let config = Config::from_lookup(lookup(&secret)).unwrap();
+        assert_eq!(
+            config.salesforce.auth_flow, None,
+            "inferred from the secret later"
+        );
+    }
+
+    /// See: issue "Security and privacy". Login URLs are parsed, not prefix-checked.
+    #[test]
+    fn refused_login_urls_fail_naming_the_variable() {
+        for url in [
+            "http://127.0.0.1:1@127.0.0.2:2",
+            "http://localhost.evil.example",
+            "https://login.salesforce.com.evil.example",
+            "http://login.salesforce.com",
+            "https://acme.example.com",
+        ] {
+            let mut env = PASSWORD_ENV.to_vec();
+            env.push(("SALESFORCE_LOGIN_URL", url));
+            let err = Config::from_lookup(lookup(&env)).unwrap_err();
+            assert!(err.mentions("SALESFORCE_LOGIN_URL"), "{url}: {err}");
+        }
+        let mut env = PASSWORD_ENV.to_vec();
+        env.extend([
+            ("SALESFORCE_LOGIN_URL", "https://login.acme-gov.example"),
+            ("SALESFORCE_ALLOWED_HOSTS", "acme-gov.example"),
+        ]);
+        let config = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(
+            config.salesforce.login_url,
+            "https://login.acme-gov.example"
+        );
+    }
+
+    #[test]
+    fn case_settings_are_read_and_bad_ones_name_their_variable() {
+        let p = pipeline_from_lookup(lookup(&[
+            ("CASE_VERSION_FIELD", "Ctr_Version__c"),
+            ("CASE_ID_ATTRIBUTE", "handoffCase"),
+            ("CASE_TEMPLATES", r#"{"dropped":{"Priority":"High"}}"#),
+            ("CASE_ATTRIBUTES_EXCLUDE", "@default,*internal*"),
+            ("CASE_ATTRIBUTES_INCLUDE", "intent,*internal*,cardNumber"),
+        ]))
+        .unwrap();
+        assert_eq!(p.mapping.version_field, "Ctr_Version__c");
+        assert_eq!(p.mapping.case_id_attribute, "handoffCase");
+        assert!(p.mapping.attributes.allows("intent"));
+        assert!(!p.mapping.attributes.allows("myInternalNote"));
+        assert!(
+            !p.mapping.attributes.allows("cardNumber"),
+            "defaults kept with @default"
+        );
+        assert!(!p.mapping.attributes.allows("language"), "not included");
+        for (variable, value) in [
+            ("CASE_TEMPLATES", r#"{"sometimes":{"Status":"New"}}"#),
+            ("CASE_FIELD_MAPPING", r#"{"Subject":{"mode":"often"}}"#),
+            ("CASE_VERSION_FIELD", "bad field"),
+            ("CASE_ATTRIBUTES_EXCLUDE", "card,--"),
+            ("VIRTUAL_AGENT_RESOLVED_VALUES", "ok"),
+        ] {
+            let result = pipeline_from_lookup(lookup(&[(variable, value)]));
+            if variable == "VIRTUAL_AGENT_RESOLVED_VALUES" {
+                assert!(result.is_ok());
+                continue;
+            }
+            let err = result.unwrap_err();
+            assert!(err.mentions(variable), "{variable}: {err}");
+        }
     }
 }

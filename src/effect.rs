@@ -30,6 +30,10 @@ pub enum ErrorClass {
     AuthRejected,
     /// The record or the mapping is wrong: retrying cannot help; dead-letter the record.
     Permanent,
+    /// Salesforce cannot be used at all right now (unreachable after the bounded retries, a
+    /// proxy's answer instead of Salesforce's, the API disabled, a refused instance URL):
+    /// stop calling and report the records for a later retry.
+    Unavailable,
 }
 
 impl ErrorClass {
@@ -43,7 +47,10 @@ impl ErrorClass {
 
     /// Whether nothing else in this invocation can succeed once this happened (stop calling).
     pub fn stops_the_batch(self) -> bool {
-        matches!(self, ErrorClass::QuotaExhausted | ErrorClass::AuthRejected)
+        matches!(
+            self,
+            ErrorClass::QuotaExhausted | ErrorClass::AuthRejected | ErrorClass::Unavailable
+        )
     }
 }
 
@@ -89,6 +96,12 @@ pub enum WriteOutcome {
         /// Whether the Case was created (else an existing one was updated).
         created: bool,
     },
+    /// The Case already reflects this version of the contact (or a newer one): nothing was
+    /// written.
+    Unchanged {
+        /// The Case id.
+        id: String,
+    },
     /// Captured by a recording sink (dry run): what a real run would send.
     Recorded,
     /// Not written.
@@ -109,6 +122,9 @@ pub struct WriteReport {
     pub resent: u32,
     /// Set when the daily API quota ran out.
     pub quota_exhausted: bool,
+    /// Set when the sink could not be used at all (a systemic failure): the failure every
+    /// unwritten record shares. The invocation then holds instead of spinning.
+    pub systemic: Option<Failure>,
 }
 
 /// What became of one dead letter.

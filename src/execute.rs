@@ -37,7 +37,10 @@ pub async fn execute<C: CaseSink, L: LetterSink>(
             }
         },
     );
-    let rejection_letters = report::rejection_letters(plan, inputs, &writes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let rejection_letters = report::follow_up_letters(plan, inputs, &writes, now, plan.park_after);
     let rejection_sends = if rejection_letters.is_empty() {
         Vec::new()
     } else {

@@ -22,6 +22,9 @@ pub enum LetterKind {
     PoisonRecord,
     /// Salesforce rejected the Case for good (validation, field errors).
     SalesforceRejected,
+    /// Held during a Salesforce outage until it was about to leave the stream's retention:
+    /// written with its full data, to be redriven once Salesforce is back.
+    Parked,
 }
 
 impl LetterKind {
@@ -30,14 +33,19 @@ impl LetterKind {
         match self {
             LetterKind::PoisonRecord => "poison_record",
             LetterKind::SalesforceRejected => "salesforce_rejected",
+            LetterKind::Parked => "parked",
         }
     }
 
     /// Parses a name as written by [`LetterKind::name`].
     pub fn parse(name: &str) -> Option<Self> {
-        [LetterKind::PoisonRecord, LetterKind::SalesforceRejected]
-            .into_iter()
-            .find(|k| k.name() == name.trim())
+        [
+            LetterKind::PoisonRecord,
+            LetterKind::SalesforceRejected,
+            LetterKind::Parked,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name.trim())
     }
 }
 

@@ -7,8 +7,10 @@ use serde_json::{Map, Value, json};
 
 use crate::report::{Action, BatchSummary};
 
-/// The metric names, in the order they are emitted.
-pub const METRIC_NAMES: [&str; 7] = [
+/// The metric names, in the order they are emitted. `Retried` counts records reported back
+/// to Lambda; `SalesforceUnavailable` is 1 for an invocation held for a Salesforce outage (the
+/// template's alarm watches it).
+pub const METRIC_NAMES: [&str; 10] = [
     "Dropped",
     "HappyPath",
     "CasesUpserted",
@@ -16,10 +18,13 @@ pub const METRIC_NAMES: [&str; 7] = [
     "DeadLettered",
     "SalesforceApiCalls",
     "BatchLatencyMs",
+    "Unchanged",
+    "Parked",
+    "SalesforceUnavailable",
 ];
 
 /// The metric values for a batch.
-pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 7] {
+pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 10] {
     [
         ("Dropped", summary.outcomes_starting_with("dropped").into()),
         (
@@ -31,6 +36,12 @@ pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str,
         ("DeadLettered", summary.count(Action::DeadLetter).into()),
         ("SalesforceApiCalls", summary.salesforce_api_calls.into()),
         ("BatchLatencyMs", latency_ms),
+        ("Unchanged", summary.count(Action::Unchanged).into()),
+        ("Parked", summary.count(Action::Parked).into()),
+        (
+            "SalesforceUnavailable",
+            u64::from(summary.salesforce_unavailable.is_some()),
+        ),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! One batch through the pipeline: plan (pure) → execute (I/O, one deadline) → report (pure).
 //! Every entry point (the stream Lambda, the CLI) runs its records through [`run`].
 
-use crate::effect::{CaseSink, LetterSink};
+use crate::effect::{CaseSink, ErrorClass, LetterSink};
 use crate::execute;
 use crate::plan::{self, InputRecord, Plan, Settings};
 use crate::report::{self, Action, BatchReport, RecordReport};
@@ -29,23 +29,25 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
     deadline: Deadline,
 ) -> BatchReport {
     let executed = execute::execute(plan, inputs, cases, letters, deadline).await;
-    if executed.writes.quota_exhausted {
+    if let Some(failure) = &executed.writes.systemic {
+        // The one error line of an invocation held for an outage.
+        let hint = match failure.class {
+            ErrorClass::QuotaExhausted => {
+                "the daily API quota (TotalRequests) is exhausted: raise the org's API limit or \
+                 wait for the rolling 24 h window"
+            }
+            ErrorClass::AuthRejected => "cannot sign in to Salesforce: fix the credentials",
+            _ => "Salesforce cannot be reached or is not answering as Salesforce",
+        };
         tracing::error!(
+            error = %failure.summary,
+            error_code = %failure.code,
             records = plan.cases.len(),
-            "Salesforce daily API quota (TotalRequests) is exhausted: Cases not written are \
-             reported for retry; raise the org's API limit or wait for the rolling 24 h window"
+            "Salesforce unavailable ({hint}); Cases not written are held: reported for retry, \
+             or parked when about to expire from the stream"
         );
     }
-    if let Some(failure) = executed.writes.outcomes.iter().find_map(|o| match o {
-        crate::effect::WriteOutcome::Failed(f)
-            if f.class == crate::effect::ErrorClass::AuthRejected =>
-        {
-            Some(f)
-        }
-        _ => None,
-    }) {
-        tracing::error!(error = %failure.summary, "cannot sign in to Salesforce; records are reported for retry");
-    }
+    let held = executed.writes.systemic.is_some();
     let letters = plan.letters.iter().zip(&executed.poison_sends).chain(
         executed
             .rejection_letters
@@ -64,16 +66,20 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
     }
     let report = report::finish(plan, &executed);
     for record in &report.records {
-        log_record(record);
+        log_record(record, held);
     }
     report
 }
 
-fn log_record(r: &RecordReport) {
+fn log_record(r: &RecordReport, held: bool) {
     let contact_id = r.contact_id.as_deref().unwrap_or("-");
     let error = r.error.as_deref().unwrap_or("");
     let seq = &r.sequence_number;
     match r.action {
+        Action::Unchanged => tracing::info!(
+            sequence_number = %seq, contact_id, outcome = r.outcome,
+            action = r.action.name(), "case unchanged"
+        ),
         Action::Skipped | Action::Superseded => tracing::debug!(
             sequence_number = %seq, contact_id, outcome = r.outcome,
             action = r.action.name(), "record skipped"
@@ -85,6 +91,15 @@ fn log_record(r: &RecordReport) {
         Action::DeadLetter => tracing::error!(
             sequence_number = %seq, contact_id, outcome = r.outcome,
             action = r.action.name(), error_code = error, "record dead-lettered"
+        ),
+        // During an outage every record is held: one error line says so, not one per record.
+        Action::Retry if held => tracing::debug!(
+            sequence_number = %seq, contact_id, outcome = r.outcome,
+            action = r.action.name(), error_code = error, "record held for retry"
+        ),
+        Action::Parked => tracing::warn!(
+            sequence_number = %seq, contact_id, outcome = r.outcome,
+            action = r.action.name(), error_code = error, "record parked"
         ),
         Action::Retry => tracing::warn!(
             sequence_number = %seq, contact_id, outcome = r.outcome,

@@ -6,6 +6,7 @@
 //! the Case mapping references come out of the same pass.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
@@ -25,8 +26,14 @@ pub struct Settings {
     pub policy: CasePolicy,
     /// How Cases are built.
     pub mapping: CaseMapping,
+    /// A record held for a Salesforce outage is parked in the dead-letter queue once it is
+    /// this old (by its Kinesis arrival time), before the stream's retention drops it.
+    pub park_after: Duration,
     capture: Capture,
 }
+
+/// The default [`Settings::park_after`]: 20 hours, for the default 24-hour stream retention.
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(20 * 3600);
 
 impl Settings {
     /// Settings from their parts.
@@ -36,8 +43,15 @@ impl Settings {
             classify,
             policy,
             mapping,
+            park_after: DEFAULT_PARK_AFTER,
             capture,
         }
+    }
+
+    /// Parks held records older than `age` (see [`Settings::park_after`]).
+    pub fn with_park_after(mut self, age: Duration) -> Self {
+        self.park_after = age;
+        self
     }
 }
 
@@ -167,6 +181,8 @@ pub struct Plan {
     pub cases: Vec<Keyed<CaseRecord>>,
     /// The dead letters to send (poison records), in input order.
     pub letters: Vec<Keyed<DeadLetter>>,
+    /// Records held for an outage are parked once this old ([`Settings::park_after`]).
+    pub park_after: Duration,
 }
 
 impl Plan {
@@ -223,10 +239,20 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                     }
                 }
                 let outcome = classify::classify(&ctr, &settings.classify);
-                let case_position = settings.policy.wants_case(&outcome).then(|| {
+                let wanted = settings.policy.wants_case(&outcome);
+                // A contact whose hand-off Case the flow already filed updates that Case with
+                // its outcome even when the policy files none for it.
+                let has_case = outcome.template_key().is_some()
+                    && ctr
+                        .attributes
+                        .get(&settings.mapping.case_id_attribute)
+                        .is_some_and(|id| case::is_case_id(id.trim()));
+                let case_position = (wanted || has_case).then(|| {
+                    let mut case = case::build(&ctr, &outcome, &settings.mapping);
+                    case.create = wanted;
                     cases.push(Some(Keyed {
                         record: index,
-                        effect: case::build(&ctr, &outcome, &settings.mapping),
+                        effect: case,
                     }));
                     cases.len() - 1
                 });
@@ -258,6 +284,7 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
         records,
         cases: cases.into_iter().flatten().collect(),
         letters,
+        park_after: settings.park_after,
     }
 }
 

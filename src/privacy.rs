@@ -179,6 +179,17 @@ pub enum PatternError {
     },
 }
 
+impl PatternError {
+    /// The list the bad pattern is in.
+    pub fn list(&self) -> PatternList {
+        match self {
+            PatternError::Empty { list, .. }
+            | PatternError::OnlySeparators { list, .. }
+            | PatternError::ControlCharacter { list, .. } => *list,
+        }
+    }
+}
+
 /// One compiled pattern: as written, and with separators removed (when that differs).
 #[derive(Debug, Clone)]
 struct Pattern {
@@ -265,6 +276,17 @@ pub struct AttributeFilter {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
 }
+
+/// Two filters are equal when they hold the same patterns in the same order.
+impl PartialEq for AttributeFilter {
+    fn eq(&self, other: &Self) -> bool {
+        let texts = |p: &[Pattern]| p.iter().map(|p| p.text.clone()).collect::<Vec<_>>();
+        texts(&self.include) == texts(&other.include)
+            && texts(&self.exclude) == texts(&other.exclude)
+    }
+}
+
+impl Eq for AttributeFilter {}
 
 impl Default for AttributeFilter {
     /// Include every attribute except those matching [`DEFAULT_EXCLUDE`].

@@ -4,6 +4,7 @@
 //! Pure: no I/O.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -17,12 +18,17 @@ use crate::plan::{Decision, InputRecord, Keyed, Plan};
 pub enum Action {
     /// A Case was (or, in a dry run, would be) created or updated.
     UpsertCase,
+    /// The Case already reflects this version of the contact or a newer one: nothing changed.
+    Unchanged,
     /// No Case is wanted for this outcome (policy).
     Skipped,
     /// A newer version of the same contact in the batch was processed instead.
     Superseded,
     /// Sent (or would be sent) to the dead-letter queue.
     DeadLetter,
+    /// Held for a Salesforce outage until it was about to expire from the stream, then written
+    /// with its full data to the dead-letter queue (kind `parked`), to be redriven.
+    Parked,
     /// Reported in `batchItemFailures` for Lambda to retry.
     Retry,
 }
@@ -32,9 +38,11 @@ impl Action {
     pub fn name(self) -> &'static str {
         match self {
             Action::UpsertCase => "upsert_case",
+            Action::Unchanged => "unchanged",
             Action::Skipped => "skipped",
             Action::Superseded => "superseded",
             Action::DeadLetter => "dead_letter",
+            Action::Parked => "parked",
             Action::Retry => "retry",
         }
     }
@@ -48,7 +56,8 @@ pub fn action_for(class: ErrorClass) -> Action {
         | ErrorClass::Throttled
         | ErrorClass::AuthExpired
         | ErrorClass::QuotaExhausted
-        | ErrorClass::AuthRejected => Action::Retry,
+        | ErrorClass::AuthRejected
+        | ErrorClass::Unavailable => Action::Retry,
     }
 }
 
@@ -96,6 +105,10 @@ pub struct BatchSummary {
     pub resent_in_invocation: u32,
     /// Whether the daily API quota ran out.
     pub quota_exhausted: bool,
+    /// The systemic failure that stopped the Salesforce writes, when one did (an outage: the
+    /// invocation holds before answering).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salesforce_unavailable: Option<String>,
 }
 
 impl BatchSummary {
@@ -137,32 +150,44 @@ pub struct Executed {
     pub writes: WriteReport,
     /// One outcome per [`Plan::letters`] entry (the poison letters).
     pub poison_sends: Vec<SendOutcome>,
-    /// The letters for Cases Salesforce rejected for good ([`rejection_letters`]).
+    /// The letters the write results call for ([`follow_up_letters`]).
     pub rejection_letters: Vec<Keyed<DeadLetter>>,
-    /// One outcome per rejection letter.
+    /// One outcome per follow-up letter.
     pub rejection_sends: Vec<SendOutcome>,
 }
 
-/// The dead letters that the write results call for: one per Case that failed with a class
-/// whose action is [`Action::DeadLetter`], carrying the record's original data.
-pub fn rejection_letters(
+/// The dead letters that the write results call for, each carrying the record's original
+/// data: one per Case Salesforce rejected for good ([`Action::DeadLetter`]), and, during an
+/// outage (a systemic failure), one `parked` letter per unwritten record that arrived more than
+/// `park_after` before `now_epoch_secs`, so it is not lost when the stream's retention ends.
+pub fn follow_up_letters(
     plan: &Plan,
     inputs: &[InputRecord<'_>],
     writes: &WriteReport,
+    now_epoch_secs: f64,
+    park_after: Duration,
 ) -> Vec<Keyed<DeadLetter>> {
     plan.cases
         .iter()
         .zip(&writes.outcomes)
-        .filter_map(|(case, outcome)| match outcome {
-            WriteOutcome::Failed(f) if action_for(f.class) == Action::DeadLetter => Some(Keyed {
+        .filter_map(|(case, outcome)| {
+            let WriteOutcome::Failed(f) = outcome else {
+                return None;
+            };
+            let input = &inputs[case.record];
+            let contact = plan.records[case.record].contact_id.as_ref();
+            if action_for(f.class) == Action::DeadLetter {
+                return Some(Keyed {
+                    record: case.record,
+                    effect: input.letter(LetterKind::SalesforceRejected, f.into(), contact),
+                });
+            }
+            let systemic = writes.systemic.as_ref()?;
+            let age = now_epoch_secs - input.arrival?;
+            (age > park_after.as_secs_f64()).then(|| Keyed {
                 record: case.record,
-                effect: inputs[case.record].letter(
-                    LetterKind::SalesforceRejected,
-                    f.into(),
-                    plan.records[case.record].contact_id.as_ref(),
-                ),
-            }),
-            _ => None,
+                effect: input.letter(LetterKind::Parked, systemic.into(), contact),
+            })
         })
         .collect()
 }
@@ -232,6 +257,10 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                         report.created = Some(*created);
                         (Action::UpsertCase, None)
                     }
+                    Some(WriteOutcome::Unchanged { id }) => {
+                        report.case_id = Some(id.clone());
+                        (Action::Unchanged, None)
+                    }
                     Some(WriteOutcome::Recorded) => (Action::UpsertCase, None),
                     Some(WriteOutcome::Failed(f)) => failed_action(f, letters[index]),
                     None => (Action::Retry, Some("not_attempted".to_owned())),
@@ -248,6 +277,7 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     summary.token_requests = executed.writes.token_requests;
     summary.resent_in_invocation = executed.writes.resent;
     summary.quota_exhausted = executed.writes.quota_exhausted;
+    summary.salesforce_unavailable = executed.writes.systemic.as_ref().map(|f| f.code.clone());
     BatchReport { records, summary }
 }
 
@@ -260,9 +290,13 @@ fn letter_action(sent: Option<&SendOutcome>, code: &str) -> (Action, Option<Stri
 }
 
 fn failed_action(failure: &Failure, letter: Option<&SendOutcome>) -> (Action, Option<String>) {
-    match action_for(failure.class) {
-        Action::DeadLetter => letter_action(letter, &failure.code),
-        action => (action, Some(failure.code.clone())),
+    match (action_for(failure.class), letter) {
+        (Action::DeadLetter, _) => letter_action(letter, &failure.code),
+        // A held record with a parked letter: final once the letter is stored.
+        (_, Some(SendOutcome::Sent | SendOutcome::Recorded)) => {
+            (Action::Parked, Some(failure.code.clone()))
+        }
+        (action, _) => (action, Some(failure.code.clone())),
     }
 }
 
@@ -326,6 +360,7 @@ mod tests {
             ErrorClass::AuthExpired,
             ErrorClass::QuotaExhausted,
             ErrorClass::AuthRejected,
+            ErrorClass::Unavailable,
         ] {
             assert_eq!(action_for(class), Action::Retry, "{class:?}");
         }
@@ -340,7 +375,7 @@ mod tests {
             outcomes: vec![failure(ErrorClass::Permanent, "REQUIRED_FIELD_MISSING")],
             ..WriteReport::default()
         };
-        let letters = rejection_letters(&plan, &inputs, &writes);
+        let letters = follow_up_letters(&plan, &inputs, &writes, 0.0, Duration::ZERO);
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].effect.kind, "salesforce_rejected");
         assert_eq!(letters[0].effect.contact_id.as_deref(), Some(ID));

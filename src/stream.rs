@@ -66,6 +66,14 @@ pub async fn handle(
     let started = Instant::now();
     let deadline = Deadline::from_lambda(event.context.deadline, state.deadline_margin);
     let outcome = process_batch(state, &event.payload, deadline).await;
+    if outcome.summary.salesforce_unavailable.is_some() {
+        // Hold: answering at once would make the event source mapping retry at once, and
+        // every retry would fail the same way. Never past the deadline.
+        let hold = deadline
+            .remaining()
+            .map_or(state.outage_hold, |left| left.min(state.outage_hold));
+        tokio::time::sleep(hold).await;
+    }
     let latency_ms = started.elapsed().as_millis() as u64;
     log_summary(&outcome.summary, latency_ms);
     if state.metrics.enabled {
@@ -124,6 +132,7 @@ fn log_summary(summary: &BatchSummary, latency_ms: u64) {
         poison = summary.outcomes_starting_with("poison"),
         outcomes = %serde_json::to_string(&summary.outcomes).unwrap_or_default(),
         cases_upserted = summary.count(Action::UpsertCase),
+        unchanged = summary.count(Action::Unchanged),
         cases_created = summary.cases_created,
         skipped = summary.count(Action::Skipped),
         superseded = summary.count(Action::Superseded),

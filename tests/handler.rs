@@ -129,7 +129,9 @@ async fn redelivered_ctr_updates_the_same_case() {
     // Days later, in another batch.
     let event = kinesis_event(&[first.into_bytes()], 10);
     let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
-    assert_eq!(outcome.reports[0].created, Some(false));
+    // The older version changes nothing (Case lifecycle: stale versions are ignored).
+    assert_eq!(outcome.reports[0].action, Action::Unchanged);
+    assert_eq!(outcome.reports[0].created, None);
     assert_eq!(fake.org.case_count(), 1);
     assert_eq!(fake.org.creates_per_external_id()[&id], 1);
 }
@@ -320,9 +322,9 @@ async fn failure_without_sequence_number_fails_the_whole_batch() {
     assert_eq!(diagnostic.error_type, "Retryable");
 }
 
-/// A wrong external id field is a configuration error Salesforce answers with 404 NOT_FOUND:
-/// permanent per salesforce-wire.md, so the records are dead-lettered (to be redriven after the
-/// fix), not retried forever.
+/// A wrong external id field is a configuration error: the org has no such column, so each
+/// Case of the create is rejected with INVALID_FIELD, permanent per salesforce-wire.md. The
+/// records are dead-lettered (to be redriven after the fix), not retried forever.
 #[tokio::test]
 async fn missing_external_id_field_dead_letters_without_retrying() {
     let fake = fake_salesforce::start().await;
@@ -338,7 +340,10 @@ async fn missing_external_id_field_dead_letters_without_retrying() {
     assert!(outcome.response.batch_item_failures.is_empty());
     let letters = state.dead_letters.held();
     assert_eq!(letters.len(), 3);
-    assert!(letters.iter().all(|l| l.error.code == "NOT_FOUND"));
+    assert!(
+        letters.iter().all(|l| l.error.code == "INVALID_FIELD"),
+        "{letters:?}"
+    );
     assert_eq!(fake.org.api_calls(), 1);
     assert_eq!(fake.org.case_count(), 0);
 }

@@ -26,7 +26,7 @@ const ANSWER_WAIT: Duration = Duration::from_secs(60);
 const EXIT_WAIT: Duration = Duration::from_secs(30);
 
 /// Metric names in the EMF line, in order.
-const METRICS: [&str; 7] = [
+const METRICS: [&str; 10] = [
     "Dropped",
     "HappyPath",
     "CasesUpserted",
@@ -34,6 +34,9 @@ const METRICS: [&str; 7] = [
     "DeadLettered",
     "SalesforceApiCalls",
     "BatchLatencyMs",
+    "Unchanged",
+    "Parked",
+    "SalesforceUnavailable",
 ];
 
 /// The sequence numbers in events/mixed-batch.json of the record that is not JSON and the
@@ -111,6 +114,8 @@ fn base_env(api: &RuntimeApi, fake: &FakeSalesforce, level: &str) -> Vec<(&'stat
         ("SALESFORCE_RETRY_MAX_MS", "0".to_owned()),
         ("AWS_LAMBDA_LOG_FORMAT", "json".to_owned()),
         ("AWS_LAMBDA_LOG_LEVEL", level.to_owned()),
+        // Tests of the outage hold set their own; the others must not wait.
+        ("OUTAGE_HOLD_MS", "0".to_owned()),
     ]);
     env
 }
@@ -415,10 +420,12 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
 
     assert_eq!(fake.org.token_grants(), 1, "one sign-in per warm container");
     assert_eq!(fake.org.token_requests(), 1);
+    // Case lifecycle: the first invocation creates the Case (one call); each redelivery of the
+    // same version costs a create answered DUPLICATE_VALUE and a read (two calls).
     assert_eq!(
         fake.org.api_calls(),
-        3,
-        "one collections call per invocation"
+        5,
+        "one create, then create + read per redelivery"
     );
     assert_eq!(fake.org.case_count(), 1, "{:?}", fake.org.cases());
     let creates = fake.org.creates_per_external_id();
@@ -503,6 +510,7 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
     let response = lambda.invoke(&event).await;
     assert_eq!(failures(&response), [seq(7_000, 1)]);
     assert_eq!(fake.org.api_calls(), MAX_ATTEMPTS as u64);
+    // After the bounded retries the outage is systemic: the container probes once next time.
     assert_eq!(fake.org.pending_faults(), 1, "one attempt per allowed try");
     assert_eq!(fake.org.case_count(), 0);
 
@@ -526,6 +534,7 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
             ("Retried", 1),
             ("DeadLettered", 0),
             ("SalesforceApiCalls", MAX_ATTEMPTS as u64),
+            ("SalesforceUnavailable", 1),
         ],
     );
     assert_metrics(
@@ -534,16 +543,19 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
             ("CasesUpserted", 1),
             ("Retried", 0),
             ("SalesforceApiCalls", 1),
+            ("SalesforceUnavailable", 0),
         ],
     );
-    let warned = output
+    // One clear error line for the held invocation (no per-record warning flood).
+    let held = output
         .json_logs()
         .into_iter()
-        .filter(|l| field(l, "message") == Some("record reported for retry"))
+        .filter(|l| field(l, "message").is_some_and(|m| m.starts_with("Salesforce unavailable")))
         .collect::<Vec<_>>();
-    assert_eq!(warned.len(), 1, "{warned:?}");
-    assert_eq!(field(&warned[0], "contact_id"), Some(DROPPED_CONTACT_ID));
-    assert_eq!(field(&warned[0], "error_code"), Some("SERVER_UNAVAILABLE"));
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["level"], "ERROR");
+    assert_eq!(field(&held[0], "error_code"), Some("SERVER_UNAVAILABLE"));
+    assert_eq!(held[0]["records"], 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,15 +592,18 @@ async fn emf_line_per_invocation_counts_the_batch() {
             ("SalesforceApiCalls", 1),
         ],
     );
+    // The mixed batch redelivers the dropped call at the same version: its Case is unchanged
+    // (a create answered DUPLICATE_VALUE, then a read).
     assert_metrics(
         &emf[1],
         &[
             ("Dropped", 1),
             ("HappyPath", 1),
-            ("CasesUpserted", 1),
+            ("CasesUpserted", 0),
+            ("Unchanged", 1),
             ("Retried", 0),
             ("DeadLettered", 2),
-            ("SalesforceApiCalls", 1),
+            ("SalesforceApiCalls", 2),
         ],
     );
     assert_metrics(
@@ -660,7 +675,9 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     assert!(dropped["latency_ms"].is_u64(), "{dropped}");
     let mixed = summaries[1];
     assert_eq!(mixed["records"], 10);
-    assert_eq!(mixed["cases_upserted"], 1);
+    // The redelivered dropped call has the version its Case already reflects: unchanged.
+    assert_eq!(mixed["cases_upserted"], 0);
+    assert_eq!(mixed["unchanged"], 1);
     assert_eq!(
         mixed["cases_created"], 0,
         "the Case exists since the first batch"
@@ -679,6 +696,7 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     // Per-record lines carry the sequence number and the ContactId ("-" when undecodable).
     let per_record = [
         "case upserted",
+        "case unchanged",
         "record skipped",
         "record dead-lettered",
         "record reported for retry",
@@ -694,7 +712,10 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     }
     let upserted: Vec<&&Value> = records
         .iter()
-        .filter(|l| field(l, "message") == Some("case upserted"))
+        .filter(|l| {
+            field(l, "message") == Some("case upserted")
+                || field(l, "message") == Some("case unchanged")
+        })
         .collect();
     assert_eq!(upserted.len(), 2);
     for line in upserted {

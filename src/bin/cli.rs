@@ -134,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
         let requests = RequestRecorder::new(
             &config.api_version,
             &config.pipeline.mapping.external_id_field,
+            &config.pipeline.mapping.version_field,
             config.batch_size,
         );
         let letters = LetterRecorder::default();

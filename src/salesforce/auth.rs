@@ -88,6 +88,29 @@ impl AuthFlow {
         }
     }
 
+    /// The flow the credentials imply: a private key → JWT bearer; a username and password →
+    /// password; a client id and secret only → client credentials. `None` when they are not
+    /// enough for any flow.
+    pub fn infer(credentials: &Credentials) -> Option<Self> {
+        let has =
+            |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
+        let user = credentials
+            .username
+            .as_deref()
+            .is_some_and(|u| !u.is_empty());
+        if credentials.client_id.is_empty() {
+            None
+        } else if has(&credentials.private_key) && user {
+            Some(AuthFlow::JwtBearer)
+        } else if user && has(&credentials.password) && has(&credentials.client_secret) {
+            Some(AuthFlow::Password)
+        } else if has(&credentials.client_secret) {
+            Some(AuthFlow::ClientCredentials)
+        } else {
+            None
+        }
+    }
+
     /// The name used in configuration.
     pub fn name(self) -> &'static str {
         match self {
@@ -351,6 +374,20 @@ mod tests {
         c.private_key = Some("not a key".to_owned().into());
         let err = grant_form(AuthFlow::JwtBearer, &c, "", 0).unwrap_err();
         assert!(err.to_string().contains("PEM"), "{err}");
+    }
+
+    #[test]
+    fn flow_follows_the_credentials() {
+        let mut c = creds();
+        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::Password));
+        c.private_key = Some("pem".to_owned().into());
+        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::JwtBearer));
+        let mut c = creds();
+        c.username = None;
+        c.password = None;
+        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::ClientCredentials));
+        c.client_secret = None;
+        assert_eq!(AuthFlow::infer(&c), None);
     }
 
     #[test]

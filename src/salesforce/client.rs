@@ -1,17 +1,29 @@
-//! The Salesforce client: batched, idempotent Case upserts with bounded retries.
+//! The Salesforce client: Case writes that keep one Case per contact and never overwrite an
+//! agent's work, with bounded retries.
 //!
-//! Every write is an sObject Collections upsert by the external id field (≤200 records = one API
-//! call), so a retried request, a write applied but answered with 503, or a CTR redelivered days
-//! later all leave one Case per ContactId. Nothing here knows about Kinesis.
+//! Per chunk of at most `batch_size` Cases (salesforce-wire.md, DESIGN.md "Case lifecycle"):
+//! 1. **create** them all with one sObject Collections create. The external id field is
+//!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
+//!    it exists (another writer may just have created it), never a permanent error.
+//! 2. **read** the existing ones (and those the flow already named by Id) with one Composite
+//!    request holding one SOQL query: their Id and stored version.
+//! 3. **update** only those whose stored version is older than the CTR's, with one Collections
+//!    update of the kept-current fields and the version. The others are unchanged.
+//!
+//! So a new batch costs one call per chunk and a redelivered or updated one at most three. The
+//! version guard lives in Salesforce (the Case's version field), so it holds across
+//! invocations, containers and days. Nothing here knows about Kinesis.
 
 use std::borrow::Borrow;
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::{AuthFlow, CredentialProvider, Credentials, TokenCache, grant_form};
+use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
 use crate::case::CaseRecord;
@@ -21,55 +33,86 @@ use crate::retry::{Deadline, RetryPolicy, jitter};
 /// Where and how to call Salesforce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SalesforceSettings {
-    /// Login host for the token endpoint (`https://login.salesforce.com`, a sandbox or My Domain).
+    /// Login host for the token endpoint (`https://login.salesforce.com`, a sandbox or My Domain),
+    /// checked against `allowed_hosts` before any request.
     pub login_url: String,
+    /// The hosts credentials, tokens and data may go to.
+    pub allowed_hosts: HostPolicy,
     /// JWT `aud`; derived from the login URL when `None`.
     pub jwt_audience: Option<String>,
-    /// OAuth flow.
-    pub auth_flow: AuthFlow,
+    /// OAuth flow; `None`: the flow the credentials imply ([`AuthFlow::infer`]).
+    pub auth_flow: Option<AuthFlow>,
     /// Data API version, `vNN.0`.
     pub api_version: String,
-    /// The Case external id field holding the ContactId.
+    /// The Case external id field holding the ContactId (Unique, External ID).
     pub external_id_field: String,
+    /// The Case DateTime field holding the CTR version the Case reflects.
+    pub version_field: String,
     /// Records per collections request (1–200).
     pub batch_size: usize,
     /// Retry schedule and timeouts.
     pub retry: RetryPolicy,
+    /// No new login for this long after the token endpoint refused the credentials, unless
+    /// they change.
+    pub login_cooldown: Duration,
 }
 
-/// What happened to one Case in [`SalesforceClient::upsert_cases`].
+/// What happened to one Case in [`SalesforceClient::write_cases`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpsertOutcome {
-    /// Written.
-    Upserted {
+pub enum CaseOutcome {
+    /// A new Case was created.
+    Created {
         /// Salesforce Case id.
         id: String,
-        /// Whether the Case was created (else updated).
-        created: bool,
+    },
+    /// The existing Case's kept-current fields were updated to this newer version.
+    Updated {
+        /// Salesforce Case id.
+        id: String,
+    },
+    /// The Case already reflects this version or a newer one (or the CTR has no version):
+    /// nothing was written.
+    Unchanged {
+        /// Salesforce Case id.
+        id: String,
     },
     /// Not written; `error.class()` says whether to dead-letter (permanent) or retry later.
     Failed(Error),
 }
 
-/// The outcome of an upsert call, with the counts metrics need.
+/// The outcome of a write call, with the counts metrics need.
 #[derive(Debug, Default)]
-pub struct UpsertReport {
+pub struct CaseWriteReport {
     /// One outcome per input record, in order.
-    pub outcomes: Vec<UpsertOutcome>,
+    pub outcomes: Vec<CaseOutcome>,
     /// Data API calls made (each counts against the daily limit).
     pub api_calls: u32,
     /// Token endpoint calls made.
     pub token_requests: u32,
     /// Records sent again after a transient failure.
-    pub retried_records: u32,
+    pub resent: u32,
     /// Set when the daily API quota ran out.
     pub quota_exhausted: bool,
+    /// Set when Salesforce could not be used at all (quota gone, credentials refused, not
+    /// reachable after the bounded retries, …): the failure every unwritten record shares.
+    pub systemic: Option<Error>,
 }
 
 #[derive(Default)]
 struct CallCounts {
     api_calls: AtomicU32,
     token_requests: AtomicU32,
+}
+
+/// Where a pending Case is in the create → read → update sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stage {
+    /// Create it (it is not known to exist).
+    Create,
+    /// Read the existing Case: by external id, or by the Id the flow gave.
+    Read,
+    /// Update the existing Case with this Id.
+    Update(String),
 }
 
 /// A Salesforce REST client shared by all invocations of a warm container.
@@ -80,6 +123,36 @@ pub struct SalesforceClient {
     credentials: Box<dyn CredentialProvider>,
     tokens: TokenCache,
     api_usage: Mutex<Option<(u64, u64)>>,
+    /// Set after the token endpoint refused the credentials.
+    login_block: Mutex<Option<LoginBlock>>,
+    /// Set while Salesforce is unavailable (the last write ended in a systemic failure): the
+    /// next write probes with a single attempt.
+    outage: AtomicBool,
+}
+
+/// No login until `until`, unless the credentials' fingerprint changes.
+#[derive(Debug, Clone)]
+struct LoginBlock {
+    until: Instant,
+    fingerprint: u64,
+    cause: String,
+}
+
+/// A hash of the credentials, to tell whether a re-read secret changed. Kept in memory only.
+fn fingerprint(c: &Credentials) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
+    (
+        &c.client_id,
+        secret(&c.client_secret),
+        &c.username,
+        secret(&c.password),
+        secret(&c.private_key),
+        &c.login_url,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 impl SalesforceClient {
@@ -109,6 +182,8 @@ impl SalesforceClient {
             credentials: Box::new(credentials),
             tokens: TokenCache::default(),
             api_usage: Mutex::new(None),
+            login_block: Mutex::new(None),
+            outage: AtomicBool::new(false),
         })
     }
 
@@ -122,112 +197,360 @@ impl SalesforceClient {
         *self.api_usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Upserts `records` by the external id field, in collections of at most `batch_size`,
-    /// retrying transient failures with backoff until `max_attempts` or the deadline. Never
-    /// fails as a whole: each record gets an outcome.
-    pub async fn upsert_cases<R: Borrow<CaseRecord>>(
+    /// Writes `records`: creates the new Cases, updates the kept-current fields of existing
+    /// ones whose version is older, leaves the others unchanged (see the module doc). Retries
+    /// transient failures with backoff until `max_attempts` or the deadline. Never fails as a
+    /// whole: each record gets an outcome.
+    pub async fn write_cases<R: Borrow<CaseRecord>>(
         &self,
         records: &[R],
         deadline: Deadline,
-    ) -> UpsertReport {
+    ) -> CaseWriteReport {
         let counts = CallCounts::default();
-        let mut outcomes: Vec<Option<UpsertOutcome>> = vec![None; records.len()];
+        let mut report = CaseWriteReport::default();
+        let mut outcomes: Vec<Option<CaseOutcome>> = vec![None; records.len()];
         let mut last_error: Vec<Option<Error>> = vec![None; records.len()];
-        let mut pending: Vec<usize> = (0..records.len()).collect();
-        let mut report = UpsertReport::default();
-        let policy = self.settings.retry;
-        let mut attempt = 0;
-        'attempts: while !pending.is_empty() {
-            attempt += 1;
-            if attempt > 1 {
-                report.retried_records += pending.len() as u32;
-            }
-            let mut still_pending = Vec::new();
-            let chunk_size = self.settings.batch_size.clamp(1, MAX_COLLECTION_RECORDS);
-            let mut chunks = pending.chunks(chunk_size);
-            while let Some(chunk) = chunks.next() {
-                let batch: Vec<&CaseRecord> = chunk.iter().map(|&i| records[i].borrow()).collect();
-                match self.send_collection(&batch, deadline, &counts).await {
-                    Ok(results) => {
-                        for (&i, result) in chunk.iter().zip(results) {
-                            match result {
-                                RecordResult::Upserted { id, created } => {
-                                    outcomes[i] = Some(UpsertOutcome::Upserted { id, created });
-                                }
-                                RecordResult::Failed(e) if e.class().is_retryable() => {
-                                    last_error[i] = Some(e);
-                                    still_pending.push(i);
-                                }
-                                RecordResult::Failed(e) => {
-                                    outcomes[i] = Some(UpsertOutcome::Failed(e));
-                                }
-                            }
-                        }
-                    }
-                    Err(e) if e.class().is_retryable() => {
-                        for &i in chunk {
-                            last_error[i] = Some(e.clone());
-                        }
-                        still_pending.extend_from_slice(chunk);
-                    }
-                    Err(e) => {
-                        // Quota gone or credentials refused: nothing else will work in this
-                        // invocation; stop calling and report everything left for retry.
-                        // A permanent request-level error (NOT_FOUND on the external id
-                        // field, JSON_PARSER_ERROR) fails this chunk only.
-                        let stop = matches!(
-                            e.class(),
-                            ErrorClass::QuotaExhausted | ErrorClass::AuthRejected
-                        );
-                        report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
-                        for &i in chunk {
-                            outcomes[i] = Some(UpsertOutcome::Failed(e.clone()));
-                        }
-                        if stop {
-                            for &i in chunks.flatten().chain(&still_pending) {
-                                outcomes[i] = Some(UpsertOutcome::Failed(e.clone()));
-                            }
-                            pending.clear();
-                            break 'attempts;
-                        }
-                    }
+        let mut stages: Vec<Stage> = records
+            .iter()
+            .map(|r| {
+                let r = r.borrow();
+                if r.case_id.is_some() || !r.create {
+                    Stage::Read
+                } else {
+                    Stage::Create
                 }
-            }
-            pending = still_pending;
+            })
+            .collect();
+        // Records whose flow-given Case Id was not found fall back to their external id.
+        let mut by_external: Vec<bool> = records
+            .iter()
+            .map(|r| r.borrow().case_id.is_none())
+            .collect();
+        let policy = self.settings.retry;
+        // While Salesforce is unavailable, each invocation probes with a single attempt.
+        let max_attempts = if self.outage.load(Ordering::Relaxed) {
+            1
+        } else {
+            policy.max_attempts
+        };
+        let chunk_size = self.settings.batch_size.clamp(1, MAX_COLLECTION_RECORDS);
+        let request_failure: Mutex<Option<Error>> = Mutex::new(None);
+        let mut attempt = 0;
+        'attempts: loop {
+            let pending: Vec<usize> = (0..records.len())
+                .filter(|&i| outcomes[i].is_none())
+                .collect();
             if pending.is_empty() {
                 break;
             }
-            let delay = policy.delay(attempt, jitter());
-            if attempt >= policy.max_attempts || !deadline.allows(delay + policy.min_request_time) {
-                break;
+            attempt += 1;
+            if attempt > 1 {
+                let delay = policy.delay(attempt - 1, jitter());
+                if attempt > max_attempts || !deadline.allows(delay + policy.min_request_time) {
+                    // Requests that still failed as a whole after the bounded retries:
+                    // Salesforce is unreachable or failing, not one record.
+                    report.systemic = request_failure
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    break;
+                }
+                *request_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                tokio::time::sleep(delay).await;
+                report.resent += pending.len() as u32;
             }
-            tokio::time::sleep(delay).await;
-        }
-        for i in pending {
-            let error = last_error[i].take().unwrap_or(Error::DeadlineReached);
-            outcomes[i] = Some(UpsertOutcome::Failed(error));
+            for chunk in pending.chunks(chunk_size) {
+                let step = Step {
+                    records,
+                    chunk,
+                    deadline,
+                    counts: &counts,
+                    request_failure: &request_failure,
+                };
+                let stop = async {
+                    self.create_step(&step, &mut stages, &mut outcomes, &mut last_error)
+                        .await?;
+                    self.read_step(
+                        &step,
+                        &mut stages,
+                        &mut by_external,
+                        &mut outcomes,
+                        &mut last_error,
+                    )
+                    .await?;
+                    self.update_step(&step, &mut stages, &mut outcomes, &mut last_error)
+                        .await
+                }
+                .await;
+                if let Err(e) = stop {
+                    // Quota gone, credentials refused, Salesforce unusable: nothing else will
+                    // work in this invocation; stop calling and report everything left for
+                    // retry.
+                    report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
+                    for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+                        *outcome = Some(CaseOutcome::Failed(e.clone()));
+                    }
+                    report.systemic = Some(e);
+                    break 'attempts;
+                }
+            }
         }
         report.outcomes = outcomes
             .into_iter()
-            .map(|o| o.unwrap_or(UpsertOutcome::Failed(Error::DeadlineReached)))
+            .zip(last_error)
+            .map(|(outcome, error)| {
+                outcome
+                    .unwrap_or_else(|| CaseOutcome::Failed(error.unwrap_or(Error::DeadlineReached)))
+            })
             .collect();
         report.api_calls = counts.api_calls.load(Ordering::Relaxed);
         report.token_requests = counts.token_requests.load(Ordering::Relaxed);
+        self.outage
+            .store(report.systemic.is_some(), Ordering::Relaxed);
         report
     }
 
-    /// One collections upsert, refreshing the token once on 401.
-    async fn send_collection(
+    /// Step 1: one collections create for the chunk's Cases not known to exist.
+    async fn create_step<R: Borrow<CaseRecord>>(
         &self,
-        batch: &[&CaseRecord],
+        step: &Step<'_, R>,
+        stages: &mut [Stage],
+        outcomes: &mut [Option<CaseOutcome>],
+        last_error: &mut [Option<Error>],
+    ) -> Result<(), Error> {
+        let creates: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Create);
+        if creates.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<&CaseRecord> = creates.iter().map(|&i| step.records[i].borrow()).collect();
+        let body = wire::collections_create_body(
+            &batch,
+            &self.settings.external_id_field,
+            &self.settings.version_field,
+        );
+        let path = wire::collections_path(&self.settings.api_version);
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                &body,
+                step.deadline,
+                step.counts,
+            )
+            .await
+            .and_then(|(status, bytes)| {
+                wire::parse_collections_response(status, &bytes, batch.len())
+            });
+        let results = match answer {
+            Ok(results) => results,
+            Err(e) => return fail_request(e, &creates, outcomes, last_error, step.request_failure),
+        };
+        for (&i, result) in creates.iter().zip(results) {
+            match result {
+                RecordResult::Upserted { id, .. } => {
+                    outcomes[i] = Some(CaseOutcome::Created { id });
+                }
+                RecordResult::Failed(e)
+                    if wire::is_duplicate_external_id(&e, &self.settings.external_id_field) =>
+                {
+                    stages[i] = Stage::Read;
+                }
+                RecordResult::Failed(e) => fail_record(i, e, outcomes, last_error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 2: one Composite query for the chunk's existing Cases; decides update or unchanged.
+    async fn read_step<R: Borrow<CaseRecord>>(
+        &self,
+        step: &Step<'_, R>,
+        stages: &mut [Stage],
+        by_external: &mut [bool],
+        outcomes: &mut [Option<CaseOutcome>],
+        last_error: &mut [Option<Error>],
+    ) -> Result<(), Error> {
+        let reads: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Read);
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let record = |i: usize| -> &CaseRecord { step.records[i].borrow() };
+        let external_ids: Vec<&str> = reads
+            .iter()
+            .filter(|&&i| by_external[i])
+            .map(|&i| record(i).external_id.as_str())
+            .collect();
+        let ids: Vec<&str> = reads
+            .iter()
+            .filter(|&&i| !by_external[i])
+            .filter_map(|&i| record(i).case_id.as_deref())
+            .collect();
+        let body = wire::existing_cases_body(
+            &self.settings.api_version,
+            &self.settings.external_id_field,
+            &self.settings.version_field,
+            &external_ids,
+            &ids,
+        );
+        let path = wire::composite_path(&self.settings.api_version);
+        let answer = self
+            .call(
+                reqwest::Method::POST,
+                &path,
+                &body,
+                step.deadline,
+                step.counts,
+            )
+            .await
+            .and_then(|(status, bytes)| {
+                wire::parse_existing_cases(
+                    status,
+                    &bytes,
+                    &self.settings.external_id_field,
+                    &self.settings.version_field,
+                )
+            });
+        let existing = match answer {
+            Ok(existing) => existing,
+            Err(e) => return fail_request(e, &reads, outcomes, last_error, step.request_failure),
+        };
+        for &i in &reads {
+            let r = record(i);
+            let found = existing.iter().find(|e| {
+                if by_external[i] {
+                    e.external_id
+                        .as_deref()
+                        .is_some_and(|x| x.eq_ignore_ascii_case(r.external_id.as_str()))
+                } else {
+                    r.case_id.as_deref().is_some_and(|id| same_id(&e.id, id))
+                }
+            });
+            match found {
+                Some(e) => {
+                    let newer = match (r.version, e.version) {
+                        (Some(ours), Some(theirs)) => ours > theirs,
+                        (Some(_), None) => true,
+                        // A CTR without a version never replaces existing context.
+                        (None, _) => false,
+                    };
+                    if newer {
+                        stages[i] = Stage::Update(e.id.clone());
+                    } else {
+                        outcomes[i] = Some(CaseOutcome::Unchanged { id: e.id.clone() });
+                    }
+                }
+                None if !by_external[i] && r.create => {
+                    // The flow's Case is gone: file the contact's Case by its external id.
+                    by_external[i] = true;
+                    stages[i] = Stage::Create;
+                }
+                None if !by_external[i] => fail_record(
+                    i,
+                    Error::CaseNotFound {
+                        id: r.case_id.clone().unwrap_or_default(),
+                    },
+                    outcomes,
+                    last_error,
+                ),
+                None => {
+                    // It existed a moment ago (the create said so): deleted since, or not yet
+                    // visible. Try again from the start.
+                    stages[i] = Stage::Create;
+                    last_error[i] = Some(Error::InvalidResponse {
+                        status: 200,
+                        detail: "a Case reported as existing was not found".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 3: one collections update of the kept-current fields of the chunk's older Cases.
+    async fn update_step<R: Borrow<CaseRecord>>(
+        &self,
+        step: &Step<'_, R>,
+        stages: &mut [Stage],
+        outcomes: &mut [Option<CaseOutcome>],
+        last_error: &mut [Option<Error>],
+    ) -> Result<(), Error> {
+        let mut updates: Vec<usize> =
+            step.select(outcomes, |i| matches!(stages[i], Stage::Update(_)));
+        // Two records of a batch may name the same Case (legs of one transferred contact): a
+        // collections update may not name a record twice, so the newest version writes it.
+        let mut newest: HashMap<String, usize> = HashMap::new();
+        for &i in &updates {
+            let Stage::Update(id) = &stages[i] else {
+                continue;
+            };
+            let version = step.records[i].borrow().version;
+            match newest.get(id) {
+                Some(&j) if step.records[j].borrow().version >= version => {}
+                _ => {
+                    newest.insert(id.clone(), i);
+                }
+            }
+        }
+        updates.retain(|&i| {
+            let Stage::Update(id) = &stages[i] else {
+                return false;
+            };
+            if newest[id] == i {
+                true
+            } else {
+                outcomes[i] = Some(CaseOutcome::Unchanged { id: id.clone() });
+                false
+            }
+        });
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<(&str, &CaseRecord)> = updates
+            .iter()
+            .map(|&i| match &stages[i] {
+                Stage::Update(id) => (id.as_str(), step.records[i].borrow()),
+                _ => unreachable!("selected above"),
+            })
+            .collect();
+        let body = wire::collections_update_body(&batch, &self.settings.version_field);
+        let path = wire::collections_path(&self.settings.api_version);
+        let answer = self
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                &body,
+                step.deadline,
+                step.counts,
+            )
+            .await
+            .and_then(|(status, bytes)| {
+                wire::parse_collections_response(status, &bytes, batch.len())
+            });
+        let results = match answer {
+            Ok(results) => results,
+            Err(e) => return fail_request(e, &updates, outcomes, last_error, step.request_failure),
+        };
+        for (&i, result) in updates.iter().zip(results) {
+            match result {
+                RecordResult::Upserted { id, .. } => {
+                    outcomes[i] = Some(CaseOutcome::Updated { id });
+                }
+                RecordResult::Failed(e) => fail_record(i, e, outcomes, last_error),
+            }
+        }
+        Ok(())
+    }
+
+    /// One data call (JSON body), refreshing the token once on 401.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
         deadline: Deadline,
         counts: &CallCounts,
-    ) -> Result<Vec<RecordResult>, Error> {
-        let body = serde_json::to_vec(&wire::collections_upsert_body(
-            batch.iter().copied(),
-            &self.settings.external_id_field,
-        ))
-        .map_err(|e| Error::InvalidResponse {
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let body = serde_json::to_vec(body).map_err(|e| Error::InvalidResponse {
             status: 0,
             detail: format!("could not encode the request body: {e}"),
         })?;
@@ -238,18 +561,11 @@ impl SalesforceClient {
                 .get_or_fetch(|| self.fetch_token(deadline, counts))
                 .await?;
             let timeout = self.request_timeout(deadline)?;
-            let url = format!(
-                "{}{}",
-                token.instance_url.trim_end_matches('/'),
-                wire::collections_upsert_path(
-                    &self.settings.api_version,
-                    &self.settings.external_id_field
-                )
-            );
+            let url = format!("{}{path}", token.instance_url.trim_end_matches('/'));
             counts.api_calls.fetch_add(1, Ordering::Relaxed);
             let response = self
                 .http
-                .patch(url)
+                .request(method.clone(), url)
                 .bearer_auth(token.access_token.expose_secret())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::ACCEPT, "application/json")
@@ -267,18 +583,20 @@ impl SalesforceClient {
             {
                 *self.api_usage.lock().unwrap_or_else(|e| e.into_inner()) = Some(usage);
             }
-            let bytes = response.bytes().await.map_err(transport_error)?;
-            match wire::parse_collections_response(status, &bytes, batch.len()) {
-                Err(e) if e.class() == ErrorClass::AuthExpired && !refreshed => {
+            let bytes = response.bytes().await.map_err(transport_error)?.to_vec();
+            if status == 401 && !refreshed {
+                let error = wire::parse_api_error(status, &bytes);
+                if error.class() == ErrorClass::AuthExpired {
                     tracing::info!(
                         generation = token.generation,
                         "Salesforce session expired; refreshing the token once"
                     );
                     self.tokens.invalidate(token.generation);
                     refreshed = true;
+                    continue;
                 }
-                other => return other,
             }
+            return Ok((status, bytes));
         }
     }
 
@@ -289,38 +607,100 @@ impl SalesforceClient {
             .ok_or(Error::DeadlineReached)
     }
 
-    /// Gets a token; when the grant is refused, reads the credentials again once (they may have
-    /// been rotated) and retries.
+    /// Gets a token. When the grant is refused, reads the credentials again once and signs in
+    /// with them only if they changed (a rotation); if they are refused too (or did not
+    /// change), no login is attempted for the cool-down unless the credentials change: each
+    /// refused login counts towards Salesforce locking the user out.
     async fn fetch_token(
         &self,
         deadline: Deadline,
         counts: &CallCounts,
     ) -> Result<(SecretString, String), Error> {
-        let credentials = self
-            .credentials
-            .current()
-            .await
-            .map_err(Error::Credentials)?;
-        match self.request_token(&credentials, deadline, counts).await {
-            Err(e @ Error::AuthRejected { .. }) => {
-                let reloaded = self
+        let blocked = self
+            .login_block
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|b| b.until > Instant::now());
+        let credentials = match blocked {
+            None => self
+                .credentials
+                .current()
+                .await
+                .map_err(Error::Credentials)?,
+            Some(block) => {
+                // The secret may have been fixed: a new version is picked up at once.
+                let fresh = match self
                     .credentials
                     .reload()
                     .await
-                    .map_err(Error::Credentials)?;
-                match reloaded {
-                    Some(fresh) => {
-                        tracing::warn!(
-                            error_code = e.code(),
-                            "Salesforce refused the grant; re-read the secret and trying once more"
-                        );
-                        self.request_token(&fresh, deadline, counts).await
-                    }
-                    None => Err(e),
+                    .map_err(Error::Credentials)?
+                {
+                    Some(fresh) => fresh,
+                    None => self
+                        .credentials
+                        .current()
+                        .await
+                        .map_err(Error::Credentials)?,
+                };
+                if fingerprint(&fresh) == block.fingerprint {
+                    return Err(Error::LoginCoolingDown {
+                        remaining_secs: block
+                            .until
+                            .saturating_duration_since(Instant::now())
+                            .as_secs(),
+                        cause: block.cause,
+                    });
                 }
+                fresh
             }
-            other => other,
+        };
+        let rejected = match self.request_token(&credentials, deadline, counts).await {
+            Err(e @ Error::AuthRejected { .. }) => e,
+            other => return self.unblocked(other),
+        };
+        let tried = fingerprint(&credentials);
+        let fresh = self
+            .credentials
+            .reload()
+            .await
+            .map_err(Error::Credentials)?;
+        let (last_tried, result) = match fresh {
+            Some(fresh) if fingerprint(&fresh) != tried => {
+                tracing::warn!(
+                    error_code = rejected.code(),
+                    "Salesforce refused the grant; the secret changed, signing in once more"
+                );
+                let fp = fingerprint(&fresh);
+                (fp, self.request_token(&fresh, deadline, counts).await)
+            }
+            _ => (tried, Err(rejected)),
+        };
+        match result {
+            Err(e @ Error::AuthRejected { .. }) => {
+                let cooldown = self.settings.login_cooldown;
+                tracing::error!(
+                    error = %e,
+                    cooldown_secs = cooldown.as_secs(),
+                    "Salesforce refused the credentials; no new login until they change or the cool-down ends"
+                );
+                *self.login_block.lock().unwrap_or_else(|e| e.into_inner()) = Some(LoginBlock {
+                    until: Instant::now() + cooldown,
+                    fingerprint: last_tried,
+                    cause: e.code().to_owned(),
+                });
+                Err(e)
+            }
+            other => self.unblocked(other),
         }
+    }
+
+    /// Lifts the login cool-down after a successful grant.
+    fn unblocked<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if result.is_ok() {
+            *self.login_block.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        result
     }
 
     async fn request_token(
@@ -329,28 +709,39 @@ impl SalesforceClient {
         deadline: Deadline,
         counts: &CallCounts,
     ) -> Result<(SecretString, String), Error> {
-        let login_url = credentials
-            .login_url
-            .as_deref()
-            .unwrap_or(&self.settings.login_url)
-            .trim_end_matches('/');
-        if !is_allowed_login_url(login_url) {
-            return Err(Error::Credentials(
-                "login_url in the Salesforce secret must be an https:// URL".into(),
-            ));
-        }
+        let login = match credentials.login_url.as_deref() {
+            Some(text) => LoginUrl::parse(text, &self.settings.allowed_hosts).map_err(|e| {
+                Error::Credentials(format!(
+                    "login_url in the Salesforce secret is refused: {e}; fix the secret's \
+                     login_url key (or remove it to use SALESFORCE_LOGIN_URL)"
+                ))
+            })?,
+            None => LoginUrl::parse(&self.settings.login_url, &self.settings.allowed_hosts)
+                .map_err(|e| Error::Credentials(format!("SALESFORCE_LOGIN_URL is refused: {e}")))?,
+        };
         let audience = self
             .settings
             .jwt_audience
             .clone()
-            .unwrap_or_else(|| default_jwt_audience(login_url));
+            .unwrap_or_else(|| login.jwt_audience());
+        let flow = match self.settings.auth_flow {
+            Some(flow) => flow,
+            None => AuthFlow::infer(credentials).ok_or_else(|| {
+                Error::Credentials(
+                    "the Salesforce credentials fit no OAuth flow: give private_key and \
+                     username (jwt_bearer), client_id and client_secret (client_credentials), \
+                     or client_id, client_secret, username and password (password)"
+                        .into(),
+                )
+            })?,
+        };
         let now = chrono::Utc::now().timestamp();
-        let form = grant_form(self.settings.auth_flow, credentials, &audience, now)?;
+        let form = grant_form(flow, credentials, &audience, now)?;
         let timeout = self.request_timeout(deadline)?;
         counts.token_requests.fetch_add(1, Ordering::Relaxed);
         let response = self
             .http
-            .post(format!("{login_url}/services/oauth2/token"))
+            .post(login.token_url())
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form.exposed())
             .timeout(timeout)
@@ -360,65 +751,105 @@ impl SalesforceClient {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(transport_error)?;
         let token = wire::parse_token_response(status, &bytes)?;
-        tracing::info!(
-            flow = self.settings.auth_flow.name(),
-            "signed in to Salesforce"
-        );
-        Ok((SecretString::from(token.access_token), token.instance_url))
+        // The bearer token and the Case data go only where this allows: never trust the
+        // instance_url blindly (a token endpoint could name any host).
+        let instance =
+            InstanceUrl::parse(&token.instance_url, &login, &self.settings.allowed_hosts)
+                .map_err(Error::InstanceUrlRefused)?;
+        tracing::info!(flow = flow.name(), "signed in to Salesforce");
+        Ok((
+            SecretString::from(token.access_token),
+            instance.as_str().to_owned(),
+        ))
     }
+}
+
+/// The chunk a step works on, with what every step needs.
+struct Step<'a, R> {
+    records: &'a [R],
+    chunk: &'a [usize],
+    deadline: Deadline,
+    counts: &'a CallCounts,
+    /// The last request of this attempt that failed as a whole with a retryable error.
+    request_failure: &'a Mutex<Option<Error>>,
+}
+
+impl<R> Step<'_, R> {
+    /// The chunk's records still without an outcome that `wanted` selects.
+    fn select(
+        &self,
+        outcomes: &[Option<CaseOutcome>],
+        wanted: impl Fn(usize) -> bool,
+    ) -> Vec<usize> {
+        self.chunk
+            .iter()
+            .copied()
+            .filter(|&i| outcomes[i].is_none() && wanted(i))
+            .collect()
+    }
+}
+
+/// A request-level failure for the records `affected`: retry them later, stop everything
+/// (`Err`), or fail them for good.
+fn fail_request(
+    e: Error,
+    affected: &[usize],
+    outcomes: &mut [Option<CaseOutcome>],
+    last_error: &mut [Option<Error>],
+    request_failure: &Mutex<Option<Error>>,
+) -> Result<(), Error> {
+    if e.class().stops_the_batch() {
+        return Err(e);
+    }
+    if e.class().is_retryable() {
+        *request_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+    }
+    for &i in affected {
+        fail_record(i, e.clone(), outcomes, last_error);
+    }
+    Ok(())
+}
+
+/// A per-record failure: retryable ones stay pending (with their last error), the others end.
+fn fail_record(
+    i: usize,
+    e: Error,
+    outcomes: &mut [Option<CaseOutcome>],
+    last_error: &mut [Option<Error>],
+) {
+    if e.class().is_retryable() {
+        last_error[i] = Some(e);
+    } else {
+        outcomes[i] = Some(CaseOutcome::Failed(e));
+    }
+}
+
+/// Whether two Salesforce Ids name the same record (a 15-character Id is the case-sensitive
+/// prefix of its 18-character form).
+fn same_id(a: &str, b: &str) -> bool {
+    a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
 }
 
 impl CaseSink for SalesforceClient {
     async fn write_cases(&self, cases: &[&CaseRecord], deadline: Deadline) -> WriteReport {
-        let report = self.upsert_cases(cases, deadline).await;
+        let report = SalesforceClient::write_cases(self, cases, deadline).await;
         WriteReport {
             outcomes: report
                 .outcomes
                 .into_iter()
                 .map(|outcome| match outcome {
-                    UpsertOutcome::Upserted { id, created } => {
-                        WriteOutcome::Written { id, created }
-                    }
-                    UpsertOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
+                    CaseOutcome::Created { id } => WriteOutcome::Written { id, created: true },
+                    CaseOutcome::Updated { id } => WriteOutcome::Written { id, created: false },
+                    CaseOutcome::Unchanged { id } => WriteOutcome::Unchanged { id },
+                    CaseOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
                 })
                 .collect(),
             api_calls: report.api_calls,
             token_requests: report.token_requests,
-            resent: report.retried_records,
+            resent: report.resent,
             quota_exhausted: report.quota_exhausted,
+            systemic: report.systemic.as_ref().map(Error::to_failure),
         }
-    }
-}
-
-/// Whether `url` may receive credentials: https, or plain http on the loopback interface only
-/// (local testing).
-pub fn is_allowed_login_url(url: &str) -> bool {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| url.starts_with(p));
-    let https = url
-        .strip_prefix("https://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(' '));
-    https || local
-}
-
-/// The JWT audience for a login URL: sandboxes use test.salesforce.com, other Salesforce hosts
-/// (including My Domain) login.salesforce.com, and any other host (a test fake) itself.
-pub fn default_jwt_audience(login_url: &str) -> String {
-    let host = login_url
-        .split("://")
-        .nth(1)
-        .unwrap_or(login_url)
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    if host == "test.salesforce.com" || host.ends_with(".sandbox.my.salesforce.com") {
-        "https://test.salesforce.com".into()
-    } else if host.ends_with("salesforce.com") {
-        "https://login.salesforce.com".into()
-    } else {
-        login_url.trim_end_matches('/').to_owned()
     }
 }
 
@@ -434,34 +865,5 @@ fn transport_error(err: reqwest::Error) -> Error {
     Error::Transport {
         kind,
         detail: err.without_url().to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jwt_audience_follows_login_host() {
-        assert_eq!(
-            default_jwt_audience("https://login.salesforce.com"),
-            "https://login.salesforce.com"
-        );
-        assert_eq!(
-            default_jwt_audience("https://acme.my.salesforce.com/"),
-            "https://login.salesforce.com"
-        );
-        assert_eq!(
-            default_jwt_audience("https://acme--uat.sandbox.my.salesforce.com"),
-            "https://test.salesforce.com"
-        );
-        assert_eq!(
-            default_jwt_audience("https://test.salesforce.com"),
-            "https://test.salesforce.com"
-        );
-        assert_eq!(
-            default_jwt_audience("http://127.0.0.1:8080/"),
-            "http://127.0.0.1:8080"
-        );
     }
 }

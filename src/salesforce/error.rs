@@ -52,6 +52,18 @@ pub enum Error {
         /// The HTTP client's description (no credentials; URL paths carry no customer data).
         detail: String,
     },
+    /// A request-level answer that is not Salesforce's (an HTML page from a proxy or gateway,
+    /// a redirect): Salesforce cannot be reached as such.
+    #[error(
+        "the answer (HTTP {status}) did not come from Salesforce's API (a proxy or gateway page, \
+         or a redirect): check the network path to the instance and the org's status"
+    )]
+    NotSalesforce {
+        /// HTTP status.
+        status: u16,
+        /// `HTTP_<status>`.
+        code: String,
+    },
     /// An answer that does not match the documented format.
     #[error("unexpected answer from Salesforce (HTTP {status}): {detail}")]
     InvalidResponse {
@@ -66,6 +78,35 @@ pub enum Error {
     /// Not enough time left in the invocation to make the call.
     #[error("not enough time left in this invocation to call Salesforce")]
     DeadlineReached,
+    /// The token endpoint refused these credentials recently; no login is attempted until they
+    /// change or the cool-down ends (refused logins lock the Salesforce user out).
+    #[error(
+        "Salesforce refused these credentials ({cause}); not signing in again for {remaining_secs} s \
+         unless the secret changes: fix the credentials (SALESFORCE_SECRET_ARN / SALESFORCE_*)"
+    )]
+    LoginCoolingDown {
+        /// Seconds left.
+        remaining_secs: u64,
+        /// The OAuth error that started the cool-down.
+        cause: String,
+    },
+    /// The token endpoint named an `instance_url` that may not receive the token: nothing was
+    /// sent to it.
+    #[error(
+        "Salesforce's token answer named an instance_url that is refused ({0}); no request was \
+         sent to it: check SALESFORCE_LOGIN_URL and the org's My Domain, or add its domain to \
+         SALESFORCE_ALLOWED_HOSTS"
+    )]
+    InstanceUrlRefused(super::endpoint::EndpointError),
+    /// The Case the contact flow named (by Id, in a contact attribute) does not exist.
+    #[error(
+        "the Case {id} named by the contact's case id attribute does not exist (deleted?); \
+         the contact's outcome was not recorded"
+    )]
+    CaseNotFound {
+        /// The Case Id from the attribute.
+        id: String,
+    },
 }
 
 fn fields_suffix(fields: &[String]) -> String {
@@ -107,8 +148,13 @@ impl Error {
                 message,
                 ..
             } => classify_api(*status, error_code, message),
-            Error::AuthRejected { .. } | Error::Credentials(_) => ErrorClass::AuthRejected,
+            Error::NotSalesforce { .. } => ErrorClass::Unavailable,
+            Error::AuthRejected { .. } | Error::Credentials(_) | Error::LoginCoolingDown { .. } => {
+                ErrorClass::AuthRejected
+            }
             Error::Transport { .. } | Error::DeadlineReached => ErrorClass::Transient,
+            Error::CaseNotFound { .. } => ErrorClass::Permanent,
+            Error::InstanceUrlRefused(_) => ErrorClass::Unavailable,
             Error::InvalidResponse { status, .. } if *status >= 500 => ErrorClass::Transient,
             // A 2xx/4xx body we cannot read: treat as transient, since a write may have been
             // applied and only idempotent upserts make the retry safe.
@@ -131,8 +177,12 @@ impl Error {
             } => "connect_failed",
             Error::Transport { .. } => "connection_broken",
             Error::InvalidResponse { .. } => "invalid_response",
+            Error::NotSalesforce { code, .. } => code,
             Error::Credentials(_) => "credentials_unavailable",
             Error::DeadlineReached => "deadline_reached",
+            Error::CaseNotFound { .. } => "CASE_NOT_FOUND",
+            Error::InstanceUrlRefused(_) => "instance_url_refused",
+            Error::LoginCoolingDown { .. } => "login_cooling_down",
         }
     }
 
@@ -159,6 +209,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Api { status, .. }
+            | Error::NotSalesforce { status, .. }
             | Error::AuthRejected { status, .. }
             | Error::InvalidResponse { status, .. } => Some(*status),
             _ => None,
@@ -166,7 +217,30 @@ impl Error {
     }
 }
 
-/// Salesforce's documented error codes, by class.
+/// Error codes that say a request (or a record) is wrong: fixing it needs a change to the
+/// record or the configuration, so retrying cannot help.
+const PERMANENT_CODES: [&str; 17] = [
+    "INVALID_FIELD",
+    "INVALID_FIELD_FOR_INSERT_UPDATE",
+    "REQUIRED_FIELD_MISSING",
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    "FIELD_INTEGRITY_EXCEPTION",
+    "STRING_TOO_LONG",
+    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    "JSON_PARSER_ERROR",
+    "MALFORMED_ID",
+    "MALFORMED_QUERY",
+    "INVALID_TYPE",
+    "INVALID_CROSS_REFERENCE_KEY",
+    "ENTITY_IS_DELETED",
+    "DUPLICATE_VALUE",
+    "NOT_FOUND",
+    "EXCEEDED_ID_LIMIT",
+    "METHOD_NOT_ALLOWED",
+];
+
+/// Salesforce's documented error codes, by class. `status` 200 means a per-record error inside
+/// a collections answer; any other status, an error for the whole request.
 fn classify_api(status: u16, code: &str, message: &str) -> ErrorClass {
     match (status, code) {
         (401, _) | (_, "INVALID_SESSION_ID") => ErrorClass::AuthExpired,
@@ -179,7 +253,17 @@ fn classify_api(status: u16, code: &str, message: &str) -> ErrorClass {
         }
         (s, _) if s >= 500 => ErrorClass::Transient,
         (429, _) => ErrorClass::Throttled,
-        _ => ErrorClass::Permanent,
+        // The API itself refused the integration: no record can be written until an admin acts.
+        (s, "API_DISABLED_FOR_ORG" | "API_CURRENTLY_DISABLED" | "INSUFFICIENT_ACCESS")
+            if s != 200 =>
+        {
+            ErrorClass::Unavailable
+        }
+        (_, code) if PERMANENT_CODES.contains(&code) => ErrorClass::Permanent,
+        // An unknown code on one record is that record's problem; on the whole request, the
+        // request could not be served at all.
+        (200, _) => ErrorClass::Permanent,
+        _ => ErrorClass::Unavailable,
     }
 }
 
@@ -262,6 +346,22 @@ mod tests {
             ),
             (503, "SERVER_UNAVAILABLE", "Server unavailable", Transient),
             (502, "", "", Transient),
+            (
+                403,
+                "API_DISABLED_FOR_ORG",
+                "API is not enabled",
+                Unavailable,
+            ),
+            (403, "API_CURRENTLY_DISABLED", "disabled", Unavailable),
+            (
+                403,
+                "INSUFFICIENT_ACCESS",
+                "insufficient access",
+                Unavailable,
+            ),
+            (200, "INSUFFICIENT_ACCESS", "one record", Permanent),
+            (400, "SOMETHING_NEW", "an unknown code", Unavailable),
+            (200, "SOMETHING_NEW", "an unknown code", Permanent),
         ];
         for (status, code, message, class) in table {
             assert_eq!(api(status, code, message).class(), class, "{status} {code}");

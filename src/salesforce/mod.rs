@@ -15,6 +15,6 @@ pub mod wire;
 pub mod recorder;
 
 pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};
-pub use client::{SalesforceClient, SalesforceSettings, UpsertOutcome, UpsertReport};
+pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};
 pub use recorder::{RecordedRequest, RequestRecorder};

@@ -22,22 +22,30 @@ pub struct RecordedRequest {
 }
 
 /// Records the data requests for Case writes instead of sending them, chunked as the client
-/// chunks them (`batch_size` Cases per collections request).
+/// chunks them (`batch_size` Cases per collections request). It answers as a fresh org would:
+/// every Case is new, so each chunk is one collections create.
 #[derive(Debug)]
 pub struct RequestRecorder {
     api_version: String,
     external_id_field: String,
+    version_field: String,
     batch_size: usize,
     requests: Mutex<Vec<RecordedRequest>>,
 }
 
 impl RequestRecorder {
-    /// A recorder for requests to API `api_version` keyed by `external_id_field`, with
-    /// `batch_size` Cases per request (1–200).
-    pub fn new(api_version: &str, external_id_field: &str, batch_size: usize) -> Self {
+    /// A recorder for requests to API `api_version` keyed by `external_id_field` (versions in
+    /// `version_field`), with `batch_size` Cases per request (1–200).
+    pub fn new(
+        api_version: &str,
+        external_id_field: &str,
+        version_field: &str,
+        batch_size: usize,
+    ) -> Self {
         RequestRecorder {
             api_version: api_version.to_owned(),
             external_id_field: external_id_field.to_owned(),
+            version_field: version_field.to_owned(),
             batch_size: batch_size.clamp(1, MAX_COLLECTION_RECORDS),
             requests: Mutex::new(Vec::new()),
         }
@@ -54,9 +62,13 @@ impl CaseSink for RequestRecorder {
         let mut recorded = Vec::new();
         for chunk in cases.chunks(self.batch_size) {
             recorded.push(RecordedRequest {
-                method: "PATCH",
-                path: wire::collections_upsert_path(&self.api_version, &self.external_id_field),
-                body: wire::collections_upsert_body(chunk.iter().copied(), &self.external_id_field),
+                method: "POST",
+                path: wire::collections_path(&self.api_version),
+                body: wire::collections_create_body(
+                    chunk,
+                    &self.external_id_field,
+                    &self.version_field,
+                ),
             });
         }
         let api_calls = recorded.len() as u32;

@@ -3,6 +3,7 @@
 //! Pure: status and body in, typed values out. No HTTP here, so every documented response shape
 //! is tested on fixture text.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -64,9 +65,13 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, E
             error: e.error,
             description: e.error_description,
         }),
-        _ => Err(Error::InvalidResponse {
+        _ if status >= 500 => Err(Error::InvalidResponse {
             status,
             detail: "the token endpoint answered without an OAuth error body".into(),
+        }),
+        _ => Err(Error::NotSalesforce {
+            status,
+            code: format!("HTTP_{status}"),
         }),
     }
 }
@@ -96,34 +101,50 @@ pub fn parse_api_error(status: u16, body: &[u8]) -> Error {
             message: item.message,
             fields: item.fields,
         },
-        _ => {
-            // Gateways answer 502/503 with HTML; keep the status, which decides the class.
-            Error::Api {
-                status,
-                error_code: format!("HTTP_{status}"),
-                message: String::new(),
-                fields: vec![],
-            }
-        }
+        // Not Salesforce's error format: an HTML page from a proxy or gateway, a redirect to a
+        // login page. Salesforce cannot be reached as such: an outage, not a record problem.
+        _ => Error::NotSalesforce {
+            status,
+            code: format!("HTTP_{status}"),
+        },
     }
 }
 
-/// The path (below the instance URL) of an sObject Collections upsert of Cases by
-/// `external_id_field`.
-pub fn collections_upsert_path(api_version: &str, external_id_field: &str) -> String {
-    format!("/services/data/{api_version}/composite/sobjects/Case/{external_id_field}")
+/// How a version timestamp is written to a DateTime field.
+pub fn datetime_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The body of an sObject Collections upsert: `allOrNone:false`, one Case per record, each with
-/// its external id field set to the ContactId.
-pub fn collections_upsert_body<'a>(
-    records: impl IntoIterator<Item = &'a CaseRecord>,
+/// Reads a DateTime value as Salesforce returns it (`2024-02-25T08:36:30.000+0000`) or as
+/// RFC 3339.
+pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The path of the sObject Collections create and update resources.
+pub fn collections_path(api_version: &str) -> String {
+    format!("/services/data/{api_version}/composite/sobjects")
+}
+
+/// The path of the Composite resource.
+pub fn composite_path(api_version: &str) -> String {
+    format!("/services/data/{api_version}/composite")
+}
+
+/// The body of an sObject Collections create (`allOrNone:false`): every field of each Case,
+/// its external id and, when known, its version.
+pub fn collections_create_body(
+    records: &[&CaseRecord],
     external_id_field: &str,
+    version_field: &str,
 ) -> Value {
     let records: Vec<Value> = records
-        .into_iter()
+        .iter()
         .map(|record| {
-            let mut object = Map::with_capacity(record.fields.len() + 2);
+            let mut object = Map::with_capacity(record.fields.len() + 3);
             object.insert("attributes".into(), json!({"type": "Case"}));
             for (k, v) in &record.fields {
                 object.insert(k.clone(), v.clone());
@@ -132,10 +153,177 @@ pub fn collections_upsert_body<'a>(
                 external_id_field.to_owned(),
                 Value::String(record.external_id.to_string()),
             );
+            if let Some(version) = record.version {
+                object.insert(
+                    version_field.to_owned(),
+                    Value::String(datetime_text(version)),
+                );
+            }
             Value::Object(object)
         })
         .collect();
     json!({"allOrNone": false, "records": records})
+}
+
+/// The body of an sObject Collections update (`allOrNone:false`) of existing Cases by Id: only
+/// the kept-current fields and the version, so an agent's edits to the other fields stay.
+pub fn collections_update_body(updates: &[(&str, &CaseRecord)], version_field: &str) -> Value {
+    let records: Vec<Value> = updates
+        .iter()
+        .map(|(id, record)| {
+            let mut object = Map::new();
+            object.insert("attributes".into(), json!({"type": "Case"}));
+            object.insert("id".into(), Value::String((*id).to_owned()));
+            for (k, v) in record.current_fields() {
+                object.insert(k.to_owned(), v.clone());
+            }
+            if let Some(version) = record.version {
+                object.insert(
+                    version_field.to_owned(),
+                    Value::String(datetime_text(version)),
+                );
+            }
+            Value::Object(object)
+        })
+        .collect();
+    json!({"allOrNone": false, "records": records})
+}
+
+/// The reference id of the query in [`existing_cases_body`].
+const EXISTING_REF: &str = "existingCases";
+
+/// A Composite request holding one SOQL query for the Cases with the given external ids or
+/// Ids: their Id, external id and version. In a Composite body the query is not bound by the
+/// 16 KB URI limit a GET would hit with 200 ids. `external_ids` are UUIDs and `ids` Salesforce
+/// Ids (both validated), so they are safe inside SOQL quotes.
+pub fn existing_cases_body(
+    api_version: &str,
+    external_id_field: &str,
+    version_field: &str,
+    external_ids: &[&str],
+    ids: &[&str],
+) -> Value {
+    let list = |values: &[&str]| {
+        values
+            .iter()
+            .map(|v| format!("'{v}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut conditions = Vec::new();
+    if !external_ids.is_empty() {
+        conditions.push(format!("{external_id_field} IN ({})", list(external_ids)));
+    }
+    if !ids.is_empty() {
+        conditions.push(format!("Id IN ({})", list(ids)));
+    }
+    let soql = format!(
+        "SELECT Id, {external_id_field}, {version_field} FROM Case WHERE {}",
+        conditions.join(" OR ")
+    );
+    let url = format!(
+        "/services/data/{api_version}/query?q={}",
+        percent_encode_query(&soql)
+    );
+    json!({"allOrNone": false, "compositeRequest": [
+        {"method": "GET", "url": url, "referenceId": EXISTING_REF}
+    ]})
+}
+
+/// Percent-encodes a query-string value (RFC 3986 unreserved characters stay).
+fn percent_encode_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3 / 2);
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// An existing Case as the read returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingCase {
+    /// Its Id.
+    pub id: String,
+    /// Its external id (ContactId), when set.
+    pub external_id: Option<String>,
+    /// The CTR version it reflects, when set.
+    pub version: Option<DateTime<Utc>>,
+}
+
+/// Parses the answer to [`existing_cases_body`].
+///
+/// # Errors
+/// The request-level [`Error`] when the Composite call failed, the query's own error when it
+/// failed inside it, or [`Error::InvalidResponse`] for an undocumented shape.
+pub fn parse_existing_cases(
+    status: u16,
+    body: &[u8],
+    external_id_field: &str,
+    version_field: &str,
+) -> Result<Vec<ExistingCase>, Error> {
+    if status != 200 {
+        return Err(parse_api_error(status, body));
+    }
+    let invalid = |detail: String| Error::InvalidResponse { status, detail };
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
+    let sub = answer["compositeResponse"]
+        .as_array()
+        .and_then(|subs| subs.iter().find(|s| s["referenceId"] == EXISTING_REF))
+        .ok_or_else(|| invalid("composite answer without the query's result".into()))?;
+    let sub_status = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
+    if sub_status != 200 {
+        let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
+        return Err(parse_api_error(sub_status, &body));
+    }
+    let records = sub["body"]["records"]
+        .as_array()
+        .ok_or_else(|| invalid("query result without records".into()))?;
+    let field = |record: &Value, name: &str| {
+        record
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned)
+    };
+    records
+        .iter()
+        .map(|record| {
+            Ok(ExistingCase {
+                id: field(record, "Id").ok_or_else(|| invalid("a Case without Id".into()))?,
+                external_id: field(record, external_id_field),
+                version: field(record, version_field).and_then(|t| parse_datetime(&t)),
+            })
+        })
+        .collect()
+}
+
+/// Whether a per-record error says a Case with this external id already exists: Salesforce's
+/// `DUPLICATE_VALUE` on the (unique) external id field. That is the signal to update the
+/// existing Case, never a reason to dead-letter.
+pub fn is_duplicate_external_id(error: &Error, external_id_field: &str) -> bool {
+    match error {
+        Error::Api {
+            error_code,
+            message,
+            fields,
+            ..
+        } => {
+            error_code == "DUPLICATE_VALUE"
+                && (fields
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(external_id_field))
+                    || message
+                        .to_ascii_lowercase()
+                        .contains(&external_id_field.to_ascii_lowercase()))
+        }
+        _ => false,
+    }
 }
 
 /// One record's result in a collections answer.
@@ -275,23 +463,12 @@ mod tests {
         assert_eq!(err.class(), ErrorClass::QuotaExhausted);
         let err = parse_api_error(502, b"Bad Gateway");
         assert_eq!(err.code(), "HTTP_502");
-        assert_eq!(err.class(), ErrorClass::Transient);
-    }
-
-    #[test]
-    fn upsert_body_has_type_and_external_id() {
-        let mut fields = Map::new();
-        fields.insert("Subject".into(), "Dropped call".into());
-        let record = CaseRecord {
-            external_id: ContactId::parse("5ca32fbd-8f92-46af-92a5-6b0f970f0efe").unwrap(),
-            fields,
-        };
-        let body = collections_upsert_body([&record], "Amazon_Connect_Contact_Id__c");
-        assert_eq!(
-            body,
-            json!({"allOrNone":false,"records":[{"attributes":{"type":"Case"},"Subject":"Dropped call",
-                "Amazon_Connect_Contact_Id__c":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe"}]})
-        );
+        // See: issue "Outages lose nothing". A proxy's page is an outage, not a retry.
+        assert_eq!(err.class(), ErrorClass::Unavailable);
+        let err = parse_api_error(302, b"");
+        assert_eq!(err.class(), ErrorClass::Unavailable);
+        let err = parse_token_response(403, b"<html>Forbidden</html>").unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Unavailable);
     }
 
     #[test]
@@ -325,6 +502,96 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.class(), ErrorClass::AuthExpired);
+    }
+
+    fn record(version: Option<&str>) -> CaseRecord {
+        let mut fields = Map::new();
+        fields.insert("Subject".into(), "Dropped call".into());
+        fields.insert("Description".into(), "context".into());
+        CaseRecord {
+            external_id: ContactId::parse("5ca32fbd-8f92-46af-92a5-6b0f970f0efe").unwrap(),
+            fields,
+            kept_current: std::sync::Arc::from(vec![
+                "Description".to_owned(),
+                "Version__c".to_owned(),
+            ]),
+            version: version.and_then(parse_datetime),
+            case_id: None,
+            create: true,
+        }
+    }
+
+    #[test]
+    fn create_body_has_every_field_and_update_body_only_kept_current_ones() {
+        let r = record(Some("2024-02-25T08:36:30Z"));
+        let create = collections_create_body(&[&r], "Ext__c", "Version__c");
+        assert_eq!(
+            create,
+            json!({"allOrNone": false, "records": [{"attributes": {"type": "Case"},
+                "Subject": "Dropped call", "Description": "context",
+                "Ext__c": "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "Version__c": "2024-02-25T08:36:30.000Z"}]})
+        );
+        let update = collections_update_body(&[("5001", &r)], "Version__c");
+        assert_eq!(
+            update,
+            json!({"allOrNone": false, "records": [{"attributes": {"type": "Case"},
+                "id": "5001", "Description": "context", "Version__c": "2024-02-25T08:36:30.000Z"}]})
+        );
+        let unversioned = record(None);
+        let create = collections_create_body(&[&unversioned], "Ext__c", "Version__c");
+        assert!(create["records"][0].get("Version__c").is_none());
+    }
+
+    #[test]
+    fn existing_cases_query_is_a_composite_subrequest() {
+        let body = existing_cases_body("v62.0", "Ext__c", "Version__c", &["a-1", "b-2"], &["500X"]);
+        let url = body["compositeRequest"][0]["url"].as_str().unwrap();
+        assert!(
+            url.starts_with("/services/data/v62.0/query?q=SELECT%20Id%2C%20Ext__c"),
+            "{url}"
+        );
+        assert!(
+            url.contains(
+                "Ext__c%20IN%20%28%27a-1%27%2C%27b-2%27%29%20OR%20Id%20IN%20%28%27500X%27%29"
+            ),
+            "{url}"
+        );
+        let answer = br#"{"compositeResponse":[{"body":{"totalSize":2,"done":true,"records":[
+            {"attributes":{"type":"Case","url":"/x"},"Id":"5001","Ext__c":"a-1","Version__c":"2024-02-25T08:36:30.000+0000"},
+            {"attributes":{"type":"Case","url":"/y"},"Id":"5002","Ext__c":"b-2","Version__c":null}]},
+            "httpHeaders":{},"httpStatusCode":200,"referenceId":"existingCases"}]}"#;
+        let cases = parse_existing_cases(200, answer, "Ext__c", "Version__c").unwrap();
+        assert_eq!(cases[0].version, parse_datetime("2024-02-25T08:36:30Z"));
+        assert_eq!(cases[1].external_id.as_deref(), Some("b-2"));
+        assert_eq!(cases[1].version, None);
+        let failed = br#"{"compositeResponse":[{"body":[{"errorCode":"INVALID_FIELD","message":"No such column"}],
+            "httpHeaders":{},"httpStatusCode":400,"referenceId":"existingCases"}]}"#;
+        let err = parse_existing_cases(200, failed, "Ext__c", "Version__c").unwrap_err();
+        assert_eq!(err.code(), "INVALID_FIELD");
+    }
+
+    #[test]
+    fn duplicate_value_on_the_external_id_means_the_case_exists() {
+        let dup = |message: &str, fields: &[&str]| Error::Api {
+            status: 200,
+            error_code: "DUPLICATE_VALUE".into(),
+            message: message.into(),
+            fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        let message = "duplicate value found: Amazon_Connect_Contact_Id__c duplicates value on record with id: 500000000000001";
+        assert!(is_duplicate_external_id(
+            &dup(message, &[]),
+            "Amazon_Connect_Contact_Id__c"
+        ));
+        assert!(is_duplicate_external_id(
+            &dup("dup", &["amazon_connect_contact_id__c"]),
+            "Amazon_Connect_Contact_Id__c"
+        ));
+        assert!(!is_duplicate_external_id(
+            &dup("duplicate value found: Other__c", &[]),
+            "Amazon_Connect_Contact_Id__c"
+        ));
     }
 
     #[test]

@@ -26,9 +26,10 @@
 //! Case: Id, CaseNumber (auto-number `00001001`, …), CreatedDate, LastModifiedDate (read-only);
 //! Subject (255), Description (32,000), SuppliedPhone (40), SuppliedName (80), Priority, Type,
 //! Reason, SuppliedEmail; restricted picklists Origin ∈ {Phone, Email, Web} and Status ∈ {New,
-//! Working, Escalated, Closed} (default New); ContactId, AccountId; [`EXTERNAL_ID_FIELD`] (Text(255),
-//! Unique case-insensitive, External ID); [`LAST_UPDATE_FIELD`] (DateTime); any other `…__c` as
-//! text. Contact: Id, FirstName (40), LastName (80, required), Phone and MobilePhone (40),
+//! Working, Escalated, Closed} (default New); ContactId, AccountId, OwnerId; the custom fields of
+//! the org metadata in salesforce/force-app: [`EXTERNAL_ID_FIELD`] (Text(255), Unique
+//! case-insensitive, External ID), [`LAST_UPDATE_FIELD`] (DateTime), [`OUTCOME_FIELD`] (Text(40));
+//! any other `…__c` is `INVALID_FIELD`, as in a real org. Contact: Id, FirstName (40), LastName (80, required), Phone and MobilePhone (40),
 //! AccountId. Names are case-insensitive, stored canonically; an update changes only the fields
 //! sent; every write is atomic under the org's mutex.
 //!
@@ -78,6 +79,8 @@ pub const PASSWORD: &str = "pw-and-security-token";
 pub const EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
 /// The Case DateTime field holding the CTR `LastUpdateTimestamp` a Case reflects.
 pub const LAST_UPDATE_FIELD: &str = "Amazon_Connect_Last_Update__c";
+/// The outcome field (Text(40)) of the org metadata.
+pub const OUTCOME_FIELD: &str = "Amazon_Connect_Outcome__c";
 /// The fake org's 15-character organisation id (appears in tokens and identity URLs).
 pub const ORG_ID: &str = "00DFAKE00000001";
 /// The integration user's 15-character user id (appears in identity URLs).
@@ -557,6 +560,7 @@ enum Ty {
 
 const CONTACT_REF: Ty = Ty::Ref("003", "Contact ID");
 const ACCOUNT_REF: Ty = Ty::Ref("001", "Account ID");
+const USER_REF: Ty = Ty::Ref("005", "Owner ID");
 
 const CASE_FIELDS: &[(&str, Ty)] = &[
     ("Id", Ty::ReadOnly),
@@ -575,8 +579,11 @@ const CASE_FIELDS: &[(&str, Ty)] = &[
     ("Reason", Ty::Text(0)),
     ("ContactId", CONTACT_REF),
     ("AccountId", ACCOUNT_REF),
+    ("OwnerId", USER_REF),
     (EXTERNAL_ID_FIELD, Ty::Text(255)),
     (LAST_UPDATE_FIELD, Ty::DateTime),
+    // The fields of the org metadata in salesforce/force-app (deployed in this org).
+    (OUTCOME_FIELD, Ty::Text(40)),
 ];
 
 const CONTACT_FIELDS: &[(&str, Ty)] = &[
@@ -605,16 +612,13 @@ impl Obj {
         ["500", "003"][self as usize]
     }
 
-    /// The canonical name and type of field `key`; any other `…__c` on Case is text.
+    /// The canonical name and type of field `key`. Custom fields exist only as the org
+    /// defines them (the metadata in salesforce/force-app): any other `…__c` is unknown, as in
+    /// a real org.
     fn field(self, key: &str) -> Option<(String, Ty)> {
         let fields = [CASE_FIELDS, CONTACT_FIELDS][self as usize];
         let known = fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(key));
-        if let Some((name, ty)) = known {
-            return Some((name.to_string(), *ty));
-        }
-        let suffix = key.len().checked_sub(3).and_then(|at| key.get(at..));
-        let custom = suffix.is_some_and(|s| s.eq_ignore_ascii_case("__c"));
-        (self == Obj::Case && custom).then(|| (key.to_owned(), Ty::Text(0)))
+        known.map(|(name, ty)| (name.to_string(), *ty))
     }
 }
 

@@ -155,6 +155,8 @@ pub fn fake_env(fake: &FakeSalesforce) -> HashMap<String, String> {
         ("SALESFORCE_RETRY_BASE_MS", "0"),
         ("SALESFORCE_RETRY_MAX_MS", "0"),
         ("SALESFORCE_TIMEOUT_MS", "5000"),
+        // Tests of the outage hold set their own; the others must not wait.
+        ("OUTAGE_HOLD_MS", "0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -180,6 +182,7 @@ pub fn app_state(env: &HashMap<String, String>) -> AppState {
             enabled: false,
         },
         deadline_margin: Duration::from_millis(500),
+        outage_hold: config.outage_hold,
     }
 }
 
