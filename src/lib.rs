@@ -43,6 +43,7 @@
 //! - [`config`]: environment variables → the settings of each module above.
 //! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
+//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
 //! - Binaries: `src/main.rs` (the stream Lambda bootstrap), `src/bin/cli.rs` (`ctr-cases`).
 
 pub mod app;
@@ -59,6 +60,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;
+pub mod redrive;
 pub mod report;
 pub mod retry;
 pub mod salesforce;
