@@ -22,8 +22,8 @@ pub enum LetterKind {
     PoisonRecord,
     /// Salesforce rejected the Case for good (validation, field errors).
     SalesforceRejected,
-    /// Held during a Salesforce outage until it was about to leave the stream's retention:
-    /// written with its full data, to be redriven once Salesforce is back.
+    /// Held during a Salesforce outage and about to leave the stream's retention: written with
+    /// its full data so it is not lost, to be redriven (`ctr-cases redrive`) after the outage.
     Parked,
 }
 
@@ -37,15 +37,18 @@ impl LetterKind {
         }
     }
 
+    /// Every kind, in declaration order.
+    pub const ALL: [LetterKind; 3] = [
+        LetterKind::PoisonRecord,
+        LetterKind::SalesforceRejected,
+        LetterKind::Parked,
+    ];
+
     /// Parses a name as written by [`LetterKind::name`].
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            LetterKind::PoisonRecord,
-            LetterKind::SalesforceRejected,
-            LetterKind::Parked,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name.trim())
+        LetterKind::ALL
+            .into_iter()
+            .find(|k| k.name() == name.trim())
     }
 }
 
@@ -248,5 +251,24 @@ mod tests {
             Some(LetterKind::SalesforceRejected)
         );
         assert_eq!(LetterKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn every_kind_parses_from_its_name_and_serializes_as_it() {
+        for kind in LetterKind::ALL {
+            assert_eq!(LetterKind::parse(kind.name()), Some(kind));
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.name())
+            );
+        }
+        assert_eq!(LetterKind::parse(" parked "), Some(LetterKind::Parked));
+        let parked: DeadLetter = serde_json::from_str(
+            r#"{"kind":"parked","error":{"code":"salesforce_unavailable","message":"m"},
+                "sequence_number":"7","data":"e30="}"#,
+        )
+        .unwrap();
+        assert_eq!(parked.kind, LetterKind::Parked);
+        assert!(!parked.data_truncated);
     }
 }

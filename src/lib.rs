@@ -44,6 +44,7 @@
 //! - [`config`]: environment variables → the settings of each module above.
 //! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
+//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
 //! - Binaries: `src/main.rs` (the stream Lambda bootstrap), `src/bin/cli.rs` (`ctr-cases`).
 
 pub mod app;
@@ -61,6 +62,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod privacy;
 pub mod queue;
+pub mod redrive;
 pub mod report;
 pub mod retry;
 pub mod salesforce;

@@ -1,18 +1,27 @@
-//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`).
+//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`), and redrive
+//! dead letters and ShardFailureQueue ranges through it (`redrive`).
 //!
-//! A thin adapter: it reads files into plan inputs, picks the sinks (recorders for a dry run,
-//! the real Salesforce client and dead-letter queue for `--send`) and prints the report.
+//! A thin adapter: it reads files (or, through `ctr_cases::redrive`, queues) into plan inputs,
+//! picks the sinks (recorders for a dry run, the real Salesforce client and dead-letter queue
+//! for `--send`) and prints the report.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use ctr_cases::app::AppState;
 use ctr_cases::config::{Config, DryRunConfig};
+use ctr_cases::effect::{CaseSink, LetterSink};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
 use ctr_cases::queue::{DeadLetterSink, LetterRecorder};
+use ctr_cases::redrive::{
+    DEFAULT_VISIBILITY_TIMEOUT, KindFilter, Line, Progress, ProgressCounts, Redrive, RedriveError,
+    RedriveRun, Summary,
+};
 use ctr_cases::report::{BatchReport, BatchSummary, RecordReport};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
@@ -67,6 +76,75 @@ enum Command {
         #[arg(long, value_name = "FILE", requires = "send")]
         dead_letters: Option<PathBuf>,
     },
+    /// Redrive dead letters, or the ranges of ShardFailureQueue messages, through the pipeline
+    /// (a dry run unless --send).
+    #[command(
+        group(ArgGroup::new("source").required(true).args(["queue", "shard_failures"])),
+        long_about = "Redrive dead letters, or the ranges of ShardFailureQueue messages, through \
+            the pipeline (a dry run unless --send).\n\n\
+            Messages are read in rounds (ReceiveMessage, 10 a call, 1 s long poll) until the \
+            queue returns nothing new or --limit messages were read. With --send, a message is \
+            deleted only once every record it holds reached a final state (any action but \
+            retry). A record dead-lettered again gets a new letter with the new reason, which \
+            replaces the old message. A record that fails again (retry) leaves its message in \
+            place, hidden until its visibility timeout expires. Messages that are not redriven \
+            (not a letter, a kind not asked for, a range that cannot be read) are left in place \
+            and made visible again when the run ends; on a FIFO queue, --send moves them to the \
+            back of their message group so they do not block the messages behind them.\n\n\
+            Configuration comes from the same environment variables as the Lambda (SALESFORCE_*, \
+            CASE_*, CTR_CHANNELS, DEAD_LETTER_QUEUE_URL, …); AWS access from the usual AWS_* \
+            variables and profiles.",
+        after_help = "Examples:\n  \
+        ctr-cases redrive --queue \"$DLQ\"                          # dry run: one row per letter\n  \
+        ctr-cases redrive --queue \"$DLQ\" --send --limit 500\n  \
+        ctr-cases redrive --queue \"$DLQ\" --kinds poison_record --json | jq .error\n  \
+        ctr-cases redrive --shard-failures \"$SFQ\" --send"
+    )]
+    Redrive {
+        /// The dead-letter queue to redrive (the stream function's DEAD_LETTER_QUEUE_URL). Each
+        /// message must be a dead letter. Example:
+        /// `--queue https://sqs.eu-west-1.amazonaws.com/123456789012/ctr-cases-case-dead-letters.fifo`.
+        #[arg(long, value_name = "URL")]
+        queue: Option<String>,
+        /// The ShardFailureQueue to redrive: each message names a range of a shard, which is read
+        /// back from the stream (while the stream retains it). Example:
+        /// `--shard-failures https://sqs.eu-west-1.amazonaws.com/123456789012/ctr-cases-ShardFailureQueue-ABC`.
+        #[arg(long, value_name = "URL")]
+        shard_failures: Option<String>,
+        /// Really write the Cases (with the Lambda's SALESFORCE_* configuration) and delete the
+        /// messages whose records reached a final state. New dead letters go to
+        /// DEAD_LETTER_QUEUE_URL, or, without it, back to the --queue being redriven. Example:
+        /// `ctr-cases redrive --queue "$DLQ" --send`.
+        #[arg(long)]
+        send: bool,
+        /// The letter kinds to redrive, comma-separated: parked, salesforce_rejected,
+        /// poison_record (default: parked,salesforce_rejected; a poison record cannot become a
+        /// Case, so it is redriven only when named). Example: `--kinds parked`.
+        #[arg(
+            long,
+            value_name = "KINDS",
+            value_parser = KindFilter::parse,
+            conflicts_with = "shard_failures"
+        )]
+        kinds: Option<KindFilter>,
+        /// Read at most N messages this run. Example: `--limit 500`.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Print JSON lines (one per record or message, then a summary) even on a terminal;
+        /// this is the default when stdout is not a terminal. Example: `--json | jq .message`.
+        #[arg(long)]
+        json: bool,
+        /// How long each received message stays hidden from other readers, in seconds
+        /// (1–43200): a message whose record fails again is visible again after this. Example:
+        /// `--visibility-timeout 3600`.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = DEFAULT_VISIBILITY_TIMEOUT.as_secs() as u32,
+            value_parser = clap::value_parser!(u32).range(1..=43_200)
+        )]
+        visibility_timeout: u32,
+    },
 }
 
 #[tokio::main]
@@ -79,13 +157,46 @@ async fn main() -> anyhow::Result<()> {
         &filter,
         std::io::stderr,
     );
-    let Command::Replay {
-        files,
-        send,
-        show_requests,
-        json,
-        dead_letters,
-    } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Replay {
+            files,
+            send,
+            show_requests,
+            json,
+            dead_letters,
+        } => replay(&files, send, show_requests, json, dead_letters).await,
+        Command::Redrive {
+            queue,
+            shard_failures,
+            send,
+            kinds,
+            limit,
+            json,
+            visibility_timeout,
+        } => {
+            let source = match (queue, shard_failures) {
+                (Some(url), _) => Source::Letters(url, kinds.unwrap_or_default()),
+                (None, Some(url)) => Source::ShardFailures(url),
+                (None, None) => unreachable!("clap requires --queue or --shard-failures"),
+            };
+            let options = RedriveOptions {
+                send,
+                limit: limit.map(|n| n as usize),
+                json,
+                visibility_timeout: Duration::from_secs(visibility_timeout.into()),
+            };
+            redrive(source, options).await
+        }
+    }
+}
+
+async fn replay(
+    files: &[PathBuf],
+    send: bool,
+    show_requests: bool,
+    json: bool,
+    dead_letters: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = Output {
         json: json || !stdout.is_terminal(),
@@ -109,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
             state.dead_letters = DeadLetterSink::file(path);
         }
         state.metrics.enabled = false;
-        for file in &files {
+        for file in files {
             let envelope = read_events(file)?;
             let inputs = envelope.inputs();
             let report = pipeline::run(
@@ -138,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
             config.batch_size,
         );
         let letters = LetterRecorder::default();
-        for file in &files {
+        for file in files {
             let envelope = read_events(file)?;
             let inputs = envelope.inputs();
             let report = pipeline::run(
@@ -163,6 +274,296 @@ async fn main() -> anyhow::Result<()> {
             }
             out.report(file, &report, true)?;
         }
+    }
+    Ok(())
+}
+
+/// What `redrive` reads.
+enum Source {
+    /// A dead-letter queue, and the kinds to redrive from it.
+    Letters(String, KindFilter),
+    /// A ShardFailureQueue.
+    ShardFailures(String),
+}
+
+impl Source {
+    fn queue_url(&self) -> &str {
+        match self {
+            Source::Letters(url, _) | Source::ShardFailures(url) => url,
+        }
+    }
+}
+
+/// The flags of `redrive` other than the source.
+struct RedriveOptions {
+    send: bool,
+    limit: Option<usize>,
+    json: bool,
+    visibility_timeout: Duration,
+}
+
+async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> {
+    let queue_url = source.queue_url().to_owned();
+    // Bounded SDK calls; an attempt must outlast the 1 s long poll of ReceiveMessage.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let run = if options.send {
+        let mut state = AppState::from_config(Config::from_env()?).await?;
+        state.metrics.enabled = false;
+        if matches!(state.dead_letters, DeadLetterSink::Disabled) {
+            match &source {
+                Source::Letters(url, _) => {
+                    eprintln!(
+                        "DEAD_LETTER_QUEUE_URL is not set: records dead-lettered again go back \
+                         to {url}"
+                    );
+                    state.dead_letters = DeadLetterSink::Sqs {
+                        client: sqs.clone(),
+                        queue_url: url.clone(),
+                    };
+                }
+                Source::ShardFailures(_) => eprintln!(
+                    "DEAD_LETTER_QUEUE_URL is not set: a range with a record that must be \
+                     dead-lettered cannot be settled, and its message stays in the queue"
+                ),
+            }
+        }
+        let letters_queue_url = match &state.dead_letters {
+            DeadLetterSink::Sqs { queue_url, .. } => Some(queue_url.clone()),
+            _ => None,
+        };
+        let letters = state.letters();
+        let progress = ProgressLine::new();
+        // A redrive leaves a message in place when Salesforce is down again; it never parks
+        // (the letters already are in the queue, and a range stays in the ShardFailureQueue).
+        let settings = state.settings.clone().with_park_after(Duration::MAX);
+        let redrive = Redrive {
+            settings: &settings,
+            cases: &state.salesforce,
+            letters: &letters,
+            letters_queue_url: letters_queue_url.as_deref(),
+            send: true,
+            sqs: &sqs,
+            kinesis: &kinesis,
+            visibility_timeout: options.visibility_timeout,
+            limit: options.limit,
+            progress: &progress,
+            after_batch: &|| {},
+        };
+        let run = run_redrive(&redrive, &source).await;
+        progress.finish();
+        run
+    } else {
+        let config = DryRunConfig::from_lookup(|name| std::env::var(name).ok())?;
+        let requests = RequestRecorder::new(
+            &config.api_version,
+            &config.pipeline.mapping.external_id_field,
+            &config.pipeline.mapping.version_field,
+            config.batch_size,
+        );
+        let letters = LetterRecorder::default();
+        let forget = || {
+            requests.take();
+            letters.take();
+        };
+        let progress = ProgressLine::new();
+        let settings = config.pipeline.clone().with_park_after(Duration::MAX);
+        let redrive = Redrive {
+            settings: &settings,
+            cases: &requests,
+            letters: &letters,
+            letters_queue_url: None,
+            send: false,
+            sqs: &sqs,
+            kinesis: &kinesis,
+            visibility_timeout: options.visibility_timeout,
+            limit: options.limit,
+            progress: &progress,
+            after_batch: &forget,
+        };
+        let run = run_redrive(&redrive, &source).await;
+        progress.finish();
+        run
+    }?;
+    let stdout = std::io::stdout();
+    let json = options.json || !stdout.is_terminal();
+    let mut out = stdout.lock();
+    if json {
+        for line in &run.lines {
+            writeln!(out, "{}", serde_json::to_string(line)?)?;
+        }
+        writeln!(
+            out,
+            "{}",
+            json!({"summary": run.summary, "queue": queue_url})
+        )?;
+    } else {
+        redrive_table(&mut out, &queue_url, &run)?;
+    }
+    Ok(())
+}
+
+async fn run_redrive<C: CaseSink, L: LetterSink>(
+    redrive: &Redrive<'_, C, L>,
+    source: &Source,
+) -> Result<RedriveRun, RedriveError> {
+    match source {
+        Source::Letters(url, kinds) => redrive.letters(url, kinds).await,
+        Source::ShardFailures(url) => redrive.shard_failures(url).await,
+    }
+}
+
+/// The progress line on stderr (drawn only when stderr is a terminal).
+struct ProgressLine(indicatif::ProgressBar);
+
+impl ProgressLine {
+    fn new() -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            indicatif::ProgressDrawTarget::stderr()
+        } else {
+            indicatif::ProgressDrawTarget::hidden()
+        };
+        let bar = indicatif::ProgressBar::with_draw_target(None, target);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .expect("the template is valid"),
+        );
+        bar.set_message("reading messages…");
+        bar.enable_steady_tick(Duration::from_millis(200));
+        ProgressLine(bar)
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Progress for ProgressLine {
+    fn update(&self, c: ProgressCounts) {
+        self.0.set_message(format!(
+            "{} message(s) read · {} record(s) processed · {} deleted",
+            c.read, c.processed, c.deleted
+        ));
+    }
+}
+
+/// The redrive report for people: a table, the notes, a summary line.
+fn redrive_table(out: &mut impl Write, queue_url: &str, run: &RedriveRun) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = run
+        .lines
+        .iter()
+        .map(|l: &Line| {
+            vec![
+                l.message_id.clone(),
+                l.sequence_number
+                    .as_deref()
+                    .map_or_else(|| "-".into(), short_sequence),
+                l.contact_id.clone().unwrap_or_else(|| "-".into()),
+                l.kind.clone().unwrap_or_else(|| "-".into()),
+                l.outcome.unwrap_or("-").to_owned(),
+                l.action.map_or("-", |a| a.name()).to_owned(),
+                l.error.clone().unwrap_or_default(),
+                l.message.name().to_owned(),
+            ]
+        })
+        .collect();
+    writeln!(out, "{queue_url}")?;
+    write_table(
+        out,
+        &[
+            "MESSAGE ID",
+            "SEQUENCE",
+            "CONTACT ID",
+            "KIND",
+            "OUTCOME",
+            "ACTION",
+            "REASON",
+            "MESSAGE",
+        ],
+        &rows,
+    )?;
+    // Each distinct note once, with how many messages it is about.
+    let mut notes: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for line in &run.lines {
+        if let Some(note) = &line.note {
+            notes.entry(note).or_default().insert(&line.message_id);
+        }
+    }
+    for (note, ids) in notes {
+        writeln!(out, "  {} message(s): {note}", ids.len())?;
+    }
+    writeln!(out, "{}\n", summary_sentence(&run.summary))?;
+    Ok(())
+}
+
+fn counts(map: &BTreeMap<&'static str, u32>) -> String {
+    map.iter()
+        .map(|(name, n)| format!("{n} {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summary_sentence(s: &Summary) -> String {
+    let mut text = format!(
+        "{} message(s) read; {} record(s) redriven",
+        s.read, s.redriven
+    );
+    if !s.actions.is_empty() {
+        text.push_str(&format!(" ({})", counts(&s.actions)));
+    }
+    if s.dry_run {
+        text.push_str(&format!("; messages: {}", counts(&s.messages)));
+    } else {
+        text.push_str(&format!(
+            "; {} deleted, {} left in place",
+            s.deleted, s.left_in_place
+        ));
+    }
+    if !s.skipped_kinds.is_empty() {
+        text.push_str(&format!("; skipped kinds: {}", counts(&s.skipped_kinds)));
+    }
+    if !s.not_redriven.is_empty() {
+        text.push_str(&format!("; not redriven: {}", counts(&s.not_redriven)));
+    }
+    text.push_str(&format!("; {} Salesforce call(s)", s.salesforce_api_calls));
+    if s.dry_run {
+        text.push_str(" would be made (dry run: nothing was written or deleted)");
+    }
+    text
+}
+
+/// Writes `rows` under `header`, each column as wide as its widest cell, two spaces apart.
+fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        text.trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header))?;
+    for row in rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        writeln!(out, "{}", line(&cells))?;
     }
     Ok(())
 }
@@ -194,10 +595,10 @@ impl<W: Write> Output<W> {
         summary: &BatchSummary,
         dry_run: bool,
     ) -> anyhow::Result<()> {
-        let rows: Vec<[String; 5]> = records
+        let rows: Vec<Vec<String>> = records
             .iter()
             .map(|r| {
-                [
+                vec![
                     short_sequence(&r.sequence_number),
                     r.contact_id.clone().unwrap_or_else(|| "-".into()),
                     r.outcome.to_owned(),
@@ -206,29 +607,12 @@ impl<W: Write> Output<W> {
                 ]
             })
             .collect();
-        let header = ["SEQUENCE", "CONTACT ID", "OUTCOME", "ACTION", "REASON"];
-        let mut widths = header.map(str::len);
-        for row in &rows {
-            for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
         writeln!(self.out, "{}", file.display())?;
-        let line = |cells: [&str; 5]| {
-            let mut text = String::new();
-            for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                if i + 1 == cells.len() {
-                    text.push_str(cell);
-                } else {
-                    text.push_str(&format!("{cell:<width$}  "));
-                }
-            }
-            text.trim_end().to_owned()
-        };
-        writeln!(self.out, "{}", line(header))?;
-        for row in &rows {
-            writeln!(self.out, "{}", line(row.each_ref().map(String::as_str)))?;
-        }
+        write_table(
+            &mut self.out,
+            &["SEQUENCE", "CONTACT ID", "OUTCOME", "ACTION", "REASON"],
+            &rows,
+        )?;
         let actions: Vec<String> = summary
             .actions
             .iter()

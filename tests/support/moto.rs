@@ -1,9 +1,11 @@
-//! A throwaway [moto](https://docs.getmoto.org) server for Secrets Manager and SQS tests.
+//! A throwaway [moto](https://docs.getmoto.org) server for Secrets Manager, SQS and Kinesis
+//! tests.
 //!
 //! [`start`] runs `moto_server -H 127.0.0.1 -p PORT` on a free loopback port (or uses
 //! the server named by `MOTO_ENDPOINT`), and [`Moto`] wraps it with an
 //! [`aws_config::SdkConfig`] that points only at it, plus shortcuts for the setup
-//! steps tests need (create a secret, create a queue, drain a queue).
+//! steps tests need (create a secret, create a queue, drain a queue, create a stream, put a
+//! record).
 //!
 //! `moto_server` comes from `pip install 'moto[server]'` (moto 5.x).
 //!
@@ -251,6 +253,140 @@ impl Moto {
                 }
             }
         }
+    }
+
+    /// A Kinesis client for this server.
+    pub async fn kinesis(&self) -> aws_sdk_kinesis::Client {
+        aws_sdk_kinesis::Client::new(&self.sdk_config().await)
+    }
+
+    /// Create a FIFO SQS queue named `name` (which must end in `.fifo`); returns its URL.
+    pub async fn create_fifo_queue(&self, name: &str) -> String {
+        let out = self
+            .sqs()
+            .await
+            .create_queue()
+            .queue_name(name)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateQueue {name}: {e:?}"));
+        out.queue_url()
+            .expect("CreateQueue returns a URL")
+            .to_owned()
+    }
+
+    /// Send `body` to the standard queue `queue_url`; returns the message id.
+    pub async fn send_message(&self, queue_url: &str, body: &str) -> String {
+        let out = self
+            .sqs()
+            .await
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto SendMessage {queue_url}: {e:?}"));
+        out.message_id()
+            .expect("SendMessage returns an id")
+            .to_owned()
+    }
+
+    /// Send `body` to the FIFO queue `queue_url` in message group `group` with deduplication
+    /// id `dedup`; returns the message id.
+    pub async fn send_fifo_message(
+        &self,
+        queue_url: &str,
+        body: &str,
+        group: &str,
+        dedup: &str,
+    ) -> String {
+        let out = self
+            .sqs()
+            .await
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto SendMessage {queue_url}: {e:?}"));
+        out.message_id()
+            .expect("SendMessage returns an id")
+            .to_owned()
+    }
+
+    /// `(visible, in flight)` message counts of `queue_url` (`GetQueueAttributes`
+    /// `ApproximateNumberOfMessages` / `…NotVisible`, exact on moto).
+    pub async fn message_counts(&self, queue_url: &str) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs()
+            .await
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto GetQueueAttributes {queue_url}: {e:?}"));
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        let count = |name: &A| {
+            attributes
+                .get(name)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            count(&A::ApproximateNumberOfMessages),
+            count(&A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+
+    /// Create a Kinesis stream named `name` with `shards` shards; returns its ARN. moto creates
+    /// streams `ACTIVE` at once.
+    pub async fn create_stream(&self, name: &str, shards: i32) -> String {
+        let kinesis = self.kinesis().await;
+        kinesis
+            .create_stream()
+            .stream_name(name)
+            .shard_count(shards)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateStream {name}: {e:?}"));
+        let summary = kinesis
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto DescribeStreamSummary {name}: {e:?}"));
+        summary
+            .stream_description_summary()
+            .expect("a stream summary")
+            .stream_arn()
+            .to_owned()
+    }
+
+    /// Put `data` into the stream `stream_arn` under `partition_key`; returns
+    /// `(shard id, sequence number)`.
+    pub async fn put_record(
+        &self,
+        stream_arn: &str,
+        data: &[u8],
+        partition_key: &str,
+    ) -> (String, String) {
+        let out = self
+            .kinesis()
+            .await
+            .put_record()
+            .stream_arn(stream_arn)
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .partition_key(partition_key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto PutRecord {stream_arn}: {e:?}"));
+        (out.shard_id().to_owned(), out.sequence_number().to_owned())
     }
 
     /// Reset all of moto's state (`POST /moto-api/reset`): every secret, queue and

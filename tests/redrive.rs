@@ -1,0 +1,558 @@
+//! `ctr-cases redrive` as a child process against moto_server (SQS, Kinesis) and the fake
+//! Salesforce org: dead letters and ShardFailureQueue ranges, dry runs and `--send`.
+//!
+//! Each test starts its own moto_server and fake org, so no state is shared.
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ctr_cases::letter::{DeadLetter, DeadLetterError, LetterKind, Origin};
+use serde_json::{Value, json};
+use support::fake_salesforce::{self, FakeSalesforce, Fault, FaultKind};
+use support::fixtures::{self, caller_number, contact_uuid};
+use support::moto::{self, Moto};
+
+const SHARD: &str = "shardId-000000000000";
+const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/ctr-stream";
+
+/// Dropped call `n` as CTR JSON text.
+fn dropped(n: u64) -> String {
+    fixtures::dropped_ctr_for(&contact_uuid(n), &caller_number(n), "2024-05-01T10:00:00Z")
+}
+
+fn base64_of(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The error code a letter of `kind` carries in these tests.
+fn code_of(kind: LetterKind) -> &'static str {
+    match kind {
+        LetterKind::PoisonRecord => "invalid_json",
+        LetterKind::SalesforceRejected => "REQUIRED_FIELD_MISSING",
+        LetterKind::Parked => "salesforce_unavailable",
+    }
+}
+
+/// A letter of `kind` for record `n` (sequence number `1000 + n`) whose data was `data`.
+fn letter(kind: LetterKind, n: u64, data: &str) -> DeadLetter {
+    DeadLetter::new(
+        kind,
+        DeadLetterError {
+            code: code_of(kind).into(),
+            message: "written by the test".into(),
+            status: None,
+            fields: vec![],
+        },
+        &Origin {
+            sequence_number: format!("{:056}", 1000 + n),
+            shard_id: Some(SHARD.into()),
+            event_source_arn: Some(STREAM_ARN.into()),
+            partition_key: Some(contact_uuid(n)),
+            approximate_arrival_timestamp: Some(1_714_557_600.0),
+        },
+        (kind != LetterKind::PoisonRecord).then(|| contact_uuid(n)),
+        data,
+    )
+}
+
+/// A parked letter for dropped call `n`, its data base64 as Kinesis delivers it.
+fn parked(n: u64) -> DeadLetter {
+    letter(LetterKind::Parked, n, &base64_of(&dropped(n)))
+}
+
+/// Runs the CLI with a clean environment: AWS pointing at `moto` only, Salesforce at `fake`.
+async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", moto::REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(fixtures::fake_env(fake))
+        .output()
+        .await
+        .expect("the CLI runs");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The per-message lines (not the summary).
+fn message_lines(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| l.get("messageId").is_some())
+        .collect()
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    &lines.last().expect("a summary line")["summary"]
+}
+
+/// The line about contact `n`.
+fn line_for(lines: &[Value], n: u64) -> &Value {
+    let id = contact_uuid(n);
+    lines
+        .iter()
+        .find(|l| l["contactId"] == id.as_str())
+        .unwrap_or_else(|| panic!("no line for {id} in {lines:#?}"))
+}
+
+/// The line whose `error` is `code`.
+fn line_with_error<'a>(lines: &'a [Value], code: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["error"] == code)
+        .unwrap_or_else(|| panic!("no line with error {code} in {lines:#?}"))
+}
+
+/// The letters (and other bodies) now in `queue`, hiding them from later receives.
+async fn bodies(moto: &Moto, queue: &str) -> Vec<(String, String)> {
+    moto.receive_all(queue)
+        .await
+        .into_iter()
+        .map(|m| {
+            (
+                m.message_id().unwrap_or_default().to_owned(),
+                m.body().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_send_writes_the_cases_and_deletes_their_letters() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let queue = moto.create_queue("case-dead-letters").await;
+    let poison = letter(LetterKind::PoisonRecord, 3, &base64_of("not json"));
+    let poison_id = moto.send_message(&queue, &poison.body()).await;
+    for body in [
+        parked(1).body(),
+        // An inline-object record (as some sample events carry), rejected earlier.
+        letter(LetterKind::SalesforceRejected, 2, &dropped(2)).body(),
+        "hello, this is not a letter".to_owned(),
+    ] {
+        moto.send_message(&queue, &body).await;
+    }
+
+    // Dry run: the decisions, nothing written, nothing deleted, everything visible again.
+    let output = cli(&["redrive", "--queue", &queue], &moto, &fake).await;
+    let lines = json_lines(&output);
+    assert_eq!(message_lines(&lines).len(), 4, "{lines:#?}");
+    for (n, kind) in [(1, "parked"), (2, "salesforce_rejected")] {
+        let line = line_for(&lines, n);
+        assert_eq!(line["kind"], kind);
+        assert_eq!(line["outcome"], "dropped");
+        assert_eq!(line["action"], "upsert_case");
+        assert_eq!(line["message"], "would_delete");
+        assert_eq!(line["sequenceNumber"], format!("{:056}", 1000 + n));
+    }
+    let skipped = line_with_error(&lines, "kind_skipped");
+    assert_eq!(skipped["kind"], "poison_record");
+    assert_eq!(skipped["messageId"], poison_id.as_str());
+    assert_eq!(skipped["message"], "left");
+    let other = line_with_error(&lines, "not_recognized");
+    assert_eq!(other["message"], "left");
+    assert!(other["note"].as_str().unwrap().contains("not JSON"));
+    let s = summary(&lines);
+    assert_eq!(s["read"], 4);
+    assert_eq!(s["redriven"], 2);
+    assert_eq!(s["deleted"], 0);
+    assert_eq!(s["dryRun"], true);
+    assert_eq!(s["skippedKinds"]["poison_record"], 1);
+    assert_eq!(s["notRedriven"]["not_recognized"], 1);
+    assert_eq!(s["salesforceApiCalls"], 1);
+    assert_eq!(fake.org.case_count(), 0);
+    assert_eq!(moto.message_counts(&queue).await, (4, 0));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("+1555"));
+
+    // --send: the Cases are written, their letters deleted; the others stay, visible.
+    let output = cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
+    let lines = json_lines(&output);
+    for n in [1, 2] {
+        assert_eq!(line_for(&lines, n)["message"], "deleted");
+        assert!(fake.org.case(&contact_uuid(n)).is_some(), "Case {n}");
+    }
+    assert_eq!(fake.org.case_count(), 2);
+    let s = summary(&lines);
+    assert_eq!(
+        (s["deleted"].as_u64(), s["leftInPlace"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(moto.message_counts(&queue).await, (2, 0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DEAD_LETTER_QUEUE_URL is not set"),
+        "{stderr}"
+    );
+
+    // Poison letters only when asked for: dead-lettered again, the new letter (written to this
+    // same queue) replaces the old one and is not redriven again in the same run.
+    let output = cli(
+        &[
+            "redrive",
+            "--queue",
+            &queue,
+            "--send",
+            "--kinds",
+            "poison_record",
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    assert_eq!(message_lines(&lines).len(), 2, "{lines:#?}");
+    let again = line_with_error(&lines, "invalid_json");
+    assert_eq!(again["action"], "dead_letter");
+    assert_eq!(again["message"], "replaced");
+    assert_eq!(again["letterError"], "invalid_json");
+    assert_eq!(summary(&lines)["read"], 2);
+    let left = bodies(&moto, &queue).await;
+    assert_eq!(left.len(), 2, "{left:?}");
+    let new_letter: Vec<DeadLetter> = left
+        .iter()
+        .filter_map(|(_, body)| serde_json::from_str(body).ok())
+        .collect();
+    assert_eq!(new_letter.len(), 1);
+    assert_eq!(new_letter[0].kind, LetterKind::PoisonRecord);
+    assert_eq!(new_letter[0].sequence_number, poison.sequence_number);
+    assert_eq!(new_letter[0].data, poison.data);
+    assert!(left.iter().all(|(id, _)| *id != poison_id));
+}
+
+#[tokio::test]
+async fn kinds_and_limit_bound_what_a_run_redrives() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let queue = moto.create_queue("kinds").await;
+    for n in 5..=9 {
+        let l = if n % 2 == 0 {
+            letter(LetterKind::SalesforceRejected, n, &base64_of(&dropped(n)))
+        } else {
+            parked(n)
+        };
+        moto.send_message(&queue, &l.body()).await;
+    }
+
+    let output = cli(
+        &["redrive", "--queue", &queue, "--limit", "2"],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    assert_eq!(message_lines(&lines).len(), 2);
+    assert_eq!(summary(&lines)["read"], 2);
+    assert_eq!(moto.message_counts(&queue).await, (5, 0));
+
+    let output = cli(
+        &[
+            "redrive",
+            "--queue",
+            &queue,
+            "--send",
+            "--kinds",
+            "salesforce_rejected",
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    for n in [6, 8] {
+        assert_eq!(line_for(&lines, n)["message"], "deleted");
+    }
+    for n in [5, 7, 9] {
+        assert_eq!(line_for(&lines, n)["error"], "kind_skipped");
+        assert!(fake.org.case(&contact_uuid(n)).is_none());
+    }
+    assert_eq!(summary(&lines)["skippedKinds"]["parked"], 3);
+    assert_eq!(fake.org.case_count(), 2);
+    assert_eq!(moto.message_counts(&queue).await, (3, 0));
+
+    let output = cli(
+        &["redrive", "--queue", &queue, "--send", "--limit", "1"],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    assert_eq!(summary(&lines)["read"], 1);
+    assert_eq!(summary(&lines)["deleted"], 1);
+    assert_eq!(fake.org.case_count(), 3);
+    assert_eq!(moto.message_counts(&queue).await, (2, 0));
+}
+
+#[tokio::test]
+async fn a_letter_that_fails_again_is_left_for_later_or_replaced_by_its_new_letter() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let queue = moto.create_queue("again").await;
+    for n in [3, 4] {
+        moto.send_message(&queue, &parked(n).body()).await;
+    }
+
+    // Salesforce still answers 503: both records are for retry; the messages stay, hidden
+    // until their (here 2 s) visibility timeout expires.
+    fake.org
+        .set_random_faults(1.0, vec![FaultKind::Status503], 7);
+    let output = cli(
+        &[
+            "redrive",
+            "--queue",
+            &queue,
+            "--send",
+            "--visibility-timeout",
+            "2",
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    for n in [3, 4] {
+        let line = line_for(&lines, n);
+        assert_eq!(line["action"], "retry", "{line}");
+        assert_eq!(line["message"], "retry_later");
+    }
+    assert_eq!(summary(&lines)["leftInPlace"], 2);
+    assert_eq!(fake.org.case_count(), 0);
+    assert_eq!(moto.message_counts(&queue).await, (0, 2));
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(moto.message_counts(&queue).await, (2, 0));
+
+    // Salesforce is back but rejects contact 4 for good: 3 is written and its letter deleted;
+    // 4 gets a new letter with the new reason, which replaces the old one.
+    fake.org.clear_faults();
+    fake.org.push_fault(Fault::RecordError {
+        external_id: contact_uuid(4),
+        status_code: "FIELD_CUSTOM_VALIDATION_EXCEPTION".into(),
+        message: "A callback number is required".into(),
+        fields: vec!["SuppliedPhone".into()],
+    });
+    let output = cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
+    let lines = json_lines(&output);
+    assert_eq!(line_for(&lines, 3)["message"], "deleted");
+    let rejected = line_for(&lines, 4);
+    assert_eq!(rejected["action"], "dead_letter");
+    assert_eq!(rejected["error"], "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+    assert_eq!(rejected["letterError"], "salesforce_unavailable");
+    assert_eq!(rejected["message"], "replaced");
+    assert!(fake.org.case(&contact_uuid(3)).is_some());
+    assert!(fake.org.case(&contact_uuid(4)).is_none());
+    let left = bodies(&moto, &queue).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    let new_letter: DeadLetter = serde_json::from_str(&left[0].1).unwrap();
+    assert_eq!(new_letter.kind, LetterKind::SalesforceRejected);
+    assert_eq!(new_letter.error.code, "FIELD_CUSTOM_VALIDATION_EXCEPTION");
+    assert_eq!(
+        new_letter.contact_id.as_deref(),
+        Some(contact_uuid(4).as_str())
+    );
+    assert_eq!(new_letter.data, parked(4).data, "the full data is kept");
+}
+
+/// An on-failure record as the Lambda developer guide shows it, for `range` of `shard`.
+fn shard_failure(shard: &str, stream_arn: &str, start: &str, end: &str, size: u32) -> String {
+    json!({
+        "requestContext": {
+            "requestId": "c9b8fa9f-5a7f-xmpl-af9c-0c604cde93a5",
+            "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:ctr-cases",
+            "condition": "RetryAttemptsExhausted",
+            "approximateInvokeCount": 3
+        },
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0",
+        "timestamp": "2024-05-01T10:05:00.000Z",
+        "KinesisBatchInfo": {
+            "shardId": shard,
+            "startSequenceNumber": start,
+            "endSequenceNumber": end,
+            "approximateArrivalOfFirstRecord": "2024-05-01T10:00:00.000Z",
+            "approximateArrivalOfLastRecord": "2024-05-01T10:00:01.000Z",
+            "batchSize": size,
+            "streamArn": stream_arn
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_stream() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let stream = moto.create_stream("ctr-stream", 1).await;
+    assert_eq!(stream, STREAM_ARN);
+    let mut positions = Vec::new();
+    for n in 10..=14 {
+        positions.push(
+            moto.put_record(&stream, dropped(n).as_bytes(), &contact_uuid(n))
+                .await,
+        );
+    }
+    let shard = |i: usize| positions[i].0.as_str();
+    let s = |i: usize| positions[i].1.as_str();
+    let queue = moto.create_queue("shard-failures").await;
+    // Records 11-13 (positions 1-3); a range whose start was trimmed away; a shard that is
+    // gone; something else.
+    for body in [
+        shard_failure(shard(1), &stream, s(1), s(3), 3),
+        shard_failure(shard(0), &stream, "0", s(0), 1),
+        shard_failure("shardId-000000000009", &stream, s(1), s(1), 1),
+        r#"{"hello":"world"}"#.to_owned(),
+    ] {
+        moto.send_message(&queue, &body).await;
+    }
+
+    let output = cli(&["redrive", "--shard-failures", &queue], &moto, &fake).await;
+    let lines = json_lines(&output);
+    for n in 11..=13 {
+        let line = line_for(&lines, n);
+        assert_eq!(line["kind"], "shard_failure");
+        assert_eq!(line["action"], "upsert_case");
+        assert_eq!(line["message"], "would_delete");
+    }
+    let gone: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["error"] == "range_gone")
+        .collect();
+    assert_eq!(gone.len(), 2, "{lines:#?}");
+    assert!(
+        gone.iter()
+            .any(|l| l["note"].as_str().unwrap().contains("retention")),
+        "{gone:?}"
+    );
+    line_with_error(&lines, "not_recognized");
+    assert_eq!(summary(&lines)["redriven"], 3);
+    assert_eq!(fake.org.case_count(), 0);
+    assert_eq!(moto.message_counts(&queue).await, (4, 0));
+
+    let output = cli(
+        &["redrive", "--shard-failures", &queue, "--send"],
+        &moto,
+        &fake,
+    )
+    .await;
+    let lines = json_lines(&output);
+    for n in 11..=13 {
+        assert_eq!(line_for(&lines, n)["message"], "deleted");
+        assert!(fake.org.case(&contact_uuid(n)).is_some());
+    }
+    assert_eq!(fake.org.case_count(), 3, "only the range's records");
+    assert_eq!(summary(&lines)["deleted"], 1);
+    assert_eq!(moto.message_counts(&queue).await, (3, 0));
+
+    // A letter whose data was cut to fit SQS is redriven from the stream; one that names no
+    // stream cannot be.
+    let letters = moto.create_queue("truncated").await;
+    let mut cut = parked(10).with_data(&"x".repeat(300_000));
+    assert!(cut.data_truncated);
+    cut.sequence_number = s(0).to_owned();
+    cut.shard_id = Some(shard(0).to_owned());
+    moto.send_message(&letters, &cut.body()).await;
+    let mut lost = parked(15).with_data(&"x".repeat(300_000));
+    lost.event_source_arn = None;
+    moto.send_message(&letters, &lost.body()).await;
+    let output = cli(&["redrive", "--queue", &letters, "--send"], &moto, &fake).await;
+    let lines = json_lines(&output);
+    let reread = line_for(&lines, 10);
+    assert_eq!(reread["action"], "upsert_case");
+    assert_eq!(reread["message"], "deleted");
+    assert!(reread["note"].as_str().unwrap().contains("re-read"));
+    assert!(fake.org.case(&contact_uuid(10)).is_some());
+    let left = line_for(&lines, 15);
+    assert_eq!(left["error"], "data_truncated");
+    assert_eq!(left["message"], "left");
+    assert_eq!(moto.message_counts(&letters).await, (1, 0));
+}
+
+/// On a FIFO queue SQS hands out no more of a message group while some of it is in flight: the
+/// letters not redriven are moved to the back of their group, so those behind them are reached.
+#[tokio::test]
+async fn on_a_fifo_queue_letters_not_redriven_do_not_block_their_group() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let queue = moto.create_fifo_queue("case-dead-letters.fifo").await;
+    let mut letters: Vec<DeadLetter> = (20..32)
+        .map(|n| letter(LetterKind::PoisonRecord, n, &base64_of("not json")))
+        .collect();
+    letters.extend([parked(40), parked(41)]);
+    for l in &letters {
+        moto.send_fifo_message(&queue, &l.body(), SHARD, &l.sequence_number)
+            .await;
+    }
+
+    let output = cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
+    let lines = json_lines(&output);
+    for n in [40, 41] {
+        assert_eq!(line_for(&lines, n)["message"], "deleted");
+        assert!(fake.org.case(&contact_uuid(n)).is_some());
+    }
+    let s = summary(&lines);
+    assert_eq!(s["read"], 14, "{lines:#?}");
+    assert_eq!(s["messages"]["moved"], 12);
+    assert_eq!(s["skippedKinds"]["poison_record"], 12);
+    assert_eq!(moto.message_counts(&queue).await, (12, 0));
+    let left: Vec<DeadLetter> = bodies(&moto, &queue)
+        .await
+        .iter()
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .collect();
+    // A FIFO queue hands out 10 messages of a group at a time: the first 10, in order.
+    assert_eq!(left, letters[..10], "the same letters, in their order");
+}
+
+#[tokio::test]
+async fn help_explains_each_flag_with_an_example() {
+    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
+        .args(["redrive", "--help"])
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--queue",
+        "--shard-failures",
+        "--send",
+        "--kinds",
+        "--limit",
+        "--json",
+        "--visibility-timeout",
+    ] {
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in {text}"));
+        let described: String = text
+            .lines()
+            .skip(line)
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(described.contains("Example"), "{flag}: {described}");
+    }
+    assert!(text.contains("Examples:"), "{text}");
+}
