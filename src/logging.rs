@@ -8,8 +8,16 @@
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Directives that keep the runtime crates at DEBUG or above whatever the level.
+/// Directives that keep the runtime crates at DEBUG or above whatever the level (an operator
+/// may override them by naming `lambda_runtime`): at TRACE the runtime logs every raw event.
 const RUNTIME_CAP: &str = "lambda_runtime=debug,lambda_runtime_api_client=debug";
+
+/// Directives that always keep the HTTP and AWS SDK crates at INFO: below that they print
+/// request and response bodies (the token grant, Case data, dead letters) or headers.
+const BODY_CAP: &str = "aws_smithy_runtime=info,aws_smithy_runtime_api=info,aws_smithy_http=info,\
+aws_smithy_http_client=info,aws_smithy_types=info,aws_sdk_sqs=info,\
+aws_sdk_secretsmanager=info,aws_sdk_kinesis=info,aws_config=info,aws_sigv4=info,\
+hyper=info,hyper_util=info,reqwest=info,h2=info,rustls=info,tower=info";
 
 /// The log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,9 +41,9 @@ pub fn settings(lookup: impl Fn(&str) -> Option<String>) -> (LogFormat, String) 
         .unwrap_or_else(|| "info".to_owned());
     // At TRACE the runtime logs every raw event (CTRs hold phone numbers): never below DEBUG.
     let filter = if filter.contains("lambda_runtime") {
-        filter
+        format!("{filter},{BODY_CAP}")
     } else {
-        format!("{filter},{RUNTIME_CAP}")
+        format!("{filter},{RUNTIME_CAP},{BODY_CAP}")
     };
     (format, filter)
 }
@@ -83,7 +91,7 @@ mod tests {
         };
         assert_eq!(
             settings(env(&[])),
-            (LogFormat::Text, format!("info,{RUNTIME_CAP}"))
+            (LogFormat::Text, format!("info,{RUNTIME_CAP},{BODY_CAP}"))
         );
         assert_eq!(
             settings(env(&[
@@ -91,16 +99,16 @@ mod tests {
                 ("AWS_LAMBDA_LOG_LEVEL", "DEBUG"),
                 ("RUST_LOG", "warn")
             ])),
-            (LogFormat::Json, format!("debug,{RUNTIME_CAP}"))
+            (LogFormat::Json, format!("debug,{RUNTIME_CAP},{BODY_CAP}"))
         );
         assert_eq!(
             settings(env(&[("RUST_LOG", "ctr_cases=trace")])).1,
-            format!("ctr_cases=trace,{RUNTIME_CAP}")
+            format!("ctr_cases=trace,{RUNTIME_CAP},{BODY_CAP}")
         );
         // An explicit directive for the runtime is the operator's choice.
         assert_eq!(
             settings(env(&[("RUST_LOG", "trace,lambda_runtime=trace")])).1,
-            "trace,lambda_runtime=trace"
+            format!("trace,lambda_runtime=trace,{BODY_CAP}")
         );
     }
 }

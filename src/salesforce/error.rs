@@ -35,7 +35,7 @@ pub enum Error {
         fields: Vec<String>,
     },
     /// The OAuth token endpoint refused the grant.
-    #[error("Salesforce refused the OAuth grant ({error}): {}", auth_hint(.error))]
+    #[error("Salesforce refused the OAuth grant ({error}): {}", auth_hint(.error, .description))]
     AuthRejected {
         /// HTTP status.
         status: u16,
@@ -117,12 +117,42 @@ fn fields_suffix(fields: &[String]) -> String {
     }
 }
 
-fn auth_hint(error: &str) -> &'static str {
+/// The admin action for a token-endpoint error, from the OAuth `error` and its (generic,
+/// customer-data-free) `error_description`. See README "Troubleshooting".
+fn auth_hint(error: &str, description: &str) -> &'static str {
+    let says = |text: &str| description.to_ascii_lowercase().contains(text);
     match error {
+        "invalid_grant" if says("hasn't approved") || says("not approved") => {
+            "jwt_bearer: the integration user is not pre-authorized for the connected app; in \
+             the app's policies set Permitted Users to admin-approved and add the user's profile \
+             or a permission set"
+        }
+        "invalid_grant" if says("audience") => {
+            "jwt_bearer: the JWT audience is wrong; use https://login.salesforce.com (production \
+             and My Domain) or https://test.salesforce.com (sandboxes), or set \
+             SALESFORCE_JWT_AUDIENCE"
+        }
+        "invalid_grant" if says("assertion") || says("expired") || says("signature") => {
+            "jwt_bearer: the assertion was refused; check that the certificate uploaded to the \
+             connected app matches private_key in the secret and that the clock is right"
+        }
+        "invalid_grant" if says("client credentials user") || says("run as") => {
+            "client_credentials: no Run As user is set; enable the client credentials flow on \
+             the connected app and choose its Run As user"
+        }
+        "invalid_grant" if says("not supported on this domain") => {
+            "client_credentials: use the org's My Domain URL as the login URL \
+             (https://<domain>.my.salesforce.com), not login.salesforce.com"
+        }
+        "invalid_grant" if says("ip restricted") || says("login hours") => {
+            "the connected app's IP relaxation or the user's login hours refuse this login: relax \
+             IP restrictions for the app or allow the Lambda's egress addresses"
+        }
         "invalid_grant" => {
-            "check the username and password + security token (password flow), the certificate \
-             and the user's pre-authorization (jwt_bearer) or the Run As user (client_credentials) \
-             in the Salesforce secret, and the connected app's IP relaxation"
+            "check the credentials for the flow in use: password flow: username, and password \
+             followed by the security token (the user may be locked out after repeated \
+             failures); jwt_bearer: username, certificate and pre-authorization; \
+             client_credentials: the Run As user"
         }
         "invalid_client_id" => {
             "check client_id (the connected app's consumer key) in the Salesforce secret"
@@ -133,6 +163,16 @@ fn auth_hint(error: &str) -> &'static str {
         "unsupported_grant_type" => {
             "this org does not allow the selected OAuth flow (new orgs block the username-password \
              flow): set SALESFORCE_AUTH_FLOW=jwt_bearer or client_credentials"
+        }
+        "invalid_app_access" => {
+            "the user may not use this connected app: add the user's profile or a permission set \
+             to the app (Manage Connected Apps > Profiles / Permission Sets)"
+        }
+        "inactive_user" => "the integration user is inactive: reactivate it in Setup > Users",
+        "inactive_org" => "the org is locked, deleted or suspended: contact its admin",
+        "rate_limit_exceeded" => {
+            "too many logins for this user: wait, and check that the credentials are right so \
+             logins stop failing"
         }
         _ => "check the connected app and the credentials in the Salesforce secret",
     }
@@ -381,6 +421,32 @@ mod tests {
             shown,
             "Salesforce answered 400 STRING_TOO_LONG (fields: Subject)"
         );
+    }
+
+    #[test]
+    fn token_errors_name_the_admin_action_per_flow() {
+        let hint = |error: &str, description: &str| {
+            Error::AuthRejected {
+                status: 400,
+                error: error.into(),
+                description: description.into(),
+            }
+            .to_string()
+        };
+        assert!(
+            hint("invalid_grant", "user hasn't approved this consumer").contains("pre-authorized")
+        );
+        assert!(hint("invalid_grant", "audience is invalid").contains("SALESFORCE_JWT_AUDIENCE"));
+        assert!(hint("invalid_grant", "no client credentials user enabled").contains("Run As"));
+        assert!(
+            hint("invalid_grant", "request not supported on this domain").contains("My Domain")
+        );
+        assert!(hint("invalid_grant", "authentication failure").contains("security token"));
+        assert!(
+            hint("invalid_app_access", "user is not admin approved").contains("permission set")
+        );
+        assert!(hint("inactive_user", "").contains("reactivate"));
+        assert!(hint("invalid_client_id", "").contains("consumer key"));
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! The org metadata in salesforce/force-app defines every custom field the default
+//! configuration writes, with the right type, uniqueness and external-id flags, and the
+//! integration user's permission set may edit each of them.
+//! See: issue "Case lifecycle" (Salesforce metadata in the repo).
+
+use std::path::PathBuf;
+
+use ctr_cases::plan::Settings;
+
+fn metadata(relative: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("salesforce/force-app/main/default")
+        .join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The text of every `<tag>…</tag>` directly in `xml`, in order (the files are flat).
+fn tags<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.match_indices(&open)
+        .filter_map(|(at, _)| {
+            let start = at + open.len();
+            xml[start..]
+                .find(&close)
+                .map(|end| xml[start..start + end].trim())
+        })
+        .collect()
+}
+
+fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    tags(xml, name).into_iter().next()
+}
+
+#[test]
+fn every_custom_field_the_default_configuration_writes_is_defined() {
+    let settings = Settings::default();
+    let mapping = &settings.mapping;
+    let custom = mapping.custom_fields();
+    assert_eq!(
+        custom,
+        [
+            "Amazon_Connect_Contact_Id__c",
+            "Amazon_Connect_Last_Update__c",
+            "Amazon_Connect_Outcome__c"
+        ]
+    );
+    for field in &custom {
+        let xml = metadata(&format!("objects/Case/fields/{field}.field-meta.xml"));
+        assert!(xml.starts_with("<?xml"), "{field}: not XML");
+        assert!(xml.contains("<CustomField xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+        assert_eq!(tag(&xml, "fullName"), Some(*field), "{field}");
+        let expected: (&str, Option<&str>, &str, &str) = if *field == mapping.external_id_field {
+            // Text(36), Unique, External ID: the key of one Case per contact.
+            ("Text", Some("36"), "true", "true")
+        } else if *field == mapping.version_field {
+            ("DateTime", None, "false", "false")
+        } else {
+            ("Text", Some("40"), "false", "false")
+        };
+        // An absent flag is false in the Metadata API.
+        let flag = |name: &str| tag(&xml, name).unwrap_or("false");
+        assert_eq!(tag(&xml, "type"), Some(expected.0), "{field} type");
+        assert_eq!(tag(&xml, "length"), expected.1, "{field} length");
+        assert_eq!(flag("unique"), expected.2, "{field} unique");
+        assert_eq!(flag("externalId"), expected.3, "{field} externalId");
+        if *field == mapping.external_id_field {
+            // A ContactId is a UUID of 36 characters: the field must hold it.
+            let length: usize = expected.1.unwrap().parse().unwrap();
+            assert!(length >= 36);
+        }
+    }
+}
+
+#[test]
+fn the_permission_set_lets_the_integration_user_write_those_fields() {
+    let xml = metadata("permissionsets/Ctr_Cases_Integration.permissionset-meta.xml");
+    let blocks = tags(&xml, "fieldPermissions");
+    let editable: Vec<&str> = blocks
+        .iter()
+        .filter(|b| tag(b, "editable") == Some("true") && tag(b, "readable") == Some("true"))
+        .filter_map(|b| tag(b, "field"))
+        .collect();
+    let settings = Settings::default();
+    for field in settings.mapping.custom_fields() {
+        assert!(
+            editable.contains(&format!("Case.{field}").as_str()),
+            "{field}: {editable:?}"
+        );
+    }
+    let objects = tags(&xml, "objectPermissions");
+    let case = objects
+        .iter()
+        .find(|b| tag(b, "object") == Some("Case"))
+        .expect("Case object permissions");
+    for permission in ["allowCreate", "allowEdit", "allowRead"] {
+        assert_eq!(tag(case, permission), Some("true"), "{permission}");
+    }
+    assert_eq!(tag(case, "allowDelete"), Some("false"));
+    assert!(
+        tags(&xml, "userPermissions")
+            .iter()
+            .any(|b| tag(b, "name") == Some("ApiEnabled") && tag(b, "enabled") == Some("true"))
+    );
+}
