@@ -41,6 +41,8 @@ pub struct AppState {
     /// How long an invocation held for a Salesforce outage waits before answering (capped by
     /// the deadline), so the event source mapping's retries do not spin.
     pub outage_hold: Duration,
+    /// The contact-flow function's answer time (`FLOW_TIMEOUT_MS`).
+    pub flow_timeout: Duration,
 }
 
 /// Why the shared state could not be built.
@@ -124,6 +126,7 @@ impl AppState {
             },
             deadline_margin: config.deadline_margin,
             outage_hold: config.outage_hold,
+            flow_timeout: config.flow_timeout,
         })
     }
 

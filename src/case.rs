@@ -323,6 +323,9 @@ pub struct CaseMapping {
     pub case_id_attribute: String,
     /// Which contact attributes may reach a Case (card numbers in them are masked).
     pub attributes: AttributeFilter,
+    /// Customer linking (`LINK_CUSTOMER`): the contact attribute a data dip sets to the
+    /// caller's Contact Id; `None` when linking is off.
+    pub link_attribute: Option<String>,
     fields: Vec<MappedField>,
     templates: CaseTemplates,
     kept_current: Arc<[String]>,
@@ -361,6 +364,7 @@ impl CaseMapping {
             version_field: DEFAULT_VERSION_FIELD.to_owned(),
             case_id_attribute: DEFAULT_CASE_ID_ATTRIBUTE.to_owned(),
             attributes: AttributeFilter::default(),
+            link_attribute: None,
             fields,
             templates: CaseTemplates::new(priority),
             kept_current: Arc::from(Vec::new()),
@@ -387,6 +391,13 @@ impl CaseMapping {
     /// Lets only the contact attributes `filter` allows reach a Case.
     pub fn with_attribute_filter(mut self, filter: AttributeFilter) -> Self {
         self.attributes = filter;
+        self
+    }
+
+    /// Links Cases to the caller's Contact: from contact attribute `attribute` when a data dip
+    /// set it to a Contact Id, else by the caller's number ([`crate::linking`]).
+    pub fn with_customer_linking(mut self, attribute: &str) -> Self {
+        self.link_attribute = Some(attribute.trim().to_owned());
         self
     }
 
@@ -634,6 +645,9 @@ pub struct CaseRecord {
     pub case_id: Option<String>,
     /// Whether a missing Case may be created (false: only update an existing one).
     pub create: bool,
+    /// With customer linking, the caller's number to look the Contact up by, when no data dip
+    /// named it. Customer data: never log it.
+    pub lookup_number: Option<String>,
 }
 
 impl CaseRecord {
@@ -674,6 +688,20 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
         .map(|id| id.trim())
         .filter(|id| is_case_id(id))
         .map(str::to_owned);
+    let mut lookup_number = None;
+    if let Some(attribute) = &mapping.link_attribute {
+        match ctr.attributes.get(attribute).map(|id| id.trim()) {
+            Some(id) if crate::linking::is_contact_id(id) => {
+                fields.insert("ContactId".into(), Value::String(id.to_owned()));
+            }
+            _ => {
+                lookup_number = ctr
+                    .customer_address()
+                    .filter(|a| crate::linking::search_terms(a).is_some())
+                    .map(str::to_owned);
+            }
+        }
+    }
     CaseRecord {
         external_id: ctr.contact_id.clone(),
         fields,
@@ -681,6 +709,7 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
         version: ctr.last_update_timestamp,
         case_id,
         create: true,
+        lookup_number,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct Config {
     pub function_name: String,
     /// `OUTAGE_HOLD_MS`: how long an invocation held for an outage waits before answering.
     pub outage_hold: Duration,
+    /// `FLOW_TIMEOUT_MS`: the contact-flow function answers within this (Connect allows 8 s).
+    pub flow_timeout: Duration,
 }
 
 struct Reader<'a> {
@@ -205,6 +207,10 @@ fn read_pipeline(r: &mut Reader) -> Settings {
     }
     let attribute = r.text("CASE_ID_ATTRIBUTE", DEFAULT_CASE_ID_ATTRIBUTE);
     mapping = mapping.with_case_id_attribute(&attribute);
+    if r.flag("LINK_CUSTOMER", false) {
+        let attribute = r.text("LINK_CUSTOMER_ATTRIBUTE", "sfContactId");
+        mapping = mapping.with_customer_linking(&attribute);
+    }
     // CASE_ATTRIBUTES_EXCLUDE replaces the default list; `@default` in it stands for that list.
     let include = r.list("CASE_ATTRIBUTES_INCLUDE", &[]);
     let exclude: Vec<String> = r
@@ -491,6 +497,7 @@ impl Config {
             Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
         let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
         let outage_hold = Duration::from_millis(r.number("OUTAGE_HOLD_MS", 20_000, (0, 900_000)));
+        let flow_timeout = Duration::from_millis(r.number("FLOW_TIMEOUT_MS", 3_000, (100, 7_500)));
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -503,6 +510,7 @@ impl Config {
             deadline_margin,
             function_name,
             outage_hold,
+            flow_timeout,
         })
     }
 }

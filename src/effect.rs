@@ -9,6 +9,7 @@ use std::future::Future;
 
 use crate::case::CaseRecord;
 use crate::letter::DeadLetter;
+use crate::linking::Link;
 use crate::retry::Deadline;
 
 /// What the caller must do about a failed effect. The layer that talks to a service decides
@@ -138,8 +139,29 @@ pub enum SendOutcome {
     Failed(String),
 }
 
+/// What a customer lookup found, with its cost.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// The Contact for each number asked about, in order, when exactly one matched.
+    pub links: Vec<Option<Link>>,
+    /// Data API calls made.
+    pub api_calls: u32,
+    /// Token endpoint calls made.
+    pub token_requests: u32,
+    /// Why some numbers could not be looked up (they stay unlinked).
+    pub failure: Option<Failure>,
+}
+
 /// Where Case writes go: the Salesforce client, or a recording sink for dry runs.
 pub trait CaseSink {
+    /// Looks up the Salesforce Contact of each caller number (customer linking). A failed
+    /// lookup leaves its number unlinked; it never holds up a Case.
+    fn find_customers(
+        &self,
+        numbers: &[&str],
+        deadline: Deadline,
+    ) -> impl Future<Output = Lookups> + Send;
+
     /// Writes `cases` (creating or updating each by its external id) before `deadline`.
     /// Never fails as a whole: every write gets an outcome, in order.
     fn write_cases(

@@ -6,7 +6,8 @@
 //! the deadline (which already keeps the invocation's safety margin): a letter that cannot be
 //! sent in time leaves its record reported for retry.
 
-use crate::effect::{CaseSink, LetterSink};
+use crate::case::CaseRecord;
+use crate::effect::{CaseSink, LetterSink, Lookups, WriteReport};
 use crate::plan::{InputRecord, Plan};
 use crate::report::{self, Executed};
 use crate::retry::Deadline;
@@ -19,15 +20,23 @@ pub async fn execute<C: CaseSink, L: LetterSink>(
     letters: &L,
     deadline: Deadline,
 ) -> Executed {
-    let writes: Vec<_> = plan.cases.iter().map(|k| &k.effect).collect();
     let poison: Vec<_> = plan.letters.iter().map(|k| &k.effect).collect();
     let (writes, poison_sends) = tokio::join!(
         async {
-            if writes.is_empty() {
-                Default::default()
-            } else {
-                cases.write_cases(&writes, deadline).await
+            if plan.cases.is_empty() {
+                return WriteReport::default();
             }
+            let (linked, lookups) = link_customers(plan, cases, deadline).await;
+            let writes: Vec<&CaseRecord> = plan
+                .cases
+                .iter()
+                .zip(&linked)
+                .map(|(k, linked)| linked.as_ref().unwrap_or(&k.effect))
+                .collect();
+            let mut report = cases.write_cases(&writes, deadline).await;
+            report.api_calls += lookups.api_calls;
+            report.token_requests += lookups.token_requests;
+            report
         },
         async {
             if poison.is_empty() {
@@ -53,4 +62,48 @@ pub async fn execute<C: CaseSink, L: LetterSink>(
         rejection_letters,
         rejection_sends,
     }
+}
+
+/// Customer linking by number: looks up the callers of the Cases that need it (one call per
+/// 25 numbers) and returns, per Case, a copy with the link set when exactly one Contact
+/// matched (`None`: write the planned Case as it is).
+async fn link_customers<C: CaseSink>(
+    plan: &Plan,
+    cases: &C,
+    deadline: Deadline,
+) -> (Vec<Option<CaseRecord>>, Lookups) {
+    let numbers: Vec<&str> = plan
+        .cases
+        .iter()
+        .filter_map(|k| k.effect.lookup_number.as_deref())
+        .collect();
+    if numbers.is_empty() {
+        return (vec![None; plan.cases.len()], Lookups::default());
+    }
+    let lookups = cases.find_customers(&numbers, deadline).await;
+    if let Some(failure) = &lookups.failure {
+        tracing::warn!(
+            error = %failure.summary,
+            error_code = %failure.code,
+            "customer lookup failed; those Cases are written without a Contact link"
+        );
+    }
+    let mut links = lookups.links.iter();
+    let linked = plan
+        .cases
+        .iter()
+        .map(|k| {
+            k.effect.lookup_number.as_ref()?;
+            let link = links.next()?.as_ref()?;
+            let mut case = k.effect.clone();
+            case.fields
+                .insert("ContactId".into(), link.contact_id.clone().into());
+            if let Some(account) = &link.account_id {
+                case.fields
+                    .insert("AccountId".into(), account.clone().into());
+            }
+            Some(case)
+        })
+        .collect();
+    (linked, lookups)
 }

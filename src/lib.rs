@@ -28,6 +28,7 @@
 //! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation.
 //! - [`letter`]: the dead-letter message format.
 //! - [`privacy`]: which contact attributes may reach a Case; card-number masking.
+//! - [`linking`]: linking a Case to the caller's Contact (ids, phone search, the match rule).
 //! - [`effect`]: the effects and their results; the sink traits.
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
@@ -45,7 +46,9 @@
 //! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
 //! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
-//! - Binaries: `src/main.rs` (the stream Lambda bootstrap), `src/bin/cli.rs` (`ctr-cases`).
+//! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
+//! - Binaries: `src/main.rs` (the stream Lambda), `src/bin/flow.rs` (the contact-flow
+//!   Lambda), `src/bin/cli.rs` (`ctr-cases replay` / `redrive`); each only bootstraps.
 
 pub mod app;
 pub mod case;
@@ -55,7 +58,9 @@ pub mod ctr;
 pub mod effect;
 pub mod event;
 pub mod execute;
+pub mod flow;
 pub mod letter;
+pub mod linking;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

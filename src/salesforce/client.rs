@@ -27,7 +27,7 @@ use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
 use crate::case::CaseRecord;
-use crate::effect::{CaseSink, WriteOutcome, WriteReport};
+use crate::effect::{CaseSink, Lookups, WriteOutcome, WriteReport};
 use crate::retry::{Deadline, RetryPolicy, jitter};
 
 /// Where and how to call Salesforce.
@@ -98,10 +98,11 @@ pub struct CaseWriteReport {
     pub systemic: Option<Error>,
 }
 
+/// Calls made by one operation, for its report.
 #[derive(Default)]
-struct CallCounts {
-    api_calls: AtomicU32,
-    token_requests: AtomicU32,
+pub(super) struct CallCounts {
+    pub(super) api_calls: AtomicU32,
+    pub(super) token_requests: AtomicU32,
 }
 
 /// Where a pending Case is in the create → read → update sequence.
@@ -111,8 +112,8 @@ enum Stage {
     Create,
     /// Read the existing Case: by external id, or by the Id the flow gave.
     Read,
-    /// Update the existing Case with this Id.
-    Update(String),
+    /// Update the existing Case with this Id (`true`: it has no Contact link yet).
+    Update(String, bool),
 }
 
 /// A Salesforce REST client shared by all invocations of a warm container.
@@ -434,7 +435,7 @@ impl SalesforceClient {
                         (None, _) => false,
                     };
                     if newer {
-                        stages[i] = Stage::Update(e.id.clone());
+                        stages[i] = Stage::Update(e.id.clone(), e.contact_id.is_none());
                     } else {
                         outcomes[i] = Some(CaseOutcome::Unchanged { id: e.id.clone() });
                     }
@@ -475,12 +476,12 @@ impl SalesforceClient {
         last_error: &mut [Option<Error>],
     ) -> Result<(), Error> {
         let mut updates: Vec<usize> =
-            step.select(outcomes, |i| matches!(stages[i], Stage::Update(_)));
+            step.select(outcomes, |i| matches!(stages[i], Stage::Update(..)));
         // Two records of a batch may name the same Case (legs of one transferred contact): a
         // collections update may not name a record twice, so the newest version writes it.
         let mut newest: HashMap<String, usize> = HashMap::new();
         for &i in &updates {
-            let Stage::Update(id) = &stages[i] else {
+            let Stage::Update(id, _) = &stages[i] else {
                 continue;
             };
             let version = step.records[i].borrow().version;
@@ -492,7 +493,7 @@ impl SalesforceClient {
             }
         }
         updates.retain(|&i| {
-            let Stage::Update(id) = &stages[i] else {
+            let Stage::Update(id, _) = &stages[i] else {
                 return false;
             };
             if newest[id] == i {
@@ -505,10 +506,10 @@ impl SalesforceClient {
         if updates.is_empty() {
             return Ok(());
         }
-        let batch: Vec<(&str, &CaseRecord)> = updates
+        let batch: Vec<wire::CaseUpdate<'_>> = updates
             .iter()
             .map(|&i| match &stages[i] {
-                Stage::Update(id) => (id.as_str(), step.records[i].borrow()),
+                Stage::Update(id, unlinked) => (id.as_str(), step.records[i].borrow(), *unlinked),
                 _ => unreachable!("selected above"),
             })
             .collect();
@@ -542,7 +543,7 @@ impl SalesforceClient {
     }
 
     /// One data call (JSON body), refreshing the token once on 401.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -831,6 +832,16 @@ fn same_id(a: &str, b: &str) -> bool {
 }
 
 impl CaseSink for SalesforceClient {
+    async fn find_customers(&self, numbers: &[&str], deadline: Deadline) -> Lookups {
+        let report = SalesforceClient::find_customers(self, numbers, deadline).await;
+        Lookups {
+            links: report.links,
+            api_calls: report.api_calls,
+            token_requests: report.token_requests,
+            failure: report.failure.as_ref().map(Error::to_failure),
+        }
+    }
+
     async fn write_cases(&self, cases: &[&CaseRecord], deadline: Deadline) -> WriteReport {
         let report = SalesforceClient::write_cases(self, cases, deadline).await;
         WriteReport {

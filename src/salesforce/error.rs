@@ -149,10 +149,10 @@ fn auth_hint(error: &str, description: &str) -> &'static str {
              IP restrictions for the app or allow the Lambda's egress addresses"
         }
         "invalid_grant" => {
-            "check the credentials for the flow in use: password flow: username, and password \
-             followed by the security token (the user may be locked out after repeated \
-             failures); jwt_bearer: username, certificate and pre-authorization; \
-             client_credentials: the Run As user"
+            "check the credentials for the flow in use: password flow: the username and the \
+             password + security token (the user may be locked out after repeated failures); \
+             jwt_bearer: username, certificate and pre-authorization; client_credentials: the \
+             Run As user"
         }
         "invalid_client_id" => {
             "check client_id (the connected app's consumer key) in the Salesforce secret"

@@ -12,6 +12,8 @@ pub mod endpoint;
 pub mod error;
 pub mod wire;
 
+pub mod handoff;
+pub mod lookup;
 pub mod recorder;
 
 pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};

@@ -5,9 +5,11 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use super::lookup::MAX_SEARCHES_PER_CALL;
 use super::wire::{self, MAX_COLLECTION_RECORDS};
 use crate::case::CaseRecord;
-use crate::effect::{CaseSink, WriteOutcome, WriteReport};
+use crate::effect::{CaseSink, Lookups, WriteOutcome, WriteReport};
+use crate::linking;
 use crate::retry::Deadline;
 
 /// One request the client would have sent.
@@ -58,6 +60,35 @@ impl RequestRecorder {
 }
 
 impl CaseSink for RequestRecorder {
+    async fn find_customers(&self, numbers: &[&str], _deadline: Deadline) -> Lookups {
+        let mut distinct: Vec<&str> = numbers.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let searches: Vec<String> = distinct
+            .iter()
+            .filter_map(|n| linking::search_terms(n).map(|t| linking::phone_search(&t)))
+            .collect();
+        let mut recorded = Vec::new();
+        for chunk in searches.chunks(MAX_SEARCHES_PER_CALL) {
+            recorded.push(RecordedRequest {
+                method: "POST",
+                path: wire::composite_path(&self.api_version),
+                body: wire::customer_searches_body(&self.api_version, chunk),
+            });
+        }
+        let api_calls = recorded.len() as u32;
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(recorded);
+        // A dry run cannot know who matches: every Case stays unlinked.
+        Lookups {
+            links: vec![None; numbers.len()],
+            api_calls,
+            ..Lookups::default()
+        }
+    }
+
     async fn write_cases(&self, cases: &[&CaseRecord], _deadline: Deadline) -> WriteReport {
         let mut recorded = Vec::new();
         for chunk in cases.chunks(self.batch_size) {

@@ -165,17 +165,29 @@ pub fn collections_create_body(
     json!({"allOrNone": false, "records": records})
 }
 
+/// One update of an existing Case: its Id, the record, and whether the Case has no Contact
+/// link yet (then the record's link, if any, is set too: filling an empty link overwrites
+/// nobody's work).
+pub type CaseUpdate<'a> = (&'a str, &'a CaseRecord, bool);
+
 /// The body of an sObject Collections update (`allOrNone:false`) of existing Cases by Id: only
 /// the kept-current fields and the version, so an agent's edits to the other fields stay.
-pub fn collections_update_body(updates: &[(&str, &CaseRecord)], version_field: &str) -> Value {
+pub fn collections_update_body(updates: &[CaseUpdate<'_>], version_field: &str) -> Value {
     let records: Vec<Value> = updates
         .iter()
-        .map(|(id, record)| {
+        .map(|(id, record, unlinked)| {
             let mut object = Map::new();
             object.insert("attributes".into(), json!({"type": "Case"}));
             object.insert("id".into(), Value::String((*id).to_owned()));
             for (k, v) in record.current_fields() {
                 object.insert(k.to_owned(), v.clone());
+            }
+            if *unlinked {
+                for link in ["ContactId", "AccountId"] {
+                    if let Some(v) = record.fields.get(link) {
+                        object.insert(link.to_owned(), v.clone());
+                    }
+                }
             }
             if let Some(version) = record.version {
                 object.insert(
@@ -218,7 +230,7 @@ pub fn existing_cases_body(
         conditions.push(format!("Id IN ({})", list(ids)));
     }
     let soql = format!(
-        "SELECT Id, {external_id_field}, {version_field} FROM Case WHERE {}",
+        "SELECT Id, {external_id_field}, {version_field}, ContactId FROM Case WHERE {}",
         conditions.join(" OR ")
     );
     let url = format!(
@@ -231,7 +243,7 @@ pub fn existing_cases_body(
 }
 
 /// Percent-encodes a query-string value (RFC 3986 unreserved characters stay).
-fn percent_encode_query(text: &str) -> String {
+pub(crate) fn percent_encode_query(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3 / 2);
     for byte in text.bytes() {
         match byte {
@@ -244,6 +256,61 @@ fn percent_encode_query(text: &str) -> String {
     out
 }
 
+/// A Composite request of one phone search per caller (≤ 25 subrequests), in order; see
+/// [`crate::linking`].
+pub fn customer_searches_body(api_version: &str, searches: &[String]) -> Value {
+    let requests: Vec<Value> = searches
+        .iter()
+        .enumerate()
+        .map(|(i, sosl)| {
+            json!({
+                "method": "GET",
+                "url": format!("/services/data/{api_version}/search?q={}", percent_encode_query(sosl)),
+                "referenceId": format!("caller{i}"),
+            })
+        })
+        .collect();
+    json!({"allOrNone": false, "compositeRequest": requests})
+}
+
+/// The answer of each search of [`customer_searches_body`], in order: the search result body,
+/// or the subrequest's error.
+///
+/// # Errors
+/// The request-level [`Error`] when the Composite call failed, or
+/// [`Error::InvalidResponse`] for an undocumented shape.
+pub fn parse_customer_searches(
+    status: u16,
+    body: &[u8],
+    expected: usize,
+) -> Result<Vec<Result<Value, Error>>, Error> {
+    if status != 200 {
+        return Err(parse_api_error(status, body));
+    }
+    let invalid = |detail: String| Error::InvalidResponse { status, detail };
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
+    let subs = answer["compositeResponse"]
+        .as_array()
+        .ok_or_else(|| invalid("composite answer without compositeResponse".into()))?;
+    (0..expected)
+        .map(|i| {
+            let reference = format!("caller{i}");
+            let sub = subs
+                .iter()
+                .find(|s| s["referenceId"] == reference.as_str())
+                .ok_or_else(|| invalid(format!("no answer for {reference}")))?;
+            let sub_status = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
+            Ok(if sub_status == 200 {
+                Ok(sub["body"].clone())
+            } else {
+                let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
+                Err(parse_api_error(sub_status, &body))
+            })
+        })
+        .collect()
+}
+
 /// An existing Case as the read returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingCase {
@@ -253,6 +320,8 @@ pub struct ExistingCase {
     pub external_id: Option<String>,
     /// The CTR version it reflects, when set.
     pub version: Option<DateTime<Utc>>,
+    /// The Contact it is linked to, when it is.
+    pub contact_id: Option<String>,
 }
 
 /// Parses the answer to [`existing_cases_body`].
@@ -298,6 +367,7 @@ pub fn parse_existing_cases(
                 id: field(record, "Id").ok_or_else(|| invalid("a Case without Id".into()))?,
                 external_id: field(record, external_id_field),
                 version: field(record, version_field).and_then(|t| parse_datetime(&t)),
+                contact_id: field(record, "ContactId"),
             })
         })
         .collect()
@@ -518,6 +588,7 @@ mod tests {
             version: version.and_then(parse_datetime),
             case_id: None,
             create: true,
+            lookup_number: None,
         }
     }
 
@@ -532,7 +603,7 @@ mod tests {
                 "Ext__c": "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
                 "Version__c": "2024-02-25T08:36:30.000Z"}]})
         );
-        let update = collections_update_body(&[("5001", &r)], "Version__c");
+        let update = collections_update_body(&[("5001", &r, false)], "Version__c");
         assert_eq!(
             update,
             json!({"allOrNone": false, "records": [{"attributes": {"type": "Case"},

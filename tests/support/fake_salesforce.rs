@@ -2011,11 +2011,21 @@ impl OrgState {
         }
         t.end()?;
         let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
-        let wanted = digits(&term);
-        if wanted.len() < 2 {
-            return Err(malformed("search term must be longer than one character"));
+        // `a OR b`: any of the terms (SOSL's logical operator; AND and NOT are not supported).
+        let mut wanted = Vec::new();
+        for part in term
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .split(|w| *w == "OR")
+        {
+            let term = digits(&part.join(" "));
+            if term.len() < 2 {
+                return Err(malformed("search term must be longer than one character"));
+            }
+            wanted.push(term);
         }
-        let phone = |c: &Record, f: &str| text_of(c, f).is_some_and(|p| digits(p) == wanted);
+        let phone =
+            |c: &Record, f: &str| text_of(c, f).is_some_and(|p| wanted.contains(&digits(p)));
         let hit = |c: &&Record| phone(c, "Phone") || phone(c, "MobilePhone");
         let found = self.db.contacts.iter().filter(hit);
         let found: Vec<Value> = found

@@ -183,6 +183,7 @@ pub fn app_state(env: &HashMap<String, String>) -> AppState {
         },
         deadline_margin: Duration::from_millis(500),
         outage_hold: config.outage_hold,
+        flow_timeout: config.flow_timeout,
     }
 }
 

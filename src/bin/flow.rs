@@ -1,0 +1,29 @@
+//! The contact-flow Lambda bootstrap: read the configuration, build the shared state once per
+//! cold start, and answer Amazon Connect's "Invoke AWS Lambda function" blocks.
+
+use std::process::ExitCode;
+
+use ctr_cases::app::AppState;
+use ctr_cases::config::Config;
+use ctr_cases::flow;
+use lambda_runtime::service_fn;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    ctr_cases::logging::init_from_env();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Lambda reports the exit as an init error; Connect takes the block's error branch.
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), lambda_runtime::Error> {
+    let config = Config::from_env()?;
+    let state = AppState::from_config(config).await?;
+    let state = &state;
+    lambda_runtime::run(service_fn(move |event| flow::handle(state, event))).await
+}
