@@ -267,7 +267,7 @@ async fn replay(
                     let line = json!({"request": {
                         "method": request.method,
                         "path": request.path,
-                        "body": request.body,
+                        "body": serde_json::from_str::<Value>(&request.body)?,
                     }});
                     writeln!(out.out, "{line}")?;
                 }

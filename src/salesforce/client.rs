@@ -547,7 +547,7 @@ impl SalesforceClient {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
         deadline: Deadline,
         counts: &CallCounts,
     ) -> Result<(u16, Vec<u8>), Error> {

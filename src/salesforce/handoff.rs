@@ -60,13 +60,15 @@ impl SalesforceClient {
                  "referenceId": "read"},
             ]}),
             None => {
-                let create = wire::collections_create_body(
-                    &[case],
-                    ext_field,
-                    &settings.version_field,
-                )["records"][0]
-                    .clone();
-                let mut create = create;
+                let records = [case];
+                let body =
+                    wire::collections_create_body(&records, ext_field, &settings.version_field);
+                let mut create =
+                    serde_json::to_value(body).map_err(|e| Error::InvalidResponse {
+                        status: 0,
+                        detail: format!("could not encode the request body: {e}"),
+                    })?["records"][0]
+                        .take();
                 if let Value::Object(map) = &mut create {
                     map.remove("attributes");
                 }

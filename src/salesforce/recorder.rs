@@ -3,8 +3,6 @@
 
 use std::sync::Mutex;
 
-use serde_json::Value;
-
 use super::lookup::MAX_SEARCHES_PER_CALL;
 use super::wire::{self, MAX_COLLECTION_RECORDS};
 use crate::case::CaseRecord;
@@ -19,8 +17,8 @@ pub struct RecordedRequest {
     pub method: &'static str,
     /// Path below the instance URL.
     pub path: String,
-    /// JSON body.
-    pub body: Value,
+    /// JSON body, as sent.
+    pub body: String,
 }
 
 /// Records the data requests for Case writes instead of sending them, chunked as the client
@@ -73,7 +71,7 @@ impl CaseSink for RequestRecorder {
             recorded.push(RecordedRequest {
                 method: "POST",
                 path: wire::composite_path(&self.api_version),
-                body: wire::customer_searches_body(&self.api_version, chunk),
+                body: wire::customer_searches_body(&self.api_version, chunk).to_string(),
             });
         }
         let api_calls = recorded.len() as u32;
@@ -95,11 +93,12 @@ impl CaseSink for RequestRecorder {
             recorded.push(RecordedRequest {
                 method: "POST",
                 path: wire::collections_path(&self.api_version),
-                body: wire::collections_create_body(
+                body: serde_json::to_string(&wire::collections_create_body(
                     chunk,
                     &self.external_id_field,
                     &self.version_field,
-                ),
+                ))
+                .expect("request bodies always serialize"),
             });
         }
         let api_calls = recorded.len() as u32;
