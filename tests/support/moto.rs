@@ -255,6 +255,27 @@ impl Moto {
         }
     }
 
+    /// Every message now visible on `queue_url`, as [`Moto::receive_all`] returns them, made
+    /// visible again at once (`ChangeMessageVisibility` to 0), so a later reader (a redrive)
+    /// sees them too. On a FIFO queue a receive hands out at most 10 messages of a group.
+    pub async fn peek_all(&self, queue_url: &str) -> Vec<Message> {
+        let messages = self.receive_all(queue_url).await;
+        let sqs = self.sqs().await;
+        for message in &messages {
+            let handle = message
+                .receipt_handle()
+                .expect("a received message has a receipt handle");
+            sqs.change_message_visibility()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto ChangeMessageVisibility {queue_url}: {e:?}"));
+        }
+        messages
+    }
+
     /// A Kinesis client for this server.
     pub async fn kinesis(&self) -> aws_sdk_kinesis::Client {
         aws_sdk_kinesis::Client::new(&self.sdk_config().await)
