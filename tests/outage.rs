@@ -368,7 +368,10 @@ async fn proxy_pages_redirects_and_a_disabled_api_are_held_not_dead_lettered() {
             "HTTP_302",
         ),
         (
-            // The whole request refused: Salesforce's errorCode for an org without API access.
+            // The whole request refused, as Salesforce answers an org without API access:
+            // `[{"message":"The REST API is not enabled for this Organization.",
+            // "errorCode":"API_DISABLED_FOR_ORG"}]` (quoted in wadewegner/Force.com-Toolkit-for-NET
+            // issue #150 and restforce/restforce issue #219).
             Fault::RequestError {
                 status: 403,
                 error_code: "API_DISABLED_FOR_ORG".into(),
