@@ -2,5 +2,9 @@
 
 pub mod fake_salesforce;
 pub mod fixtures;
+pub mod foreign;
 pub mod moto;
+pub mod process;
 pub mod runtime_api;
+pub mod shard;
+pub mod state;

@@ -133,7 +133,12 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Poll `endpoint` until it gives any HTTP answer. Gives up early if `child` exits.
+/// Poll `endpoint` until moto answers there. Gives up early if `child` exits.
+///
+/// The answer must be moto's own (`GET /moto-api/data.json` → 200), not just any HTTP answer:
+/// between [`free_port`] releasing the port and moto_server binding it, a server of a test
+/// running in parallel (a fake org on `127.0.0.1:0`) can get the same port; moto then fails to
+/// bind and exits, and that server must not be taken for moto.
 async fn wait_until_up(endpoint: &str, timeout: Duration, child: &mut Option<Child>) -> bool {
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -142,7 +147,11 @@ async fn wait_until_up(endpoint: &str, timeout: Duration, child: &mut Option<Chi
         .expect("build a reqwest client");
     let until = Instant::now() + timeout;
     while Instant::now() < until {
-        if http.get(format!("{endpoint}/")).send().await.is_ok() {
+        let answer = http
+            .get(format!("{endpoint}/moto-api/data.json"))
+            .send()
+            .await;
+        if answer.is_ok_and(|a| a.status() == reqwest::StatusCode::OK) {
             return true;
         }
         if let Some(c) = child.as_mut()
@@ -253,6 +262,27 @@ impl Moto {
                 }
             }
         }
+    }
+
+    /// Every message now visible on `queue_url`, as [`Moto::receive_all`] returns them, made
+    /// visible again at once (`ChangeMessageVisibility` to 0), so a later reader (a redrive)
+    /// sees them too. On a FIFO queue a receive hands out at most 10 messages of a group.
+    pub async fn peek_all(&self, queue_url: &str) -> Vec<Message> {
+        let messages = self.receive_all(queue_url).await;
+        let sqs = self.sqs().await;
+        for message in &messages {
+            let handle = message
+                .receipt_handle()
+                .expect("a received message has a receipt handle");
+            sqs.change_message_visibility()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto ChangeMessageVisibility {queue_url}: {e:?}"));
+        }
+        messages
     }
 
     /// A Kinesis client for this server.
