@@ -53,5 +53,6 @@ pub async fn app_state_on_moto(
         },
         deadline_margin: Duration::from_millis(500),
         outage_hold: config.outage_hold,
+        flow_timeout: config.flow_timeout,
     }
 }
