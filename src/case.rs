@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::classify::{HappyPath, Outcome};
@@ -814,11 +814,30 @@ pub fn outcome_title(outcome: &Outcome, channel: &str) -> String {
     }
 }
 
-fn time(t: Option<DateTime<Utc>>) -> String {
-    t.map_or_else(
-        || "unknown".to_owned(),
-        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
-    )
+/// A time as `2024-02-25T08:35:09Z`, or `unknown`, written without an intermediate string.
+struct Time(Option<DateTime<Utc>>);
+
+impl std::fmt::Display for Time {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use chrono::{Datelike as _, Timelike as _};
+        match self.0 {
+            None => f.write_str("unknown"),
+            Some(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+        }
+    }
+}
+
+fn time(t: Option<DateTime<Utc>>) -> Time {
+    Time(t)
 }
 
 /// The call context a Case carries: contact id, times, disconnect reason, queue/flow context and
@@ -838,7 +857,9 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> 
         let _ = write!(out, " (disconnect reason: {reason})");
     }
     out.push('\n');
-    let or_unknown = |v: Option<&str>| v.unwrap_or("unknown").to_owned();
+    fn or_unknown(v: Option<&str>) -> &str {
+        v.unwrap_or("unknown")
+    }
     let _ = writeln!(
         out,
         "Channel: {}, initiation: {}",
@@ -914,7 +935,8 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> 
 /// assert_eq!(truncate("José😀", 5), "José…"); // the emoji would need 2 units
 /// ```
 pub fn truncate(text: &str, limit: usize) -> String {
-    if text.encode_utf16().count() <= limit {
+    // A UTF-8 text never has more UTF-16 units than bytes: short texts need no counting.
+    if text.len() <= limit || text.encode_utf16().count() <= limit {
         return text.to_owned();
     }
     let budget = limit.saturating_sub(1);

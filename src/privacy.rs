@@ -271,10 +271,26 @@ fn compile_all<'a>(
 /// assert!(!filter.allows("Card-Number"));
 /// assert!(!filter.allows("customerPin"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AttributeFilter {
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
+    /// Decisions made so far, by name: a contact center's flows set the same few attribute
+    /// names on every contact, and a decision runs every pattern (this is on the hot path).
+    decided: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+/// Most names [`AttributeFilter::allows`] remembers; past that it decides without remembering.
+const MAX_REMEMBERED: usize = 4096;
+
+impl Clone for AttributeFilter {
+    fn clone(&self) -> Self {
+        AttributeFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            decided: Default::default(),
+        }
+    }
 }
 
 /// Two filters are equal when they hold the same patterns in the same order.
@@ -307,6 +323,7 @@ impl AttributeFilter {
         Ok(AttributeFilter {
             include: compile_all(include.iter().map(String::as_str), PatternList::Include)?,
             exclude: compile_all(exclude.iter().map(String::as_str), PatternList::Exclude)?,
+            decided: Default::default(),
         })
     }
 
@@ -328,6 +345,18 @@ impl AttributeFilter {
 
     /// Whether the attribute `name` may reach a Case.
     pub fn allows(&self, name: &str) -> bool {
+        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&allowed) = decided.get(name) {
+            return allowed;
+        }
+        let allowed = self.decide(name);
+        if decided.len() < MAX_REMEMBERED {
+            decided.insert(name.to_owned(), allowed);
+        }
+        allowed
+    }
+
+    fn decide(&self, name: &str) -> bool {
         let stripped = strip_separators(name);
         let included =
             self.include.is_empty() || self.include.iter().any(|p| p.matches(name, &stripped));
