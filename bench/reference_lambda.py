@@ -29,7 +29,8 @@ SALESFORCE_PASSWORD (password + security token), SALESFORCE_API_VERSION (default
 
 Bench runner: `python3 bench/reference_lambda.py EVENT.json [--repeat N] [--log]` invokes the
 handler N times (default 1) on the event and prints one JSON line:
-{"cold_start_ms", "batch_ms": [...], "peak_rss_kib", "dropped", "token_requests", "case_posts"}
+{"cold_start_ms", "batch_ms": [...], "peak_rss_kib", "peak_rss_from", "dropped", "token_requests",
+"case_posts"}
 (counts are totals over all invocations). See bench/README.md.
 """
 
@@ -173,9 +174,28 @@ def _cold_start_ms():
     return (_READY_BOOTTIME_NS - started_ns) / 1e6, "proc_stat"
 
 
+def _peak_rss_kib():
+    """This process's peak resident set size in KiB: VmHWM from /proc/self/status.
+
+    Not getrusage's ru_maxrss: on Linux that also keeps the peak of the memory image exec
+    replaced, which for a spawned child (fork or posix_spawn alike) is its parent's, so under
+    the bench binary it reported the bench's peak (~196 MiB) instead of this script's
+    (~24 MiB). ru_maxrss is the fallback where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]), "VmHWM"
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
+
+
 def _main(argv):
     import argparse
-    import resource
     import sys
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -206,11 +226,13 @@ def _main(argv):
         started = time.perf_counter()
         lambda_handler(event, None)
         batch_ms.append(round((time.perf_counter() - started) * 1000, 3))
+    peak_rss_kib, peak_rss_from = _peak_rss_kib()
     line = {
         "cold_start_ms": round(cold_start_ms, 3),
         "cold_start_from": cold_start_from,
         "batch_ms": batch_ms,
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kib": peak_rss_kib,
+        "peak_rss_from": peak_rss_from,
         **counters,
     }
     print(json.dumps(line), flush=True)

@@ -1,15 +1,34 @@
-//! End-to-end bench binary: the real handler against the test fake org on 127.0.0.1.
+//! End-to-end bench binary: the real handler and the real binaries against the test fake org
+//! (and fake Lambda Runtime API) on 127.0.0.1, next to the Python baselines in `bench/`.
 //!
-//! `cargo bench --bench end_to_end` prints:
-//! - Salesforce API calls (data + token) per 1,000 dropped calls in batches of 100, next to the
-//!   reference Lambda's (one token request and one create per dropped call);
-//! - the end-to-end latency of a 100-record batch with 50 ms added to every data call;
-//! - the bench process's peak RSS around a 10,000-record batch;
-//! - the real Lambda binary (release build) under a fake Runtime API: cold start (spawn → first
-//!   event picked up) and its own peak RSS after a 1,800-record batch (about Lambda's 6 MB
-//!   payload limit) and after a 10,000-record batch.
+//! `cargo bench --bench end_to_end` prints one `name: value` line per figure:
 //!
-//! Figures, not pass/fail: the targets live in DESIGN.md and the closing notes.
+//! 1. in process (`stream::process_batch`, the Lambda's handler): Salesforce API calls per 1,000
+//!    dropped calls in batches of 100; data calls per invocation for a new batch and for the
+//!    same batch redelivered; the latency of a 100-record batch with 50 ms added to every data
+//!    call; the bench process's peak RSS around a 10,000-record batch;
+//! 2. the release Lambda binary (`ctr-cases-lambda`) under the fake Runtime API: its peak RSS
+//!    (VmHWM) after an all-dropped-calls event just under Lambda's 6 MB payload limit
+//!    (6,291,456 bytes, about 1,800 CTRs) and after a 10,000-record event; its cold start
+//!    (spawn → first event picked up from the Runtime API, median of several spawns);
+//! 3. side by side with the reference Lambda (`bench/reference_lambda.py`), each against its own
+//!    fake org with 50 ms on every data call, 10 batches of 100 dropped calls each: API calls per
+//!    1,000 dropped calls, median batch wall time, cold start, peak RSS, and reference/ours ratios;
+//! 4. the replay dry run (`ctr-cases replay --json FILE > /dev/null`, release build) against the
+//!    naive Python pass (`bench/naive_pass.py`) over the same 6 MB event file: median wall time
+//!    (spawn → exit) of several alternating runs of each, and the ratio (target ≥ 5×).
+//!
+//! Figures, not pass/fail: the targets live in DESIGN.md and BENCHMARKS.md. What is checked (and
+//! fails the run) is correctness: every Case written, no batch item failure, the baselines'
+//! counts matching the fake org's own counters.
+//!
+//! Smoke mode: `cargo bench --bench end_to_end -- --smoke`, or run without `--bench` (as
+//! `cargo test --benches` does) runs every measurement once at tiny sizes, including one run of
+//! each Python script, so a broken bench fails CI (`scripts/bench-smoke`). Its figures mean
+//! nothing.
+//!
+//! `cargo bench --bench end_to_end -- --write-events DIR` only writes the event files to `DIR`
+//! (for profiling the same input).
 
 #[path = "../tests/support/fake_salesforce.rs"]
 mod fake_salesforce;
@@ -17,106 +36,318 @@ mod fake_salesforce;
 mod fixtures;
 #[path = "../tests/support/runtime_api.rs"]
 mod runtime_api;
+#[path = "../bench/workload.rs"]
+mod workload;
 
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ctr_cases::app::AppState;
 use ctr_cases::event::KinesisEnvelope;
+use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::stream::process_batch;
+use fake_salesforce::{FakeOptions, FakeSalesforce};
+use serde_json::Value;
 
-fn dropped_batch(first: u64, count: u64) -> KinesisEnvelope {
-    fixtures::kinesis_event(&fixtures::dropped_datas(first..first + count), first)
+/// Added to every data call of the fake org in the latency figures.
+const DATA_CALL_LATENCY: Duration = Duration::from_millis(50);
+/// Lambda's own limit on one invocation.
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// How big each measurement is.
+struct Sizes {
+    smoke: bool,
+    /// Records per batch (100: "100-record batch").
+    batch: usize,
+    /// Batches for the calls per 1,000 dropped calls and the side-by-side runs (10 × 100).
+    batches: usize,
+    /// Timed batches for the in-process latency figure.
+    latency_runs: usize,
+    /// Records of the large in-process and binary batch (10,000).
+    big_batch: usize,
+    /// Size limit of "the 6 MB event".
+    payload_limit: usize,
+    /// Spawns per cold-start figure.
+    cold_starts: usize,
+    /// Timed runs of each program over the event file.
+    file_runs: usize,
 }
 
-fn state(fake: &fake_salesforce::FakeSalesforce) -> AppState {
-    fixtures::app_state(&fixtures::fake_env(fake))
-}
+const FULL: Sizes = Sizes {
+    smoke: false,
+    batch: 100,
+    batches: 10,
+    latency_runs: 20,
+    big_batch: 10_000,
+    payload_limit: workload::LAMBDA_PAYLOAD_LIMIT,
+    cold_starts: 11,
+    file_runs: 11,
+};
 
-fn peak_rss_kib() -> Option<u64> {
-    peak_rss_kib_of("self")
-}
-
-fn peak_rss_kib_of(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
+const SMOKE: Sizes = Sizes {
+    smoke: true,
+    batch: 5,
+    batches: 2,
+    latency_runs: 1,
+    big_batch: 200,
+    payload_limit: 64 * 1024,
+    cold_starts: 1,
+    file_runs: 1,
+};
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        // `cargo test --all-targets` runs bench targets without `--bench`: a smoke check only.
-        println!("end_to_end: run with `cargo bench --bench end_to_end` for figures");
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke") || !args.iter().any(|a| a == "--bench");
+    let sizes = if smoke { SMOKE } else { FULL };
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--write-events")
+        .map(|i| args.get(i + 1).expect("--write-events DIR"))
+    {
+        write_events(Path::new(dir), &sizes);
         return;
     }
-    // 1. API calls per 1,000 dropped calls, batches of 100.
-    let fake = fake_salesforce::start().await;
-    let app = state(&fake);
-    for batch in 0..10 {
-        let event = dropped_batch(batch * 100, 100);
-        let outcome = process_batch(&app, &event, Deadline::after(Duration::from_secs(60))).await;
-        assert!(outcome.response.batch_item_failures.is_empty());
-    }
-    let calls = fake.org.api_calls() + fake.org.token_requests();
+    let python = python_interpreter().await;
+    let scratch = Scratch::new();
     println!(
-        "api_calls_per_1000_dropped: {calls} (data {}, token {}); reference: 2000",
-        fake.org.api_calls(),
-        fake.org.token_requests()
+        "mode: {} (python {}, lambda {}, cli {})",
+        if sizes.smoke {
+            "smoke (tiny sizes; the figures mean nothing)"
+        } else {
+            "full"
+        },
+        python,
+        LAMBDA_BIN,
+        CLI_BIN
     );
 
-    // 2. 100-record batch latency with 50 ms per data call (warm container: token cached).
-    let fake = fake_salesforce::start_with(fake_salesforce::FakeOptions {
-        latency: Some(Duration::from_millis(50)),
+    // Other work on the machine skews every figure: say how busy it was.
+    println!("load_average_start: {}", load_average());
+
+    // 1. In process.
+    api_calls_per_1000_dropped(&sizes).await;
+    calls_per_invocation_new_and_redelivered(sizes.batch).await;
+    batch_latency_50ms(&sizes).await;
+    batch_in_process_peak_rss(&sizes).await;
+
+    // 2. The Lambda binary.
+    let (six_mb, six_mb_mix) =
+        workload::event_json_within(4_000_000, sizes.payload_limit, workload::dropped_kind);
+    assert!(six_mb.len() <= sizes.payload_limit);
+    println!(
+        "event_6mb: {} bytes, {} records (limit {} bytes)",
+        six_mb.len(),
+        six_mb_mix.records(),
+        sizes.payload_limit
+    );
+    lambda_peak_rss("lambda_6mb", &six_mb, six_mb_mix).await;
+    let (big, big_mix) = workload::event_json(5_000_000, sizes.big_batch, workload::dropped_kind);
+    lambda_peak_rss(
+        &format!("lambda_{}_records", sizes.big_batch),
+        &big,
+        big_mix,
+    )
+    .await;
+    drop(big);
+    let ours_cold = lambda_cold_starts(&sizes).await;
+    let reference_cold = reference_cold_starts(&sizes, &python, &scratch).await;
+
+    // 3. Side by side with the reference Lambda.
+    side_by_side(&sizes, &python, &scratch, ours_cold, reference_cold).await;
+
+    // 4. Replay dry run against the naive Python pass, same file.
+    let file = scratch.write("event-6mb.json", &six_mb);
+    drop(six_mb);
+    replay_against_naive(&sizes, &python, &file, six_mb_mix).await;
+    println!("load_average_end: {}", load_average());
+}
+
+/// `--write-events DIR`: writes the bench's event files (`event-6mb.json`, the one the binary,
+/// the replay and the naive pass read; `mixed-100.json`, the criterion bench's mixed batch) to
+/// `DIR` for profiling, e.g. `perf record target/release/ctr-cases replay --json
+/// DIR/event-6mb.json > /dev/null`, and measures nothing.
+fn write_events(dir: &Path, sizes: &Sizes) {
+    std::fs::create_dir_all(dir).expect("create the --write-events directory");
+    let (six_mb, _) =
+        workload::event_json_within(4_000_000, sizes.payload_limit, workload::dropped_kind);
+    let (mixed, _) = workload::event_json(0, 100, workload::mixed_kind);
+    for (name, event) in [("event-6mb.json", six_mb), ("mixed-100.json", mixed)] {
+        let path = dir.join(name);
+        std::fs::write(&path, event).expect("write an event file");
+        println!("wrote {}", path.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. In process
+// ---------------------------------------------------------------------------------------------
+
+fn state(fake: &FakeSalesforce) -> AppState {
+    fixtures::app_state(&fixtures::fake_env(fake))
+}
+
+/// A Kinesis event of `count` dropped calls for contacts `first`, `first + 1`, ….
+fn dropped_envelope(first: u64, count: usize) -> KinesisEnvelope {
+    let (json, _) = workload::event_json(first, count, workload::dropped_kind);
+    serde_json::from_str(&json).expect("a Kinesis event")
+}
+
+/// Runs `event` through the handler and panics unless every record got its Case.
+async fn process_all(app: &AppState, event: &KinesisEnvelope) {
+    let outcome = process_batch(app, event, Deadline::after(Duration::from_secs(120))).await;
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "batch item failures: {:?}",
+        outcome.summary
+    );
+    assert_eq!(
+        outcome.summary.count(Action::UpsertCase) as usize,
+        event.records.len(),
+        "{:?}",
+        outcome.summary
+    );
+}
+
+/// Salesforce API calls (data + token) per 1,000 dropped calls, in batches of 100, from a cold
+/// container; the reference makes one token request and one create per dropped call.
+async fn api_calls_per_1000_dropped(sizes: &Sizes) {
+    let fake = fake_salesforce::start().await;
+    let app = state(&fake);
+    for batch in 0..sizes.batches {
+        let first = (batch * sizes.batch) as u64;
+        process_all(&app, &dropped_envelope(first, sizes.batch)).await;
+    }
+    let dropped = sizes.batches * sizes.batch;
+    let (data, token) = (fake.org.api_calls(), fake.org.token_requests());
+    assert_eq!(fake.org.case_count(), dropped);
+    println!(
+        "api_calls_per_1000_dropped: {:.0} (data {data}, token {token} for {dropped} dropped \
+         calls in batches of {}; reference: 2000)",
+        per_1000(data + token, dropped),
+        sizes.batch
+    );
+}
+
+/// Salesforce data API calls (the fake org's `api_calls()` counter) for one invocation of a
+/// new batch of `records` dropped calls, and for the same batch delivered again (Kinesis
+/// redelivers a whole batch after a failed or timed-out invocation). The container is warm
+/// (signed in on an earlier batch), so both numbers are data calls only.
+async fn calls_per_invocation_new_and_redelivered(records: usize) {
+    let fake = fake_salesforce::start().await;
+    let app = state(&fake);
+    process_all(&app, &dropped_envelope(9_000_000, 1)).await;
+    let batch = dropped_envelope(9_100_000, records);
+
+    let before = fake.org.api_calls();
+    process_all(&app, &batch).await;
+    let new_batch = fake.org.api_calls() - before;
+
+    let before = fake.org.api_calls();
+    process_all(&app, &batch).await;
+    let redelivered = fake.org.api_calls() - before;
+
+    assert_eq!(
+        fake.org.case_count(),
+        1 + records,
+        "a redelivery adds no Case"
+    );
+    println!("calls_per_invocation_new_batch: {new_batch} ({records} dropped calls, warm)");
+    println!("calls_per_invocation_redelivered_batch: {redelivered} (the same {records} again)");
+}
+
+/// Latency of a 100-record batch with 50 ms added to every data call (warm container).
+async fn batch_latency_50ms(sizes: &Sizes) {
+    let fake = fake_salesforce::start_with(FakeOptions {
+        latency: Some(DATA_CALL_LATENCY),
         ..Default::default()
     })
     .await;
     let app = state(&fake);
-    let warm = dropped_batch(1_000_000, 1);
-    process_batch(&app, &warm, Deadline::unbounded()).await;
+    process_all(&app, &dropped_envelope(1_000_000, 1)).await;
     let mut samples = Vec::new();
-    for run in 0..20u64 {
-        let event = dropped_batch(2_000_000 + run * 100, 100);
+    for run in 0..sizes.latency_runs {
+        let event = dropped_envelope(2_000_000 + (run * sizes.batch) as u64, sizes.batch);
         let started = Instant::now();
-        process_batch(&app, &event, Deadline::unbounded()).await;
-        samples.push(started.elapsed());
+        process_all(&app, &event).await;
+        samples.push(ms(started.elapsed()));
     }
-    samples.sort();
+    samples.sort_by(f64::total_cmp);
     println!(
-        "batch_100_latency_50ms_fake: median {:?}, p95 {:?}, max {:?} (target < 200 ms)",
-        samples[samples.len() / 2],
-        samples[samples.len() * 95 / 100],
+        "batch_{}_latency_50ms_fake_ms: {:.1} (median of {}; p95 {:.1}, max {:.1}; in process, \
+         warm; target < 200)",
+        sizes.batch,
+        median(&samples),
+        samples.len(),
+        samples[(samples.len() * 95 / 100).min(samples.len() - 1)],
         samples[samples.len() - 1]
     );
+}
 
-    // 3. Peak RSS after a 10,000-record batch (includes the fake org's own memory).
+/// The bench process's peak RSS while it parses and handles a 10,000-record event (JSON text
+/// already in memory), with the peak reset just before; it includes the fake org's own memory
+/// (it stores every Case), so the binary's figures below are the ones to compare with targets.
+async fn batch_in_process_peak_rss(sizes: &Sizes) {
     let fake = fake_salesforce::start().await;
     let app = state(&fake);
-    let event = serde_json::to_string(&dropped_batch(3_000_000, 10_000)).unwrap();
-    let before = peak_rss_kib();
-    let envelope: KinesisEnvelope = serde_json::from_str(&event).unwrap();
-    drop(event);
+    let (event, _) = workload::event_json(3_000_000, sizes.big_batch, workload::dropped_kind);
+    let reset = reset_peak_rss();
+    let before = peak_rss_kib("self");
     let started = Instant::now();
+    let envelope: KinesisEnvelope = serde_json::from_str(&event).expect("a Kinesis event");
+    drop(event);
     let outcome = process_batch(&app, &envelope, Deadline::unbounded()).await;
-    println!(
-        "batch_10000: {:?}, {} cases, {} data calls; peak RSS before {:?} KiB, after {:?} KiB \
-         (process includes the fake org)",
-        started.elapsed(),
-        outcome.summary.count(ctr_cases::report::Action::UpsertCase),
-        outcome.summary.salesforce_api_calls,
-        before,
-        peak_rss_kib()
+    let elapsed = started.elapsed();
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(
+        outcome.summary.count(Action::UpsertCase) as usize,
+        sizes.big_batch
     );
+    println!(
+        "batch_{}_in_process_peak_rss_mib: {:.1} ({}; RSS before {:.1}; {:.0} ms, {} data \
+         calls; the bench process, fake org included)",
+        sizes.big_batch,
+        mib(peak_rss_kib("self")),
+        if reset {
+            "peak since just before the parse"
+        } else {
+            "process peak: the reset failed"
+        },
+        mib(before),
+        ms(elapsed),
+        outcome.summary.salesforce_api_calls
+    );
+}
 
-    // 4. The real binary: cold start and its own peak RSS.
-    for records in [1_800u64, 10_000] {
-        let fake = fake_salesforce::start().await;
+// ---------------------------------------------------------------------------------------------
+// 2. The Lambda binary
+// ---------------------------------------------------------------------------------------------
+
+/// The Lambda binary built by this `cargo bench` (release) or `cargo test` (debug).
+const LAMBDA_BIN: &str = env!("CARGO_BIN_EXE_ctr-cases-lambda");
+/// The CLI binary, same profile.
+const CLI_BIN: &str = env!("CARGO_BIN_EXE_ctr-cases");
+
+/// A running Lambda binary and its Runtime API.
+struct Lambda {
+    api: runtime_api::RuntimeApi,
+    child: runtime_api::ChildProcess,
+    /// Spawn → first event picked up.
+    cold_start: Duration,
+    /// Request id of the first event.
+    first: String,
+    /// When the first event was picked up.
+    picked_up: Instant,
+}
+
+impl Lambda {
+    /// Spawns the binary against `fake` with `first_event` already queued (as Lambda has the
+    /// event waiting when it starts a container) and waits until the binary picks it up.
+    async fn start(fake: &FakeSalesforce, first_event: &str) -> Lambda {
         let api = runtime_api::start().await;
-        let event = serde_json::to_value(dropped_batch(4_000_000, records)).unwrap();
-        let payload_mb = event.to_string().len() as f64 / 1e6;
-        let request_id = api.invoke(event, Duration::from_secs(120));
+        let first = api.invoke_raw(first_event.as_bytes().to_vec(), INVOCATION_TIMEOUT);
         let mut env = runtime_api::lambda_env(&api);
         env.extend([
             ("SALESFORCE_LOGIN_URL", fake.base_url.clone()),
@@ -130,22 +361,543 @@ async fn main() {
             ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
         ]);
         let started = Instant::now();
-        let mut child = runtime_api::spawn(env!("CARGO_BIN_EXE_ctr-cases-lambda"), &env);
-        let picked_up = api.delivered(&request_id, Duration::from_secs(10)).await;
-        let cold_start = started.elapsed();
-        let outcome = api.outcome(&request_id, Duration::from_secs(120)).await;
-        let pid = child.id().map(|p| p.to_string()).unwrap_or_default();
-        let rss = peak_rss_kib_of(&pid);
+        let child = runtime_api::spawn(LAMBDA_BIN, &env);
+        let delivered = api.delivered(&first, Duration::from_secs(30)).await;
+        let picked_up = Instant::now();
+        assert!(
+            delivered,
+            "the Lambda binary did not poll for its first event\n{}",
+            child.dump()
+        );
+        Lambda {
+            api,
+            child,
+            cold_start: picked_up - started,
+            first,
+            picked_up,
+        }
+    }
+
+    /// Waits for the answer to `request_id`; panics unless it reports no failed record.
+    async fn answered(&self, request_id: &str) {
+        let outcome = self.api.outcome(request_id, INVOCATION_TIMEOUT).await;
         let failures = outcome
             .as_ref()
             .and_then(|o| o.response())
             .and_then(|r| r["batchItemFailures"].as_array().map(Vec::len));
-        println!(
-            "lambda_binary_{records}_records: payload {payload_mb:.1} MB, cold start to first \
-             event {cold_start:?} (picked up: {picked_up}), peak RSS {rss:?} KiB, \
-             failures {failures:?}, cases {}",
-            fake.org.case_count()
+        assert_eq!(
+            failures,
+            Some(0),
+            "invocation {request_id}: {outcome:?}\n{}",
+            self.child.dump()
         );
-        child.kill().await;
     }
+
+    /// Sends `event` and waits for the answer; returns the wall time from queueing to answer.
+    async fn invoke(&self, event: &str) -> Duration {
+        let started = Instant::now();
+        let id = self
+            .api
+            .invoke_raw(event.as_bytes().to_vec(), INVOCATION_TIMEOUT);
+        self.answered(&id).await;
+        started.elapsed()
+    }
+
+    /// The binary's peak RSS so far, KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        peak_rss_kib(&self.child.id()?.to_string())
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await;
+    }
+}
+
+/// The binary's peak RSS after one event, with the Cases checked.
+async fn lambda_peak_rss(name: &str, event: &str, mix: workload::Mix) {
+    let fake = fake_salesforce::start().await;
+    let lambda = Lambda::start(&fake, event).await;
+    lambda.answered(&lambda.first).await;
+    let batch = lambda.picked_up.elapsed();
+    let rss = lambda.peak_rss_kib();
+    assert_eq!(
+        fake.org.case_count(),
+        mix.dropped,
+        "every dropped call's Case"
+    );
+    let target = if name == "lambda_6mb" {
+        format!(
+            "; target <= 24: {}",
+            if mib(rss) <= 24.0 { "met" } else { "missed" }
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "{name}_peak_rss_mib: {:.1} ({} records, {} bytes, {} data calls, batch {:.0} ms{target})",
+        mib(rss),
+        mix.records(),
+        event.len(),
+        fake.org.api_calls(),
+        ms(batch)
+    );
+    lambda.stop().await;
+}
+
+/// Cold starts of the binary: spawn → first event picked up, each a new process and Runtime
+/// API, with a one-record event.
+async fn lambda_cold_starts(sizes: &Sizes) -> Vec<f64> {
+    let fake = fake_salesforce::start().await;
+    let mut samples = Vec::new();
+    for run in 0..sizes.cold_starts {
+        let (event, _) = workload::event_json(6_000_000 + run as u64, 1, workload::dropped_kind);
+        let lambda = Lambda::start(&fake, &event).await;
+        lambda.answered(&lambda.first).await;
+        samples.push(ms(lambda.cold_start));
+        lambda.stop().await;
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "lambda_cold_start_ms: {:.1} (median of {}, min {:.1}, max {:.1}; spawn -> first event \
+         picked up; target < 10: {})",
+        median(&samples),
+        samples.len(),
+        samples[0],
+        samples[samples.len() - 1],
+        if median(&samples) < 10.0 {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    samples
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The reference Lambda, side by side
+// ---------------------------------------------------------------------------------------------
+
+/// The real interpreter behind `python3` (on this machine a pyenv shim, a shell script that
+/// would add its own start-up to every figure).
+async fn python_interpreter() -> String {
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("python3 on PATH (the Python baselines need it)");
+    assert!(output.status.success(), "python3 -c failed");
+    let path = String::from_utf8(output.stdout).expect("a UTF-8 path");
+    let path = path.trim();
+    assert!(!path.is_empty(), "python3 has no sys.executable");
+    path.to_owned()
+}
+
+/// A script of `bench/`.
+fn script(name: &str) -> String {
+    format!("{}/bench/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What one `reference_lambda.py` process reported.
+struct ReferenceRun {
+    cold_start_ms: f64,
+    batch_ms: Vec<f64>,
+    peak_rss_kib: u64,
+    dropped: u64,
+    calls: u64,
+}
+
+/// Runs `reference_lambda.py EVENT --repeat N` against `fake`; panics unless it succeeds, and
+/// unless its own request counts match the fake org's counters.
+async fn run_reference(
+    python: &str,
+    fake: &FakeSalesforce,
+    event: &Path,
+    repeat: usize,
+) -> ReferenceRun {
+    let (tokens_before, calls_before) = (fake.org.token_requests(), fake.org.api_calls());
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script("reference_lambda.py"))
+        .arg(event)
+        .args(["--repeat", &repeat.to_string()])
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .env("SALESFORCE_LOGIN_URL", &fake.base_url)
+        .env("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID)
+        .env("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET)
+        .env("SALESFORCE_USERNAME", fake_salesforce::USERNAME)
+        .env("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command.env("BENCH_SPAWN_UNIX_NS", unix_ns().to_string());
+    let output = command.output().await.expect("spawn reference_lambda.py");
+    assert!(
+        output.status.success(),
+        "reference_lambda.py failed: {}",
+        output.status
+    );
+    let line = last_json_line(&output.stdout, "reference_lambda.py");
+    let number = |key: &str| {
+        line[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("reference_lambda.py: no {key} in {line}"))
+    };
+    let (dropped, tokens, posts) = (
+        number("dropped"),
+        number("token_requests"),
+        number("case_posts"),
+    );
+    assert_eq!(line["cold_start_from"], "spawn_env", "{line}");
+    assert_eq!(line["peak_rss_from"], "VmHWM", "{line}");
+    assert_eq!(tokens, dropped, "reference: one token per dropped call");
+    assert_eq!(posts, dropped, "reference: one create per dropped call");
+    assert_eq!(
+        fake.org.token_requests() - tokens_before,
+        tokens,
+        "fake org token count"
+    );
+    assert_eq!(
+        fake.org.api_calls() - calls_before,
+        posts,
+        "fake org data call count"
+    );
+    ReferenceRun {
+        cold_start_ms: line["cold_start_ms"].as_f64().expect("cold_start_ms"),
+        batch_ms: line["batch_ms"]
+            .as_array()
+            .expect("batch_ms")
+            .iter()
+            .map(|v| v.as_f64().expect("a batch time"))
+            .collect(),
+        peak_rss_kib: number("peak_rss_kib"),
+        dropped,
+        calls: tokens + posts,
+    }
+}
+
+/// Cold starts of the reference: its `cold_start_ms` (spawn → handler ready, from
+/// `BENCH_SPAWN_UNIX_NS`), one process per sample, each on a one-record event.
+async fn reference_cold_starts(sizes: &Sizes, python: &str, scratch: &Scratch) -> Vec<f64> {
+    let fake = fake_salesforce::start().await;
+    let (event, _) = workload::event_json(7_000_000, 1, workload::dropped_kind);
+    let file = scratch.write("reference-cold-start.json", &event);
+    let mut samples = Vec::new();
+    for _ in 0..sizes.cold_starts {
+        let run = run_reference(python, &fake, &file, 1).await;
+        assert_eq!(run.dropped, 1);
+        samples.push(run.cold_start_ms);
+    }
+    samples.sort_by(f64::total_cmp);
+    println!(
+        "reference_cold_start_ms: {:.1} (median of {}, min {:.1}, max {:.1}; spawn -> handler \
+         ready)",
+        median(&samples),
+        samples.len(),
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    samples
+}
+
+/// Ours (the Lambda binary) and the reference, each against its own fake org with 50 ms on
+/// every data call, over the same number of batches of the same size.
+async fn side_by_side(
+    sizes: &Sizes,
+    python: &str,
+    scratch: &Scratch,
+    ours_cold: Vec<f64>,
+    reference_cold: Vec<f64>,
+) {
+    let slow_fake = || {
+        fake_salesforce::start_with(FakeOptions {
+            latency: Some(DATA_CALL_LATENCY),
+            ..Default::default()
+        })
+    };
+    let dropped = sizes.batches * sizes.batch;
+
+    // Ours: a cold container gets the first batch, then the rest one by one.
+    let fake = slow_fake().await;
+    let events: Vec<String> = (0..sizes.batches)
+        .map(|b| {
+            let first = 8_000_000 + (b * sizes.batch) as u64;
+            workload::event_json(first, sizes.batch, workload::dropped_kind).0
+        })
+        .collect();
+    let lambda = Lambda::start(&fake, &events[0]).await;
+    lambda.answered(&lambda.first).await;
+    let mut ours_ms = vec![ms(lambda.picked_up.elapsed())];
+    for event in &events[1..] {
+        ours_ms.push(ms(lambda.invoke(event).await));
+    }
+    let ours_rss = lambda.peak_rss_kib();
+    lambda.stop().await;
+    assert_eq!(fake.org.case_count(), dropped, "ours: every Case written");
+    let ours_calls = fake.org.api_calls() + fake.org.token_requests();
+
+    // The reference: the same batch size, invoked as many times, in one process.
+    let fake = slow_fake().await;
+    let (event, _) = workload::event_json(8_500_000, sizes.batch, workload::dropped_kind);
+    let file = scratch.write("reference-batch.json", &event);
+    let reference = run_reference(python, &fake, &file, sizes.batches).await;
+    assert_eq!(reference.dropped as usize, dropped);
+
+    let ours = (
+        per_1000(ours_calls, dropped),
+        median_of(ours_ms),
+        median(&ours_cold),
+        mib(ours_rss),
+    );
+    let theirs = (
+        per_1000(reference.calls, dropped),
+        median_of(reference.batch_ms),
+        median(&reference_cold),
+        mib(Some(reference.peak_rss_kib)),
+    );
+    let b = sizes.batch;
+    let n = sizes.batches;
+    println!("side_by_side: {n} batches of {b} dropped calls, 50 ms per data call");
+    println!("ours_api_calls_per_1000_dropped: {:.0}", ours.0);
+    println!("reference_api_calls_per_1000_dropped: {:.0}", theirs.0);
+    println!(
+        "ratio_api_calls_reference_over_ours: {:.1}",
+        theirs.0 / ours.0
+    );
+    println!(
+        "ours_batch_{b}_50ms_ms: {:.1} (median; the Lambda binary)",
+        ours.1
+    );
+    println!("reference_batch_{b}_50ms_ms: {:.1} (median)", theirs.1);
+    println!(
+        "ratio_batch_{b}_reference_over_ours: {:.1}",
+        theirs.1 / ours.1
+    );
+    println!(
+        "ours_cold_start_ms: {:.1} (median, spawn -> first event picked up)",
+        ours.2
+    );
+    println!(
+        "reference_cold_start_ms: {:.1} (median, spawn -> handler ready)",
+        theirs.2
+    );
+    println!(
+        "ratio_cold_start_reference_over_ours: {:.1}",
+        theirs.2 / ours.2
+    );
+    println!(
+        "ours_peak_rss_mib: {:.1} (after {dropped} dropped calls)",
+        ours.3
+    );
+    println!(
+        "reference_peak_rss_mib: {:.1} (after {dropped} dropped calls)",
+        theirs.3
+    );
+    println!(
+        "ratio_peak_rss_reference_over_ours: {:.1}",
+        theirs.3 / ours.3
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Replay dry run against the naive Python pass
+// ---------------------------------------------------------------------------------------------
+
+/// `ctr-cases replay --json FILE`, stdout to `/dev/null` (or captured, to check it); returns
+/// the wall time from spawn to exit and the output.
+async fn run_replay(file: &Path, capture: bool) -> (Duration, Vec<u8>) {
+    let mut command = tokio::process::Command::new(CLI_BIN);
+    command
+        .args(["replay", "--json"])
+        .arg(file)
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .stdin(Stdio::null())
+        .stdout(if capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::inherit());
+    let started = Instant::now();
+    let output = command.output().await.expect("spawn ctr-cases replay");
+    let wall = started.elapsed();
+    assert!(
+        output.status.success(),
+        "ctr-cases replay failed: {}",
+        output.status
+    );
+    (wall, output.stdout)
+}
+
+/// `naive_pass.py FILE`; returns the wall time from spawn to exit and its JSON line.
+async fn run_naive(python: &str, file: &Path) -> (Duration, Value) {
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script("naive_pass.py"))
+        .arg(file)
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    command.env("BENCH_SPAWN_UNIX_NS", unix_ns().to_string());
+    let started = Instant::now();
+    let output = command.output().await.expect("spawn naive_pass.py");
+    let wall = started.elapsed();
+    assert!(
+        output.status.success(),
+        "naive_pass.py failed: {}",
+        output.status
+    );
+    (wall, last_json_line(&output.stdout, "naive_pass.py"))
+}
+
+async fn replay_against_naive(sizes: &Sizes, python: &str, file: &Path, mix: workload::Mix) {
+    // One checked run of each (it also warms the page cache).
+    let (_, out) = run_replay(file, true).await;
+    let summary = last_json_line(&out, "ctr-cases replay");
+    let records = &summary["summary"]["records"];
+    let upserts = &summary["summary"]["actions"]["upsert_case"];
+    assert_eq!(records.as_u64(), Some(mix.records() as u64), "{summary}");
+    assert_eq!(upserts.as_u64(), Some(mix.dropped as u64), "{summary}");
+    let (_, line) = run_naive(python, file).await;
+    assert_eq!(
+        line["records"].as_u64(),
+        Some(mix.records() as u64),
+        "{line}"
+    );
+    assert_eq!(line["dropped"].as_u64(), Some(mix.dropped as u64), "{line}");
+
+    let mut ours = Vec::new();
+    let mut naive = Vec::new();
+    let mut naive_processing = Vec::new();
+    for _ in 0..sizes.file_runs {
+        ours.push(ms(run_replay(file, false).await.0));
+        let (wall, line) = run_naive(python, file).await;
+        naive.push(ms(wall));
+        naive_processing.push(line["seconds"].as_f64().expect("seconds") * 1000.0);
+    }
+    let (ours, naive, naive_processing) = (
+        median_of(ours),
+        median_of(naive),
+        median_of(naive_processing),
+    );
+    let bytes = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let n = sizes.file_runs;
+    let ratio = naive / ours;
+    println!(
+        "replay_6mb_wall_ms: {ours:.1} (median of {n}; ctr-cases replay --json, {} records, \
+         {bytes} bytes, stdout to /dev/null)",
+        mix.records()
+    );
+    println!(
+        "naive_python_6mb_wall_ms: {naive:.1} (median of {n}; processing only {naive_processing:.1})"
+    );
+    println!(
+        "ratio_replay_speedup_vs_naive: {ratio:.1} (wall / wall; target >= 5: {})",
+        if ratio >= 5.0 { "met" } else { "missed" }
+    );
+    println!(
+        "ratio_replay_speedup_vs_naive_processing_only: {:.1} (naive processing only / our \
+         whole process)",
+        naive_processing / ours
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A directory for the event files, removed when the bench ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("ctr-cases-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the bench's scratch directory");
+        Scratch(dir)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write an event file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The last line of `stdout` as JSON; panics with `program` named if there is none.
+fn last_json_line(stdout: &[u8], program: &str) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty());
+    line.and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{program} printed no JSON line"))
+}
+
+/// `VmHWM` (peak resident set) of process `pid` (or `self`), KiB.
+fn peak_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), or `unknown`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        },
+    )
+}
+
+/// Resets this process's peak RSS (VmHWM) to its current RSS (`echo 5 > /proc/PID/clear_refs`,
+/// Linux 4.0+, "proc" in the kernel's filesystems documentation); false if that failed.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// `CLOCK_REALTIME` in nanoseconds, what the Python scripts compare `BENCH_SPAWN_UNIX_NS` with.
+fn unix_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// KiB to MiB; NaN when the figure could not be read.
+fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
+}
+
+fn per_1000(calls: u64, dropped: usize) -> f64 {
+    calls as f64 * 1000.0 / dropped as f64
+}
+
+/// Median of sorted samples (the upper middle one for an even count).
+fn median(sorted: &[f64]) -> f64 {
+    assert!(!sorted.is_empty(), "no samples");
+    sorted[sorted.len() / 2]
+}
+
+fn median_of(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    median(&samples)
 }
