@@ -119,6 +119,7 @@ impl DryRun {
         let requests = RequestRecorder::new(
             &config.api_version,
             &config.pipeline.mapping.external_id_field,
+            &config.pipeline.mapping.version_field,
             config.batch_size,
         );
         DryRun {
@@ -162,14 +163,11 @@ impl DryRun {
     fn bodies(&self) -> Vec<String> {
         let requests = self.requests.take();
         let letters = self.letters.take();
+        // The recorder keeps each body as the JSON text it would send.
         requests
-            .iter()
-            .map(|r| serde_json::to_string(&r.body).expect("a JSON body"))
-            .chain(
-                letters
-                    .iter()
-                    .map(|l| serde_json::to_string(l).expect("a JSON letter")),
-            )
+            .into_iter()
+            .map(|r| r.body)
+            .chain(letters.iter().map(|l| l.body()))
             .collect()
     }
 }

@@ -657,6 +657,17 @@ fn read_events(path: &Path) -> anyhow::Result<KinesisEnvelope> {
             .map(|(i, data)| record_for(data, &(i + 1).to_string(), "shardId-replay"))
             .collect(),
     };
+    // A Kinesis event (the large case) is parsed once, straight into the envelope; a file that
+    // parses as one but has no Records key is a bare CTR.
+    if text.trim_start().starts_with('{') {
+        match serde_json::from_str::<KinesisEnvelope>(&text) {
+            Ok(envelope) if !envelope.records.is_empty() => return Ok(envelope),
+            Ok(_) if !text.contains("\"Records\"") => {
+                return Ok(wrap(vec![text.trim().as_bytes().to_vec()]));
+            }
+            _ => {}
+        }
+    }
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(map)) if map.contains_key("Records") => serde_json::from_str(&text)
             .with_context(|| format!("{} has Records but is not a Kinesis event", path.display())),
