@@ -153,6 +153,7 @@ async fn main() {
     .await;
     drop(big);
     let ours_cold = lambda_cold_starts(&sizes).await;
+    flow_function(&sizes).await;
     let reference_cold = reference_cold_starts(&sizes, &python, &scratch).await;
 
     // 3. Side by side with the reference Lambda.
@@ -197,6 +198,12 @@ fn dropped_envelope(first: u64, count: usize) -> KinesisEnvelope {
 
 /// Runs `event` through the handler and panics unless every record got its Case.
 async fn process_all(app: &AppState, event: &KinesisEnvelope) {
+    process_expecting(app, event, Action::UpsertCase).await;
+}
+
+/// Runs `event` through the handler and panics unless every record ended with `expected`
+/// (`Unchanged` for a redelivered batch whose Cases already hold this version).
+async fn process_expecting(app: &AppState, event: &KinesisEnvelope, expected: Action) {
     let outcome = process_batch(app, event, Deadline::after(Duration::from_secs(120))).await;
     assert!(
         outcome.response.batch_item_failures.is_empty(),
@@ -204,7 +211,7 @@ async fn process_all(app: &AppState, event: &KinesisEnvelope) {
         outcome.summary
     );
     assert_eq!(
-        outcome.summary.count(Action::UpsertCase) as usize,
+        outcome.summary.count(expected) as usize,
         event.records.len(),
         "{:?}",
         outcome.summary
@@ -246,7 +253,7 @@ async fn calls_per_invocation_new_and_redelivered(records: usize) {
     let new_batch = fake.org.api_calls() - before;
 
     let before = fake.org.api_calls();
-    process_all(&app, &batch).await;
+    process_expecting(&app, &batch, Action::Unchanged).await;
     let redelivered = fake.org.api_calls() - before;
 
     assert_eq!(
@@ -329,6 +336,8 @@ async fn batch_in_process_peak_rss(sizes: &Sizes) {
 const LAMBDA_BIN: &str = env!("CARGO_BIN_EXE_ctr-cases-lambda");
 /// The CLI binary, same profile.
 const CLI_BIN: &str = env!("CARGO_BIN_EXE_ctr-cases");
+/// The contact-flow binary, same profile.
+const FLOW_BIN: &str = env!("CARGO_BIN_EXE_ctr-cases-flow");
 
 /// A running Lambda binary and its Runtime API.
 struct Lambda {
@@ -346,6 +355,11 @@ impl Lambda {
     /// Spawns the binary against `fake` with `first_event` already queued (as Lambda has the
     /// event waiting when it starts a container) and waits until the binary picks it up.
     async fn start(fake: &FakeSalesforce, first_event: &str) -> Lambda {
+        Lambda::start_program(LAMBDA_BIN, fake, first_event).await
+    }
+
+    /// [`Lambda::start`] for `program` (the stream or the contact-flow binary).
+    async fn start_program(program: &str, fake: &FakeSalesforce, first_event: &str) -> Lambda {
         let api = runtime_api::start().await;
         let first = api.invoke_raw(first_event.as_bytes().to_vec(), INVOCATION_TIMEOUT);
         let mut env = runtime_api::lambda_env(&api);
@@ -361,7 +375,7 @@ impl Lambda {
             ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
         ]);
         let started = Instant::now();
-        let child = runtime_api::spawn(LAMBDA_BIN, &env);
+        let child = runtime_api::spawn(program, &env);
         let delivered = api.delivered(&first, Duration::from_secs(30)).await;
         let picked_up = Instant::now();
         assert!(
@@ -388,6 +402,20 @@ impl Lambda {
         assert_eq!(
             failures,
             Some(0),
+            "invocation {request_id}: {outcome:?}\n{}",
+            self.child.dump()
+        );
+    }
+
+    /// Waits for the contact-flow answer to `request_id`; panics unless it carries a `caseId`.
+    async fn answered_with_case(&self, request_id: &str) {
+        let outcome = self.api.outcome(request_id, INVOCATION_TIMEOUT).await;
+        let case_id = outcome
+            .as_ref()
+            .and_then(|o| o.response())
+            .and_then(|r| r["caseId"].as_str());
+        assert!(
+            case_id.is_some_and(|id| id.starts_with("500")),
             "invocation {request_id}: {outcome:?}\n{}",
             self.child.dump()
         );
@@ -471,6 +499,90 @@ async fn lambda_cold_starts(sizes: &Sizes) -> Vec<f64> {
         }
     );
     samples
+}
+
+/// A Connect "Invoke AWS Lambda function" event (virtual-agent hand-off) for contact `n`.
+fn flow_event(n: u64) -> String {
+    serde_json::json!({
+        "Name": "ContactFlowEvent",
+        "Details": {
+            "Parameters": {"intent": "change booking"},
+            "ContactData": {
+                "ContactId": fixtures::contact_uuid(n),
+                "InitialContactId": fixtures::contact_uuid(n),
+                "Channel": "VOICE",
+                "InstanceARN": "arn:aws:connect:us-east-1:123456789012:instance/7c6f9a4e-0000-4000-8000-000000000001",
+                "InitiationMethod": "INBOUND",
+                "SystemEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": "+18005550100"},
+                "CustomerEndpoint": {"Type": "TELEPHONE_NUMBER", "Address": fixtures::caller_number(n)},
+                "Queue": {"Name": "Bookings", "ARN": "arn:aws:connect:us-east-1:123456789012:instance/x/queue/y"},
+                "Attributes": {"VirtualAgentStatus": "handed_off"}
+            }
+        }
+    })
+    .to_string()
+}
+
+/// The contact-flow binary against the fake org with 50 ms on every data call: cold start
+/// (spawn → first event picked up), the first answer of a new container (token request plus
+/// its one data call) and warm answers (one data call each), every answer checked for a
+/// `caseId`.
+async fn flow_function(sizes: &Sizes) {
+    let fake = fake_salesforce::start_with(FakeOptions {
+        latency: Some(DATA_CALL_LATENCY),
+        ..Default::default()
+    })
+    .await;
+    let (mut cold, mut first_answer) = (Vec::new(), Vec::new());
+    for run in 0..sizes.cold_starts {
+        let flow =
+            Lambda::start_program(FLOW_BIN, &fake, &flow_event(7_000_000 + run as u64)).await;
+        flow.answered_with_case(&flow.first).await;
+        first_answer.push(ms(flow.picked_up.elapsed()));
+        cold.push(ms(flow.cold_start));
+        flow.stop().await;
+    }
+    let flow = Lambda::start_program(FLOW_BIN, &fake, &flow_event(7_100_000)).await;
+    flow.answered_with_case(&flow.first).await;
+    let calls_before = fake.org.api_calls();
+    let mut warm = Vec::new();
+    for run in 0..sizes.latency_runs {
+        let started = Instant::now();
+        let id = flow.api.invoke_raw(
+            flow_event(7_200_000 + run as u64).into_bytes(),
+            INVOCATION_TIMEOUT,
+        );
+        flow.answered_with_case(&id).await;
+        warm.push(ms(started.elapsed()));
+    }
+    let warm_calls = fake.org.api_calls() - calls_before;
+    flow.stop().await;
+    for samples in [&mut cold, &mut first_answer, &mut warm] {
+        samples.sort_by(f64::total_cmp);
+    }
+    println!(
+        "flow_cold_start_ms: {:.1} (median of {}, min {:.1}, max {:.1}; spawn -> first event \
+         picked up)",
+        median(&cold),
+        cold.len(),
+        cold[0],
+        cold[cold.len() - 1]
+    );
+    println!(
+        "flow_first_answer_ms: {:.1} (median of {}; picked up -> answered, token request and \
+         one data call, 50 ms per data call)",
+        median(&first_answer),
+        first_answer.len()
+    );
+    println!(
+        "flow_warm_answer_ms: {:.1} (median of {}, max {:.1}; queued -> answered, 50 ms per \
+         data call; {} data calls for {} invocations; FLOW_TIMEOUT_MS default 3000)",
+        median(&warm),
+        warm.len(),
+        warm[warm.len() - 1],
+        warm_calls,
+        warm.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

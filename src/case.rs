@@ -571,7 +571,12 @@ impl CaseMapping {
                 .chain(templates)
                 .flat_map(|template| &template.0)
                 .filter_map(|piece| match piece {
-                    Piece::Placeholder { path, .. } if !SPECIAL.contains(&path.as_str()) => {
+                    // Special placeholders, typed fields and attributes need no capture.
+                    Piece::Placeholder { path, .. }
+                        if !SPECIAL.contains(&path.as_str())
+                            && !crate::ctr::is_typed_path(path)
+                            && !is_attribute_path(path) =>
+                    {
                         Some(path.as_str())
                     }
                     _ => None,
@@ -596,6 +601,13 @@ impl Default for CaseMapping {
     fn default() -> Self {
         CaseMapping::new(DEFAULT_EXTERNAL_ID_FIELD, "Medium").expect("the default mapping is valid")
     }
+}
+
+/// Whether `path` names one contact attribute (`Attributes.intent`), which the typed
+/// attribute map answers; a deeper path (`Attributes.obj.x`) needs the captured value.
+fn is_attribute_path(path: &str) -> bool {
+    path.strip_prefix("Attributes.")
+        .is_some_and(|name| !name.is_empty() && !name.contains('.'))
 }
 
 /// Placeholders that are not CTR paths.
@@ -671,8 +683,10 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
             Source::Template(t) => t,
             Source::PerOutcome => mapping.templates.get(key, channel, &field.name),
         };
-        let text = render(template, ctr, outcome, &mapping.attributes);
-        let text = text.trim();
+        let mut text = render(template, ctr, outcome, &mapping.attributes);
+        if text.trim().len() != text.len() {
+            text = text.trim().to_owned();
+        }
         if text.is_empty() {
             continue;
         }
@@ -680,7 +694,11 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
             .iter()
             .find(|(f, _)| *f == field.name)
             .map_or(DEFAULT_LIMIT, |(_, l)| *l);
-        fields.insert(field.name.clone(), Value::String(truncate(text, limit)));
+        // Usually short enough already: keep the rendered string (no copy).
+        if text.len() > limit {
+            text = truncate(&text, limit);
+        }
+        fields.insert(field.name.clone(), Value::String(text));
     }
     let case_id = ctr
         .attributes
@@ -719,9 +737,10 @@ fn render(template: &Template, ctr: &Ctr, outcome: &Outcome, filter: &AttributeF
         match piece {
             Piece::Literal(s) => text.push_str(s),
             Piece::Placeholder { path, fallback } => {
-                match resolve(path, ctr, outcome, filter).filter(|v| !v.is_empty()) {
-                    Some(v) => text.push_str(&v),
-                    None => text.push_str(fallback),
+                let before = text.len();
+                resolve_into(&mut text, path, ctr, outcome, filter);
+                if text.len() == before {
+                    text.push_str(fallback);
                 }
             }
         }
@@ -729,37 +748,51 @@ fn render(template: &Template, ctr: &Ctr, outcome: &Outcome, filter: &AttributeF
     text
 }
 
-fn resolve(path: &str, ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> Option<String> {
+/// Appends the value of placeholder `path` to `out` (nothing when it is absent or empty).
+fn resolve_into(
+    out: &mut String,
+    path: &str,
+    ctr: &Ctr,
+    outcome: &Outcome,
+    filter: &AttributeFilter,
+) {
+    let channel = channel_of(ctr);
     match path {
-        "outcome" => Some(outcome_title(outcome, channel_of(ctr))),
-        "outcome_code" => Some(outcome.name().to_owned()),
-        "contact_id" => Some(ctr.contact_id.to_string()),
-        "context" => Some(context_block(ctr, outcome, filter)),
-        "customer" => Some(ctr.customer_address().map_or_else(
-            || {
-                if channel_of(ctr) == "VOICE" {
-                    "unknown caller".to_owned()
-                } else {
-                    "unknown customer".to_owned()
-                }
-            },
-            str::to_owned,
-        )),
-        "origin" => Some(origin_for(channel_of(ctr)).to_owned()),
+        "outcome" => {
+            let _ = write!(out, "{}", Title(outcome, channel));
+        }
+        "outcome_code" => out.push_str(outcome.name()),
+        "contact_id" => out.push_str(ctr.contact_id.as_str()),
+        "context" => write_context(out, ctr, outcome, filter),
+        "customer" => out.push_str(ctr.customer_address().unwrap_or(if channel == "VOICE" {
+            "unknown caller"
+        } else {
+            "unknown customer"
+        })),
+        "origin" => out.push_str(origin_for(channel)),
         _ => match path.split_once('.') {
             // An attribute reaches a Case only through the filter, card numbers masked.
             Some(("Attributes", name)) => {
                 let attribute = name.split('.').next().unwrap_or(name);
                 if !filter.allows(attribute) {
-                    return None;
+                    return;
                 }
-                let value = match ctr.attributes.get(name) {
-                    Some(value) => Some(value.clone()),
-                    None => ctr.path(path),
-                };
-                value.map(|v| mask_card_numbers(&v).into_owned())
+                match ctr.attributes.get(name) {
+                    Some(value) => out.push_str(&mask_card_numbers(value)),
+                    // The typed map holds every attribute: only a path into one (an object
+                    // value) needs the captured JSON.
+                    None if name.contains('.') => {
+                        if let Some(value) = ctr.path(path) {
+                            out.push_str(&mask_card_numbers(&value));
+                        }
+                    }
+                    None => {}
+                }
             }
-            _ => ctr.path(path),
+            _ => match ctr.typed_path(path) {
+                Some(value) => out.push_str(value.unwrap_or_default()),
+                None => out.push_str(&ctr.path(path).unwrap_or_default()),
+            },
         },
     }
 }
@@ -797,20 +830,29 @@ fn noun(channel: &str) -> (&'static str, &'static str) {
 
 /// What happened, in words, for Subjects ("Dropped call", "Chat abandoned in queue").
 pub fn outcome_title(outcome: &Outcome, channel: &str) -> String {
-    let (noun, capital) = noun(channel);
-    match outcome {
-        Outcome::Dropped { .. } => format!("Dropped {noun}"),
-        Outcome::QueuedAbandoned => format!("{capital} abandoned in queue"),
-        Outcome::HappyPath(HappyPath::LiveAgent) => format!("{capital} handled by an agent"),
-        Outcome::HappyPath(HappyPath::VirtualAgentResolved) => {
-            format!("{capital} resolved by the virtual agent")
+    Title(outcome, channel).to_string()
+}
+
+/// [`outcome_title`], written without an intermediate string.
+struct Title<'a>(&'a Outcome, &'a str);
+
+impl std::fmt::Display for Title<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (noun, capital) = noun(self.1);
+        match self.0 {
+            Outcome::Dropped { .. } => write!(f, "Dropped {noun}"),
+            Outcome::QueuedAbandoned => write!(f, "{capital} abandoned in queue"),
+            Outcome::HappyPath(HappyPath::LiveAgent) => write!(f, "{capital} handled by an agent"),
+            Outcome::HappyPath(HappyPath::VirtualAgentResolved) => {
+                write!(f, "{capital} resolved by the virtual agent")
+            }
+            Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => {
+                write!(f, "{capital} handed off by the virtual agent")
+            }
+            Outcome::Handoff => write!(f, "Virtual agent hand-off ({noun})"),
+            Outcome::TransferredOut => write!(f, "Transferred {noun}"),
+            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => f.write_str("Contact"),
         }
-        Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => {
-            format!("{capital} handed off by the virtual agent")
-        }
-        Outcome::Handoff => format!("Virtual agent hand-off ({noun})"),
-        Outcome::TransferredOut => format!("Transferred {noun}"),
-        Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => "Contact".to_owned(),
     }
 }
 
@@ -820,19 +862,29 @@ struct Time(Option<DateTime<Utc>>);
 impl std::fmt::Display for Time {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use chrono::{Datelike as _, Timelike as _};
-        match self.0 {
-            None => f.write_str("unknown"),
-            Some(t) => write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
+        let Some(t) = self.0 else {
+            return f.write_str("unknown");
+        };
+        // Written digit by digit: the formatting machinery costs more than the rest of a
+        // context block (four times per Case).
+        let mut buf = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, width: usize, mut n: u32| {
+            for i in (at..at + width).rev() {
+                buf[i] = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+        };
+        let year = t.year();
+        if !(0..=9999).contains(&year) {
+            return write!(f, "{}", t.format("%Y-%m-%dT%H:%M:%SZ"));
         }
+        put(0, 4, year as u32);
+        put(5, 2, t.month());
+        put(8, 2, t.day());
+        put(11, 2, t.hour());
+        put(14, 2, t.minute());
+        put(17, 2, t.second());
+        f.write_str(std::str::from_utf8(&buf).expect("ASCII digits"))
     }
 }
 
@@ -844,10 +896,16 @@ fn time(t: Option<DateTime<Utc>>) -> Time {
 /// the contact attributes the flow (or virtual agent) collected that `filter` allows, with
 /// payment card numbers masked.
 pub fn context_block(ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> String {
-    let channel = channel_of(ctr);
     let mut out = String::new();
+    write_context(&mut out, ctr, outcome, filter);
+    out
+}
+
+/// [`context_block`], appended to `out`.
+fn write_context(out: &mut String, ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) {
+    let channel = channel_of(ctr);
     let _ = writeln!(out, "Amazon Connect contact {}", ctr.contact_id);
-    let _ = write!(out, "Outcome: {}", outcome_title(outcome, channel));
+    let _ = write!(out, "Outcome: {}", Title(outcome, channel));
     if let Outcome::Dropped {
         disconnect_reason: Some(reason),
     } = outcome
@@ -922,7 +980,6 @@ pub fn context_block(ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> 
             let _ = writeln!(out, "  {key}: {}", mask_card_numbers(value));
         }
     }
-    out
 }
 
 /// Truncates `text` so that its length in UTF-16 code units (how Salesforce counts) is at most
@@ -1271,6 +1328,19 @@ mod tests {
         assert_eq!(len("Description"), 32_000);
         assert_eq!(len("SuppliedPhone"), 40);
         assert!(case.fields["Subject"].as_str().unwrap().ends_with('…'));
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339_seconds() {
+        let t = DateTime::parse_from_rfc3339("2024-02-05T08:03:09.999Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(Time(Some(t)).to_string(), "2024-02-05T08:03:09Z");
+        assert_eq!(Time(None).to_string(), "unknown");
+        let far = DateTime::parse_from_rfc3339("0099-12-31T23:59:59Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(Time(Some(far)).to_string(), "0099-12-31T23:59:59Z");
     }
 
     #[test]

@@ -344,6 +344,37 @@ impl Ctr {
         self.customer_endpoint.as_ref()?.address.as_deref()
     }
 
+    /// The value of a path that is one of the typed text fields (`CustomerEndpoint.Address`,
+    /// `Queue.Name`, `Channel`, …; see [`is_typed_path`]): `Some(None)` when that field is
+    /// absent, `None` when the path is not a typed one. Rendered as [`Ctr::path`] would (text
+    /// values as they are), without capturing or parsing anything.
+    pub fn typed_path(&self, path: &str) -> Option<Option<&str>> {
+        fn endpoint(e: &Option<Endpoint>, address: bool) -> Option<&str> {
+            let e = e.as_ref()?;
+            if address {
+                e.address.as_deref()
+            } else {
+                e.kind.as_deref()
+            }
+        }
+        Some(match path {
+            "ContactId" => Some(self.contact_id.as_str()),
+            "Channel" => self.channel.as_deref(),
+            "InitiationMethod" => self.initiation_method.as_deref(),
+            "DisconnectReason" => self.disconnect_reason.as_deref(),
+            "PreviousContactId" => self.previous_contact_id.as_deref(),
+            "NextContactId" => self.next_contact_id.as_deref(),
+            "InitialContactId" => self.initial_contact_id.as_deref(),
+            "CustomerEndpoint.Address" => endpoint(&self.customer_endpoint, true),
+            "CustomerEndpoint.Type" => endpoint(&self.customer_endpoint, false),
+            "SystemEndpoint.Address" => endpoint(&self.system_endpoint, true),
+            "SystemEndpoint.Type" => endpoint(&self.system_endpoint, false),
+            "Queue.Name" => self.queue.as_ref().and_then(|q| q.name.as_deref()),
+            "Queue.ARN" => self.queue.as_ref().and_then(|q| q.arn.as_deref()),
+            _ => return None,
+        })
+    }
+
     /// Looks up a dotted path in the values kept by the decode's [`Capture`], without parsing
     /// anything. `None` when the path is absent, null, or its top-level key was not captured.
     pub fn captured_path(&self, path: &str) -> Option<String> {
@@ -379,6 +410,26 @@ impl Ctr {
         let root: serde_json::Value = serde_json::from_str(&self.raw).ok()?;
         lookup_path(&root, path)
     }
+}
+
+/// Whether [`Ctr::typed_path`] answers `path` from the typed fields (no capture needed).
+pub fn is_typed_path(path: &str) -> bool {
+    const TYPED: [&str; 13] = [
+        "ContactId",
+        "Channel",
+        "InitiationMethod",
+        "DisconnectReason",
+        "PreviousContactId",
+        "NextContactId",
+        "InitialContactId",
+        "CustomerEndpoint.Address",
+        "CustomerEndpoint.Type",
+        "SystemEndpoint.Address",
+        "SystemEndpoint.Type",
+        "Queue.Name",
+        "Queue.ARN",
+    ];
+    TYPED.contains(&path)
 }
 
 /// Looks up a dotted path (`Agent.Username`, `Recordings.0.Location`) in a parsed CTR and

@@ -59,7 +59,7 @@ pub async fn respond(
         .remaining()
         .map_or(state.flow_timeout, |left| left.min(state.flow_timeout));
     let deadline = Deadline::after(timeout);
-    let event: ConnectEvent = match serde_json::from_value(payload) {
+    let event = match parse_event(payload) {
         Ok(event) => event,
         Err(_) => return failed(None, "invalid_event", started),
     };
@@ -94,6 +94,42 @@ pub async fn respond(
             failed(Some(&contact_id), short_code(&e), started)
         }
         Err(_) => failed(Some(&contact_id), "timeout", started),
+    }
+}
+
+/// Parses a Connect invoke event, leniently: chat and task contacts carry `null` (or no)
+/// `CustomerEndpoint` and `SystemEndpoint`, and Parameters or Attributes may hold non-string
+/// JSON values (a number typed into the block); `aws_lambda_events` wants an object and strings.
+fn parse_event(mut payload: serde_json::Value) -> Result<ConnectEvent, serde_json::Error> {
+    use serde_json::Value;
+    if let Some(details) = payload.get_mut("Details").and_then(Value::as_object_mut) {
+        if let Some(Value::Object(parameters)) = details.get_mut("Parameters") {
+            stringify_values(parameters);
+        }
+        if let Some(Value::Object(data)) = details.get_mut("ContactData") {
+            for endpoint in ["CustomerEndpoint", "SystemEndpoint"] {
+                match data.get(endpoint) {
+                    Some(Value::Object(_)) => {}
+                    _ => {
+                        data.insert(endpoint.to_owned(), Value::Object(Default::default()));
+                    }
+                }
+            }
+            if let Some(Value::Object(attributes)) = data.get_mut("Attributes") {
+                stringify_values(attributes);
+            }
+        }
+    }
+    serde_json::from_value(payload)
+}
+
+/// Turns every non-string value of a flat string map into its JSON text (`null` is dropped).
+fn stringify_values(map: &mut serde_json::Map<String, serde_json::Value>) {
+    map.retain(|_, value| !value.is_null());
+    for value in map.values_mut() {
+        if !value.is_string() {
+            *value = serde_json::Value::String(value.to_string());
+        }
     }
 }
 
@@ -191,6 +227,35 @@ mod tests {
             "salesforce_unavailable"
         );
         assert_eq!(short_code(&api(404, "NOT_FOUND", "x")), "case_not_found");
+    }
+
+    #[test]
+    fn a_chat_event_without_endpoints_and_with_odd_values_parses() {
+        let event = parse_event(serde_json::json!({
+            "Name": "ContactFlowEvent",
+            "Details": {
+                "Parameters": {"attempts": 2, "vip": true, "note": null},
+                "ContactData": {
+                    "ContactId": "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                    "Channel": "CHAT", "InitiationMethod": "API",
+                    "CustomerEndpoint": null,
+                    "Queue": null,
+                    "Attributes": {"score": 0.5}
+                }
+            }
+        }))
+        .expect("a chat event");
+        let ctr = contact_of(
+            &event,
+            ContactId::parse("5ca32fbd-8f92-46af-92a5-6b0f970f0efe").unwrap(),
+        );
+        assert_eq!(ctr.customer_address(), None);
+        assert!(ctr.queue.is_none());
+        assert_eq!(ctr.attributes["attempts"], "2");
+        assert_eq!(ctr.attributes["vip"], "true");
+        assert_eq!(ctr.attributes["score"], "0.5");
+        assert!(!ctr.attributes.contains_key("note"));
+        assert!(parse_event(serde_json::json!({"Details": 1})).is_err());
     }
 
     #[test]
