@@ -205,27 +205,33 @@ pub fn record_key(shard_id: Option<&str>, sequence_number: &str) -> String {
     format!("{}/{sequence_number}", shard_id.unwrap_or("-"))
 }
 
+/// A poison-record letter for record `sequence_number` of `shardId-0`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_letter(sequence_number: &str) -> DeadLetter {
+    DeadLetter::new(
+        LetterKind::PoisonRecord,
+        DeadLetterError {
+            code: "invalid_json".into(),
+            message: "record data is not a JSON object".into(),
+            status: None,
+            fields: vec![],
+        },
+        &Origin {
+            sequence_number: sequence_number.into(),
+            shard_id: Some("shardId-0".into()),
+            ..Origin::default()
+        },
+        None,
+        "",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn letter() -> DeadLetter {
-        DeadLetter::new(
-            LetterKind::PoisonRecord,
-            DeadLetterError {
-                code: "invalid_json".into(),
-                message: "record data is not a JSON object".into(),
-                status: None,
-                fields: vec![],
-            },
-            &Origin {
-                sequence_number: "1".into(),
-                shard_id: Some("shardId-0".into()),
-                ..Origin::default()
-            },
-            None,
-            "",
-        )
+        test_letter("1")
     }
 
     #[test]

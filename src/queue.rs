@@ -356,26 +356,8 @@ impl LetterSink for LetterRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::letter::{DeadLetterError, LetterKind, Origin};
 
-    fn letter(seq: &str) -> DeadLetter {
-        DeadLetter::new(
-            LetterKind::PoisonRecord,
-            DeadLetterError {
-                code: "invalid_json".into(),
-                message: "record data is not a JSON object".into(),
-                status: None,
-                fields: vec![],
-            },
-            &Origin {
-                sequence_number: seq.into(),
-                shard_id: Some("shardId-0".into()),
-                ..Origin::default()
-            },
-            None,
-            "",
-        )
-    }
+    use crate::letter::test_letter as letter;
 
     #[tokio::test]
     async fn memory_sink_keeps_letters_and_disabled_refuses() {

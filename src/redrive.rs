@@ -925,12 +925,7 @@ pub async fn delete_messages(
             chunk.len(),
             request.send().await.map(|a| {
                 let ok = a.successful().iter().map(|s| s.id().to_owned()).collect();
-                let failed = a
-                    .failed()
-                    .iter()
-                    .map(|f| (f.id().to_owned(), f.code().to_owned()))
-                    .collect();
-                (ok, failed)
+                (ok, failed_codes(a.failed()))
             }),
         ));
     }
@@ -961,12 +956,7 @@ pub async fn release_messages(
             chunk.len(),
             request.send().await.map(|a| {
                 let ok = a.successful().iter().map(|s| s.id().to_owned()).collect();
-                let failed = a
-                    .failed()
-                    .iter()
-                    .map(|f| (f.id().to_owned(), f.code().to_owned()))
-                    .collect();
-                (ok, failed)
+                (ok, failed_codes(a.failed()))
             }),
         ));
     }
@@ -974,6 +964,14 @@ pub async fn release_messages(
 }
 
 type BatchAnswer = (Vec<String>, Vec<(String, String)>);
+
+/// The (entry id, SQS error code) of each failed entry of a `*Batch` answer.
+fn failed_codes(failed: &[aws_sdk_sqs::types::BatchResultErrorEntry]) -> Vec<(String, String)> {
+    failed
+        .iter()
+        .map(|f| (f.id().to_owned(), f.code().to_owned()))
+        .collect()
+}
 
 /// Maps a `*Batch` answer (entry ids `0…n-1`) to one result per entry.
 fn batch_results<E: aws_sdk_sqs::error::ProvideErrorMetadata>(

@@ -242,12 +242,7 @@ async fn replay(
         }
     } else {
         let config = DryRunConfig::from_lookup(env)?;
-        let requests = RequestRecorder::new(
-            &config.api_version,
-            &config.pipeline.mapping.external_id_field,
-            &config.pipeline.mapping.version_field,
-            config.batch_size,
-        );
+        let requests = dry_run_recorder(&config);
         let letters = LetterRecorder::default();
         for file in files {
             let envelope = read_events(file)?;
@@ -276,6 +271,16 @@ async fn replay(
         }
     }
     Ok(())
+}
+
+/// Records the requests the client would send under `config`, instead of sending them.
+fn dry_run_recorder(config: &DryRunConfig) -> RequestRecorder {
+    RequestRecorder::new(
+        &config.api_version,
+        &config.pipeline.mapping.external_id_field,
+        &config.pipeline.mapping.version_field,
+        config.batch_size,
+    )
 }
 
 /// What `redrive` reads.
@@ -364,12 +369,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
         run
     } else {
         let config = DryRunConfig::from_lookup(|name| std::env::var(name).ok())?;
-        let requests = RequestRecorder::new(
-            &config.api_version,
-            &config.pipeline.mapping.external_id_field,
-            &config.pipeline.mapping.version_field,
-            config.batch_size,
-        );
+        let requests = dry_run_recorder(&config);
         let letters = LetterRecorder::default();
         let forget = || {
             requests.take();

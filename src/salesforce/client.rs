@@ -329,22 +329,18 @@ impl SalesforceClient {
             &self.settings.external_id_field,
             &self.settings.version_field,
         );
-        let path = wire::collections_path(&self.settings.api_version);
-        let answer = self
-            .call(
+        let Some(results) = self
+            .collections_request(
                 reqwest::Method::POST,
-                &path,
                 &body,
-                step.deadline,
-                step.counts,
+                &creates,
+                step,
+                outcomes,
+                last_error,
             )
-            .await
-            .and_then(|(status, bytes)| {
-                wire::parse_collections_response(status, &bytes, batch.len())
-            });
-        let results = match answer {
-            Ok(results) => results,
-            Err(e) => return fail_request(e, &creates, outcomes, last_error, step.request_failure),
+            .await?
+        else {
+            return Ok(());
         };
         for (&i, result) in creates.iter().zip(results) {
             match result {
@@ -514,22 +510,18 @@ impl SalesforceClient {
             })
             .collect();
         let body = wire::collections_update_body(&batch, &self.settings.version_field);
-        let path = wire::collections_path(&self.settings.api_version);
-        let answer = self
-            .call(
+        let Some(results) = self
+            .collections_request(
                 reqwest::Method::PATCH,
-                &path,
                 &body,
-                step.deadline,
-                step.counts,
+                &updates,
+                step,
+                outcomes,
+                last_error,
             )
-            .await
-            .and_then(|(status, bytes)| {
-                wire::parse_collections_response(status, &bytes, batch.len())
-            });
-        let results = match answer {
-            Ok(results) => results,
-            Err(e) => return fail_request(e, &updates, outcomes, last_error, step.request_failure),
+            .await?
+        else {
+            return Ok(());
         };
         for (&i, result) in updates.iter().zip(results) {
             match result {
@@ -540,6 +532,36 @@ impl SalesforceClient {
             }
         }
         Ok(())
+    }
+
+    /// One sObject Collections request (`method` with `body`) for the records at `affected`:
+    /// each record's result in order, or `None` when the request failed as a whole and those
+    /// records took its error (see [`fail_request`]).
+    ///
+    /// # Errors
+    /// A failure that stops the batch (quota, auth, deadline).
+    async fn collections_request<R>(
+        &self,
+        method: reqwest::Method,
+        body: &impl serde::Serialize,
+        affected: &[usize],
+        step: &Step<'_, R>,
+        outcomes: &mut [Option<CaseOutcome>],
+        last_error: &mut [Option<Error>],
+    ) -> Result<Option<Vec<RecordResult>>, Error> {
+        let path = wire::collections_path(&self.settings.api_version);
+        let answer = self
+            .call(method, &path, body, step.deadline, step.counts)
+            .await
+            .and_then(|(status, bytes)| {
+                wire::parse_collections_response(status, &bytes, affected.len())
+            });
+        match answer {
+            Ok(results) => Ok(Some(results)),
+            Err(e) => {
+                fail_request(e, affected, outcomes, last_error, step.request_failure).map(|()| None)
+            }
+        }
     }
 
     /// One data call (JSON body), refreshing the token once on 401.

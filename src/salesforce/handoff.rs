@@ -121,23 +121,10 @@ struct HandoffAnswer {
 
 /// Reads the Composite answer of [`SalesforceClient::write_handoff`].
 fn parse_handoff(status: u16, body: &[u8], ext_field: &str) -> Result<HandoffAnswer, Error> {
-    if status != 200 {
-        return Err(wire::parse_api_error(status, body));
-    }
-    let invalid = |detail: String| Error::InvalidResponse { status, detail };
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
-    let subs = answer["compositeResponse"]
-        .as_array()
-        .ok_or_else(|| invalid("composite answer without compositeResponse".into()))?;
-    let sub = |reference: &str| subs.iter().find(|s| s["referenceId"] == reference);
-    let error_of = |sub: &Value| {
-        let code = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
-        (!(200..300).contains(&code)).then(|| {
-            let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
-            wire::parse_api_error(code, &body)
-        })
-    };
+    let answer = wire::CompositeAnswer::parse(status, body)?;
+    let invalid = |detail: String| answer.invalid(detail);
+    let sub = |reference: &str| answer.get(reference);
+    let error_of = wire::subrequest_error;
     let create_error = sub("create").and_then(error_of);
     let created = sub("create").is_some() && create_error.is_none();
     let read = sub("read").ok_or_else(|| invalid("composite answer without the read".into()))?;

@@ -329,31 +329,75 @@ pub fn parse_customer_searches(
     body: &[u8],
     expected: usize,
 ) -> Result<Vec<Result<Value, Error>>, Error> {
-    if status != 200 {
-        return Err(parse_api_error(status, body));
-    }
-    let invalid = |detail: String| Error::InvalidResponse { status, detail };
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
-    let subs = answer["compositeResponse"]
-        .as_array()
-        .ok_or_else(|| invalid("composite answer without compositeResponse".into()))?;
+    let answer = CompositeAnswer::parse(status, body)?;
     (0..expected)
         .map(|i| {
             let reference = format!("caller{i}");
-            let sub = subs
-                .iter()
-                .find(|s| s["referenceId"] == reference.as_str())
-                .ok_or_else(|| invalid(format!("no answer for {reference}")))?;
-            let sub_status = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
-            Ok(if sub_status == 200 {
-                Ok(sub["body"].clone())
-            } else {
-                let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
-                Err(parse_api_error(sub_status, &body))
-            })
+            let result = answer
+                .result(&reference)
+                .ok_or_else(|| answer.invalid(format!("no answer for {reference}")))?;
+            Ok(result.cloned())
         })
         .collect()
+}
+
+/// The answer to a Composite request (`POST …/composite`): its subrequests' answers, found
+/// by reference id.
+#[derive(Debug)]
+pub struct CompositeAnswer {
+    status: u16,
+    subs: Vec<Value>,
+}
+
+impl CompositeAnswer {
+    /// Parses a Composite answer.
+    ///
+    /// # Errors
+    /// The request-level [`Error`] when the call itself failed, or
+    /// [`Error::InvalidResponse`] when the body is not a `compositeResponse` list.
+    pub fn parse(status: u16, body: &[u8]) -> Result<Self, Error> {
+        if status != 200 {
+            return Err(parse_api_error(status, body));
+        }
+        let invalid = |detail: String| Error::InvalidResponse { status, detail };
+        let mut answer: Value = serde_json::from_slice(body)
+            .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
+        match answer["compositeResponse"].take() {
+            Value::Array(subs) => Ok(CompositeAnswer { status, subs }),
+            _ => Err(invalid("composite answer without compositeResponse".into())),
+        }
+    }
+
+    /// The subrequest answer with `reference` (`httpStatusCode`, `body`, …), when present.
+    pub fn get(&self, reference: &str) -> Option<&Value> {
+        self.subs.iter().find(|s| s["referenceId"] == reference)
+    }
+
+    /// The body of subrequest `reference` when it succeeded (2xx), else its error; `None`
+    /// when the answer has no such subrequest.
+    pub fn result(&self, reference: &str) -> Option<Result<&Value, Error>> {
+        self.get(reference).map(|sub| match subrequest_error(sub) {
+            None => Ok(&sub["body"]),
+            Some(e) => Err(e),
+        })
+    }
+
+    /// An [`Error::InvalidResponse`] for this answer.
+    pub fn invalid(&self, detail: String) -> Error {
+        Error::InvalidResponse {
+            status: self.status,
+            detail,
+        }
+    }
+}
+
+/// The error of one Composite subrequest answer, unless its status is 2xx.
+pub fn subrequest_error(sub: &Value) -> Option<Error> {
+    let code = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
+    (!(200..300).contains(&code)).then(|| {
+        let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
+        parse_api_error(code, &body)
+    })
 }
 
 /// An existing Case as the read returns it.
@@ -380,22 +424,12 @@ pub fn parse_existing_cases(
     external_id_field: &str,
     version_field: &str,
 ) -> Result<Vec<ExistingCase>, Error> {
-    if status != 200 {
-        return Err(parse_api_error(status, body));
-    }
-    let invalid = |detail: String| Error::InvalidResponse { status, detail };
-    let answer: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid(format!("composite answer is not JSON ({e})")))?;
-    let sub = answer["compositeResponse"]
-        .as_array()
-        .and_then(|subs| subs.iter().find(|s| s["referenceId"] == EXISTING_REF))
-        .ok_or_else(|| invalid("composite answer without the query's result".into()))?;
-    let sub_status = sub["httpStatusCode"].as_u64().unwrap_or(0) as u16;
-    if sub_status != 200 {
-        let body = serde_json::to_vec(&sub["body"]).unwrap_or_default();
-        return Err(parse_api_error(sub_status, &body));
-    }
-    let records = sub["body"]["records"]
+    let answer = CompositeAnswer::parse(status, body)?;
+    let invalid = |detail: String| answer.invalid(detail);
+    let result = answer
+        .result(EXISTING_REF)
+        .ok_or_else(|| invalid("composite answer without the query's result".into()))??;
+    let records = result["records"]
         .as_array()
         .ok_or_else(|| invalid("query result without records".into()))?;
     let field = |record: &Value, name: &str| {
