@@ -389,24 +389,7 @@ struct Forbidden {
 
 impl Forbidden {
     fn in_line(&self, line: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for number in &self.numbers {
-            let digits = &number[1..];
-            let forms = [
-                number.clone(),
-                format!("%2B{digits}"),
-                format!("\\u002b{digits}"),
-                format!("\\u002B{digits}"),
-            ];
-            if forms.iter().any(|f| line.contains(f.as_str())) {
-                found.push(format!("phone number {number}"));
-            }
-        }
-        for secret in &self.secrets {
-            if line.contains(secret.as_str()) {
-                found.push(format!("secret {secret}"));
-            }
-        }
+        let mut found = process::numbers_and_secrets_in(line, &self.numbers, &self.secrets);
         for raw in &self.raw_records {
             if line.contains(raw.as_str()) {
                 found.push(format!("raw record {}…", &raw[..16]));
@@ -439,17 +422,8 @@ impl Forbidden {
 async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
     let fake = fake_salesforce::start().await;
     let moto = moto::start().await;
-    let queue = moto.create_queue("ctr-cases-security-trace-dlq").await;
-    let mut lambda = Lambda::launch(
-        &fake,
-        "TRACE",
-        &["RUST_LOG"],
-        &[
-            ("DEAD_LETTER_QUEUE_URL", queue.clone()),
-            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-        ],
-    )
-    .await;
+    let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-security-trace-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "TRACE", &["RUST_LOG"], &dlq).await;
 
     let mut poison: Value = serde_json::from_str(&sensitive_ctr(20)).unwrap();
     poison["ContactId"] = "DROP TABLE cases".into();
@@ -480,8 +454,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         ),
         fields: vec!["SuppliedPhone".into()],
     });
-    let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.clone().into_bytes()).collect();
-    let response = lambda.invoke(&process::kinesis_json(&bytes, 300)).await;
+    let response = lambda.invoke(&process::kinesis_json(&datas, 300)).await;
     assert!(
         process::response_failures(&response).is_empty(),
         "poison and rejection dead-lettered: {response}"
@@ -497,7 +470,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         &caller_number(24),
         "2024-06-01T10:00:00Z",
     );
-    let event = process::kinesis_json(&[refused.clone().into_bytes()], 400);
+    let event = process::kinesis_json(&[&refused], 400);
     let response = lambda.invoke(&event).await;
     assert_eq!(process::response_failures(&response).len(), 1);
     let output: Output = lambda.stop().await;
@@ -546,14 +519,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         fake_salesforce::CLIENT_SECRET.to_owned(),
         format!("{}!", fake_salesforce::ORG_ID),
     ]);
-    for request in fake.org.requests() {
-        if let Some(token) = request
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-        {
-            secrets.insert(token.trim().to_owned());
-        }
-    }
+    secrets.extend(process::bearer_tokens(&fake));
     assert!(secrets.len() >= 4, "a token was used: {secrets:?}");
     let forbidden = Forbidden {
         numbers,
