@@ -235,13 +235,9 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
     let mut seqs: Vec<String> = letters
         .iter()
         .map(|m| {
-            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let body = moto::body_json(m);
             assert_eq!(body["kind"], "poison_record", "{body}");
-            let kind = m
-                .message_attributes()
-                .and_then(|a| a.get("kind"))
-                .and_then(|v| v.string_value());
-            assert_eq!(kind, Some("poison_record"));
+            assert_eq!(moto::attribute(m, "kind"), Some("poison_record"));
             body["sequence_number"]
                 .as_str()
                 .unwrap_or_else(|| panic!("no sequence_number: {body}"))

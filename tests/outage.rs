@@ -198,13 +198,9 @@ async fn aged_records_are_parked_during_an_outage_and_redriven_after_it() {
     assert_eq!(letters.len(), 5, "{letters:?}");
     let mut parked_seqs = Vec::new();
     for message in &letters {
-        let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+        let body = moto::body_json(message);
         assert_eq!(body["kind"], "parked", "{body}");
-        let attribute = message
-            .message_attributes()
-            .and_then(|a| a.get("kind"))
-            .and_then(|v| v.string_value());
-        assert_eq!(attribute, Some("parked"));
+        assert_eq!(moto::attribute(message, "kind"), Some("parked"));
         assert_eq!(body["error"]["code"], "REQUEST_LIMIT_EXCEEDED", "{body}");
         let seq = body["sequence_number"].as_str().unwrap().to_owned();
         let n = old_seqs
@@ -233,18 +229,7 @@ async fn aged_records_are_parked_during_an_outage_and_redriven_after_it() {
     assert_cases_exactly_once(&fake, 5..10);
 
     let mut cli_env: Vec<(String, String)> = fake_env(&fake).into_iter().collect();
-    cli_env.extend(
-        [
-            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-            ("AWS_REGION", moto::REGION),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
+    cli_env.extend(moto.aws_env().map(|(k, v)| (k.to_owned(), v)));
     let output = process::cli(&["redrive", "--queue", &queue, "--send"], &cli_env).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(

@@ -489,7 +489,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
     let letters = moto.receive_all(&queue).await;
     let kinds: BTreeSet<String> = letters
         .iter()
-        .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap()["kind"].to_string())
+        .map(|m| moto::body_json(m)["kind"].to_string())
         .collect();
     assert_eq!(
         kinds,
