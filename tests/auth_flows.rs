@@ -226,16 +226,6 @@ fn decode_segment(segment: &str) -> Value {
     serde_json::from_slice(&bytes).expect("JWT header and claims are JSON")
 }
 
-fn secret_json(password: &str) -> String {
-    json!({
-        "client_id": fake::CLIENT_ID,
-        "client_secret": fake::CLIENT_SECRET,
-        "username": fake::USERNAME,
-        "password": password,
-    })
-    .to_string()
-}
-
 /// A pass-through HTTP relay on its own `127.0.0.1` port, standing for an instance host that
 /// differs from the login host: the fake org names it as `instance_url`, so a data call that
 /// went to the login host instead would never pass through it.
@@ -695,7 +685,7 @@ async fn concurrent_upserts_after_expiry_share_one_refresh() {
 async fn rotated_secret_is_reread_once_and_the_case_lands() {
     let moto = moto::start().await;
     let arn = moto
-        .create_secret("ctr-cases/rotation", &secret_json(fake::PASSWORD))
+        .create_secret("ctr-cases/rotation", &fixtures::secret_json(fake::PASSWORD))
         .await;
     let fake = fake::start().await;
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone());
@@ -703,7 +693,7 @@ async fn rotated_secret_is_reread_once_and_the_case_lands() {
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     fake.org.set_accepted_password(ROTATED_PASSWORD);
-    moto.put_secret_value(&arn, &secret_json(ROTATED_PASSWORD))
+    moto.put_secret_value(&arn, &fixtures::secret_json(ROTATED_PASSWORD))
         .await;
     fake.org.expire_all_tokens();
     fake.org.clear_requests();
@@ -731,7 +721,8 @@ async fn rotated_secret_is_reread_once_and_the_case_lands() {
 async fn secret_login_url_overrides_the_configured_login_url() {
     let moto = moto::start().await;
     let fake = fake::start().await;
-    let mut credentials: Value = serde_json::from_str(&secret_json(fake::PASSWORD)).unwrap();
+    let mut credentials: Value =
+        serde_json::from_str(&fixtures::secret_json(fake::PASSWORD)).unwrap();
     credentials["login_url"] = json!(format!("{}/", fake.base_url));
     let arn = moto
         .create_secret("ctr-cases/login-url", &credentials.to_string())
@@ -752,7 +743,7 @@ async fn secret_login_url_overrides_the_configured_login_url() {
 async fn secret_still_refused_after_reread_fails_after_one_grant() {
     let moto = moto::start().await;
     let arn = moto
-        .create_secret("ctr-cases/refused", &secret_json(fake::PASSWORD))
+        .create_secret("ctr-cases/refused", &fixtures::secret_json(fake::PASSWORD))
         .await;
     let fake = fake::start().await;
     fake.org.reject_credentials(true);

@@ -39,16 +39,6 @@ const NOT_BASE64: &str = "this is not base64 !!";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn credentials_json(client_id: &str, password: &str) -> String {
-    json!({
-        "client_id": client_id,
-        "client_secret": fake::CLIENT_SECRET,
-        "username": fake::USERNAME,
-        "password": password,
-    })
-    .to_string()
-}
-
 async fn secret_source(moto: &Moto, arn: &str) -> CredentialSource {
     let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
     CredentialSource::secrets_manager(client, arn.to_owned())
@@ -144,13 +134,13 @@ async fn secret_is_cached_until_reload() {
     let arn = moto
         .create_secret(
             "ctr-cases/cached",
-            &credentials_json("old-client", "old-pw"),
+            &fixtures::secret_json_for("old-client", "old-pw"),
         )
         .await;
     let source = secret_source(&moto, &arn).await;
     assert_eq!(source.current().await.unwrap().client_id, "old-client");
 
-    moto.put_secret_value(&arn, &credentials_json("new-client", "new-pw"))
+    moto.put_secret_value(&arn, &fixtures::secret_json_for("new-client", "new-pw"))
         .await;
     let cached = source.current().await.unwrap();
     assert_eq!(cached.client_id, "old-client");
@@ -203,7 +193,7 @@ async fn binary_secret_is_not_text() {
         .create_secret()
         .name("ctr-cases/binary")
         .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
-            credentials_json("cid", "pw").into_bytes(),
+            fixtures::secret_json_for("cid", "pw").into_bytes(),
         ))
         .send()
         .await
@@ -416,7 +406,7 @@ async fn lambda_environment_reads_secret_and_queue_from_aws() {
     let arn = moto
         .create_secret(
             "ctr-cases/lambda-env",
-            &credentials_json(fake::CLIENT_ID, fake::PASSWORD),
+            &fixtures::secret_json_for(fake::CLIENT_ID, fake::PASSWORD),
         )
         .await;
     let queue_url = moto.create_queue("ctr-cases-lambda-env-dlq").await;

@@ -157,25 +157,14 @@ async fn secret_login_url_on_another_host_receives_nothing_and_names_the_key() {
         format!("http://127.0.0.1:1@{FOREIGN_IP}:{}", foreign.port),
     ];
     for (i, login_url) in targets.iter().enumerate() {
-        let secret = json!({
-            "client_id": fake_salesforce::CLIENT_ID,
-            "client_secret": fake_salesforce::CLIENT_SECRET,
-            "username": fake_salesforce::USERNAME,
-            "password": fake_salesforce::PASSWORD,
-            "login_url": login_url,
-        });
+        let mut secret: Value =
+            serde_json::from_str(&fixtures::secret_json(fake_salesforce::PASSWORD)).unwrap();
+        secret["login_url"] = login_url.as_str().into();
         let arn = moto
             .create_secret(&format!("ctr-cases/foreign-login-{i}"), &secret.to_string())
             .await;
         let mut env: HashMap<String, String> = fake_env(&fake);
-        for inline in [
-            "SALESFORCE_CLIENT_ID",
-            "SALESFORCE_CLIENT_SECRET",
-            "SALESFORCE_USERNAME",
-            "SALESFORCE_PASSWORD",
-        ] {
-            env.remove(inline);
-        }
+        fixtures::remove_inline_credentials(&mut env);
         env.insert("SALESFORCE_SECRET_ARN".into(), arn);
         let state = app_state_on_moto(&env, &moto, None).await;
         let datas: Vec<Vec<u8>> = (0..2).map(fixtures::dropped_data).collect();
