@@ -234,6 +234,33 @@ pub async fn cli(args: &[&str], envs: &[(String, String)]) -> std::process::Outp
         .expect("the CLI runs")
 }
 
+/// A CLI run's stdout, one JSON value a line; panics on a line that is not JSON.
+pub fn stdout_json_lines(output: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Asserts that each of `flags` starts a line of the `--help` text `help` and that `Example`
+/// appears within the `within` lines from there, and that `help` has an `Examples:` section.
+pub fn assert_each_flag_has_an_example(help: &str, flags: &[&str], within: usize) {
+    for flag in flags {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in {help}"));
+        let described: String = help
+            .lines()
+            .skip(line)
+            .take(within)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(described.contains("Example"), "{flag}: {described}");
+    }
+    assert!(help.contains("Examples:"), "{help}");
+}
+
 /// A Kinesis event (as JSON) of `datas` as base64 records, sequence numbers from `first_seq`.
 pub fn kinesis_json(datas: &[impl AsRef<[u8]>], first_seq: u64) -> Value {
     let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.as_ref().to_vec()).collect();
