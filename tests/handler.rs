@@ -4,6 +4,7 @@ mod support;
 
 use std::time::Duration;
 
+use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::stream::{handle, process_batch};
@@ -11,6 +12,34 @@ use support::fake_salesforce::{self, Fault};
 use support::fixtures::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// An SQS dead-letter sink on a `127.0.0.1` port that accepts connections and never answers,
+/// and the task holding those connections open.
+async fn silent_queue() -> (DeadLetterSink, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let sink = DeadLetterSink::Sqs {
+        client: sqs,
+        queue_url: format!("{endpoint}/123456789012/dead-letters"),
+    };
+    (sink, hold)
+}
 
 #[tokio::test]
 async fn dropped_call_creates_case_with_call_context() {
@@ -352,30 +381,10 @@ async fn missing_external_id_field_dead_letters_without_retrying() {
 /// near the deadline and the record is reported for retry instead of timing out the invocation.
 #[tokio::test]
 async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let _hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&endpoint)
-            .build(),
-    );
+    let (dead_letters, _hold) = silent_queue().await;
     let fake = fake_salesforce::start().await;
     let mut state = app_state(&fake_env(&fake));
-    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
-        client: sqs,
-        queue_url: format!("{endpoint}/123456789012/dead-letters"),
-    };
+    state.dead_letters = dead_letters;
     let event = kinesis_event(&[b"not json".to_vec()], 1);
     let started = std::time::Instant::now();
     let response = handle(&state, lambda_event(event, Duration::from_secs(2)))
@@ -395,30 +404,10 @@ async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
 /// under one deadline.
 #[tokio::test]
 async fn silent_queue_with_thirty_poison_records_answers_before_an_eight_second_deadline() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let _hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&endpoint)
-            .build(),
-    );
+    let (dead_letters, _hold) = silent_queue().await;
     let fake = fake_salesforce::start().await;
     let mut state = app_state(&fake_env(&fake));
-    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
-        client: sqs,
-        queue_url: format!("{endpoint}/123456789012/dead-letters"),
-    };
+    state.dead_letters = dead_letters;
     let mut datas: Vec<Vec<u8>> = (0..30)
         .map(|n| format!("poison {n}").into_bytes())
         .collect();
