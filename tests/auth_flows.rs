@@ -206,6 +206,16 @@ fn assert_token_request_shape(request: &RecordedRequest) {
     assert_eq!(request.header("authorization"), None);
 }
 
+/// The one token request the fake org received, checked for the shape every token request
+/// must have ([`assert_token_request_shape`]).
+fn only_token_request(fake: &FakeSalesforce) -> RecordedRequest {
+    let mut tokens = token_requests(fake);
+    assert_eq!(tokens.len(), 1);
+    let token = tokens.remove(0);
+    assert_token_request_shape(&token);
+    token
+}
+
 fn jwt_key(name: &str) -> String {
     let path = fixtures::fixture_path(&format!("jwt/{name}"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -217,6 +227,15 @@ async fn start_jwt_fake() -> FakeSalesforce {
         ..FakeOptions::default()
     })
     .await
+}
+
+/// Upserts the recorded dropped call with the JWT bearer flow, signing with `private_key_pem`,
+/// against a fake org that trusts tests/fixtures/jwt/public.pem.
+async fn jwt_upsert(private_key_pem: &str) -> (FakeSalesforce, CaseWriteReport) {
+    let fake = start_jwt_fake().await;
+    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(private_key_pem));
+    let report = upsert(&client, &[dropped_case()]).await;
+    (fake, report)
 }
 
 fn decode_segment(segment: &str) -> Value {
@@ -320,11 +339,9 @@ async fn password_flow_posts_form_once_and_data_goes_to_instance_url() {
     assert_eq!(fake.org.token_requests(), 1);
     assert_eq!(fake.org.token_grants(), 1);
 
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
+    let token = only_token_request(&fake);
     assert_eq!(
-        sorted_form(&tokens[0]),
+        sorted_form(&token),
         pairs(&[
             ("grant_type", "password"),
             ("client_id", fake::CLIENT_ID),
@@ -384,11 +401,9 @@ async fn client_credentials_flow_sends_only_client_fields() {
 
     upserted_ids(&report);
     assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
+    let token = only_token_request(&fake);
     assert_eq!(
-        sorted_form(&tokens[0]),
+        sorted_form(&token),
         pairs(&[
             ("grant_type", "client_credentials"),
             ("client_id", fake::CLIENT_ID),
@@ -399,32 +414,17 @@ async fn client_credentials_flow_sends_only_client_fields() {
 
 #[tokio::test]
 async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
-    let fake = start_jwt_fake().await;
-    let client = static_client(
-        &fake,
-        AuthFlow::JwtBearer,
-        jwt_credentials(&jwt_key("private.pem")),
-    );
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(&jwt_key("private.pem")).await;
 
     upserted_ids(&report);
     assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
     assert_eq!(fake.org.token_grants(), 1);
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
-    let keys: Vec<String> = sorted_form(&tokens[0])
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let token = only_token_request(&fake);
+    let keys: Vec<String> = sorted_form(&token).into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["assertion", "grant_type"]);
-    assert_eq!(
-        form_value(&tokens[0], "grant_type").as_deref(),
-        Some(JWT_GRANT)
-    );
+    assert_eq!(form_value(&token, "grant_type").as_deref(), Some(JWT_GRANT));
 
-    let assertion = form_value(&tokens[0], "assertion").unwrap();
+    let assertion = form_value(&token, "assertion").unwrap();
     let segments: Vec<&str> = assertion.split('.').collect();
     assert_eq!(segments.len(), 3, "{assertion}");
     let header = decode_segment(segments[0]);
@@ -440,14 +440,7 @@ async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
 
 #[tokio::test]
 async fn jwt_signed_with_wrong_key_is_auth_rejected() {
-    let fake = start_jwt_fake().await;
-    let client = static_client(
-        &fake,
-        AuthFlow::JwtBearer,
-        jwt_credentials(&jwt_key("other-private.pem")),
-    );
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(&jwt_key("other-private.pem")).await;
 
     let error = common_failure(&report);
     assert_eq!(error.class(), ErrorClass::AuthRejected);
@@ -459,11 +452,8 @@ async fn jwt_signed_with_wrong_key_is_auth_rejected() {
 
 #[tokio::test]
 async fn jwt_key_that_is_not_pem_is_a_credentials_error_before_any_request() {
-    let fake = start_jwt_fake().await;
     let not_a_key = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-not-a-pem-key";
-    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(not_a_key));
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(not_a_key).await;
 
     let error = common_failure(&report);
     let Error::Credentials(message) = &error else {
