@@ -5,7 +5,6 @@ mod support;
 // all on 127.0.0.1. Every wait is bounded and every child process is killed on drop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use base64::Engine as _;
@@ -41,19 +40,9 @@ const MIXED_POISON: [&str; 2] = [
 // Helpers (the process harness itself is `support::process`)
 // ---------------------------------------------------------------------------------------------
 
-/// A file under events/, parsed.
-fn event_file(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
 /// Every events/*.json file name, sorted.
 fn event_files() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events");
+    let dir = fixtures::event_path("");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -163,7 +152,9 @@ async fn dropped_call_event_creates_one_case_and_reports_no_failures() {
     let fake = fake_salesforce::start().await;
     let mut lambda = Lambda::launch(&fake, "info", &[], &[]).await;
 
-    let response = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let response = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
 
     // Exactly what Lambda expects from a ReportBatchItemFailures function with nothing to retry.
     assert_eq!(
@@ -202,9 +193,15 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
     let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-warm-dlq").await;
     let mut lambda = Lambda::launch(&fake, "warn", &[], &dlq).await;
 
-    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
-    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let first = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
+    let mixed = lambda
+        .invoke(&fixtures::event_json("mixed-batch.json"))
+        .await;
+    let again = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -253,9 +250,15 @@ async fn warm_container_without_dead_letter_queue_reports_poison_for_retry() {
     let fake = fake_salesforce::start().await;
     let mut lambda = Lambda::launch(&fake, "error", &[], &[]).await;
 
-    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
-    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let first = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
+    let mixed = lambda
+        .invoke(&fixtures::event_json("mixed-batch.json"))
+        .await;
+    let again = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -363,9 +366,15 @@ async fn emf_line_per_invocation_counts_the_batch() {
     let (_queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-emf-dlq").await;
     let mut lambda = Lambda::launch(&fake, "info", &[], &dlq).await;
 
-    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    lambda.invoke(&event_file("mixed-batch.json")).await;
-    lambda.invoke(&event_file("agent-handled-call.json")).await;
+    lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
+    lambda
+        .invoke(&fixtures::event_json("mixed-batch.json"))
+        .await;
+    lambda
+        .invoke(&fixtures::event_json("agent-handled-call.json"))
+        .await;
     let output = lambda.stop().await;
 
     let emf = output.emf();
@@ -428,8 +437,12 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     let fake = fake_salesforce::start().await;
     let mut lambda = Lambda::launch(&fake, "debug", &[], &[]).await;
 
-    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    lambda.invoke(&event_file("mixed-batch.json")).await;
+    lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
+    lambda
+        .invoke(&fixtures::event_json("mixed-batch.json"))
+        .await;
     let output = lambda.stop().await;
 
     let logs = output.json_logs();
@@ -571,7 +584,10 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
             sample_datas.push(ctr);
         }
     }
-    let mut events: Vec<Value> = event_files().iter().map(|n| event_file(n)).collect();
+    let mut events: Vec<Value> = event_files()
+        .iter()
+        .map(|n| fixtures::event_json(n))
+        .collect();
     for event in &events {
         ctrs.extend(event_ctrs(event));
     }

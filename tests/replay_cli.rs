@@ -8,13 +8,8 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::fake_salesforce::{self, FakeSalesforce};
+use support::fixtures::event_path as events;
 use support::process::{self, stdout_json_lines as json_lines};
-
-fn events(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(name)
-}
 
 /// A fresh scratch directory for one CLI run (its current directory).
 fn scratch_dir() -> PathBuf {

@@ -55,6 +55,21 @@ pub fn fixture_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// Path of a file under events/ (the bundled sample events).
+pub fn event_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(relative)
+}
+
+/// A file under events/, parsed; panics naming the file when it cannot be read or is not JSON.
+pub fn event_json(relative: &str) -> serde_json::Value {
+    let path = event_path(relative);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
 /// Text of a CTR sample.
 pub fn read_sample(name: &str) -> String {
     std::fs::read_to_string(fixture_path(&format!("ctr/{name}")))
