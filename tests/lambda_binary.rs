@@ -40,6 +40,23 @@ const MIXED_POISON: [&str; 2] = [
 // Helpers (the process harness itself is `support::process`)
 // ---------------------------------------------------------------------------------------------
 
+/// What a warm container is sent in turn: the dropped call, the mixed batch (which redelivers
+/// it at the same version), and the dropped call again.
+const WARM_SEQUENCE: [&str; 3] = [
+    "dropped-ivr-call.json",
+    "mixed-batch.json",
+    "dropped-ivr-call.json",
+];
+
+/// Invokes `lambda` with each of the events/ `files` in turn; returns the responses.
+async fn invoke_each<const N: usize>(lambda: &mut Lambda, files: [&str; N]) -> [Value; N] {
+    let mut responses = Vec::with_capacity(N);
+    for file in files {
+        responses.push(lambda.invoke(&fixtures::event_json(file)).await);
+    }
+    responses.try_into().expect("one response per file")
+}
+
 /// Every events/*.json file name, sorted.
 fn event_files() -> Vec<String> {
     let dir = fixtures::event_path("");
@@ -193,15 +210,7 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
     let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-warm-dlq").await;
     let mut lambda = Lambda::launch(&fake, "warn", &[], &dlq).await;
 
-    let first = lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
-    let mixed = lambda
-        .invoke(&fixtures::event_json("mixed-batch.json"))
-        .await;
-    let again = lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
+    let [first, mixed, again] = invoke_each(&mut lambda, WARM_SEQUENCE).await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -250,15 +259,7 @@ async fn warm_container_without_dead_letter_queue_reports_poison_for_retry() {
     let fake = fake_salesforce::start().await;
     let mut lambda = Lambda::launch(&fake, "error", &[], &[]).await;
 
-    let first = lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
-    let mixed = lambda
-        .invoke(&fixtures::event_json("mixed-batch.json"))
-        .await;
-    let again = lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
+    let [first, mixed, again] = invoke_each(&mut lambda, WARM_SEQUENCE).await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -366,15 +367,15 @@ async fn emf_line_per_invocation_counts_the_batch() {
     let (_queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-emf-dlq").await;
     let mut lambda = Lambda::launch(&fake, "info", &[], &dlq).await;
 
-    lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
-    lambda
-        .invoke(&fixtures::event_json("mixed-batch.json"))
-        .await;
-    lambda
-        .invoke(&fixtures::event_json("agent-handled-call.json"))
-        .await;
+    invoke_each(
+        &mut lambda,
+        [
+            "dropped-ivr-call.json",
+            "mixed-batch.json",
+            "agent-handled-call.json",
+        ],
+    )
+    .await;
     let output = lambda.stop().await;
 
     let emf = output.emf();
@@ -437,12 +438,7 @@ async fn json_logs_have_level_message_summary_and_contact_ids() {
     let fake = fake_salesforce::start().await;
     let mut lambda = Lambda::launch(&fake, "debug", &[], &[]).await;
 
-    lambda
-        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
-        .await;
-    lambda
-        .invoke(&fixtures::event_json("mixed-batch.json"))
-        .await;
+    invoke_each(&mut lambda, ["dropped-ivr-call.json", "mixed-batch.json"]).await;
     let output = lambda.stop().await;
 
     let logs = output.json_logs();
