@@ -206,6 +206,16 @@ fn assert_token_request_shape(request: &RecordedRequest) {
     assert_eq!(request.header("authorization"), None);
 }
 
+/// The one token request the fake org received, checked for the shape every token request
+/// must have ([`assert_token_request_shape`]).
+fn only_token_request(fake: &FakeSalesforce) -> RecordedRequest {
+    let mut tokens = token_requests(fake);
+    assert_eq!(tokens.len(), 1);
+    let token = tokens.remove(0);
+    assert_token_request_shape(&token);
+    token
+}
+
 fn jwt_key(name: &str) -> String {
     let path = fixtures::fixture_path(&format!("jwt/{name}"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -219,21 +229,20 @@ async fn start_jwt_fake() -> FakeSalesforce {
     .await
 }
 
+/// Upserts the recorded dropped call with the JWT bearer flow, signing with `private_key_pem`,
+/// against a fake org that trusts tests/fixtures/jwt/public.pem.
+async fn jwt_upsert(private_key_pem: &str) -> (FakeSalesforce, CaseWriteReport) {
+    let fake = start_jwt_fake().await;
+    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(private_key_pem));
+    let report = upsert(&client, &[dropped_case()]).await;
+    (fake, report)
+}
+
 fn decode_segment(segment: &str) -> Value {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .expect("JWT segments are base64url without padding");
     serde_json::from_slice(&bytes).expect("JWT header and claims are JSON")
-}
-
-fn secret_json(password: &str) -> String {
-    json!({
-        "client_id": fake::CLIENT_ID,
-        "client_secret": fake::CLIENT_SECRET,
-        "username": fake::USERNAME,
-        "password": password,
-    })
-    .to_string()
 }
 
 /// A pass-through HTTP relay on its own `127.0.0.1` port, standing for an instance host that
@@ -330,11 +339,9 @@ async fn password_flow_posts_form_once_and_data_goes_to_instance_url() {
     assert_eq!(fake.org.token_requests(), 1);
     assert_eq!(fake.org.token_grants(), 1);
 
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
+    let token = only_token_request(&fake);
     assert_eq!(
-        sorted_form(&tokens[0]),
+        sorted_form(&token),
         pairs(&[
             ("grant_type", "password"),
             ("client_id", fake::CLIENT_ID),
@@ -394,11 +401,9 @@ async fn client_credentials_flow_sends_only_client_fields() {
 
     upserted_ids(&report);
     assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
+    let token = only_token_request(&fake);
     assert_eq!(
-        sorted_form(&tokens[0]),
+        sorted_form(&token),
         pairs(&[
             ("grant_type", "client_credentials"),
             ("client_id", fake::CLIENT_ID),
@@ -409,32 +414,17 @@ async fn client_credentials_flow_sends_only_client_fields() {
 
 #[tokio::test]
 async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
-    let fake = start_jwt_fake().await;
-    let client = static_client(
-        &fake,
-        AuthFlow::JwtBearer,
-        jwt_credentials(&jwt_key("private.pem")),
-    );
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(&jwt_key("private.pem")).await;
 
     upserted_ids(&report);
     assert!(fake.org.case(fixtures::DROPPED_CONTACT_ID).is_some());
     assert_eq!(fake.org.token_grants(), 1);
-    let tokens = token_requests(&fake);
-    assert_eq!(tokens.len(), 1);
-    assert_token_request_shape(&tokens[0]);
-    let keys: Vec<String> = sorted_form(&tokens[0])
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let token = only_token_request(&fake);
+    let keys: Vec<String> = sorted_form(&token).into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["assertion", "grant_type"]);
-    assert_eq!(
-        form_value(&tokens[0], "grant_type").as_deref(),
-        Some(JWT_GRANT)
-    );
+    assert_eq!(form_value(&token, "grant_type").as_deref(), Some(JWT_GRANT));
 
-    let assertion = form_value(&tokens[0], "assertion").unwrap();
+    let assertion = form_value(&token, "assertion").unwrap();
     let segments: Vec<&str> = assertion.split('.').collect();
     assert_eq!(segments.len(), 3, "{assertion}");
     let header = decode_segment(segments[0]);
@@ -450,14 +440,7 @@ async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
 
 #[tokio::test]
 async fn jwt_signed_with_wrong_key_is_auth_rejected() {
-    let fake = start_jwt_fake().await;
-    let client = static_client(
-        &fake,
-        AuthFlow::JwtBearer,
-        jwt_credentials(&jwt_key("other-private.pem")),
-    );
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(&jwt_key("other-private.pem")).await;
 
     let error = common_failure(&report);
     assert_eq!(error.class(), ErrorClass::AuthRejected);
@@ -469,11 +452,8 @@ async fn jwt_signed_with_wrong_key_is_auth_rejected() {
 
 #[tokio::test]
 async fn jwt_key_that_is_not_pem_is_a_credentials_error_before_any_request() {
-    let fake = start_jwt_fake().await;
     let not_a_key = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-not-a-pem-key";
-    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(not_a_key));
-
-    let report = upsert(&client, &[dropped_case()]).await;
+    let (fake, report) = jwt_upsert(not_a_key).await;
 
     let error = common_failure(&report);
     let Error::Credentials(message) = &error else {
@@ -695,7 +675,7 @@ async fn concurrent_upserts_after_expiry_share_one_refresh() {
 async fn rotated_secret_is_reread_once_and_the_case_lands() {
     let moto = moto::start().await;
     let arn = moto
-        .create_secret("ctr-cases/rotation", &secret_json(fake::PASSWORD))
+        .create_secret("ctr-cases/rotation", &fixtures::secret_json(fake::PASSWORD))
         .await;
     let fake = fake::start().await;
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone());
@@ -703,7 +683,7 @@ async fn rotated_secret_is_reread_once_and_the_case_lands() {
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     fake.org.set_accepted_password(ROTATED_PASSWORD);
-    moto.put_secret_value(&arn, &secret_json(ROTATED_PASSWORD))
+    moto.put_secret_value(&arn, &fixtures::secret_json(ROTATED_PASSWORD))
         .await;
     fake.org.expire_all_tokens();
     fake.org.clear_requests();
@@ -731,7 +711,8 @@ async fn rotated_secret_is_reread_once_and_the_case_lands() {
 async fn secret_login_url_overrides_the_configured_login_url() {
     let moto = moto::start().await;
     let fake = fake::start().await;
-    let mut credentials: Value = serde_json::from_str(&secret_json(fake::PASSWORD)).unwrap();
+    let mut credentials: Value =
+        serde_json::from_str(&fixtures::secret_json(fake::PASSWORD)).unwrap();
     credentials["login_url"] = json!(format!("{}/", fake.base_url));
     let arn = moto
         .create_secret("ctr-cases/login-url", &credentials.to_string())
@@ -752,7 +733,7 @@ async fn secret_login_url_overrides_the_configured_login_url() {
 async fn secret_still_refused_after_reread_fails_after_one_grant() {
     let moto = moto::start().await;
     let arn = moto
-        .create_secret("ctr-cases/refused", &secret_json(fake::PASSWORD))
+        .create_secret("ctr-cases/refused", &fixtures::secret_json(fake::PASSWORD))
         .await;
     let fake = fake::start().await;
     fake.org.reject_credentials(true);

@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use support::fake_salesforce::{self as fake, FakeSalesforce, Fault};
 use support::fixtures;
-use support::moto::{self, Moto};
+use support::moto::{self, Moto, attribute, body_json};
 
 /// Set in the child process's environment by the parent test.
 const CHILD_MARKER: &str = "CTR_CASES_AWS_EMULATOR_CHILD";
@@ -38,16 +38,6 @@ const NOT_BASE64: &str = "this is not base64 !!";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-fn credentials_json(client_id: &str, password: &str) -> String {
-    json!({
-        "client_id": client_id,
-        "client_secret": fake::CLIENT_SECRET,
-        "username": fake::USERNAME,
-        "password": password,
-    })
-    .to_string()
-}
 
 async fn secret_source(moto: &Moto, arn: &str) -> CredentialSource {
     let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
@@ -86,14 +76,6 @@ fn set_raw_data(event: &mut KinesisEnvelope, index: usize, text: &str) {
     let raw = RawValue::from_string(Value::String(text.to_owned()).to_string())
         .expect("a JSON string literal");
     event.records[index].kinesis.data = Some(raw);
-}
-
-fn body_json(message: &Message) -> Value {
-    serde_json::from_str(message.body().expect("a body")).expect("dead letters are JSON")
-}
-
-fn attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
-    message.message_attributes()?.get(name)?.string_value()
 }
 
 fn deadline() -> Deadline {
@@ -152,13 +134,13 @@ async fn secret_is_cached_until_reload() {
     let arn = moto
         .create_secret(
             "ctr-cases/cached",
-            &credentials_json("old-client", "old-pw"),
+            &fixtures::secret_json_for("old-client", "old-pw"),
         )
         .await;
     let source = secret_source(&moto, &arn).await;
     assert_eq!(source.current().await.unwrap().client_id, "old-client");
 
-    moto.put_secret_value(&arn, &credentials_json("new-client", "new-pw"))
+    moto.put_secret_value(&arn, &fixtures::secret_json_for("new-client", "new-pw"))
         .await;
     let cached = source.current().await.unwrap();
     assert_eq!(cached.client_id, "old-client");
@@ -211,7 +193,7 @@ async fn binary_secret_is_not_text() {
         .create_secret()
         .name("ctr-cases/binary")
         .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
-            credentials_json("cid", "pw").into_bytes(),
+            fixtures::secret_json_for("cid", "pw").into_bytes(),
         ))
         .send()
         .await
@@ -390,17 +372,7 @@ async fn unknown_queue_reports_poison_record_for_retry() {
 #[tokio::test]
 async fn fifo_queue_keeps_one_letter_for_a_record_redelivered_to_another_container() {
     let moto = moto::start().await;
-    let queue_url = moto
-        .sqs()
-        .await
-        .create_queue()
-        .queue_name("ctr-cases-dead-letters.fifo")
-        .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = moto.create_fifo_queue("ctr-cases-dead-letters.fifo").await;
     let fake = fake::start().await;
     let event = fixtures::kinesis_event(&[b"not json".to_vec(), dropped_call(2)], 1);
     for _container in 0..2 {
@@ -434,7 +406,7 @@ async fn lambda_environment_reads_secret_and_queue_from_aws() {
     let arn = moto
         .create_secret(
             "ctr-cases/lambda-env",
-            &credentials_json(fake::CLIENT_ID, fake::PASSWORD),
+            &fixtures::secret_json_for(fake::CLIENT_ID, fake::PASSWORD),
         )
         .await;
     let queue_url = moto.create_queue("ctr-cases-lambda-env-dlq").await;
@@ -449,13 +421,7 @@ async fn lambda_environment_reads_secret_and_queue_from_aws() {
         ])
         .env_clear()
         .env(CHILD_MARKER, "1")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", moto::REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(moto.aws_env())
         .env("SALESFORCE_LOGIN_URL", &fake.base_url)
         .env("SALESFORCE_SECRET_ARN", &arn)
         .env("DEAD_LETTER_QUEUE_URL", &queue_url)

@@ -71,6 +71,15 @@ fn state(fake: &FakeSalesforce, extra: &[(&str, &str)]) -> ctr_cases::app::AppSt
     app_state(&env)
 }
 
+/// Composite calls the fake org has counted.
+fn composite_calls(fake: &FakeSalesforce) -> u64 {
+    fake.org
+        .calls_by_kind()
+        .get("composite")
+        .copied()
+        .unwrap_or(0)
+}
+
 async fn hand_off(state: &ctr_cases::app::AppState, event: Value) -> HashMap<String, String> {
     flow::respond(state, event, Deadline::after(Duration::from_secs(8))).await
 }
@@ -143,14 +152,7 @@ async fn the_flow_binary_files_the_handoff_case_in_one_call() {
     assert_eq!(fake.org.case_count(), 1);
 
     // AWS's sample event: not a UUID, so no Salesforce call at all.
-    let sample: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("events/connect/sample-invalid-contact-id.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let sample = event_json("connect/sample-invalid-contact-id.json");
     let bad = api.invoke(sample, Duration::from_secs(8));
     let bad_answer = api.outcome(&bad, Duration::from_secs(30)).await.unwrap();
     assert_eq!(
@@ -422,19 +424,9 @@ async fn the_stream_links_by_number_only_on_exactly_one_match() {
         })
         .collect();
     fake.org.clear_requests();
-    let before = fake
-        .org
-        .calls_by_kind()
-        .get("composite")
-        .copied()
-        .unwrap_or(0);
+    let before = composite_calls(&fake);
     process_batch(&state, &kinesis_event(&many, 100), Deadline::after(MINUTE)).await;
-    let after = fake
-        .org
-        .calls_by_kind()
-        .get("composite")
-        .copied()
-        .unwrap_or(0);
+    let after = composite_calls(&fake);
     assert_eq!(after - before, 2);
     let searches: usize = fake
         .org
@@ -480,9 +472,7 @@ async fn a_handoff_case_without_a_link_is_linked_when_its_ctr_arrives() {
 async fn the_bundled_connect_event_files_a_handoff_case() {
     let fake = fake_salesforce::start().await;
     let state = state(&fake, &[]);
-    let path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events/connect/handoff.json");
-    let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let event = event_json("connect/handoff.json");
     let answer = hand_off(&state, event).await;
     let case = fake.org.case_by_id(&answer["caseId"]).expect("a Case");
     assert_eq!(case["CaseNumber"], answer["caseNumber"].as_str());

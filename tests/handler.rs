@@ -4,6 +4,10 @@ mod support;
 
 use std::time::Duration;
 
+use aws_lambda_events::streams::KinesisEventResponse;
+use ctr_cases::app::AppState;
+use ctr_cases::event::KinesisEnvelope;
+use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::stream::{handle, process_batch};
@@ -11,6 +15,51 @@ use support::fake_salesforce::{self, Fault};
 use support::fixtures::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// Runs the handler on `event` with a deadline `budget` from now; asserts that it answered
+/// before that deadline.
+async fn handle_before_deadline(
+    state: &AppState,
+    event: KinesisEnvelope,
+    budget: Duration,
+) -> KinesisEventResponse {
+    let started = std::time::Instant::now();
+    let response = handle(state, lambda_event(event, budget)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < budget,
+        "answered after {elapsed:?}, past the {budget:?} deadline"
+    );
+    response
+}
+
+/// An SQS dead-letter sink on a `127.0.0.1` port that accepts connections and never answers,
+/// and the task holding those connections open.
+async fn silent_queue() -> (DeadLetterSink, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let sink = DeadLetterSink::Sqs {
+        client: sqs,
+        queue_url: format!("{endpoint}/123456789012/dead-letters"),
+    };
+    (sink, hold)
+}
 
 #[tokio::test]
 async fn dropped_call_creates_case_with_call_context() {
@@ -272,15 +321,8 @@ async fn deadline_too_close_reports_instead_of_timing_out() {
         fake.org.push_fault(Fault::Status503);
     }
     let event = kinesis_event(&[dropped_ctr().into_bytes()], 1);
-    let started = std::time::Instant::now();
     // 1.5 s budget, 0.5 s margin: at most a couple of attempts fit.
-    let response = handle(&state, lambda_event(event, Duration::from_millis(1500)))
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "returned before the deadline"
-    );
+    let response = handle_before_deadline(&state, event, Duration::from_millis(1500)).await;
     assert_eq!(failures(&response), [format!("{:020}", 1)]);
 }
 
@@ -352,39 +394,12 @@ async fn missing_external_id_field_dead_letters_without_retrying() {
 /// near the deadline and the record is reported for retry instead of timing out the invocation.
 #[tokio::test]
 async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let _hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&endpoint)
-            .build(),
-    );
+    let (dead_letters, _hold) = silent_queue().await;
     let fake = fake_salesforce::start().await;
     let mut state = app_state(&fake_env(&fake));
-    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
-        client: sqs,
-        queue_url: format!("{endpoint}/123456789012/dead-letters"),
-    };
+    state.dead_letters = dead_letters;
     let event = kinesis_event(&[b"not json".to_vec()], 1);
-    let started = std::time::Instant::now();
-    let response = handle(&state, lambda_event(event, Duration::from_secs(2)))
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "answered in time"
-    );
+    let response = handle_before_deadline(&state, event, Duration::from_secs(2)).await;
     assert_eq!(failures(&response), [format!("{:020}", 1)]);
 }
 
@@ -395,44 +410,16 @@ async fn hung_dead_letter_queue_reports_the_record_before_the_deadline() {
 /// under one deadline.
 #[tokio::test]
 async fn silent_queue_with_thirty_poison_records_answers_before_an_eight_second_deadline() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let _hold = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            open.push(socket);
-        }
-    });
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .endpoint_url(&endpoint)
-            .build(),
-    );
+    let (dead_letters, _hold) = silent_queue().await;
     let fake = fake_salesforce::start().await;
     let mut state = app_state(&fake_env(&fake));
-    state.dead_letters = ctr_cases::queue::DeadLetterSink::Sqs {
-        client: sqs,
-        queue_url: format!("{endpoint}/123456789012/dead-letters"),
-    };
+    state.dead_letters = dead_letters;
     let mut datas: Vec<Vec<u8>> = (0..30)
         .map(|n| format!("poison {n}").into_bytes())
         .collect();
     datas.extend(dropped_datas(100..110));
     let event = kinesis_event(&datas, 1);
-    let started = std::time::Instant::now();
-    let response = handle(&state, lambda_event(event, Duration::from_secs(8)))
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_secs(8),
-        "answered after {elapsed:?}"
-    );
+    let response = handle_before_deadline(&state, event, Duration::from_secs(8)).await;
     let expected: Vec<String> = (0..30).map(|i| format!("{:020}", 1 + i)).collect();
     assert_eq!(failures(&response), expected);
     for n in 100..110 {

@@ -5,25 +5,15 @@ mod support;
 // all on 127.0.0.1. Every wait is bounded and every child process is killed on drop.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use support::fake_salesforce::{self, FakeSalesforce, Fault};
+use support::fake_salesforce::{self, Fault};
 use support::fixtures::{self, DROPPED_CALLER, DROPPED_CONTACT_ID, SAMPLES};
-use support::moto::{self, Moto};
-use support::runtime_api::{self, ChildProcess, InvocationOutcome, RuntimeApi};
-
-const BIN: &str = env!("CARGO_BIN_EXE_ctr-cases-lambda");
-
-/// The invocation deadline sent by the fake Runtime API.
-const LAMBDA_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a test waits for one invocation's answer.
-const ANSWER_WAIT: Duration = Duration::from_secs(60);
-/// How long a test waits for a process that should exit by itself.
-const EXIT_WAIT: Duration = Duration::from_secs(30);
+use support::moto;
+use support::process::{self, EXIT_WAIT, Lambda, Output, field};
+use support::runtime_api::{self, RuntimeApi};
 
 /// Metric names in the EMF line, in order.
 const METRICS: [&str; 10] = [
@@ -47,157 +37,29 @@ const MIXED_POISON: [&str; 2] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Helpers
+// Helpers (the process harness itself is `support::process`)
 // ---------------------------------------------------------------------------------------------
 
-/// A running Lambda binary and the fake Runtime API it polls.
-struct Lambda {
-    api: RuntimeApi,
-    child: ChildProcess,
-}
+/// What a warm container is sent in turn: the dropped call, the mixed batch (which redelivers
+/// it at the same version), and the dropped call again.
+const WARM_SEQUENCE: [&str; 3] = [
+    "dropped-ivr-call.json",
+    "mixed-batch.json",
+    "dropped-ivr-call.json",
+];
 
-/// Everything the process wrote.
-struct Output {
-    stdout: Vec<String>,
-    stderr: Vec<String>,
-}
-
-impl Output {
-    fn all(&self) -> String {
-        self.stdout
-            .iter()
-            .chain(&self.stderr)
-            .map(String::as_str)
-            .collect::<Vec<_>>()
-            .join("\n")
+/// Invokes `lambda` with each of the events/ `files` in turn; returns the responses.
+async fn invoke_each<const N: usize>(lambda: &mut Lambda, files: [&str; N]) -> [Value; N] {
+    let mut responses = Vec::with_capacity(N);
+    for file in files {
+        responses.push(lambda.invoke(&fixtures::event_json(file)).await);
     }
-
-    /// Stdout lines that are EMF metric lines (a JSON object with `_aws` at the root).
-    fn emf(&self) -> Vec<Value> {
-        self.stdout
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v.get("_aws").is_some())
-            .collect()
-    }
-
-    /// Stdout lines that are not EMF lines, parsed as JSON (panics on a line that is not).
-    fn json_logs(&self) -> Vec<Value> {
-        self.stdout
-            .iter()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str::<Value>(l)
-                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-            })
-            .filter(|v| v.get("_aws").is_none())
-            .collect()
-    }
-}
-
-/// The environment for the binary against `fake`, with JSON logs at `level`.
-fn base_env(api: &RuntimeApi, fake: &FakeSalesforce, level: &str) -> Vec<(&'static str, String)> {
-    let mut env = runtime_api::lambda_env(api);
-    env.extend([
-        ("SALESFORCE_LOGIN_URL", fake.base_url.clone()),
-        (
-            "SALESFORCE_CLIENT_ID",
-            fake_salesforce::CLIENT_ID.to_owned(),
-        ),
-        (
-            "SALESFORCE_CLIENT_SECRET",
-            fake_salesforce::CLIENT_SECRET.to_owned(),
-        ),
-        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME.to_owned()),
-        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD.to_owned()),
-        ("SALESFORCE_RETRY_BASE_MS", "0".to_owned()),
-        ("SALESFORCE_RETRY_MAX_MS", "0".to_owned()),
-        ("AWS_LAMBDA_LOG_FORMAT", "json".to_owned()),
-        ("AWS_LAMBDA_LOG_LEVEL", level.to_owned()),
-        // Tests of the outage hold set their own; the others must not wait.
-        ("OUTAGE_HOLD_MS", "0".to_owned()),
-    ]);
-    env
-}
-
-/// `DEAD_LETTER_QUEUE_URL` and `AWS_ENDPOINT_URL` for a fresh queue on `moto`.
-async fn dlq_env(moto: &Moto, name: &str) -> (String, Vec<(&'static str, String)>) {
-    let queue = moto.create_queue(name).await;
-    let env = vec![
-        ("DEAD_LETTER_QUEUE_URL", queue.clone()),
-        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-    ];
-    (queue, env)
-}
-
-impl Lambda {
-    /// Start a fake Runtime API and the binary with `base_env` plus `extra` (later wins).
-    async fn launch(fake: &FakeSalesforce, level: &str, extra: &[(&'static str, String)]) -> Self {
-        let api = runtime_api::start().await;
-        let mut env = base_env(&api, fake, level);
-        env.extend(extra.iter().cloned());
-        let child = runtime_api::spawn(BIN, &env);
-        Lambda { api, child }
-    }
-
-    /// Invoke with `payload` and return the function's outcome; panics (with the process
-    /// output) if there is none within [`ANSWER_WAIT`] or the process exits first.
-    async fn outcome(&mut self, payload: &Value) -> InvocationOutcome {
-        let id = self.api.invoke(payload.clone(), LAMBDA_TIMEOUT);
-        let until = tokio::time::Instant::now() + ANSWER_WAIT;
-        loop {
-            if let Some(outcome) = self.api.outcome(&id, Duration::from_millis(250)).await {
-                return outcome;
-            }
-            if let Some(status) = self.child.wait_exit(Duration::from_millis(1)).await {
-                panic!(
-                    "the Lambda exited ({status}) before answering {id}\n{}",
-                    self.child.dump()
-                );
-            }
-            if tokio::time::Instant::now() >= until {
-                let delivered = self.api.delivered_ids().contains(&id);
-                panic!(
-                    "no answer to {id} within {ANSWER_WAIT:?} (delivered: {delivered})\n{}",
-                    self.child.dump()
-                );
-            }
-        }
-    }
-
-    /// Invoke and return the response body; panics on an error outcome.
-    async fn invoke(&mut self, payload: &Value) -> Value {
-        match self.outcome(payload).await {
-            InvocationOutcome::Response(v) => v,
-            InvocationOutcome::Error(e) => {
-                panic!("invocation failed: {e}\n{}", self.child.dump())
-            }
-        }
-    }
-
-    /// Kill the process and return everything it wrote.
-    async fn stop(mut self) -> Output {
-        self.child.kill().await;
-        Output {
-            stdout: self.child.stdout_lines(),
-            stderr: self.child.stderr_lines(),
-        }
-    }
-}
-
-/// A file under events/, parsed.
-fn event_file(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(name);
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+    responses.try_into().expect("one response per file")
 }
 
 /// Every events/*.json file name, sorted.
 fn event_files() -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("events");
+    let dir = fixtures::event_path("");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -207,50 +69,34 @@ fn event_files() -> Vec<String> {
     names
 }
 
-/// A Kinesis event (as JSON) with `datas` as base64 records, sequence numbers from `first_seq`.
-fn kinesis_json(datas: &[String], first_seq: u64) -> Value {
-    let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.clone().into_bytes()).collect();
-    serde_json::to_value(fixtures::kinesis_event(&bytes, first_seq)).unwrap()
-}
-
 /// The sequence number `fixtures::kinesis_event` gives the record at `index`.
 fn seq(first_seq: u64, index: usize) -> String {
     format!("{:020}", first_seq + index as u64)
 }
 
 /// The sequence numbers in a response, checking that it has exactly the shape Lambda wants:
-/// `{"batchItemFailures":[{"itemIdentifier":"<seq>"}, …]}` and nothing else.
+/// `{"batchItemFailures":[{"itemIdentifier":"<seq>"}, …]}` and nothing else
+/// ([`process::response_failures`] checks the outer shape; this also checks each item's keys).
 fn failures(response: &Value) -> Vec<String> {
-    let object = response
-        .as_object()
-        .unwrap_or_else(|| panic!("response is not an object: {response}"));
-    assert_eq!(
-        object.keys().collect::<Vec<_>>(),
-        ["batchItemFailures"],
-        "response keys: {response}"
-    );
-    object["batchItemFailures"]
+    let sequence_numbers = process::response_failures(response);
+    for item in response["batchItemFailures"]
         .as_array()
-        .unwrap_or_else(|| panic!("batchItemFailures is not an array: {response}"))
-        .iter()
-        .map(|item| {
-            let item = item
-                .as_object()
-                .unwrap_or_else(|| panic!("failure item is not an object: {response}"));
-            assert_eq!(
-                item.keys().collect::<Vec<_>>(),
-                ["itemIdentifier"],
-                "failure item keys: {response}"
-            );
-            item["itemIdentifier"]
-                .as_str()
-                .unwrap_or_else(|| panic!("itemIdentifier is not a string: {response}"))
-                .to_owned()
-        })
-        .collect()
+        .into_iter()
+        .flatten()
+    {
+        let item = item
+            .as_object()
+            .unwrap_or_else(|| panic!("failure item is not an object: {response}"));
+        assert_eq!(
+            item.keys().collect::<Vec<_>>(),
+            ["itemIdentifier"],
+            "failure item keys: {response}"
+        );
+    }
+    sequence_numbers
 }
 
-/// The metric values of an EMF line, checking its structure.
+/// The metric values of an EMF line, checking its structure against [`METRICS`].
 fn emf_values(line: &Value) -> BTreeMap<&'static str, u64> {
     let cw = &line["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(cw["Namespace"], "CtrCases", "{line}");
@@ -272,15 +118,7 @@ fn emf_values(line: &Value) -> BTreeMap<&'static str, u64> {
         };
         assert_eq!(m["Unit"], unit, "{line}");
     }
-    METRICS
-        .iter()
-        .map(|&name| {
-            let value = line[name]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name} is not a whole number: {line}"));
-            (name, value)
-        })
-        .collect()
+    process::emf_values(line)
 }
 
 /// `expected` (name, value) pairs must match; BatchLatencyMs is only checked to be present.
@@ -288,20 +126,6 @@ fn assert_metrics(line: &Value, expected: &[(&str, u64)]) {
     let values = emf_values(line);
     for (name, value) in expected {
         assert_eq!(values[name], *value, "{name} in {line}");
-    }
-}
-
-/// Every string in a CTR that looks like an E.164 phone number (endpoint addresses, tags…).
-fn phone_numbers(value: &Value, out: &mut BTreeSet<String>) {
-    match value {
-        Value::String(s)
-            if s.len() >= 9 && s.starts_with('+') && s[1..].chars().all(|c| c.is_ascii_digit()) =>
-        {
-            out.insert(s.clone());
-        }
-        Value::Array(items) => items.iter().for_each(|v| phone_numbers(v, out)),
-        Value::Object(map) => map.values().for_each(|v| phone_numbers(v, out)),
-        _ => {}
     }
 }
 
@@ -336,27 +160,6 @@ fn event_ctrs(event: &Value) -> Vec<Value> {
         .collect()
 }
 
-/// Runs of base64 characters (at least 24 long) in `text`, decoded where they decode.
-fn decoded_base64_runs(text: &str) -> Vec<String> {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '=';
-    text.split(|c: char| !is_b64(c))
-        .filter(|run| run.len() >= 24)
-        .filter_map(|run| {
-            let trimmed = run.trim_end_matches('=');
-            let usable = &trimmed[..trimmed.len() - trimmed.len() % 4];
-            base64::engine::general_purpose::STANDARD_NO_PAD
-                .decode(usable)
-                .ok()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        })
-        .collect()
-}
-
-/// A JSON log line's string field.
-fn field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
-    line.get(name).and_then(Value::as_str)
-}
-
 // ---------------------------------------------------------------------------------------------
 // 1. A dropped call becomes one Case
 // ---------------------------------------------------------------------------------------------
@@ -364,9 +167,11 @@ fn field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn dropped_call_event_creates_one_case_and_reports_no_failures() {
     let fake = fake_salesforce::start().await;
-    let mut lambda = Lambda::launch(&fake, "info", &[]).await;
+    let mut lambda = Lambda::launch(&fake, "info", &[], &[]).await;
 
-    let response = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let response = lambda
+        .invoke(&fixtures::event_json("dropped-ivr-call.json"))
+        .await;
 
     // Exactly what Lambda expects from a ReportBatchItemFailures function with nothing to retry.
     assert_eq!(
@@ -402,12 +207,10 @@ async fn dropped_call_event_creates_one_case_and_reports_no_failures() {
 async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poison() {
     let fake = fake_salesforce::start().await;
     let moto = moto::start().await;
-    let (queue, dlq) = dlq_env(&moto, "ctr-cases-warm-dlq").await;
-    let mut lambda = Lambda::launch(&fake, "warn", &dlq).await;
+    let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-warm-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "warn", &[], &dlq).await;
 
-    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
-    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let [first, mixed, again] = invoke_each(&mut lambda, WARM_SEQUENCE).await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -438,13 +241,9 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
     let mut seqs: Vec<String> = letters
         .iter()
         .map(|m| {
-            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let body = moto::body_json(m);
             assert_eq!(body["kind"], "poison_record", "{body}");
-            let kind = m
-                .message_attributes()
-                .and_then(|a| a.get("kind"))
-                .and_then(|v| v.string_value());
-            assert_eq!(kind, Some("poison_record"));
+            assert_eq!(moto::attribute(m, "kind"), Some("poison_record"));
             body["sequence_number"]
                 .as_str()
                 .unwrap_or_else(|| panic!("no sequence_number: {body}"))
@@ -458,11 +257,9 @@ async fn warm_container_with_dead_letter_queue_reuses_token_and_dead_letters_poi
 #[tokio::test]
 async fn warm_container_without_dead_letter_queue_reports_poison_for_retry() {
     let fake = fake_salesforce::start().await;
-    let mut lambda = Lambda::launch(&fake, "error", &[]).await;
+    let mut lambda = Lambda::launch(&fake, "error", &[], &[]).await;
 
-    let first = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    let mixed = lambda.invoke(&event_file("mixed-batch.json")).await;
-    let again = lambda.invoke(&event_file("dropped-ivr-call.json")).await;
+    let [first, mixed, again] = invoke_each(&mut lambda, WARM_SEQUENCE).await;
     let output = lambda.stop().await;
 
     assert!(failures(&first).is_empty(), "{first}");
@@ -491,6 +288,7 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
     let mut lambda = Lambda::launch(
         &fake,
         "info",
+        &[],
         &[("SALESFORCE_MAX_ATTEMPTS", MAX_ATTEMPTS.to_string())],
     )
     .await;
@@ -502,7 +300,7 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
         fixtures::dropped_ctr(),
         fixtures::read_sample(SAMPLES[3].0),
     ];
-    let event = kinesis_json(&datas, 7_000);
+    let event = process::kinesis_json(&datas, 7_000);
     for _ in 0..=MAX_ATTEMPTS {
         fake.org.push_fault(Fault::Status503);
     }
@@ -566,12 +364,18 @@ async fn salesforce_unavailable_reports_only_the_case_record() {
 async fn emf_line_per_invocation_counts_the_batch() {
     let fake = fake_salesforce::start().await;
     let moto = moto::start().await;
-    let (_queue, dlq) = dlq_env(&moto, "ctr-cases-emf-dlq").await;
-    let mut lambda = Lambda::launch(&fake, "info", &dlq).await;
+    let (_queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-emf-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "info", &[], &dlq).await;
 
-    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    lambda.invoke(&event_file("mixed-batch.json")).await;
-    lambda.invoke(&event_file("agent-handled-call.json")).await;
+    invoke_each(
+        &mut lambda,
+        [
+            "dropped-ivr-call.json",
+            "mixed-batch.json",
+            "agent-handled-call.json",
+        ],
+    )
+    .await;
     let output = lambda.stop().await;
 
     let emf = output.emf();
@@ -632,10 +436,9 @@ async fn emf_line_per_invocation_counts_the_batch() {
 #[tokio::test]
 async fn json_logs_have_level_message_summary_and_contact_ids() {
     let fake = fake_salesforce::start().await;
-    let mut lambda = Lambda::launch(&fake, "debug", &[]).await;
+    let mut lambda = Lambda::launch(&fake, "debug", &[], &[]).await;
 
-    lambda.invoke(&event_file("dropped-ivr-call.json")).await;
-    lambda.invoke(&event_file("mixed-batch.json")).await;
+    invoke_each(&mut lambda, ["dropped-ivr-call.json", "mixed-batch.json"]).await;
     let output = lambda.stop().await;
 
     let logs = output.json_logs();
@@ -765,8 +568,8 @@ struct PrivacyRun {
 async fn privacy_run(inline_event: bool) -> PrivacyRun {
     let fake = fake_salesforce::start().await;
     let moto = moto::start().await;
-    let (queue, dlq) = dlq_env(&moto, "ctr-cases-privacy-dlq").await;
-    let mut lambda = Lambda::launch(&fake, "trace", &dlq).await;
+    let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-privacy-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "trace", &[], &dlq).await;
 
     // Every phone number in every fixture CTR.
     let mut sample_datas: Vec<String> = Vec::new();
@@ -777,7 +580,10 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
             sample_datas.push(ctr);
         }
     }
-    let mut events: Vec<Value> = event_files().iter().map(|n| event_file(n)).collect();
+    let mut events: Vec<Value> = event_files()
+        .iter()
+        .map(|n| fixtures::event_json(n))
+        .collect();
     for event in &events {
         ctrs.extend(event_ctrs(event));
     }
@@ -789,7 +595,7 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
     }
     let mut numbers = BTreeSet::new();
     for ctr in &ctrs {
-        phone_numbers(ctr, &mut numbers);
+        process::phone_numbers(ctr, &mut numbers);
     }
     let addresses: BTreeSet<String> = ctrs.iter().flat_map(endpoint_addresses).collect();
     assert!(
@@ -835,7 +641,7 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
         ),
         fields: vec!["SuppliedPhone".into()],
     });
-    let response = lambda.invoke(&kinesis_json(&datas, 100)).await;
+    let response = lambda.invoke(&process::kinesis_json(&datas, 100)).await;
     assert!(
         failures(&response).is_empty(),
         "the rejected record is dead-lettered: {response}"
@@ -854,7 +660,7 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
     fake.org.reject_credentials(true);
     let refused =
         fixtures::dropped_ctr_for(&synthetic[2].0, &synthetic[2].1, "2024-04-01T10:00:00Z");
-    let response = lambda.invoke(&kinesis_json(&[refused], 500)).await;
+    let response = lambda.invoke(&process::kinesis_json(&[refused], 500)).await;
     assert_eq!(failures(&response), [seq(500, 0)]);
     let output = lambda.stop().await;
     let text = output.all();
@@ -884,14 +690,7 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
         fake_salesforce::CLIENT_SECRET.to_owned(),
         format!("{}!AQ", fake_salesforce::ORG_ID),
     ]);
-    for request in fake.org.requests() {
-        if let Some(token) = request
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-        {
-            secrets.insert(token.trim().to_owned());
-        }
-    }
+    secrets.extend(process::bearer_tokens(&fake));
     assert!(secrets.len() >= 4, "at least one token seen: {secrets:?}");
     PrivacyRun {
         output,
@@ -900,64 +699,11 @@ async fn privacy_run(inline_event: bool) -> PrivacyRun {
     }
 }
 
-/// Asserts that `leaks_in(line)` finds nothing in any output line; the failure lists each
-/// distinct (log target and message, what leaked).
-fn assert_no_leaks(output: &Output, leaks_in: impl Fn(&str) -> Vec<String>) {
-    let mut leaks: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut leaking_lines = 0;
-    for line in output.stdout.iter().chain(&output.stderr) {
-        let found = leaks_in(line);
-        if found.is_empty() {
-            continue;
-        }
-        leaking_lines += 1;
-        let source = match serde_json::from_str::<Value>(line) {
-            Ok(v) => format!(
-                "{} {:?}",
-                field(&v, "target").unwrap_or("?"),
-                field(&v, "message").unwrap_or("?")
-            ),
-            Err(_) => line.chars().take(200).collect(),
-        };
-        for what in found {
-            leaks.insert((source.clone(), what));
-        }
-    }
-    assert!(
-        leaks.is_empty(),
-        "{leaking_lines} of {} output lines leak; (log line: what):\n{}",
-        output.stdout.len() + output.stderr.len(),
-        leaks
-            .iter()
-            .map(|(source, what)| format!("  {source}: {what}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
 #[tokio::test]
 async fn trace_logs_never_contain_phone_numbers_or_credentials() {
     let run = privacy_run(false).await;
-    assert_no_leaks(&run.output, |line| {
-        let mut found = Vec::new();
-        for number in &run.numbers {
-            let digits = &number[1..];
-            let forms = [
-                number.clone(),
-                format!("%2B{digits}"),
-                format!("\\u002b{digits}"),
-                format!("\\u002B{digits}"),
-            ];
-            if forms.iter().any(|f| line.contains(f.as_str())) {
-                found.push(format!("phone number {number}"));
-            }
-        }
-        for secret in &run.secrets {
-            if line.contains(secret.as_str()) {
-                found.push(format!("secret {secret}"));
-            }
-        }
-        found
+    process::assert_no_leaks(&run.output, |line| {
+        process::numbers_and_secrets_in(line, &run.numbers, &run.secrets)
     });
 }
 
@@ -969,14 +715,14 @@ async fn trace_logs_never_contain_phone_numbers_or_credentials() {
 #[tokio::test]
 async fn trace_logs_do_not_echo_record_payloads() {
     let run = privacy_run(true).await;
-    assert_no_leaks(&run.output, |line| {
+    process::assert_no_leaks(&run.output, |line| {
         let mut found = Vec::new();
         for number in &run.numbers {
             if line.contains(number.as_str()) {
                 found.push(format!("phone number {number}"));
             }
         }
-        for decoded in decoded_base64_runs(line) {
+        for decoded in process::decoded_base64_runs(line) {
             for number in &run.numbers {
                 if decoded.contains(number.as_str()) {
                     found.push(format!("base64-encoded phone number {number}"));
@@ -991,25 +737,23 @@ async fn trace_logs_do_not_echo_record_payloads() {
 // 7. Cold start with a bad configuration
 // ---------------------------------------------------------------------------------------------
 
-/// Start the binary with `base_env` minus `remove` plus `extra`, and wait for it to exit.
+/// Start the binary with [`process::lambda_env`] minus `remove` plus `extra`, and wait for it
+/// to exit.
 async fn cold_start_failure(
     remove: &[&str],
     extra: &[(&'static str, String)],
 ) -> (ExitStatus, Output, RuntimeApi) {
     let fake = fake_salesforce::start().await;
     let api = runtime_api::start().await;
-    let mut env = base_env(&api, &fake, "info");
+    let mut env = process::lambda_env(&api, &fake, "info");
     env.retain(|(k, _)| !remove.contains(k));
     env.extend(extra.iter().cloned());
-    let mut child = runtime_api::spawn(BIN, &env);
+    let mut child = runtime_api::spawn(process::LAMBDA_BIN, &env);
     let status = child
         .wait_exit(EXIT_WAIT)
         .await
         .unwrap_or_else(|| panic!("still running after {EXIT_WAIT:?}\n{}", child.dump()));
-    let output = Output {
-        stdout: child.stdout_lines(),
-        stderr: child.stderr_lines(),
-    };
+    let output = Output::of(&child);
     assert_eq!(
         fake.org.token_requests(),
         0,

@@ -19,7 +19,7 @@ use ctr_cases::metrics;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::stream::process_batch;
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::fake_salesforce::{self, FakeSalesforce, Fault};
 use support::fixtures::{self, app_state, contact_uuid, dropped_data, fake_env};
 use support::moto;
@@ -198,13 +198,9 @@ async fn aged_records_are_parked_during_an_outage_and_redriven_after_it() {
     assert_eq!(letters.len(), 5, "{letters:?}");
     let mut parked_seqs = Vec::new();
     for message in &letters {
-        let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+        let body = moto::body_json(message);
         assert_eq!(body["kind"], "parked", "{body}");
-        let attribute = message
-            .message_attributes()
-            .and_then(|a| a.get("kind"))
-            .and_then(|v| v.string_value());
-        assert_eq!(attribute, Some("parked"));
+        assert_eq!(moto::attribute(message, "kind"), Some("parked"));
         assert_eq!(body["error"]["code"], "REQUEST_LIMIT_EXCEEDED", "{body}");
         let seq = body["sequence_number"].as_str().unwrap().to_owned();
         let n = old_seqs
@@ -233,18 +229,7 @@ async fn aged_records_are_parked_during_an_outage_and_redriven_after_it() {
     assert_cases_exactly_once(&fake, 5..10);
 
     let mut cli_env: Vec<(String, String)> = fake_env(&fake).into_iter().collect();
-    cli_env.extend(
-        [
-            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
-            ("AWS_REGION", moto::REGION),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
+    cli_env.extend(moto.aws_env().map(|(k, v)| (k.to_owned(), v)));
     let output = process::cli(&["redrive", "--queue", &queue, "--send"], &cli_env).await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -262,16 +247,6 @@ async fn aged_records_are_parked_during_an_outage_and_redriven_after_it() {
 
 const NEW_PASSWORD: &str = "fixed-pw-and-new-security-token";
 
-fn secret_json(password: &str) -> String {
-    json!({
-        "client_id": fake_salesforce::CLIENT_ID,
-        "client_secret": fake_salesforce::CLIENT_SECRET,
-        "username": fake_salesforce::USERNAME,
-        "password": password,
-    })
-    .to_string()
-}
-
 /// Five invocations with the credentials refused cost one token request in all (the login
 /// cool-down: refused logins lock the user out), hold every record, and dead-letter nothing.
 /// Once the secret holds working credentials, the next invocation signs in and writes.
@@ -282,7 +257,7 @@ async fn refused_credentials_cool_down_hold_everything_and_recover_when_the_secr
     let arn = moto
         .create_secret(
             "ctr-cases/outage-credentials",
-            &secret_json(fake_salesforce::PASSWORD),
+            &fixtures::secret_json(fake_salesforce::PASSWORD),
         )
         .await;
     let mut env = env_with(
@@ -292,14 +267,7 @@ async fn refused_credentials_cool_down_hold_everything_and_recover_when_the_secr
             ("SALESFORCE_LOGIN_COOLDOWN_MS", "300000"),
         ],
     );
-    for inline in [
-        "SALESFORCE_CLIENT_ID",
-        "SALESFORCE_CLIENT_SECRET",
-        "SALESFORCE_USERNAME",
-        "SALESFORCE_PASSWORD",
-    ] {
-        env.remove(inline);
-    }
+    fixtures::remove_inline_credentials(&mut env);
     let state: AppState = app_state_on_moto(&env, &moto, None).await;
     let datas: Vec<Vec<u8>> = (0..10).map(dropped_data).collect();
     let mut shard = Shard::new(shard::records(&datas, 1, Some(shard::epoch_secs(0.0))), 100);
@@ -326,7 +294,7 @@ async fn refused_credentials_cool_down_hold_everything_and_recover_when_the_secr
     // An admin fixes it: a new password in the org and in the secret.
     fake.org.reject_credentials(false);
     fake.org.set_accepted_password(NEW_PASSWORD);
-    moto.put_secret_value(&arn, &secret_json(NEW_PASSWORD))
+    moto.put_secret_value(&arn, &fixtures::secret_json(NEW_PASSWORD))
         .await;
     let fixed = shard.invoke(&state, MINUTE).await;
     assert!(fixed.reported.is_empty(), "{:?}", fixed.reported);

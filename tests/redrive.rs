@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use support::fake_salesforce::{self, FakeSalesforce, Fault, FaultKind};
 use support::fixtures::{self, caller_number, contact_uuid};
 use support::moto::{self, Moto};
+use support::process::{self, stdout_json_lines as json_lines};
 
 const SHARD: &str = "shardId-000000000000";
 const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:123456789012:stream/ctr-stream";
@@ -69,13 +70,7 @@ async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", moto::REGION)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(moto.aws_env())
         .envs(fixtures::fake_env(fake))
         .output()
         .await
@@ -89,11 +84,9 @@ async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
     output
 }
 
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+/// [`cli`]'s stdout lines, parsed.
+async fn cli_lines(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Vec<Value> {
+    json_lines(&cli(args, moto, fake).await)
 }
 
 /// The per-message lines (not the summary).
@@ -208,7 +201,7 @@ async fn dry_run_changes_nothing_and_send_writes_the_cases_and_deletes_their_let
 
     // Poison letters only when asked for: dead-lettered again, the new letter (written to this
     // same queue) replaces the old one and is not redriven again in the same run.
-    let output = cli(
+    let lines = cli_lines(
         &[
             "redrive",
             "--queue",
@@ -221,7 +214,6 @@ async fn dry_run_changes_nothing_and_send_writes_the_cases_and_deletes_their_let
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     assert_eq!(message_lines(&lines).len(), 2, "{lines:#?}");
     let again = line_with_error(&lines, "invalid_json");
     assert_eq!(again["action"], "dead_letter");
@@ -255,18 +247,17 @@ async fn kinds_and_limit_bound_what_a_run_redrives() {
         moto.send_message(&queue, &l.body()).await;
     }
 
-    let output = cli(
+    let lines = cli_lines(
         &["redrive", "--queue", &queue, "--limit", "2"],
         &moto,
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     assert_eq!(message_lines(&lines).len(), 2);
     assert_eq!(summary(&lines)["read"], 2);
     assert_eq!(moto.message_counts(&queue).await, (5, 0));
 
-    let output = cli(
+    let lines = cli_lines(
         &[
             "redrive",
             "--queue",
@@ -279,7 +270,6 @@ async fn kinds_and_limit_bound_what_a_run_redrives() {
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     for n in [6, 8] {
         assert_eq!(line_for(&lines, n)["message"], "deleted");
     }
@@ -291,13 +281,12 @@ async fn kinds_and_limit_bound_what_a_run_redrives() {
     assert_eq!(fake.org.case_count(), 2);
     assert_eq!(moto.message_counts(&queue).await, (3, 0));
 
-    let output = cli(
+    let lines = cli_lines(
         &["redrive", "--queue", &queue, "--send", "--limit", "1"],
         &moto,
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     assert_eq!(summary(&lines)["read"], 1);
     assert_eq!(summary(&lines)["deleted"], 1);
     assert_eq!(fake.org.case_count(), 3);
@@ -317,7 +306,7 @@ async fn a_letter_that_fails_again_is_left_for_later_or_replaced_by_its_new_lett
     // until their (here 2 s) visibility timeout expires.
     fake.org
         .set_random_faults(1.0, vec![FaultKind::Status503], 7);
-    let output = cli(
+    let lines = cli_lines(
         &[
             "redrive",
             "--queue",
@@ -330,7 +319,6 @@ async fn a_letter_that_fails_again_is_left_for_later_or_replaced_by_its_new_lett
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     for n in [3, 4] {
         let line = line_for(&lines, n);
         assert_eq!(line["action"], "retry", "{line}");
@@ -351,8 +339,7 @@ async fn a_letter_that_fails_again_is_left_for_later_or_replaced_by_its_new_lett
         message: "A callback number is required".into(),
         fields: vec!["SuppliedPhone".into()],
     });
-    let output = cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
-    let lines = json_lines(&output);
+    let lines = cli_lines(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
     assert_eq!(line_for(&lines, 3)["message"], "deleted");
     let rejected = line_for(&lines, 4);
     assert_eq!(rejected["action"], "dead_letter");
@@ -425,8 +412,7 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
         moto.send_message(&queue, &body).await;
     }
 
-    let output = cli(&["redrive", "--shard-failures", &queue], &moto, &fake).await;
-    let lines = json_lines(&output);
+    let lines = cli_lines(&["redrive", "--shard-failures", &queue], &moto, &fake).await;
     for n in 11..=13 {
         let line = line_for(&lines, n);
         assert_eq!(line["kind"], "shard_failure");
@@ -448,13 +434,12 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
     assert_eq!(fake.org.case_count(), 0);
     assert_eq!(moto.message_counts(&queue).await, (4, 0));
 
-    let output = cli(
+    let lines = cli_lines(
         &["redrive", "--shard-failures", &queue, "--send"],
         &moto,
         &fake,
     )
     .await;
-    let lines = json_lines(&output);
     for n in 11..=13 {
         assert_eq!(line_for(&lines, n)["message"], "deleted");
         assert!(fake.org.case(&contact_uuid(n)).is_some());
@@ -474,8 +459,7 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
     let mut lost = parked(15).with_data(&"x".repeat(300_000));
     lost.event_source_arn = None;
     moto.send_message(&letters, &lost.body()).await;
-    let output = cli(&["redrive", "--queue", &letters, "--send"], &moto, &fake).await;
-    let lines = json_lines(&output);
+    let lines = cli_lines(&["redrive", "--queue", &letters, "--send"], &moto, &fake).await;
     let reread = line_for(&lines, 10);
     assert_eq!(reread["action"], "upsert_case");
     assert_eq!(reread["message"], "deleted");
@@ -503,8 +487,7 @@ async fn on_a_fifo_queue_letters_not_redriven_do_not_block_their_group() {
             .await;
     }
 
-    let output = cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
-    let lines = json_lines(&output);
+    let lines = cli_lines(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
     for n in [40, 41] {
         assert_eq!(line_for(&lines, n)["message"], "deleted");
         assert!(fake.org.case(&contact_uuid(n)).is_some());
@@ -533,26 +516,17 @@ async fn help_explains_each_flag_with_an_example() {
         .unwrap();
     assert!(help.status.success());
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in [
-        "--queue",
-        "--shard-failures",
-        "--send",
-        "--kinds",
-        "--limit",
-        "--json",
-        "--visibility-timeout",
-    ] {
-        let line = text
-            .lines()
-            .position(|l| l.trim_start().starts_with(flag))
-            .unwrap_or_else(|| panic!("{flag} not in {text}"));
-        let described: String = text
-            .lines()
-            .skip(line)
-            .take(4)
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert!(described.contains("Example"), "{flag}: {described}");
-    }
-    assert!(text.contains("Examples:"), "{text}");
+    process::assert_each_flag_has_an_example(
+        &text,
+        &[
+            "--queue",
+            "--shard-failures",
+            "--send",
+            "--kinds",
+            "--limit",
+            "--json",
+            "--visibility-timeout",
+        ],
+        4,
+    );
 }

@@ -7,13 +7,9 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use serde_json::Value;
-use support::fake_salesforce;
-
-fn events(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("events")
-        .join(name)
-}
+use support::fake_salesforce::{self, FakeSalesforce};
+use support::fixtures::event_path as events;
+use support::process::{self, stdout_json_lines as json_lines};
 
 /// A fresh scratch directory for one CLI run (its current directory).
 fn scratch_dir() -> PathBuf {
@@ -42,11 +38,15 @@ async fn run_in(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> 
         .expect("the CLI runs")
 }
 
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+/// The variables that let `--send` sign in to `fake` (password flow), and nothing else.
+fn salesforce_env(fake: &FakeSalesforce) -> [(&'static str, &str); 5] {
+    [
+        ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
+        ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
+        ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
+        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
+        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
+    ]
 }
 
 /// (outcome, action) per record line, skipping summary and request lines.
@@ -195,13 +195,7 @@ async fn bare_ctr_array_and_json_lines_inputs_are_accepted() {
 #[tokio::test]
 async fn send_with_only_salesforce_variables_creates_cases() {
     let fake = fake_salesforce::start().await;
-    let env = [
-        ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
-        ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
-        ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
-        ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
-        ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
-    ];
+    let env = salesforce_env(&fake);
     let dir = scratch_dir();
     let output = run_in(
         &dir,
@@ -310,13 +304,7 @@ async fn dry_run_decisions_equal_a_real_run_for_every_bundled_event() {
         let dry = run(&["replay", "--json", path], &[]).await;
         assert!(dry.status.success(), "{path}: {dry:?}");
         let fake = fake_salesforce::start().await;
-        let env = [
-            ("SALESFORCE_LOGIN_URL", fake.base_url.as_str()),
-            ("SALESFORCE_CLIENT_ID", fake_salesforce::CLIENT_ID),
-            ("SALESFORCE_CLIENT_SECRET", fake_salesforce::CLIENT_SECRET),
-            ("SALESFORCE_USERNAME", fake_salesforce::USERNAME),
-            ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD),
-        ];
+        let env = salesforce_env(&fake);
         let real = run(&["replay", "--send", "--json", path], &env).await;
         assert!(real.status.success(), "{path}: {real:?}");
         let (dry, real) = (
@@ -374,18 +362,9 @@ async fn a_terminal_gets_a_table_with_a_summary_per_file() {
 async fn help_explains_each_flag_with_an_example() {
     let help = run(&["replay", "--help"], &[]).await;
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--send", "--show-requests", "--json", "--dead-letters"] {
-        let line = text
-            .lines()
-            .position(|l| l.trim_start().starts_with(flag))
-            .unwrap_or_else(|| panic!("{flag} not in {text}"));
-        let described: String = text
-            .lines()
-            .skip(line)
-            .take(6)
-            .collect::<Vec<_>>()
-            .join(" ");
-        assert!(described.contains("Example"), "{flag}: {described}");
-    }
-    assert!(text.contains("Examples:"), "{text}");
+    process::assert_each_flag_has_an_example(
+        &text,
+        &["--send", "--show-requests", "--json", "--dead-letters"],
+        6,
+    );
 }

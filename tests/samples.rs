@@ -89,7 +89,7 @@ fn kinesis_sample_with_inline_object_data_decodes_through_the_envelope() {
 
 #[test]
 fn bundled_events_decode() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("events");
+    let dir = support::fixtures::event_path("");
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

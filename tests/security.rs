@@ -157,25 +157,14 @@ async fn secret_login_url_on_another_host_receives_nothing_and_names_the_key() {
         format!("http://127.0.0.1:1@{FOREIGN_IP}:{}", foreign.port),
     ];
     for (i, login_url) in targets.iter().enumerate() {
-        let secret = json!({
-            "client_id": fake_salesforce::CLIENT_ID,
-            "client_secret": fake_salesforce::CLIENT_SECRET,
-            "username": fake_salesforce::USERNAME,
-            "password": fake_salesforce::PASSWORD,
-            "login_url": login_url,
-        });
+        let mut secret: Value =
+            serde_json::from_str(&fixtures::secret_json(fake_salesforce::PASSWORD)).unwrap();
+        secret["login_url"] = login_url.as_str().into();
         let arn = moto
             .create_secret(&format!("ctr-cases/foreign-login-{i}"), &secret.to_string())
             .await;
         let mut env: HashMap<String, String> = fake_env(&fake);
-        for inline in [
-            "SALESFORCE_CLIENT_ID",
-            "SALESFORCE_CLIENT_SECRET",
-            "SALESFORCE_USERNAME",
-            "SALESFORCE_PASSWORD",
-        ] {
-            env.remove(inline);
-        }
+        fixtures::remove_inline_credentials(&mut env);
         env.insert("SALESFORCE_SECRET_ARN".into(), arn);
         let state = app_state_on_moto(&env, &moto, None).await;
         let datas: Vec<Vec<u8>> = (0..2).map(fixtures::dropped_data).collect();
@@ -389,24 +378,7 @@ struct Forbidden {
 
 impl Forbidden {
     fn in_line(&self, line: &str) -> Vec<String> {
-        let mut found = Vec::new();
-        for number in &self.numbers {
-            let digits = &number[1..];
-            let forms = [
-                number.clone(),
-                format!("%2B{digits}"),
-                format!("\\u002b{digits}"),
-                format!("\\u002B{digits}"),
-            ];
-            if forms.iter().any(|f| line.contains(f.as_str())) {
-                found.push(format!("phone number {number}"));
-            }
-        }
-        for secret in &self.secrets {
-            if line.contains(secret.as_str()) {
-                found.push(format!("secret {secret}"));
-            }
-        }
+        let mut found = process::numbers_and_secrets_in(line, &self.numbers, &self.secrets);
         for raw in &self.raw_records {
             if line.contains(raw.as_str()) {
                 found.push(format!("raw record {}…", &raw[..16]));
@@ -439,17 +411,8 @@ impl Forbidden {
 async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
     let fake = fake_salesforce::start().await;
     let moto = moto::start().await;
-    let queue = moto.create_queue("ctr-cases-security-trace-dlq").await;
-    let mut lambda = Lambda::launch(
-        &fake,
-        "TRACE",
-        &["RUST_LOG"],
-        &[
-            ("DEAD_LETTER_QUEUE_URL", queue.clone()),
-            ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
-        ],
-    )
-    .await;
+    let (queue, dlq) = process::dead_letter_queue_env(&moto, "ctr-cases-security-trace-dlq").await;
+    let mut lambda = Lambda::launch(&fake, "TRACE", &["RUST_LOG"], &dlq).await;
 
     let mut poison: Value = serde_json::from_str(&sensitive_ctr(20)).unwrap();
     poison["ContactId"] = "DROP TABLE cases".into();
@@ -480,8 +443,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         ),
         fields: vec!["SuppliedPhone".into()],
     });
-    let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.clone().into_bytes()).collect();
-    let response = lambda.invoke(&process::kinesis_json(&bytes, 300)).await;
+    let response = lambda.invoke(&process::kinesis_json(&datas, 300)).await;
     assert!(
         process::response_failures(&response).is_empty(),
         "poison and rejection dead-lettered: {response}"
@@ -497,7 +459,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         &caller_number(24),
         "2024-06-01T10:00:00Z",
     );
-    let event = process::kinesis_json(&[refused.clone().into_bytes()], 400);
+    let event = process::kinesis_json(&[&refused], 400);
     let response = lambda.invoke(&event).await;
     assert_eq!(process::response_failures(&response).len(), 1);
     let output: Output = lambda.stop().await;
@@ -516,7 +478,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
     let letters = moto.receive_all(&queue).await;
     let kinds: BTreeSet<String> = letters
         .iter()
-        .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap()["kind"].to_string())
+        .map(|m| moto::body_json(m)["kind"].to_string())
         .collect();
     assert_eq!(
         kinds,
@@ -546,14 +508,7 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
         fake_salesforce::CLIENT_SECRET.to_owned(),
         format!("{}!", fake_salesforce::ORG_ID),
     ]);
-    for request in fake.org.requests() {
-        if let Some(token) = request
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "))
-        {
-            secrets.insert(token.trim().to_owned());
-        }
-    }
+    secrets.extend(process::bearer_tokens(&fake));
     assert!(secrets.len() >= 4, "a token was used: {secrets:?}");
     let forbidden = Forbidden {
         numbers,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ctr_cases::app::{AppState, MetricsTarget};
-use ctr_cases::config::Config;
+use ctr_cases::config::{Config, CredentialsConfig};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::salesforce::SalesforceClient;
@@ -53,6 +53,21 @@ pub fn fixture_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(relative)
+}
+
+/// Path of a file under events/ (the bundled sample events).
+pub fn event_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(relative)
+}
+
+/// A file under events/, parsed; panics naming the file when it cannot be read or is not JSON.
+pub fn event_json(relative: &str) -> serde_json::Value {
+    let path = event_path(relative);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 /// Text of a CTR sample.
@@ -163,18 +178,68 @@ pub fn fake_env(fake: &FakeSalesforce) -> HashMap<String, String> {
     .collect()
 }
 
+/// Removes the inline `SALESFORCE_*` credentials from `env` (see [`fake_env`]), for tests whose
+/// credentials come from a secret.
+pub fn remove_inline_credentials(env: &mut HashMap<String, String>) {
+    for inline in [
+        "SALESFORCE_CLIENT_ID",
+        "SALESFORCE_CLIENT_SECRET",
+        "SALESFORCE_USERNAME",
+        "SALESFORCE_PASSWORD",
+    ] {
+        env.remove(inline);
+    }
+}
+
+/// A Salesforce credentials secret (the JSON `SALESFORCE_SECRET_ARN` names) for the fake org's
+/// user with `client_id` and `password`.
+pub fn secret_json_for(client_id: &str, password: &str) -> String {
+    serde_json::json!({
+        "client_id": client_id,
+        "client_secret": fake_salesforce::CLIENT_SECRET,
+        "username": fake_salesforce::USERNAME,
+        "password": password,
+    })
+    .to_string()
+}
+
+/// [`secret_json_for`] the fake org's client id.
+pub fn secret_json(password: &str) -> String {
+    secret_json_for(fake_salesforce::CLIENT_ID, password)
+}
+
+/// The configuration `env` describes (see [`fake_env`]).
+///
+/// # Panics
+/// When `env` is not a valid configuration.
+pub fn test_config(env: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("test config is invalid: {e}"))
+}
+
 /// App state for `fake` built from `env` (see [`fake_env`]), with an in-memory dead-letter sink
 /// and metrics off.
 pub fn app_state(env: &HashMap<String, String>) -> AppState {
-    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
-    let credentials = match config.credentials {
-        ctr_cases::config::CredentialsConfig::Inline(c) => CredentialSource::Static(c),
+    let config = test_config(env);
+    let credentials = match &config.credentials {
+        CredentialsConfig::Inline(c) => CredentialSource::Static(c.clone()),
         other => panic!("tests use inline credentials, got {other:?}"),
     };
+    app_state_from(config, credentials, DeadLetterSink::memory())
+}
+
+/// App state from `config` with `credentials` (`config.credentials` is not looked at) and
+/// `dead_letters`: metrics off, a 500 ms deadline margin, the rest as `config` says.
+pub fn app_state_from(
+    config: Config,
+    credentials: CredentialSource,
+    dead_letters: DeadLetterSink,
+) -> AppState {
     AppState {
         settings: config.pipeline,
-        salesforce: SalesforceClient::new(config.salesforce, credentials).unwrap(),
-        dead_letters: DeadLetterSink::memory(),
+        salesforce: SalesforceClient::new(config.salesforce, credentials)
+            .expect("the HTTP client builds"),
+        dead_letters,
         recent_dead_letters: Default::default(),
         metrics: MetricsTarget {
             namespace: "CtrCasesTest".into(),

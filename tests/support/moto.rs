@@ -180,6 +180,21 @@ impl Moto {
             .build()
     }
 
+    /// The environment that points a child process's AWS SDK (the CLI, a test binary run
+    /// again) at this server only: its endpoint, the region, static `testing` credentials, no
+    /// instance metadata and no profile files.
+    pub fn aws_env(&self) -> [(&'static str, String); 7] {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
+        ]
+    }
+
     /// A Secrets Manager client for this server.
     pub async fn secretsmanager(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
@@ -218,11 +233,21 @@ impl Moto {
 
     /// Create a standard SQS queue named `name`; returns its URL.
     pub async fn create_queue(&self, name: &str) -> String {
-        let out = self
-            .sqs()
-            .await
-            .create_queue()
-            .queue_name(name)
+        self.create_queue_of_type(name, false).await
+    }
+
+    /// Create a FIFO SQS queue named `name` (which must end in `.fifo`); returns its URL.
+    pub async fn create_fifo_queue(&self, name: &str) -> String {
+        self.create_queue_of_type(name, true).await
+    }
+
+    /// Create a queue named `name`, FIFO when `fifo`; returns its URL.
+    async fn create_queue_of_type(&self, name: &str, fifo: bool) -> String {
+        let mut request = self.sqs().await.create_queue().queue_name(name);
+        if fifo {
+            request = request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+        }
+        let out = request
             .send()
             .await
             .unwrap_or_else(|e| panic!("moto CreateQueue {name}: {e:?}"));
@@ -290,36 +315,9 @@ impl Moto {
         aws_sdk_kinesis::Client::new(&self.sdk_config().await)
     }
 
-    /// Create a FIFO SQS queue named `name` (which must end in `.fifo`); returns its URL.
-    pub async fn create_fifo_queue(&self, name: &str) -> String {
-        let out = self
-            .sqs()
-            .await
-            .create_queue()
-            .queue_name(name)
-            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("moto CreateQueue {name}: {e:?}"));
-        out.queue_url()
-            .expect("CreateQueue returns a URL")
-            .to_owned()
-    }
-
     /// Send `body` to the standard queue `queue_url`; returns the message id.
     pub async fn send_message(&self, queue_url: &str, body: &str) -> String {
-        let out = self
-            .sqs()
-            .await
-            .send_message()
-            .queue_url(queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("moto SendMessage {queue_url}: {e:?}"));
-        out.message_id()
-            .expect("SendMessage returns an id")
-            .to_owned()
+        self.send_to(queue_url, body, None).await
     }
 
     /// Send `body` to the FIFO queue `queue_url` in message group `group` with deduplication
@@ -331,14 +329,20 @@ impl Moto {
         group: &str,
         dedup: &str,
     ) -> String {
+        self.send_to(queue_url, body, Some((group, dedup))).await
+    }
+
+    /// Send `body` to `queue_url`, with `(message group, deduplication id)` on a FIFO queue;
+    /// returns the message id.
+    async fn send_to(&self, queue_url: &str, body: &str, fifo: Option<(&str, &str)>) -> String {
         let out = self
             .sqs()
             .await
             .send_message()
             .queue_url(queue_url)
             .message_body(body)
-            .message_group_id(group)
-            .message_deduplication_id(dedup)
+            .set_message_group_id(fifo.map(|(group, _)| group.to_owned()))
+            .set_message_deduplication_id(fifo.map(|(_, dedup)| dedup.to_owned()))
             .send()
             .await
             .unwrap_or_else(|e| panic!("moto SendMessage {queue_url}: {e:?}"));
@@ -432,4 +436,14 @@ impl Moto {
             .and_then(reqwest::Response::error_for_status)
             .unwrap_or_else(|e| panic!("moto reset: {e}"));
     }
+}
+
+/// A received message's body parsed as JSON (dead letters are JSON); panics when it is not.
+pub fn body_json(message: &Message) -> serde_json::Value {
+    serde_json::from_str(message.body().expect("a body")).expect("dead letters are JSON")
+}
+
+/// A received message's string attribute `name`.
+pub fn attribute<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    message.message_attributes()?.get(name)?.string_value()
 }

@@ -3,8 +3,8 @@
 //! `PATH` and what the test passes), plus readers for what they print (JSON logs, EMF lines) and
 //! leak checks for privacy tests.
 //!
-//! The same harness as tests/lambda_binary.rs (which keeps its own copy), shared here so other
-//! test files can run the binary. Every wait is bounded; child processes are killed on drop.
+//! Shared by every test file that runs a binary (tests/lambda_binary.rs, tests/outage.rs,
+//! tests/security.rs, …). Every wait is bounded; child processes are killed on drop.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::fake_salesforce::{self, FakeSalesforce};
 use super::fixtures;
+use super::moto::Moto;
 use super::runtime_api::{self, ChildProcess, InvocationOutcome, RuntimeApi};
 
 /// The stream Lambda's bootstrap.
@@ -37,6 +38,14 @@ pub struct Output {
 }
 
 impl Output {
+    /// Everything `child` has written so far.
+    pub fn of(child: &ChildProcess) -> Self {
+        Output {
+            stdout: child.stdout_lines(),
+            stderr: child.stderr_lines(),
+        }
+    }
+
     /// Both streams joined, for failure messages and substring checks.
     pub fn all(&self) -> String {
         self.stdout
@@ -102,6 +111,20 @@ pub fn lambda_env(
         ("OUTAGE_HOLD_MS", "0".to_owned()),
     ]);
     env
+}
+
+/// A fresh standard queue `name` on `moto`, and the `DEAD_LETTER_QUEUE_URL` and
+/// `AWS_ENDPOINT_URL` entries that send the binary's dead letters there.
+pub async fn dead_letter_queue_env(
+    moto: &Moto,
+    name: &str,
+) -> (String, Vec<(&'static str, String)>) {
+    let queue = moto.create_queue(name).await;
+    let env = vec![
+        ("DEAD_LETTER_QUEUE_URL", queue.clone()),
+        ("AWS_ENDPOINT_URL", moto.endpoint.clone()),
+    ];
+    (queue, env)
 }
 
 /// A running Lambda binary and the fake Runtime API it polls.
@@ -174,10 +197,7 @@ impl Lambda {
     /// Kills the process and returns everything it wrote.
     pub async fn stop(mut self) -> Output {
         self.child.kill().await;
-        Output {
-            stdout: self.child.stdout_lines(),
-            stderr: self.child.stderr_lines(),
-        }
+        Output::of(&self.child)
     }
 }
 
@@ -197,11 +217,7 @@ pub async fn cold_start(
     if status.is_none() {
         child.kill().await;
     }
-    let output = Output {
-        stdout: child.stdout_lines(),
-        stderr: child.stderr_lines(),
-    };
-    (status, output, api)
+    (status, Output::of(&child), api)
 }
 
 /// Runs the CLI with `args`, a clean environment plus `envs`, in the system temp directory.
@@ -218,9 +234,37 @@ pub async fn cli(args: &[&str], envs: &[(String, String)]) -> std::process::Outp
         .expect("the CLI runs")
 }
 
+/// A CLI run's stdout, one JSON value a line; panics on a line that is not JSON.
+pub fn stdout_json_lines(output: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Asserts that each of `flags` starts a line of the `--help` text `help` and that `Example`
+/// appears within the `within` lines from there, and that `help` has an `Examples:` section.
+pub fn assert_each_flag_has_an_example(help: &str, flags: &[&str], within: usize) {
+    for flag in flags {
+        let line = help
+            .lines()
+            .position(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} not in {help}"));
+        let described: String = help
+            .lines()
+            .skip(line)
+            .take(within)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(described.contains("Example"), "{flag}: {described}");
+    }
+    assert!(help.contains("Examples:"), "{help}");
+}
+
 /// A Kinesis event (as JSON) of `datas` as base64 records, sequence numbers from `first_seq`.
-pub fn kinesis_json(datas: &[Vec<u8>], first_seq: u64) -> Value {
-    serde_json::to_value(fixtures::kinesis_event(datas, first_seq)).expect("events serialize")
+pub fn kinesis_json(datas: &[impl AsRef<[u8]>], first_seq: u64) -> Value {
+    let bytes: Vec<Vec<u8>> = datas.iter().map(|d| d.as_ref().to_vec()).collect();
+    serde_json::to_value(fixtures::kinesis_event(&bytes, first_seq)).expect("events serialize")
 }
 
 /// The sequence numbers in a Lambda response, checking its exact shape:
@@ -272,6 +316,48 @@ pub fn phone_numbers(value: &Value, out: &mut BTreeSet<String>) {
         Value::Object(map) => map.values().for_each(|v| phone_numbers(v, out)),
         _ => {}
     }
+}
+
+/// What of `numbers` (plain, URL-encoded `%2B…` or JSON-escaped `\u002b…`) and of `secrets`
+/// appears in `line`, as `phone number N` and `secret S` entries.
+pub fn numbers_and_secrets_in(
+    line: &str,
+    numbers: &BTreeSet<String>,
+    secrets: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for number in numbers {
+        let digits = &number[1..];
+        let forms = [
+            number.clone(),
+            format!("%2B{digits}"),
+            format!("\\u002b{digits}"),
+            format!("\\u002B{digits}"),
+        ];
+        if forms.iter().any(|f| line.contains(f.as_str())) {
+            found.push(format!("phone number {number}"));
+        }
+    }
+    for secret in secrets {
+        if line.contains(secret.as_str()) {
+            found.push(format!("secret {secret}"));
+        }
+    }
+    found
+}
+
+/// Every bearer token the fake org was sent (the `Authorization: Bearer …` of its requests).
+pub fn bearer_tokens(fake: &FakeSalesforce) -> Vec<String> {
+    fake.org
+        .requests()
+        .iter()
+        .filter_map(|request| {
+            request
+                .header("authorization")
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .map(|token| token.trim().to_owned())
+        })
+        .collect()
 }
 
 /// Runs of base64 characters (at least 24 long) in `text`, decoded where they decode.

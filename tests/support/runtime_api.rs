@@ -106,6 +106,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Stores invocation `id`'s outcome and wakes the waiters.
+    fn record_outcome(&self, id: String, outcome: InvocationOutcome) {
+        self.outcomes.lock().unwrap().insert(id, outcome);
+        self.changed.notify_waiters();
+    }
+
     /// Wait until `check` returns `Some`, or `wait` elapses.
     async fn wait_for<T>(
         &self,
@@ -333,12 +339,7 @@ async fn invocation_response(
     Path(id): Path<String>,
     body: Bytes,
 ) -> StatusCode {
-    shared
-        .outcomes
-        .lock()
-        .unwrap()
-        .insert(id, InvocationOutcome::Response(body_value(&body)));
-    shared.changed.notify_waiters();
+    shared.record_outcome(id, InvocationOutcome::Response(body_value(&body)));
     StatusCode::ACCEPTED
 }
 
@@ -359,12 +360,7 @@ async fn invocation_error(
             .unwrap()
             .insert(id.clone(), kind.to_owned());
     }
-    shared
-        .outcomes
-        .lock()
-        .unwrap()
-        .insert(id, InvocationOutcome::Error(body_value(&body)));
-    shared.changed.notify_waiters();
+    shared.record_outcome(id, InvocationOutcome::Error(body_value(&body)));
     StatusCode::ACCEPTED
 }
 

@@ -4,14 +4,13 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use ctr_cases::app::{AppState, MetricsTarget};
-use ctr_cases::config::{Config, CredentialsConfig};
+use ctr_cases::app::AppState;
+use ctr_cases::config::CredentialsConfig;
 use ctr_cases::queue::DeadLetterSink;
-use ctr_cases::salesforce::SalesforceClient;
 use ctr_cases::secrets::CredentialSource;
 
+use super::fixtures;
 use super::moto::Moto;
 
 /// App state from `env` (see [`super::fixtures::fake_env`]): credentials inline, or from the
@@ -25,12 +24,11 @@ pub async fn app_state_on_moto(
     moto: &Moto,
     dead_letter_queue: Option<&str>,
 ) -> AppState {
-    let config = Config::from_lookup(|k| env.get(k).cloned())
-        .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
-    let credentials = match config.credentials {
-        CredentialsConfig::Inline(c) => CredentialSource::Static(c),
+    let config = fixtures::test_config(env);
+    let credentials = match &config.credentials {
+        CredentialsConfig::Inline(c) => CredentialSource::Static(c.clone()),
         CredentialsConfig::SecretArn(arn) => {
-            CredentialSource::secrets_manager(moto.secretsmanager().await, arn)
+            CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone())
         }
     };
     let dead_letters = match dead_letter_queue {
@@ -40,19 +38,5 @@ pub async fn app_state_on_moto(
         },
         None => DeadLetterSink::memory(),
     };
-    AppState {
-        settings: config.pipeline,
-        salesforce: SalesforceClient::new(config.salesforce, credentials)
-            .expect("the HTTP client builds"),
-        dead_letters,
-        recent_dead_letters: Default::default(),
-        metrics: MetricsTarget {
-            namespace: "CtrCasesTest".into(),
-            function_name: "test".into(),
-            enabled: false,
-        },
-        deadline_margin: Duration::from_millis(500),
-        outage_hold: config.outage_hold,
-        flow_timeout: config.flow_timeout,
-    }
+    fixtures::app_state_from(config, credentials, dead_letters)
 }
