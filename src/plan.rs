@@ -205,7 +205,10 @@ impl Plan {
 /// never holds all decoded CTRs at once (memory stays near the event size plus the Cases).
 pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
     let mut records: Vec<PlannedRecord> = Vec::with_capacity(inputs.len());
-    let mut cases: Vec<Option<Keyed<CaseRecord>>> = Vec::new();
+    // Sized once (growing a Vec of Cases re-copies it at every doubling); a superseded
+    // version's Case is only marked here and removed in place at the end.
+    let mut cases: Vec<Keyed<CaseRecord>> = Vec::with_capacity(inputs.len());
+    let mut superseded_cases: Vec<usize> = Vec::new();
     let mut letters = Vec::new();
     let mut newest: HashMap<ContactId, Newest> = HashMap::new();
     for (index, input) in inputs.iter().enumerate() {
@@ -235,7 +238,7 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                     records[older.record].outcome = "superseded";
                     records[older.record].decision = Decision::Supersede;
                     if let Some(position) = older.case {
-                        cases[position] = None;
+                        superseded_cases.push(position);
                     }
                 }
                 let outcome = classify::classify(&ctr, &settings.classify);
@@ -250,10 +253,10 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                 let case_position = (wanted || has_case).then(|| {
                     let mut case = case::build(&ctr, &outcome, &settings.mapping);
                     case.create = wanted;
-                    cases.push(Some(Keyed {
+                    cases.push(Keyed {
                         record: index,
                         effect: case,
-                    }));
+                    });
                     cases.len() - 1
                 });
                 newest.insert(
@@ -280,9 +283,18 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
             decode_error: None,
         });
     }
+    if !superseded_cases.is_empty() {
+        superseded_cases.sort_unstable();
+        let mut position = 0;
+        cases.retain(|_| {
+            let keep = superseded_cases.binary_search(&position).is_err();
+            position += 1;
+            keep
+        });
+    }
     Plan {
         records,
-        cases: cases.into_iter().flatten().collect(),
+        cases,
         letters,
         park_after: settings.park_after,
     }
@@ -357,6 +369,44 @@ mod tests {
         assert_eq!(plan.records[1].decision, Decision::WriteCase);
         assert_eq!(plan.cases.len(), 1);
         assert_eq!(plan.cases[0].record, 1);
+    }
+
+    #[test]
+    fn only_each_contacts_newest_case_is_kept_in_record_order() {
+        const OTHER: &str = "0e5a3c2b-1111-4222-8333-444455556666";
+        let other = |updated: &str| {
+            String::from_utf8(ctr(updated, ""))
+                .unwrap()
+                .replace(ID, OTHER)
+                .into_bytes()
+        };
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", ""),
+            other("2024-01-01T00:00:05Z"),
+            ctr("2024-01-01T00:00:10Z", ""),
+            ctr("2024-01-01T00:00:20Z", ""),
+            other("2024-01-01T00:00:01Z"),
+            b"not json".to_vec(),
+        ]);
+        let plan = plan_of(&env);
+        let kept: Vec<(usize, &str)> = plan
+            .cases
+            .iter()
+            .map(|c| (c.record, c.effect.external_id.as_str()))
+            .collect();
+        assert_eq!(kept, [(1, OTHER), (3, ID)]);
+        let decisions: Vec<Decision> = plan.records.iter().map(|r| r.decision).collect();
+        assert_eq!(
+            decisions,
+            [
+                Decision::Supersede,
+                Decision::WriteCase,
+                Decision::Supersede,
+                Decision::WriteCase,
+                Decision::Supersede,
+                Decision::DeadLetter,
+            ]
+        );
     }
 
     #[test]

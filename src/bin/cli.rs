@@ -5,6 +5,11 @@
 //! picks the sinks (recorders for a dry run, the real Salesforce client and dead-letter queue
 //! for `--send`) and prints the report.
 
+/// mimalloc for the CLI: a replay allocates and frees per record, and glibc malloc costs about a
+/// fifth of its time; the CLI has no memory target (BENCHMARKS.md, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
@@ -198,9 +203,10 @@ async fn replay(
     dead_letters: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
+    // Buffered (stdout alone flushes every line: one write per record), flushed per file.
     let mut out = Output {
         json: json || !stdout.is_terminal(),
-        out: stdout.lock(),
+        out: std::io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
     };
     let env = |name: &str| std::env::var(name).ok();
     if send {
@@ -242,7 +248,7 @@ async fn replay(
         }
     } else {
         let config = DryRunConfig::from_lookup(env)?;
-        let requests = dry_run_recorder(&config);
+        let requests = dry_run_recorder(&config).keeping_bodies(show_requests);
         let letters = LetterRecorder::default();
         for file in files {
             let envelope = read_events(file)?;
@@ -369,7 +375,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
         run
     } else {
         let config = DryRunConfig::from_lookup(|name| std::env::var(name).ok())?;
-        let requests = dry_run_recorder(&config);
+        let requests = dry_run_recorder(&config).keeping_bodies(false);
         let letters = LetterRecorder::default();
         let forget = || {
             requests.take();
@@ -585,6 +591,7 @@ impl<W: Write> Output<W> {
         } else {
             self.table(file, &report.records, &report.summary, dry_run)?;
         }
+        self.out.flush()?;
         Ok(())
     }
 

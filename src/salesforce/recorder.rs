@@ -17,7 +17,7 @@ pub struct RecordedRequest {
     pub method: &'static str,
     /// Path below the instance URL.
     pub path: String,
-    /// JSON body, as sent.
+    /// JSON body, as sent (empty from a recorder built with `keeping_bodies(false)`).
     pub body: String,
 }
 
@@ -30,7 +30,11 @@ pub struct RequestRecorder {
     external_id_field: String,
     version_field: String,
     batch_size: usize,
+    keep_bodies: bool,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Where Case request bodies are serialized when they are not kept (reused, so a large
+    /// dry run does not touch fresh memory for every chunk).
+    scratch: Mutex<Vec<u8>>,
 }
 
 impl RequestRecorder {
@@ -47,8 +51,18 @@ impl RequestRecorder {
             external_id_field: external_id_field.to_owned(),
             version_field: version_field.to_owned(),
             batch_size: batch_size.clamp(1, MAX_COLLECTION_RECORDS),
+            keep_bodies: true,
             requests: Mutex::new(Vec::new()),
+            scratch: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether recorded requests keep their bodies (the default). Without, each Case request
+    /// body is still serialized, as the client would, but only its method and path are kept:
+    /// for a dry run that shows no requests.
+    pub fn keeping_bodies(mut self, keep: bool) -> Self {
+        self.keep_bodies = keep;
+        self
     }
 
     /// Takes the requests recorded so far.
@@ -89,18 +103,25 @@ impl CaseSink for RequestRecorder {
 
     async fn write_cases(&self, cases: &[&CaseRecord], _deadline: Deadline) -> WriteReport {
         let mut recorded = Vec::new();
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         for chunk in cases.chunks(self.batch_size) {
+            let body =
+                wire::collections_create_body(chunk, &self.external_id_field, &self.version_field);
+            let body = if self.keep_bodies {
+                serde_json::to_string(&body).expect("request bodies always serialize")
+            } else {
+                scratch.clear();
+                serde_json::to_writer(&mut *scratch, &body)
+                    .expect("request bodies always serialize");
+                String::new()
+            };
             recorded.push(RecordedRequest {
                 method: "POST",
                 path: wire::collections_path(&self.api_version),
-                body: serde_json::to_string(&wire::collections_create_body(
-                    chunk,
-                    &self.external_id_field,
-                    &self.version_field,
-                ))
-                .expect("request bodies always serialize"),
+                body,
             });
         }
+        drop(scratch);
         let api_calls = recorded.len() as u32;
         self.requests
             .lock()
@@ -112,6 +133,59 @@ impl CaseSink for RequestRecorder {
             // A cold container signs in once before its first data call.
             token_requests: u32::from(api_calls > 0),
             ..WriteReport::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctr::ContactId;
+
+    fn case(n: u8) -> CaseRecord {
+        CaseRecord {
+            external_id: ContactId::parse(&format!("5ca32fbd-8f92-46af-92a5-6b0f970f0e{n:02x}"))
+                .unwrap(),
+            fields: [("Subject".to_owned(), format!("Case {n}").into())]
+                .into_iter()
+                .collect(),
+            kept_current: Vec::new().into(),
+            version: None,
+            case_id: None,
+            create: true,
+            lookup_number: None,
+        }
+    }
+
+    async fn record(recorder: &RequestRecorder) -> (WriteReport, Vec<RecordedRequest>) {
+        let cases = [case(1), case(2), case(3)];
+        let refs: Vec<&CaseRecord> = cases.iter().collect();
+        let report = recorder.write_cases(&refs, Deadline::unbounded()).await;
+        (report, recorder.take())
+    }
+
+    #[tokio::test]
+    async fn chunks_as_the_client_and_keeps_bodies_only_when_asked() {
+        let new = || RequestRecorder::new("v62.0", "Ext__c", "Version__c", 2);
+        let (kept_report, kept) = record(&new()).await;
+        assert_eq!(kept_report.api_calls, 2);
+        assert_eq!(kept_report.outcomes.len(), 3);
+        let sizes: Vec<usize> = kept
+            .iter()
+            .map(|r| {
+                let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                body["records"].as_array().unwrap().len()
+            })
+            .collect();
+        assert_eq!(sizes, [2, 1]);
+
+        let (bare_report, bare) = record(&new().keeping_bodies(false)).await;
+        assert_eq!(bare_report.api_calls, kept_report.api_calls);
+        assert_eq!(bare_report.token_requests, kept_report.token_requests);
+        assert_eq!(bare.len(), kept.len());
+        for (bare, kept) in bare.iter().zip(&kept) {
+            assert_eq!((bare.method, &bare.path), (kept.method, &kept.path));
+            assert!(bare.body.is_empty());
         }
     }
 }
