@@ -15,6 +15,20 @@ use super::fixtures;
 /// the AWS Lambda developer guide); an event source mapping cannot hand a function more.
 pub const LAMBDA_PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
 
+/// The `GLIBC_TUNABLES` value template.yaml deploys the Lambda functions with (their malloc
+/// settings), read from the template so the benches measure what is deployed.
+///
+/// # Panics
+/// When template.yaml no longer sets it (then update BENCHMARKS.md and this function).
+pub fn deployed_glibc_tunables() -> &'static str {
+    include_str!("../template.yaml")
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("GLIBC_TUNABLES:"))
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .expect("template.yaml sets GLIBC_TUNABLES for the functions")
+}
+
 /// The recorded agent-handled CTRs (one CTR each) the mixed batch cycles through.
 const HANDLED_SAMPLES: [&str; 4] = [
     "voice-agent-handled-external-transfer-endpoint-2022.json",

@@ -373,6 +373,8 @@ impl Lambda {
             ("SALESFORCE_USERNAME", fake_salesforce::USERNAME.into()),
             ("SALESFORCE_PASSWORD", fake_salesforce::PASSWORD.into()),
             ("AWS_LAMBDA_LOG_LEVEL", "warn".into()),
+            // As template.yaml deploys the functions.
+            ("GLIBC_TUNABLES", workload::deployed_glibc_tunables().into()),
         ]);
         let started = Instant::now();
         let child = runtime_api::spawn(program, &env);

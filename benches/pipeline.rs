@@ -264,7 +264,27 @@ fn median_ns(dir: &Path, id: &str, since: SystemTime) -> Option<f64> {
 }
 
 /// One `name: value` line per figure measured in this run.
+/// Re-runs this bench process under the malloc settings template.yaml deploys the Lambdas with
+/// ([`workload::deployed_glibc_tunables`]; glibc reads them only at process start), unless
+/// `GLIBC_TUNABLES` is set already: `GLIBC_TUNABLES= cargo bench …` measures glibc's defaults.
+fn run_with_deployed_malloc_settings() {
+    use std::os::unix::process::CommandExt as _;
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
+    let error = std::process::Command::new(std::env::current_exe().expect("the bench's path"))
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", workload::deployed_glibc_tunables())
+        .exec();
+    panic!("could not re-run the bench under GLIBC_TUNABLES: {error}");
+}
+
 fn print_figures(dir: &Path, since: SystemTime) {
+    println!(
+        "glibc_tunables: {:?} (template.yaml deploys {:?})",
+        std::env::var("GLIBC_TUNABLES").unwrap_or_default(),
+        workload::deployed_glibc_tunables()
+    );
     let per_s = |ns: f64, records: usize| records as f64 / (ns * 1e-9);
     if let Some(ns) = median_ns(dir, "event_path/mixed_100_records", since) {
         let rate = per_s(ns, BATCH);
@@ -299,6 +319,7 @@ fn print_figures(dir: &Path, since: SystemTime) {
 }
 
 fn main() {
+    run_with_deployed_malloc_settings();
     let since = SystemTime::now();
     let dir = criterion_dir();
     let mut criterion = Criterion::default()
