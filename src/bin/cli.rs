@@ -152,7 +152,9 @@ enum Command {
     },
 }
 
-#[tokio::main]
+// One thread: the CLI works through its files one by one, and the I/O it waits on (Salesforce,
+// SQS, Kinesis) is concurrent on one thread as well; no worker threads to start.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     // The per-record log lines repeat what the CLI prints; keep warnings about everything else.
     let filter =

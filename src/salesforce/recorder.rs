@@ -32,9 +32,6 @@ pub struct RequestRecorder {
     batch_size: usize,
     keep_bodies: bool,
     requests: Mutex<Vec<RecordedRequest>>,
-    /// Where Case request bodies are serialized when they are not kept (reused, so a large
-    /// dry run does not touch fresh memory for every chunk).
-    scratch: Mutex<Vec<u8>>,
 }
 
 impl RequestRecorder {
@@ -53,13 +50,12 @@ impl RequestRecorder {
             batch_size: batch_size.clamp(1, MAX_COLLECTION_RECORDS),
             keep_bodies: true,
             requests: Mutex::new(Vec::new()),
-            scratch: Mutex::new(Vec::new()),
         }
     }
 
-    /// Whether recorded requests keep their bodies (the default). Without, each Case request
-    /// body is still serialized, as the client would, but only its method and path are kept:
-    /// for a dry run that shows no requests.
+    /// Whether recorded requests keep their bodies (the default). Without, only each request's
+    /// method and path are recorded and no body is built: for a dry run that shows no requests
+    /// (the calls are counted and chunked as the client would all the same).
     pub fn keeping_bodies(mut self, keep: bool) -> Self {
         self.keep_bodies = keep;
         self
@@ -103,16 +99,15 @@ impl CaseSink for RequestRecorder {
 
     async fn write_cases(&self, cases: &[&CaseRecord], _deadline: Deadline) -> WriteReport {
         let mut recorded = Vec::new();
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         for chunk in cases.chunks(self.batch_size) {
-            let body =
-                wire::collections_create_body(chunk, &self.external_id_field, &self.version_field);
             let body = if self.keep_bodies {
+                let body = wire::collections_create_body(
+                    chunk,
+                    &self.external_id_field,
+                    &self.version_field,
+                );
                 serde_json::to_string(&body).expect("request bodies always serialize")
             } else {
-                scratch.clear();
-                serde_json::to_writer(&mut *scratch, &body)
-                    .expect("request bodies always serialize");
                 String::new()
             };
             recorded.push(RecordedRequest {
@@ -121,7 +116,6 @@ impl CaseSink for RequestRecorder {
                 body,
             });
         }
-        drop(scratch);
         let api_calls = recorded.len() as u32;
         self.requests
             .lock()
