@@ -27,7 +27,7 @@
 //! Subject (255), Description (32,000), SuppliedPhone (40), SuppliedName (80), Priority, Type,
 //! Reason, SuppliedEmail; restricted picklists Origin ∈ {Phone, Email, Web} and Status ∈ {New,
 //! Working, Escalated, Closed} (default New); ContactId, AccountId, OwnerId; the custom fields of
-//! the org metadata in salesforce/force-app: [`EXTERNAL_ID_FIELD`] (Text(255), Unique
+//! the org metadata in salesforce/force-app: [`EXTERNAL_ID_FIELD`] (Text(36), Unique
 //! case-insensitive, External ID), [`LAST_UPDATE_FIELD`] (DateTime), [`OUTCOME_FIELD`] (Text(40));
 //! any other `…__c` is `INVALID_FIELD`, as in a real org. Contact: Id, FirstName (40), LastName (80, required), Phone and MobilePhone (40),
 //! AccountId. Names are case-insensitive, stored canonically; an update changes only the fields
@@ -75,7 +75,7 @@ pub const CLIENT_SECRET: &str = "fake-client-secret";
 pub const USERNAME: &str = "integration@example.com";
 /// The integration user's password followed by its security token, as the password grant wants.
 pub const PASSWORD: &str = "pw-and-security-token";
-/// The Case external id field: Text(255), Unique (case-insensitive), External ID.
+/// The Case external id field: Text(36) (a ContactId), Unique (case-insensitive), External ID.
 pub const EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
 /// The Case DateTime field holding the CTR `LastUpdateTimestamp` a Case reflects.
 pub const LAST_UPDATE_FIELD: &str = "Amazon_Connect_Last_Update__c";
@@ -580,7 +580,7 @@ const CASE_FIELDS: &[(&str, Ty)] = &[
     ("ContactId", CONTACT_REF),
     ("AccountId", ACCOUNT_REF),
     ("OwnerId", USER_REF),
-    (EXTERNAL_ID_FIELD, Ty::Text(255)),
+    (EXTERNAL_ID_FIELD, Ty::Text(36)),
     (LAST_UPDATE_FIELD, Ty::DateTime),
     // The fields of the org metadata in salesforce/force-app (deployed in this org).
     (OUTCOME_FIELD, Ty::Text(40)),
