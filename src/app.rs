@@ -7,8 +7,11 @@ use std::time::Duration;
 use lambda_runtime::Diagnostic;
 
 use crate::config::{Config, ConfigError, CredentialsConfig};
-use crate::plan::Settings;
+use crate::pipeline;
+use crate::plan::{InputRecord, Settings};
 use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
+use crate::report::BatchReport;
+use crate::retry::Deadline;
 use crate::salesforce::{self, SalesforceClient};
 use crate::secrets::CredentialSource;
 
@@ -136,5 +139,22 @@ impl AppState {
             sink: &self.dead_letters,
             recent: &self.recent_dead_letters,
         }
+    }
+
+    /// Runs records through the pipeline with this container's settings, Salesforce client and
+    /// dead-letter sink, within `deadline`.
+    pub async fn run_pipeline(
+        &self,
+        inputs: &[InputRecord<'_>],
+        deadline: Deadline,
+    ) -> BatchReport {
+        pipeline::run(
+            inputs,
+            &self.settings,
+            &self.salesforce,
+            &self.letters(),
+            deadline,
+        )
+        .await
     }
 }

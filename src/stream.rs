@@ -17,7 +17,6 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use crate::app::AppState;
 use crate::event::KinesisEnvelope;
 use crate::metrics;
-use crate::pipeline;
 use crate::report::{Action, BatchSummary, RecordReport};
 use crate::retry::Deadline;
 
@@ -105,14 +104,7 @@ pub async fn process_batch(
     deadline: Deadline,
 ) -> BatchOutcome {
     let inputs = envelope.inputs();
-    let report = pipeline::run(
-        &inputs,
-        &state.settings,
-        &state.salesforce,
-        &state.letters(),
-        deadline,
-    )
-    .await;
+    let report = state.run_pipeline(&inputs, deadline).await;
     let mut response = KinesisEventResponse::default();
     for sequence_number in report.retry().filter(|s| !s.is_empty()) {
         response.add_failure(sequence_number.to_owned());

@@ -231,14 +231,7 @@ async fn replay(
         for file in files {
             let envelope = read_events(file)?;
             let inputs = envelope.inputs();
-            let report = pipeline::run(
-                &inputs,
-                &state.settings,
-                &state.salesforce,
-                &state.letters(),
-                Deadline::unbounded(),
-            )
-            .await;
+            let report = state.run_pipeline(&inputs, Deadline::unbounded()).await;
             out.report(file, &report, false)?;
         }
         if let DeadLetterSink::File { path, .. } = &state.dead_letters {
