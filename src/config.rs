@@ -392,12 +392,14 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         retry,
         login_cooldown: ms(r.number("SALESFORCE_LOGIN_COOLDOWN_MS", 300_000, (0, 86_400_000))),
         assignment,
-        org_check: r.flag("SALESFORCE_ORG_CHECK", true).then(|| OrgRequirements {
-            external_id_field: mapping.external_id_field.clone(),
-            version_field: mapping.version_field.clone(),
-            fields: pipeline.field_uses().to_vec(),
-            links_customers: mapping.link_attribute.is_some(),
-        }),
+        org_check: r
+            .flag("SALESFORCE_ORG_CHECK", true)
+            .then(|| OrgRequirements {
+                external_id_field: mapping.external_id_field.clone(),
+                version_field: mapping.version_field.clone(),
+                fields: pipeline.field_uses().to_vec(),
+                links_customers: mapping.link_attribute.is_some(),
+            }),
         org_check_retry: Duration::from_secs(r.number(
             "SALESFORCE_ORG_CHECK_RETRY_SECONDS",
             60,

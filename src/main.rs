@@ -32,7 +32,10 @@ async fn run() -> Result<(), lambda_runtime::Error> {
     let state = AppState::from_config(config).await?;
     // In the init phase (up to 10 s, not billed against an invocation): sign in and check the
     // org, so the first invocation makes only its own calls.
-    state.salesforce.check_org_now(Deadline::after(INIT_CHECK_BUDGET)).await;
+    state
+        .salesforce
+        .check_org_now(Deadline::after(INIT_CHECK_BUDGET))
+        .await;
     let state = &state;
     lambda_runtime::run(service_fn(move |event| stream::handle(state, event))).await
 }

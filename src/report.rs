@@ -72,7 +72,11 @@ pub fn effective_class(failure: &Failure, field_uses: &[FieldUse]) -> ErrorClass
     if failure.class != ErrorClass::Permanent {
         return failure.class;
     }
-    let use_of = |name: &String| field_uses.iter().find(|u| u.name.eq_ignore_ascii_case(name));
+    let use_of = |name: &String| {
+        field_uses
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(name))
+    };
     let fields = &failure.fields;
     let configuration = match failure.code.as_str() {
         "INVALID_FIELD" | "INVALID_FIELD_FOR_INSERT_UPDATE" | "NOT_FOUND" => true,
@@ -82,7 +86,9 @@ pub fn effective_class(failure: &Failure, field_uses: &[FieldUse]) -> ErrorClass
                     .iter()
                     .all(|f| use_of(f).is_some_and(|u| u.fixed_values.is_some()))
         }
-        "REQUIRED_FIELD_MISSING" => !fields.is_empty() && fields.iter().all(|f| use_of(f).is_none()),
+        "REQUIRED_FIELD_MISSING" => {
+            !fields.is_empty() && fields.iter().all(|f| use_of(f).is_none())
+        }
         _ => false,
     };
     if configuration {

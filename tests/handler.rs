@@ -365,10 +365,11 @@ async fn failure_without_sequence_number_fails_the_whole_batch() {
 }
 
 /// A wrong external id field is a configuration error: the org has no such column, so each
-/// Case of the create is rejected with INVALID_FIELD, permanent per salesforce-wire.md. The
-/// records are dead-lettered (to be redriven after the fix), not retried forever.
+/// Case of the create is rejected with INVALID_FIELD. Since issue "Real orgs" that rejection is
+/// the configuration's, not the records': nothing is dead-lettered, every record is held
+/// (reported for retry, as in an outage) until the configuration is fixed.
 #[tokio::test]
-async fn missing_external_id_field_dead_letters_without_retrying() {
+async fn missing_external_id_field_holds_the_batch_without_dead_letters() {
     let fake = fake_salesforce::start().await;
     let mut env = fake_env(&fake);
     env.insert("CASE_EXTERNAL_ID_FIELD".into(), "Connect_Contact__c".into());
@@ -379,13 +380,23 @@ async fn missing_external_id_field_dead_letters_without_retrying() {
         Deadline::after(MINUTE),
     )
     .await;
-    assert!(outcome.response.batch_item_failures.is_empty());
-    let letters = state.dead_letters.held();
-    assert_eq!(letters.len(), 3);
-    assert!(
-        letters.iter().all(|l| l.error.code == "INVALID_FIELD"),
-        "{letters:?}"
+    assert_eq!(
+        failures(&outcome.response).len(),
+        3,
+        "{:?}",
+        outcome.reports
     );
+    assert!(
+        outcome
+            .reports
+            .iter()
+            .all(|r| r.error.as_deref() == Some("INVALID_FIELD")),
+        "{:?}",
+        outcome.reports
+    );
+    assert!(state.dead_letters.held().is_empty());
+    let why = outcome.summary.configuration_invalid.as_deref().unwrap();
+    assert!(why.contains("Connect_Contact__c"), "{why}");
     assert_eq!(fake.org.api_calls(), 1);
     assert_eq!(fake.org.case_count(), 0);
 }

@@ -16,7 +16,7 @@ use support::process::{self, EXIT_WAIT, Lambda, Output, field};
 use support::runtime_api::{self, RuntimeApi};
 
 /// Metric names in the EMF line, in order.
-const METRICS: [&str; 10] = [
+const METRICS: [&str; 11] = [
     "Dropped",
     "HappyPath",
     "CasesUpserted",
@@ -27,6 +27,7 @@ const METRICS: [&str; 10] = [
     "Unchanged",
     "Parked",
     "SalesforceUnavailable",
+    "ConfigurationInvalid",
 ];
 
 /// The sequence numbers in events/mixed-batch.json of the record that is not JSON and the

@@ -82,10 +82,22 @@ mod tests {
     fn settings_parse_and_give_the_create_header() {
         let rule = AssignmentRules::parse(" 01Q5e000000XyZaEAK ").unwrap();
         assert_eq!(rule.on_create(), "01Q5e000000XyZaEAK");
-        assert_eq!(AssignmentRules::parse("ON_CREATE").unwrap().on_create(), "TRUE");
-        assert_eq!(AssignmentRules::parse("never").unwrap().on_create(), "FALSE");
+        assert_eq!(
+            AssignmentRules::parse("ON_CREATE").unwrap().on_create(),
+            "TRUE"
+        );
+        assert_eq!(
+            AssignmentRules::parse("never").unwrap().on_create(),
+            "FALSE"
+        );
         assert_eq!(AssignmentRules::default(), AssignmentRules::OnCreate);
-        for bad in ["", "always", "01Q123", "00G5e000000XyZaEAK", "01Q5e000000XyZ-EAK"] {
+        for bad in [
+            "",
+            "always",
+            "01Q123",
+            "00G5e000000XyZaEAK",
+            "01Q5e000000XyZ-EAK",
+        ] {
             let e = AssignmentRules::parse(bad).unwrap_err();
             assert!(e.to_string().contains("on_create"), "{bad}");
         }

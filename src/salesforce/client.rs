@@ -15,19 +15,19 @@
 //! invocations, containers and days. Nothing here knows about Kinesis.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
 use super::assignment::{self, AssignmentRules};
 use super::auth::{AuthFlow, CredentialProvider, Credentials, TokenCache, grant_form};
-use super::preflight::{self, CaseSchema, OrgRequirements};
 use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
+use super::preflight::{self, CaseSchema, OrgRequirements};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
 use crate::case::CaseRecord;
 use crate::effect::{CaseSink, Lookups, WriteOutcome, WriteReport};
@@ -256,9 +256,10 @@ impl SalesforceClient {
             .map(|r| fit_to_org(r.borrow(), schema.as_deref()))
             .collect();
         let report = self.write_fitted(&fitted, deadline, counts).await;
-        let drifted = report.outcomes.iter().any(|o| {
-            matches!(o, CaseOutcome::Failed(e) if SCHEMA_CODES.contains(&e.code()))
-        });
+        let drifted = report
+            .outcomes
+            .iter()
+            .any(|o| matches!(o, CaseOutcome::Failed(e) if SCHEMA_CODES.contains(&e.code())));
         if drifted {
             // The org may have changed since it was checked: check it again next time.
             self.forget_org_check().await;
@@ -398,7 +399,24 @@ impl SalesforceClient {
             }
             _ => {}
         }
-        let schema = self.describe_case_counted(deadline, counts).await?;
+        let schema = match self.describe_case_counted(deadline, counts).await {
+            Ok(schema) => schema,
+            // Salesforce answered, and refused to describe Case to this user: no outage.
+            Err(e) if matches!(e.class(), ErrorClass::Permanent | ErrorClass::NoAccess) => {
+                let error = Error::ConfigurationInvalid {
+                    problems: vec![format!(
+                        "the integration user cannot describe Case ({e}): give it API Enabled \
+                         and Read, Create and Edit on Case (permission set Ctr_Cases_Integration)"
+                    )],
+                };
+                *state = OrgCheck::Failed {
+                    at: Instant::now(),
+                    error: error.clone(),
+                };
+                return Err(error);
+            }
+            Err(e) => return Err(e),
+        };
         let problems = preflight::check(requirements, &schema);
         if problems.is_empty() {
             tracing::info!(fields = schema.fields().len(), "org check passed");
@@ -466,7 +484,11 @@ impl SalesforceClient {
     /// # Errors
     /// The call's [`Error`] (e.g. `INSUFFICIENT_ACCESS` for setup objects without the View
     /// Setup and Configuration permission).
-    pub async fn query(&self, soql: &str, deadline: Deadline) -> Result<Vec<serde_json::Value>, Error> {
+    pub async fn query(
+        &self,
+        soql: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<serde_json::Value>, Error> {
         let path = format!(
             "/services/data/{}/query?q={}",
             self.settings.api_version,
@@ -1076,7 +1098,10 @@ const SCHEMA_CODES: [&str; 5] = [
 
 /// `record` with every text value cut to the length the org gives its field (the record
 /// itself when nothing is too long, or without a schema).
-pub(super) fn fit_to_org<'a>(record: &'a CaseRecord, schema: Option<&CaseSchema>) -> Cow<'a, CaseRecord> {
+pub(super) fn fit_to_org<'a>(
+    record: &'a CaseRecord,
+    schema: Option<&CaseSchema>,
+) -> Cow<'a, CaseRecord> {
     let Some(schema) = schema else {
         return Cow::Borrowed(record);
     };

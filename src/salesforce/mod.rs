@@ -14,8 +14,8 @@ pub mod error;
 pub mod wire;
 
 pub mod handoff;
-pub mod preflight;
 pub mod lookup;
+pub mod preflight;
 pub mod recorder;
 
 pub use assignment::AssignmentRules;

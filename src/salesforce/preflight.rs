@@ -324,7 +324,11 @@ pub fn check(requirements: &OrgRequirements, schema: &CaseSchema) -> Vec<Problem
         fixed_values: None,
     });
     let linked = requirements.links_customers.then_some(&links[..]);
-    for field in requirements.fields.iter().chain(linked.into_iter().flatten()) {
+    for field in requirements
+        .fields
+        .iter()
+        .chain(linked.into_iter().flatten())
+    {
         let name = field.name.as_str();
         let Some(info) = schema.field(name) else {
             problem(name, ProblemKind::Missing);
@@ -489,16 +493,28 @@ mod tests {
             ("Subject", WriteMode::KeptCurrent, None),
             ("Missing__c", WriteMode::OnCreate, None),
             ("Status", WriteMode::OnCreate, Some(&["Escalated", "Open"])),
-            ("RecordTypeId", WriteMode::OnCreate, Some(&["012000000000009"])),
+            (
+                "RecordTypeId",
+                WriteMode::OnCreate,
+                Some(&["012000000000009"]),
+            ),
         ]);
         let mut fields_with_rt = fields.clone();
         fields_with_rt.push(field("RecordTypeId", "reference"));
         let problems = check(&req, &schema(fields_with_rt));
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        let kinds: Vec<(&str, &ProblemKind)> =
-            problems.iter().map(|p| (p.field.as_str(), &p.kind)).collect();
-        assert!(kinds.contains(&("Subject", &ProblemKind::NotUpdateable)), "{text:?}");
-        assert!(kinds.contains(&("Missing__c", &ProblemKind::Missing)), "{text:?}");
+        let kinds: Vec<(&str, &ProblemKind)> = problems
+            .iter()
+            .map(|p| (p.field.as_str(), &p.kind))
+            .collect();
+        assert!(
+            kinds.contains(&("Subject", &ProblemKind::NotUpdateable)),
+            "{text:?}"
+        );
+        assert!(
+            kinds.contains(&("Missing__c", &ProblemKind::Missing)),
+            "{text:?}"
+        );
         assert!(kinds.contains(&("Product__c", &ProblemKind::RequiredNotMapped)));
         let picklist: Vec<&String> = problems
             .iter()
@@ -510,7 +526,11 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(picklist, ["Escalated", "Open"], "inactive and unknown values");
+        assert_eq!(
+            picklist,
+            ["Escalated", "Open"],
+            "inactive and unknown values"
+        );
         assert!(text.iter().any(|t| t.contains("valid values: New, Closed")));
         assert!(
             text.iter()
@@ -539,7 +559,10 @@ mod tests {
             ]
         );
         let hidden: Vec<Value> = org().into_iter().filter(|f| f["name"] != EXT).collect();
-        assert_eq!(check(&uses(&[]), &schema(hidden))[0].kind, ProblemKind::Missing);
+        assert_eq!(
+            check(&uses(&[]), &schema(hidden))[0].kind,
+            ProblemKind::Missing
+        );
     }
 
     #[test]

@@ -109,6 +109,8 @@ pub fn lambda_env(
         ("AWS_LAMBDA_LOG_FORMAT", "json".to_owned()),
         ("AWS_LAMBDA_LOG_LEVEL", level.to_owned()),
         ("OUTAGE_HOLD_MS", "0".to_owned()),
+        // As in fixtures::fake_env: the org-check tests turn it on.
+        ("SALESFORCE_ORG_CHECK", "false".to_owned()),
     ]);
     env
 }
