@@ -1319,6 +1319,25 @@ async fn schema_changes_fail_writes_as_a_real_org_does_until_reset() {
         "REQUIRED_FIELD_MISSING"
     );
 
+    // A formula is calculated, so read-only.
+    org.fake
+        .org
+        .add_case_field("Score__c", fake::FieldType::Formula, false);
+    let score = field(&org.describe().await.body, "Score__c")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&score["calculated"], &score["createable"], &score["type"]),
+        (&json!(true), &json!(false), &json!("string"))
+    );
+    let answer = org
+        .create_with(json!({"Region__c": "EU", "Score__c": "9"}), &[])
+        .await;
+    assert_eq!(
+        code_of(&answer),
+        (400, json!("INVALID_FIELD_FOR_INSERT_UPDATE"))
+    );
+
     // Record types: the available one is the default; an unavailable one is refused.
     org.fake
         .org

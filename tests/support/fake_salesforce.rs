@@ -605,13 +605,13 @@ impl FakeOrg {
     /// has one); other picklists without a default keep none.
     ///
     /// # Panics
-    /// If the Case schema has no such field.
+    /// If the Case schema has no such field or it is not a picklist.
     pub fn set_picklist(&self, name: &str, values: &[&str], restricted: bool) {
         self.change_schema(|schema| {
             let field = schema.field_mut(name);
             let old = match &field.ty {
                 FieldType::Picklist { default, .. } => default.clone(),
-                _ => None,
+                other => panic!("{name} is a {other:?}, not a picklist"),
             };
             let kept = old.filter(|d| values.contains(&d.as_str()));
             let first = values.first().map(|v| v.to_string());
@@ -638,8 +638,9 @@ impl FakeOrg {
         });
     }
 
-    /// Deploy a custom Case field `name` of type `ty`. `required`: createable, not nillable, not
-    /// defaulted, so a create without it fails with `REQUIRED_FIELD_MISSING`.
+    /// Deploy a custom Case field `name` of type `ty` (as [`Field::new`] makes it). `required`:
+    /// not nillable (and, being createable and not defaulted, a create without it fails with
+    /// `REQUIRED_FIELD_MISSING`).
     pub fn add_case_field(&self, name: &str, ty: FieldType, required: bool) {
         let field = Field {
             nillable: !required,
@@ -965,15 +966,21 @@ pub struct Field {
 }
 
 impl Field {
-    /// A createable, updateable, nillable field of type `ty`.
+    /// A createable, updateable, nillable field of type `ty`; an id, auto-number or formula
+    /// field is read-only instead (auto-numbers are also defaulted on create).
     pub fn new(name: &str, ty: FieldType) -> Field {
+        let read_only = matches!(
+            ty,
+            FieldType::Id | FieldType::AutoNumber | FieldType::Formula
+        );
+        let numbered = matches!(ty, FieldType::Id | FieldType::AutoNumber);
         Field {
             name: name.to_owned(),
             ty,
-            createable: true,
-            updateable: true,
+            createable: !read_only,
+            updateable: !read_only,
             nillable: true,
-            defaulted_on_create: false,
+            defaulted_on_create: numbered,
             unique: false,
             external_id: false,
             case_sensitive: false,
