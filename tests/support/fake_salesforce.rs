@@ -1439,7 +1439,8 @@ fn field_error(field: &Field, text: Option<&str>, mode: Mode) -> Option<RecErr> 
 /// the org's defaults filled in on create (picklist defaults, record type). An unknown field
 /// (not deployed, or hidden by field-level security) fails the whole request: it is a
 /// deserialization error, before any record is looked at (wire doc: `INVALID_FIELD`, "whole
-/// request").
+/// request"; the sObject Collections pages: a request that "isn't well formed" answers 400,
+/// per-record errors come only with a 200).
 fn validate(
     schema: &Schema,
     obj: Obj,
