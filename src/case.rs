@@ -596,6 +596,84 @@ impl CaseMapping {
     }
 }
 
+/// What one mapped field writes: the facts an org check needs, and what tells a rejection
+/// caused by the configuration from one caused by a contact's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldUse {
+    /// The Case field's API name.
+    pub name: String,
+    /// When it is written.
+    pub mode: WriteMode,
+    /// Every value the configuration alone writes to it on the given channels (literal
+    /// templates, `{origin}`), sorted; `None` when a value comes from the contact (a CTR path,
+    /// an attribute, the caller).
+    pub fixed_values: Option<Vec<String>>,
+}
+
+impl Template {
+    /// The text this template renders to on `channel` when it needs nothing from the contact
+    /// (literals and `{origin}` only); `None` otherwise.
+    fn fixed_text(&self, channel: &str) -> Option<String> {
+        let mut text = String::new();
+        for piece in &self.0 {
+            match piece {
+                Piece::Literal(s) => text.push_str(s),
+                Piece::Placeholder { path, .. } if path == "origin" => {
+                    text.push_str(origin_for(channel));
+                }
+                Piece::Placeholder { .. } => return None,
+            }
+        }
+        Some(text.trim().to_owned())
+    }
+}
+
+impl CaseMapping {
+    /// What each mapped field writes for contacts on `channels` (upper case; every channel
+    /// when empty), in mapping order.
+    pub fn field_uses(&self, channels: &[String]) -> Vec<FieldUse> {
+        let channels: Vec<&str> = if channels.is_empty() {
+            CHANNELS.to_vec()
+        } else {
+            CHANNELS
+                .into_iter()
+                .filter(|c| channels.iter().any(|x| x.eq_ignore_ascii_case(c)))
+                .collect()
+        };
+        self.fields
+            .iter()
+            .map(|field| {
+                let templates: Vec<(&Template, &str)> = match &field.source {
+                    Source::Template(t) => channels.iter().map(|c| (t, *c)).collect(),
+                    Source::PerOutcome => crate::classify::TEMPLATE_KEYS
+                        .iter()
+                        .flat_map(|key| {
+                            channels
+                                .iter()
+                                .map(move |c| (self.templates.get(key, c, &field.name), *c))
+                        })
+                        .collect(),
+                };
+                let fixed_values = templates
+                    .iter()
+                    .map(|(t, channel)| t.fixed_text(channel))
+                    .collect::<Option<Vec<String>>>()
+                    .map(|mut values| {
+                        values.retain(|v| !v.is_empty());
+                        values.sort();
+                        values.dedup();
+                        values
+                    });
+                FieldUse {
+                    name: field.name.clone(),
+                    mode: field.mode,
+                    fixed_values,
+                }
+            })
+            .collect()
+    }
+}
+
 impl Default for CaseMapping {
     /// The default mapping: external id `Amazon_Connect_Contact_Id__c`, Priority `Medium`.
     fn default() -> Self {

@@ -22,7 +22,8 @@ use crate::plan::Settings;
 use crate::privacy::{AttributeFilter, DEFAULT_EXCLUDE, PatternList};
 use crate::retry::RetryPolicy;
 use crate::salesforce::endpoint::{HostPolicy, LoginUrl};
-use crate::salesforce::{AuthFlow, Credentials, SalesforceSettings};
+use crate::salesforce::preflight::OrgRequirements;
+use crate::salesforce::{AssignmentRules, AuthFlow, Credentials, SalesforceSettings};
 
 /// One bad setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +275,7 @@ impl DryRunConfig {
             problems: Vec::new(),
         };
         let pipeline = read_pipeline(&mut r);
-        let salesforce = read_salesforce(&mut r, &pipeline.mapping);
+        let salesforce = read_salesforce(&mut r, &pipeline);
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -305,7 +306,8 @@ pub fn pipeline_from_lookup(
     }
 }
 
-fn read_salesforce(r: &mut Reader, mapping: &CaseMapping) -> SalesforceSettings {
+fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
+    let mapping = &pipeline.mapping;
     let extra_hosts = r.list("SALESFORCE_ALLOWED_HOSTS", &[]);
     let allowed_hosts = HostPolicy::with_extra(&extra_hosts).unwrap_or_else(|e| {
         r.problem("SALESFORCE_ALLOWED_HOSTS", e.to_string());
@@ -346,6 +348,13 @@ fn read_salesforce(r: &mut Reader, mapping: &CaseMapping) -> SalesforceSettings 
         r.problem("SALESFORCE_API_VERSION", "must look like v62.0");
     }
     let jwt_audience = r.get("SALESFORCE_JWT_AUDIENCE");
+    let assignment = match r.get("CASE_ASSIGNMENT_RULES") {
+        None => AssignmentRules::default(),
+        Some(text) => AssignmentRules::parse(&text).unwrap_or_else(|e| {
+            r.problem("CASE_ASSIGNMENT_RULES", e.to_string());
+            AssignmentRules::default()
+        }),
+    };
     let defaults = RetryPolicy::default();
     let ms = |n: u64| Duration::from_millis(n);
     let retry = RetryPolicy {
@@ -382,6 +391,18 @@ fn read_salesforce(r: &mut Reader, mapping: &CaseMapping) -> SalesforceSettings 
         batch_size: r.number("SALESFORCE_BATCH_SIZE", 200, (1, 200)) as usize,
         retry,
         login_cooldown: ms(r.number("SALESFORCE_LOGIN_COOLDOWN_MS", 300_000, (0, 86_400_000))),
+        assignment,
+        org_check: r.flag("SALESFORCE_ORG_CHECK", true).then(|| OrgRequirements {
+            external_id_field: mapping.external_id_field.clone(),
+            version_field: mapping.version_field.clone(),
+            fields: pipeline.field_uses().to_vec(),
+            links_customers: mapping.link_attribute.is_some(),
+        }),
+        org_check_retry: Duration::from_secs(r.number(
+            "SALESFORCE_ORG_CHECK_RETRY_SECONDS",
+            60,
+            (0, 86_400),
+        )),
     }
 }
 
@@ -480,7 +501,7 @@ impl Config {
             problems: Vec::new(),
         };
         let pipeline = read_pipeline(&mut r);
-        let mut salesforce = read_salesforce(&mut r, &pipeline.mapping);
+        let mut salesforce = read_salesforce(&mut r, &pipeline);
         let (credentials, flow) = read_credentials(&mut r, salesforce.auth_flow);
         salesforce.auth_flow = flow;
         let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");

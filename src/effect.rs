@@ -35,6 +35,15 @@ pub enum ErrorClass {
     /// proxy's answer instead of Salesforce's, the API disabled, a refused instance URL):
     /// stop calling and report the records for a later retry.
     Unavailable,
+    /// The configuration does not fit the org (a mapped field missing or read-only, a template
+    /// value outside a restricted picklist, a required field not mapped): no record can be
+    /// written until someone fixes the org or the mapping. Hold every record (report for
+    /// retry, as in an outage); nothing is dead-lettered.
+    Configuration,
+    /// The Case exists but the integration user may not read or edit it (Private sharing after
+    /// an assignment rule or an agent took it): final for this record, dead-lettered with its
+    /// own kind so it never blocks the shard; redriven once access is granted.
+    NoAccess,
 }
 
 impl ErrorClass {
@@ -50,7 +59,10 @@ impl ErrorClass {
     pub fn stops_the_batch(self) -> bool {
         matches!(
             self,
-            ErrorClass::QuotaExhausted | ErrorClass::AuthRejected | ErrorClass::Unavailable
+            ErrorClass::QuotaExhausted
+                | ErrorClass::AuthRejected
+                | ErrorClass::Unavailable
+                | ErrorClass::Configuration
         )
     }
 }

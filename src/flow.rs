@@ -157,7 +157,8 @@ pub fn short_code(error: &salesforce::Error) -> &'static str {
         e => match e.class() {
             ErrorClass::QuotaExhausted => "quota_exhausted",
             ErrorClass::AuthRejected | ErrorClass::AuthExpired => "auth_rejected",
-            ErrorClass::Permanent => "rejected",
+            ErrorClass::Configuration => "configuration",
+            ErrorClass::Permanent | ErrorClass::NoAccess => "rejected",
             ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::Unavailable => {
                 "salesforce_unavailable"
             }

@@ -25,6 +25,9 @@ pub enum LetterKind {
     /// Held during a Salesforce outage and about to leave the stream's retention: written with
     /// its full data so it is not lost, to be redriven (`ctr-cases redrive`) after the outage.
     Parked,
+    /// The contact's Case exists but the integration user may not read or edit it (Private
+    /// Case sharing): redrive it once the user has access (see docs/deploy.md, "Sharing").
+    CaseNotAccessible,
 }
 
 impl LetterKind {
@@ -34,14 +37,16 @@ impl LetterKind {
             LetterKind::PoisonRecord => "poison_record",
             LetterKind::SalesforceRejected => "salesforce_rejected",
             LetterKind::Parked => "parked",
+            LetterKind::CaseNotAccessible => "case_not_accessible",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [LetterKind; 3] = [
+    pub const ALL: [LetterKind; 4] = [
         LetterKind::PoisonRecord,
         LetterKind::SalesforceRejected,
         LetterKind::Parked,
+        LetterKind::CaseNotAccessible,
     ];
 
     /// Parses a name as written by [`LetterKind::name`].

@@ -8,9 +8,10 @@ use serde_json::{Map, Value, json};
 use crate::report::{Action, BatchSummary};
 
 /// The metric names, in the order they are emitted. `Retried` counts records reported back
-/// to Lambda; `SalesforceUnavailable` is 1 for an invocation held for a Salesforce outage (the
-/// template's alarm watches it).
-pub const METRIC_NAMES: [&str; 10] = [
+/// to Lambda; `SalesforceUnavailable` is 1 for an invocation held for a Salesforce outage and
+/// `ConfigurationInvalid` 1 for one held because the org refuses what the configuration
+/// writes (the template's alarms watch both).
+pub const METRIC_NAMES: [&str; 11] = [
     "Dropped",
     "HappyPath",
     "CasesUpserted",
@@ -21,10 +22,11 @@ pub const METRIC_NAMES: [&str; 10] = [
     "Unchanged",
     "Parked",
     "SalesforceUnavailable",
+    "ConfigurationInvalid",
 ];
 
 /// The metric values for a batch.
-pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 10] {
+pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str, u64); 11] {
     [
         ("Dropped", summary.outcomes_starting_with("dropped").into()),
         (
@@ -41,6 +43,10 @@ pub fn metric_values(summary: &BatchSummary, latency_ms: u64) -> [(&'static str,
         (
             "SalesforceUnavailable",
             u64::from(summary.salesforce_unavailable.is_some()),
+        ),
+        (
+            "ConfigurationInvalid",
+            u64::from(summary.configuration_invalid.is_some()),
         ),
     ]
 }

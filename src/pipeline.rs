@@ -29,7 +29,22 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
     deadline: Deadline,
 ) -> BatchReport {
     let executed = execute::execute(plan, inputs, cases, letters, deadline).await;
-    if let Some(failure) = &executed.writes.systemic {
+    if let Some(failure) = executed
+        .writes
+        .systemic
+        .as_ref()
+        .filter(|f| f.class == ErrorClass::Configuration)
+    {
+        // The one error line of an invocation held for a configuration the org refuses.
+        tracing::error!(
+            error = %failure.summary,
+            error_code = %failure.code,
+            records = plan.cases.len(),
+            "the Salesforce org does not take what the configuration writes; nothing is \
+             dead-lettered: every Case is held (reported for retry, or parked when about to \
+             expire from the stream) until the org or the mapping is fixed"
+        );
+    } else if let Some(failure) = &executed.writes.systemic {
         // The one error line of an invocation held for an outage.
         let hint = match failure.class {
             ErrorClass::QuotaExhausted => {
@@ -65,6 +80,20 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
         }
     }
     let report = report::finish(plan, &executed);
+    let rejected_configuration = report
+        .summary
+        .configuration_invalid
+        .as_ref()
+        .filter(|_| executed.writes.systemic.is_none());
+    if let Some(summary) = rejected_configuration {
+        tracing::error!(
+            error = %summary,
+            "Salesforce rejected what the configuration writes (not the contacts' data); those \
+             Cases are held, not dead-lettered, until the org or the mapping is fixed: run \
+             `ctr-cases check`"
+        );
+    }
+    let held = held || rejected_configuration.is_some();
     for record in &report.records {
         log_record(record, held);
     }

@@ -6,12 +6,13 @@
 //! the Case mapping references come out of the same pass.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
-use crate::case::{self, CaseMapping, CaseRecord};
+use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
@@ -30,6 +31,7 @@ pub struct Settings {
     /// this old (by its Kinesis arrival time), before the stream's retention drops it.
     pub park_after: Duration,
     capture: Capture,
+    field_uses: Arc<[FieldUse]>,
 }
 
 /// The default [`Settings::park_after`]: 20 hours, for the default 24-hour stream retention.
@@ -39,13 +41,20 @@ impl Settings {
     /// Settings from their parts.
     pub fn new(classify: ClassifyConfig, policy: CasePolicy, mapping: CaseMapping) -> Self {
         let capture = mapping.capture();
+        let field_uses = Arc::from(mapping.field_uses(&classify.channels));
         Settings {
             classify,
             policy,
             mapping,
             park_after: DEFAULT_PARK_AFTER,
             capture,
+            field_uses,
         }
+    }
+
+    /// What each mapped field writes on the configured channels ([`CaseMapping::field_uses`]).
+    pub fn field_uses(&self) -> &[FieldUse] {
+        &self.field_uses
     }
 
     /// Parks held records older than `age` (see [`Settings::park_after`]).
@@ -181,8 +190,12 @@ pub struct Plan {
     pub cases: Vec<Keyed<CaseRecord>>,
     /// The dead letters to send (poison records), in input order.
     pub letters: Vec<Keyed<DeadLetter>>,
-    /// Records held for an outage are parked once this old ([`Settings::park_after`]).
+    /// Records that would be reported for retry are parked once this old
+    /// ([`Settings::park_after`]).
     pub park_after: Duration,
+    /// What each mapped field writes ([`Settings::field_uses`]): tells a rejection caused by
+    /// the configuration from one caused by a record's data.
+    pub field_uses: Arc<[FieldUse]>,
 }
 
 impl Plan {
@@ -297,6 +310,7 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
         cases,
         letters,
         park_after: settings.park_after,
+        field_uses: settings.field_uses.clone(),
     }
 }
 

@@ -46,7 +46,11 @@ use crate::retry::Deadline;
 
 /// The letter kinds redriven unless `--kinds` says otherwise. `poison_record` is left out: a
 /// record that could not be decoded cannot become a Case by being replayed.
-pub const DEFAULT_KINDS: [LetterKind; 2] = [LetterKind::Parked, LetterKind::SalesforceRejected];
+pub const DEFAULT_KINDS: [LetterKind; 3] = [
+    LetterKind::Parked,
+    LetterKind::SalesforceRejected,
+    LetterKind::CaseNotAccessible,
+];
 
 /// How long a received message stays hidden unless `--visibility-timeout` says otherwise: a
 /// message that failed again comes back after this.

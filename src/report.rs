@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::case::FieldUse;
 use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
 use crate::letter::{DeadLetter, LetterKind};
 use crate::plan::{Decision, InputRecord, Keyed, Plan};
@@ -51,13 +52,51 @@ impl Action {
 /// What to do with a record whose effect failed with `class`: the error-class → action rule.
 pub fn action_for(class: ErrorClass) -> Action {
     match class {
-        ErrorClass::Permanent => Action::DeadLetter,
+        ErrorClass::Permanent | ErrorClass::NoAccess => Action::DeadLetter,
         ErrorClass::Transient
         | ErrorClass::Throttled
         | ErrorClass::AuthExpired
         | ErrorClass::QuotaExhausted
         | ErrorClass::AuthRejected
-        | ErrorClass::Unavailable => Action::Retry,
+        | ErrorClass::Unavailable
+        | ErrorClass::Configuration => Action::Retry,
+    }
+}
+
+/// The class a failure really has for the record it happened to: a permanent rejection caused
+/// by what the configuration writes (an unknown or read-only field, a constant outside a
+/// restricted picklist, a field the org requires that the mapping does not set) is
+/// [`ErrorClass::Configuration`], so the batch is held instead of dead-lettering each record.
+/// A rejection of a value taken from the contact stays the record's own.
+pub fn effective_class(failure: &Failure, field_uses: &[FieldUse]) -> ErrorClass {
+    if failure.class != ErrorClass::Permanent {
+        return failure.class;
+    }
+    let use_of = |name: &String| field_uses.iter().find(|u| u.name.eq_ignore_ascii_case(name));
+    let fields = &failure.fields;
+    let configuration = match failure.code.as_str() {
+        "INVALID_FIELD" | "INVALID_FIELD_FOR_INSERT_UPDATE" | "NOT_FOUND" => true,
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" => {
+            !fields.is_empty()
+                && fields
+                    .iter()
+                    .all(|f| use_of(f).is_some_and(|u| u.fixed_values.is_some()))
+        }
+        "REQUIRED_FIELD_MISSING" => !fields.is_empty() && fields.iter().all(|f| use_of(f).is_none()),
+        _ => false,
+    };
+    if configuration {
+        ErrorClass::Configuration
+    } else {
+        ErrorClass::Permanent
+    }
+}
+
+/// The dead-letter kind for a record that failed for good with `class`.
+fn letter_kind(class: ErrorClass) -> LetterKind {
+    match class {
+        ErrorClass::NoAccess => LetterKind::CaseNotAccessible,
+        _ => LetterKind::SalesforceRejected,
     }
 }
 
@@ -109,6 +148,18 @@ pub struct BatchSummary {
     /// invocation holds before answering).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salesforce_unavailable: Option<String>,
+    /// Why the org refused what the configuration writes, when it did (the org check failed,
+    /// or a rejection was caused by the mapping): the invocation holds, as in an outage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configuration_invalid: Option<String>,
+}
+
+impl BatchSummary {
+    /// Whether the invocation must hold before answering (an outage or a configuration the
+    /// org refuses): answering at once would make Lambda retry at once, failing the same way.
+    pub fn holds(&self) -> bool {
+        self.salesforce_unavailable.is_some() || self.configuration_invalid.is_some()
+    }
 }
 
 impl BatchSummary {
@@ -157,9 +208,11 @@ pub struct Executed {
 }
 
 /// The dead letters that the write results call for, each carrying the record's original
-/// data: one per Case Salesforce rejected for good ([`Action::DeadLetter`]), and, during an
-/// outage (a systemic failure), one `parked` letter per unwritten record that arrived more than
-/// `park_after` before `now_epoch_secs`, so it is not lost when the stream's retention ends.
+/// data: one per Case Salesforce rejected for good ([`Action::DeadLetter`]; kind
+/// `case_not_accessible` when the integration user may not see or edit the Case), and one
+/// `parked` letter per record that would be reported for retry but arrived more than
+/// `park_after` before `now_epoch_secs`, whatever the error, so it is never lost when the
+/// stream's retention ends and never holds up its shard.
 pub fn follow_up_letters(
     plan: &Plan,
     inputs: &[InputRecord<'_>],
@@ -176,17 +229,18 @@ pub fn follow_up_letters(
             };
             let input = &inputs[case.record];
             let contact = plan.records[case.record].contact_id.as_ref();
-            if action_for(f.class) == Action::DeadLetter {
+            let class = effective_class(f, &plan.field_uses);
+            if action_for(class) == Action::DeadLetter {
                 return Some(Keyed {
                     record: case.record,
-                    effect: input.letter(LetterKind::SalesforceRejected, f.into(), contact),
+                    effect: input.letter(letter_kind(class), f.into(), contact),
                 });
             }
-            let systemic = writes.systemic.as_ref()?;
             let age = now_epoch_secs - input.arrival?;
+            let reason = writes.systemic.as_ref().unwrap_or(f);
             (age > park_after.as_secs_f64()).then(|| Keyed {
                 record: case.record,
-                effect: input.letter(LetterKind::Parked, systemic.into(), contact),
+                effect: input.letter(LetterKind::Parked, reason.into(), contact),
             })
         })
         .collect()
@@ -230,6 +284,8 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
         letters[letter.record] = Some(outcome);
     }
 
+    // The first rejection caused by the configuration, when the org refused what it writes.
+    let mut configuration: Option<&Failure> = None;
     let records: Vec<RecordReport> = plan
         .records
         .iter()
@@ -262,7 +318,13 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                         (Action::Unchanged, None)
                     }
                     Some(WriteOutcome::Recorded) => (Action::UpsertCase, None),
-                    Some(WriteOutcome::Failed(f)) => failed_action(f, letters[index]),
+                    Some(WriteOutcome::Failed(f)) => {
+                        let class = effective_class(f, &plan.field_uses);
+                        if class == ErrorClass::Configuration && configuration.is_none() {
+                            configuration = Some(f);
+                        }
+                        failed_action(class, &f.code, letters[index])
+                    }
                     None => (Action::Retry, Some("not_attempted".to_owned())),
                 },
             };
@@ -277,7 +339,12 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     summary.token_requests = executed.writes.token_requests;
     summary.resent_in_invocation = executed.writes.resent;
     summary.quota_exhausted = executed.writes.quota_exhausted;
-    summary.salesforce_unavailable = executed.writes.systemic.as_ref().map(|f| f.code.clone());
+    match &executed.writes.systemic {
+        Some(f) if f.class == ErrorClass::Configuration => configuration = Some(f),
+        Some(f) => summary.salesforce_unavailable = Some(f.code.clone()),
+        None => {}
+    }
+    summary.configuration_invalid = configuration.map(|f| f.summary.clone());
     BatchReport { records, summary }
 }
 
@@ -289,14 +356,18 @@ fn letter_action(sent: Option<&SendOutcome>, code: &str) -> (Action, Option<Stri
     }
 }
 
-fn failed_action(failure: &Failure, letter: Option<&SendOutcome>) -> (Action, Option<String>) {
-    match (action_for(failure.class), letter) {
-        (Action::DeadLetter, _) => letter_action(letter, &failure.code),
+fn failed_action(
+    class: ErrorClass,
+    code: &str,
+    letter: Option<&SendOutcome>,
+) -> (Action, Option<String>) {
+    match (action_for(class), letter) {
+        (Action::DeadLetter, _) => letter_action(letter, code),
         // A held record with a parked letter: final once the letter is stored.
         (_, Some(SendOutcome::Sent | SendOutcome::Recorded)) => {
-            (Action::Parked, Some(failure.code.clone()))
+            (Action::Parked, Some(code.to_owned()))
         }
-        (action, _) => (action, Some(failure.code.clone())),
+        (action, _) => (action, Some(code.to_owned())),
     }
 }
 
@@ -354,6 +425,8 @@ mod tests {
     #[test]
     fn error_classes_map_to_actions() {
         assert_eq!(action_for(ErrorClass::Permanent), Action::DeadLetter);
+        assert_eq!(action_for(ErrorClass::NoAccess), Action::DeadLetter);
+        assert_eq!(action_for(ErrorClass::Configuration), Action::Retry);
         for class in [
             ErrorClass::Transient,
             ErrorClass::Throttled,

@@ -65,7 +65,7 @@ pub async fn handle(
     let started = Instant::now();
     let deadline = Deadline::from_lambda(event.context.deadline, state.deadline_margin);
     let outcome = process_batch(state, &event.payload, deadline).await;
-    if outcome.summary.salesforce_unavailable.is_some() {
+    if outcome.summary.holds() {
         // Hold: answering at once would make the event source mapping retry at once, and
         // every retry would fail the same way. Never past the deadline.
         let hold = deadline

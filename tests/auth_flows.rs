@@ -56,6 +56,9 @@ fn settings(login_url: &str, flow: AuthFlow) -> SalesforceSettings {
             min_request_time: Duration::from_millis(50),
         },
         login_cooldown: Duration::from_secs(300),
+        assignment: Default::default(),
+        org_check: None,
+        org_check_retry: Duration::from_secs(60),
     }
 }
 

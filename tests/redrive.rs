@@ -34,6 +34,7 @@ fn code_of(kind: LetterKind) -> &'static str {
         LetterKind::PoisonRecord => "invalid_json",
         LetterKind::SalesforceRejected => "REQUIRED_FIELD_MISSING",
         LetterKind::Parked => "salesforce_unavailable",
+        LetterKind::CaseNotAccessible => "INSUFFICIENT_ACCESS_OR_READONLY",
     }
 }
 

@@ -16,13 +16,16 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::assignment::{self, AssignmentRules};
 use super::auth::{AuthFlow, CredentialProvider, Credentials, TokenCache, grant_form};
+use super::preflight::{self, CaseSchema, OrgRequirements};
 use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
@@ -55,6 +58,13 @@ pub struct SalesforceSettings {
     /// No new login for this long after the token endpoint refused the credentials, unless
     /// they change.
     pub login_cooldown: Duration,
+    /// Which Case assignment rule runs on create; a write to an existing Case never runs one.
+    pub assignment: AssignmentRules,
+    /// What the org must support, checked once per container before the first write
+    /// ([`super::preflight`]); `None`: no check (lengths fall back to the mapping's).
+    pub org_check: Option<OrgRequirements>,
+    /// While the org check fails, the org is described again after this long.
+    pub org_check_retry: Duration,
 }
 
 /// What happened to one Case in [`SalesforceClient::write_cases`].
@@ -129,6 +139,20 @@ pub struct SalesforceClient {
     /// Set while Salesforce is unavailable (the last write ended in a systemic failure): the
     /// next write probes with a single attempt.
     outage: AtomicBool,
+    /// The org check's result (single flight: one describe at a time).
+    org: tokio::sync::Mutex<OrgCheck>,
+}
+
+/// Where the org check stands for this container.
+#[derive(Debug, Default)]
+enum OrgCheck {
+    /// Not checked yet, or a rejection suggested the org changed.
+    #[default]
+    Unchecked,
+    /// The org fits the configuration; its Case schema.
+    Passed(Arc<CaseSchema>),
+    /// The org did not fit at `at`.
+    Failed { at: Instant, error: Error },
 }
 
 /// No login until `until`, unless the credentials' fingerprint changes.
@@ -185,6 +209,7 @@ impl SalesforceClient {
             api_usage: Mutex::new(None),
             login_block: Mutex::new(None),
             outage: AtomicBool::new(false),
+            org: tokio::sync::Mutex::new(OrgCheck::Unchecked),
         })
     }
 
@@ -208,6 +233,46 @@ impl SalesforceClient {
         deadline: Deadline,
     ) -> CaseWriteReport {
         let counts = CallCounts::default();
+        let schema = match self.ensure_org(deadline, &counts).await {
+            Ok(schema) => schema,
+            Err(e) => {
+                // Nothing can be written: hold every record, as in an outage.
+                self.outage.store(
+                    e.class() != ErrorClass::Configuration && e.class().stops_the_batch(),
+                    Ordering::Relaxed,
+                );
+                return CaseWriteReport {
+                    outcomes: vec![CaseOutcome::Failed(e.clone()); records.len()],
+                    api_calls: counts.api_calls.load(Ordering::Relaxed),
+                    token_requests: counts.token_requests.load(Ordering::Relaxed),
+                    quota_exhausted: e.class() == ErrorClass::QuotaExhausted,
+                    systemic: Some(e),
+                    ..CaseWriteReport::default()
+                };
+            }
+        };
+        let fitted: Vec<Cow<'_, CaseRecord>> = records
+            .iter()
+            .map(|r| fit_to_org(r.borrow(), schema.as_deref()))
+            .collect();
+        let report = self.write_fitted(&fitted, deadline, counts).await;
+        let drifted = report.outcomes.iter().any(|o| {
+            matches!(o, CaseOutcome::Failed(e) if SCHEMA_CODES.contains(&e.code()))
+        });
+        if drifted {
+            // The org may have changed since it was checked: check it again next time.
+            self.forget_org_check().await;
+        }
+        report
+    }
+
+    /// [`SalesforceClient::write_cases`] for records already fitted to the org.
+    async fn write_fitted<R: Borrow<CaseRecord>>(
+        &self,
+        records: &[R],
+        deadline: Deadline,
+        counts: CallCounts,
+    ) -> CaseWriteReport {
         let mut report = CaseWriteReport::default();
         let mut outcomes: Vec<Option<CaseOutcome>> = vec![None; records.len()];
         let mut last_error: Vec<Option<Error>> = vec![None; records.len()];
@@ -311,6 +376,123 @@ impl SalesforceClient {
         report
     }
 
+    /// Checks the org against the configuration once per container (again after
+    /// `org_check_retry` while it fails, and after a rejection that suggests the org changed):
+    /// the org's Case schema, `None` without an org check.
+    ///
+    /// # Errors
+    /// [`Error::ConfigurationInvalid`] when the org does not fit, or the describe call's error.
+    pub(super) async fn ensure_org(
+        &self,
+        deadline: Deadline,
+        counts: &CallCounts,
+    ) -> Result<Option<Arc<CaseSchema>>, Error> {
+        let Some(requirements) = &self.settings.org_check else {
+            return Ok(None);
+        };
+        let mut state = self.org.lock().await;
+        match &*state {
+            OrgCheck::Passed(schema) => return Ok(Some(schema.clone())),
+            OrgCheck::Failed { at, error } if at.elapsed() < self.settings.org_check_retry => {
+                return Err(error.clone());
+            }
+            _ => {}
+        }
+        let schema = self.describe_case_counted(deadline, counts).await?;
+        let problems = preflight::check(requirements, &schema);
+        if problems.is_empty() {
+            tracing::info!(fields = schema.fields().len(), "org check passed");
+            let schema = Arc::new(schema);
+            *state = OrgCheck::Passed(schema.clone());
+            Ok(Some(schema))
+        } else {
+            let error = Error::ConfigurationInvalid {
+                problems: problems.iter().map(ToString::to_string).collect(),
+            };
+            *state = OrgCheck::Failed {
+                at: Instant::now(),
+                error: error.clone(),
+            };
+            Err(error)
+        }
+    }
+
+    /// Runs the org check now (at cold start, in the init phase), so the first invocation
+    /// makes no describe call. A failure is kept and reported by the first write.
+    pub async fn check_org_now(&self, deadline: Deadline) {
+        let counts = CallCounts::default();
+        if let Err(e) = self.ensure_org(deadline, &counts).await {
+            tracing::warn!(error = %e, error_code = e.code(), "org check at start failed");
+        }
+    }
+
+    /// Forgets a passed org check, so the next write describes the org again.
+    async fn forget_org_check(&self) {
+        let mut state = self.org.lock().await;
+        if matches!(*state, OrgCheck::Passed(_)) {
+            *state = OrgCheck::Unchecked;
+        }
+    }
+
+    /// The Case object as the integration user sees it (`GET /sobjects/Case/describe`).
+    ///
+    /// # Errors
+    /// The call's [`Error`], or [`Error::InvalidResponse`] for an unreadable answer.
+    pub async fn describe_case(&self, deadline: Deadline) -> Result<CaseSchema, Error> {
+        self.describe_case_counted(deadline, &CallCounts::default())
+            .await
+    }
+
+    async fn describe_case_counted(
+        &self,
+        deadline: Deadline,
+        counts: &CallCounts,
+    ) -> Result<CaseSchema, Error> {
+        let path = format!(
+            "/services/data/{}/sobjects/Case/describe",
+            self.settings.api_version
+        );
+        let (status, bytes) = self
+            .send(reqwest::Method::GET, &path, None, None, deadline, counts)
+            .await?;
+        if status != 200 {
+            return Err(wire::parse_api_error(status, &bytes));
+        }
+        CaseSchema::parse(&bytes).map_err(|detail| Error::InvalidResponse { status, detail })
+    }
+
+    /// Runs a SOQL query (`GET /query?q=`) and returns its records.
+    ///
+    /// # Errors
+    /// The call's [`Error`] (e.g. `INSUFFICIENT_ACCESS` for setup objects without the View
+    /// Setup and Configuration permission).
+    pub async fn query(&self, soql: &str, deadline: Deadline) -> Result<Vec<serde_json::Value>, Error> {
+        let path = format!(
+            "/services/data/{}/query?q={}",
+            self.settings.api_version,
+            wire::percent_encode_query(soql)
+        );
+        let counts = CallCounts::default();
+        let (status, bytes) = self
+            .send(reqwest::Method::GET, &path, None, None, deadline, &counts)
+            .await?;
+        if status != 200 {
+            return Err(wire::parse_api_error(status, &bytes));
+        }
+        let answer: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Error::InvalidResponse {
+                status,
+                detail: format!("unreadable query answer: {e}"),
+            })?;
+        match answer.get("records").and_then(serde_json::Value::as_array) {
+            Some(records) => Ok(records.clone()),
+            None => Err(Error::InvalidResponse {
+                status,
+                detail: "query answer without records".into(),
+            }),
+        }
+    }
+
     /// Step 1: one collections create for the chunk's Cases not known to exist.
     async fn create_step<R: Borrow<CaseRecord>>(
         &self,
@@ -333,6 +515,7 @@ impl SalesforceClient {
             .collections_request(
                 reqwest::Method::POST,
                 &body,
+                self.settings.assignment.on_create(),
                 &creates,
                 step,
                 outcomes,
@@ -395,6 +578,7 @@ impl SalesforceClient {
                 reqwest::Method::POST,
                 &path,
                 &body,
+                None,
                 step.deadline,
                 step.counts,
             )
@@ -450,13 +634,16 @@ impl SalesforceClient {
                     last_error,
                 ),
                 None => {
-                    // It existed a moment ago (the create said so): deleted since, or not yet
-                    // visible. Try again from the start.
-                    stages[i] = Stage::Create;
-                    last_error[i] = Some(Error::InvalidResponse {
-                        status: 200,
-                        detail: "a Case reported as existing was not found".into(),
-                    });
+                    // The create said it exists (the unique index covers every Case) but the
+                    // query cannot see it: the integration user may not read it (Private
+                    // sharing after a rule or an agent took it). Final for this record: it
+                    // must never hold up the shard.
+                    fail_record(
+                        i,
+                        Error::CaseNotAccessible { access: "read" },
+                        outcomes,
+                        last_error,
+                    );
                 }
             }
         }
@@ -514,6 +701,7 @@ impl SalesforceClient {
             .collections_request(
                 reqwest::Method::PATCH,
                 &body,
+                assignment::ON_UPDATE,
                 &updates,
                 step,
                 outcomes,
@@ -544,6 +732,7 @@ impl SalesforceClient {
         &self,
         method: reqwest::Method,
         body: &impl serde::Serialize,
+        auto_assign: &str,
         affected: &[usize],
         step: &Step<'_, R>,
         outcomes: &mut [Option<CaseOutcome>],
@@ -551,7 +740,14 @@ impl SalesforceClient {
     ) -> Result<Option<Vec<RecordResult>>, Error> {
         let path = wire::collections_path(&self.settings.api_version);
         let answer = self
-            .call(method, &path, body, step.deadline, step.counts)
+            .call(
+                method,
+                &path,
+                body,
+                Some(auto_assign),
+                step.deadline,
+                step.counts,
+            )
             .await
             .and_then(|(status, bytes)| {
                 wire::parse_collections_response(status, &bytes, affected.len())
@@ -564,12 +760,15 @@ impl SalesforceClient {
         }
     }
 
-    /// One data call (JSON body), refreshing the token once on 401.
+    /// One data call (JSON body), refreshing the token once on 401. `auto_assign`: the
+    /// `Sforce-Auto-Assign` header of a request that writes Cases (every write says whether
+    /// an assignment rule runs: absent means TRUE).
     pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: &impl serde::Serialize,
+        auto_assign: Option<&str>,
         deadline: Deadline,
         counts: &CallCounts,
     ) -> Result<(u16, Vec<u8>), Error> {
@@ -577,6 +776,20 @@ impl SalesforceClient {
             status: 0,
             detail: format!("could not encode the request body: {e}"),
         })?;
+        self.send(method, path, Some(body), auto_assign, deadline, counts)
+            .await
+    }
+
+    /// One data call with an optional JSON body, refreshing the token once on 401.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        auto_assign: Option<&str>,
+        deadline: Deadline,
+        counts: &CallCounts,
+    ) -> Result<(u16, Vec<u8>), Error> {
         let mut refreshed = false;
         loop {
             let token = self
@@ -586,17 +799,21 @@ impl SalesforceClient {
             let timeout = self.request_timeout(deadline)?;
             let url = format!("{}{path}", token.instance_url.trim_end_matches('/'));
             counts.api_calls.fetch_add(1, Ordering::Relaxed);
-            let response = self
+            let mut request = self
                 .http
                 .request(method.clone(), url)
                 .bearer_auth(token.access_token.expose_secret())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::ACCEPT, "application/json")
-                .body(body.clone())
-                .timeout(timeout)
-                .send()
-                .await
-                .map_err(transport_error)?;
+                .timeout(timeout);
+            if let Some(body) = &body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            if let Some(value) = auto_assign {
+                request = request.header(assignment::HEADER, value);
+            }
+            let response = request.send().await.map_err(transport_error)?;
             let status = response.status().as_u16();
             if let Some(usage) = response
                 .headers()
@@ -845,6 +1062,39 @@ fn fail_record(
     } else {
         outcomes[i] = Some(CaseOutcome::Failed(e));
     }
+}
+
+/// Error codes that can mean the org changed since it was checked (a field removed or made
+/// read-only, a picklist value deactivated, a new required field, a shorter field).
+const SCHEMA_CODES: [&str; 5] = [
+    "INVALID_FIELD",
+    "INVALID_FIELD_FOR_INSERT_UPDATE",
+    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    "REQUIRED_FIELD_MISSING",
+    "STRING_TOO_LONG",
+];
+
+/// `record` with every text value cut to the length the org gives its field (the record
+/// itself when nothing is too long, or without a schema).
+pub(super) fn fit_to_org<'a>(record: &'a CaseRecord, schema: Option<&CaseSchema>) -> Cow<'a, CaseRecord> {
+    let Some(schema) = schema else {
+        return Cow::Borrowed(record);
+    };
+    let too_long = |(name, value): (&String, &serde_json::Value)| {
+        let text = value.as_str()?;
+        let limit = schema.text_limit(name)?;
+        (text.len() > limit && text.encode_utf16().count() > limit)
+            .then(|| (name.clone(), crate::case::truncate(text, limit)))
+    };
+    let cut: Vec<(String, String)> = record.fields.iter().filter_map(too_long).collect();
+    if cut.is_empty() {
+        return Cow::Borrowed(record);
+    }
+    let mut fitted = record.clone();
+    for (name, text) in cut {
+        fitted.fields.insert(name, serde_json::Value::String(text));
+    }
+    Cow::Owned(fitted)
 }
 
 /// Whether two Salesforce Ids name the same record (a 15-character Id is the case-sensitive

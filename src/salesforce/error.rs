@@ -107,6 +107,27 @@ pub enum Error {
         /// The Case Id from the attribute.
         id: String,
     },
+    /// The org does not take what the configuration writes (the org check found problems):
+    /// nothing can be written until the org or the mapping is fixed.
+    #[error(
+        "the Salesforce org does not fit the configuration: {}; run `ctr-cases check` after \
+         fixing it (no redeploy needed: the org is checked again while this lasts)",
+        .problems.join("; ")
+    )]
+    ConfigurationInvalid {
+        /// One sentence per problem: the field, what is wrong, the valid values.
+        problems: Vec<String>,
+    },
+    /// The contact's Case exists but the integration user may not read or edit it (Private
+    /// Case sharing after an assignment rule or an agent took it).
+    #[error(
+        "the contact's Case exists but the integration user may not {access} it: share Cases \
+         that carry a ContactId with the user (docs/deploy.md, \"Sharing\"), then redrive"
+    )]
+    CaseNotAccessible {
+        /// `read` or `edit`.
+        access: &'static str,
+    },
 }
 
 fn fields_suffix(fields: &[String]) -> String {
@@ -194,6 +215,8 @@ impl Error {
             }
             Error::Transport { .. } | Error::DeadlineReached => ErrorClass::Transient,
             Error::CaseNotFound { .. } => ErrorClass::Permanent,
+            Error::ConfigurationInvalid { .. } => ErrorClass::Configuration,
+            Error::CaseNotAccessible { .. } => ErrorClass::NoAccess,
             Error::InstanceUrlRefused(_) => ErrorClass::Unavailable,
             Error::InvalidResponse { status, .. } if *status >= 500 => ErrorClass::Transient,
             // A 2xx/4xx body we cannot read: treat as transient, since a write may have been
@@ -221,6 +244,8 @@ impl Error {
             Error::Credentials(_) => "credentials_unavailable",
             Error::DeadlineReached => "deadline_reached",
             Error::CaseNotFound { .. } => "CASE_NOT_FOUND",
+            Error::ConfigurationInvalid { .. } => "configuration_invalid",
+            Error::CaseNotAccessible { .. } => "CASE_NOT_ACCESSIBLE",
             Error::InstanceUrlRefused(_) => "instance_url_refused",
             Error::LoginCoolingDown { .. } => "login_cooling_down",
         }
@@ -299,6 +324,9 @@ fn classify_api(status: u16, code: &str, message: &str) -> ErrorClass {
         {
             ErrorClass::Unavailable
         }
+        // A record the integration user may not edit (sharing): that record's own problem.
+        (200, "INSUFFICIENT_ACCESS_OR_READONLY") => ErrorClass::NoAccess,
+        (_, "INSUFFICIENT_ACCESS_OR_READONLY") => ErrorClass::Configuration,
         (_, code) if PERMANENT_CODES.contains(&code) => ErrorClass::Permanent,
         // An unknown code on one record is that record's problem; on the whole request, the
         // request could not be served at all.

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value, json};
 
-use super::client::{CallCounts, SalesforceClient};
+use super::assignment;
+use super::client::{CallCounts, SalesforceClient, fit_to_org};
 use super::error::Error;
 use super::wire;
 use crate::case::CaseRecord;
@@ -44,7 +45,13 @@ impl SalesforceClient {
         deadline: Deadline,
     ) -> Result<HandoffCase, Error> {
         let counts = CallCounts::default();
+        let schema = self.ensure_org(deadline, &counts).await?;
+        let case = &*fit_to_org(case, schema.as_deref());
         let settings = self.settings();
+        // The create may run the assignment rule; the write to an existing Case must not. A
+        // subrequest's own header overrides the request's, so each write says which.
+        let create_assign = json!({(assignment::HEADER): settings.assignment.on_create()});
+        let update_assign = json!({(assignment::HEADER): assignment::ON_UPDATE});
         let version = &settings.api_version;
         let ext_field = &settings.external_id_field;
         let base = format!("/services/data/{version}");
@@ -55,7 +62,7 @@ impl SalesforceClient {
         let body = match &case.case_id {
             Some(id) => json!({"allOrNone": false, "compositeRequest": [
                 {"method": "PATCH", "url": format!("{base}/sobjects/Case/{id}"),
-                 "referenceId": "update", "body": current},
+                 "referenceId": "update", "body": current, "httpHeaders": update_assign},
                 {"method": "GET", "url": format!("{base}/sobjects/Case/{id}?fields=Id,CaseNumber"),
                  "referenceId": "read"},
             ]}),
@@ -78,18 +85,25 @@ impl SalesforceClient {
                 );
                 json!({"allOrNone": false, "compositeRequest": [
                     {"method": "POST", "url": format!("{base}/sobjects/Case"),
-                     "referenceId": "create", "body": create},
+                     "referenceId": "create", "body": create, "httpHeaders": create_assign},
                     {"method": "GET",
                      "url": format!("{base}/query?q={}", wire::percent_encode_query(&soql)),
                      "referenceId": "read"},
                     {"method": "PATCH", "url": format!("{base}/sobjects/Case/@{{read.records[0].Id}}"),
-                     "referenceId": "update", "body": current},
+                     "referenceId": "update", "body": current, "httpHeaders": update_assign},
                 ]})
             }
         };
         let path = wire::composite_path(version);
         let (status, bytes) = self
-            .call(reqwest::Method::POST, &path, &body, deadline, &counts)
+            .call(
+                reqwest::Method::POST,
+                &path,
+                &body,
+                Some(assignment::ON_UPDATE),
+                deadline,
+                &counts,
+            )
             .await?;
         let answer = parse_handoff(status, &bytes, ext_field)?;
         let api_calls = counts.api_calls.load(Ordering::Relaxed);

@@ -47,7 +47,7 @@ impl SalesforceClient {
             let body = wire::customer_searches_body(version, &searches);
             let path = wire::composite_path(version);
             let answer = self
-                .call(reqwest::Method::POST, &path, &body, deadline, &counts)
+                .call(reqwest::Method::POST, &path, &body, None, deadline, &counts)
                 .await
                 .and_then(|(status, bytes)| {
                     wire::parse_customer_searches(status, &bytes, chunk.len())

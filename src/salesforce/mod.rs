@@ -6,6 +6,7 @@
 //! service: settings arrive as [`SalesforceSettings`], credentials through a
 //! [`CredentialProvider`].
 
+pub mod assignment;
 pub mod auth;
 pub mod client;
 pub mod endpoint;
@@ -13,9 +14,11 @@ pub mod error;
 pub mod wire;
 
 pub mod handoff;
+pub mod preflight;
 pub mod lookup;
 pub mod recorder;
 
+pub use assignment::AssignmentRules;
 pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};
 pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};

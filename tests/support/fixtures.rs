@@ -172,6 +172,9 @@ pub fn fake_env(fake: &FakeSalesforce) -> HashMap<String, String> {
         ("SALESFORCE_TIMEOUT_MS", "5000"),
         // Tests of the outage hold set their own; the others must not wait.
         ("OUTAGE_HOLD_MS", "0"),
+        // Tests of the org check (tests/real_orgs.rs) turn it on; the others count calls and
+        // script faults from the first write, in a container whose org was checked.
+        ("SALESFORCE_ORG_CHECK", "false"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
