@@ -1,37 +1,64 @@
 //! A stateful fake Salesforce org for integration tests: an axum server on `127.0.0.1:0` speaking
 //! the REST wire format of `shared/salesforce-wire.md` and Salesforce's REST API documentation,
-//! with in-memory Cases and Contacts, counters, and scripted or random faults. It follows the
-//! documentation, never a client; where the documentation is silent the choice is noted on the
-//! item and kept strict (a fake that accepts more than Salesforce hides client bugs).
+//! with in-memory Cases and Contacts, a Case schema tests change at run time, assignment rules,
+//! sharing, counters, and scripted or random faults. It follows the documentation, never a
+//! client; where the documentation is silent the choice is noted on the item and kept strict (a
+//! fake that accepts more than Salesforce hides client bugs).
 //!
 //! # Endpoints
 //! `POST /services/oauth2/token` (password, client credentials and JWT bearer grants, form body)
 //! and, under `/services/data/vNN.0/` with `Authorization: Bearer`, each answer carrying
-//! `Sforce-Limit-Info: api-usage=USED/MAX`: `sobjects/{Case|Contact}` (POST), `sobjects/{T}/{Id}`
-//! (GET `?fields=`, PATCH → 204), `sobjects/Case/{ext}/{value}` (GET, PATCH upsert),
+//! `Sforce-Limit-Info: api-usage=USED/MAX`: `sobjects/{Case|Contact}` (POST),
+//! `sobjects/{T}/describe` (GET; `If-Modified-Since` → 304), `sobjects/{T}/{Id}` (GET
+//! `?fields=`, PATCH → 204), `sobjects/Case/{ext}/{value}` (GET, PATCH upsert),
 //! `composite/sobjects` (POST create, PATCH update by id; ≤ 200 records),
-//! `composite/sobjects/Case/{ext}` (PATCH upsert), `query?q=` (`SELECT f, … FROM Case|Contact
-//! [WHERE f = 'x' | f IN ('a', …) [OR …]]`), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING
-//! Contact(…)`) and `composite` (≤ 25 subrequests, `@{ref.path}` references). A URI over 16,384
-//! bytes answers 414; URI plus headers over that, 431.
+//! `composite/sobjects/Case/{ext}` (PATCH upsert), `query?q=` (`SELECT f, … FROM T [WHERE c
+//! (AND c …|OR c …)]`, `c` one of `f = 'x'`, `f = true`, `f IN ('a', …)`, `f IN (SELECT g FROM
+//! U …)`; T one of Case, Contact, Organization, AssignmentRule, ObjectPermissions,
+//! PermissionSetAssignment), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING Contact(…)`) and
+//! `composite` (≤ 25 subrequests, `@{ref.path}` references, per-subrequest `httpHeaders`). A URI
+//! over 16,384 bytes answers 414; URI plus headers over that, 431.
 //!
 //! # Accounting
 //! A data call counts once ([`FakeOrg::api_calls`], by kind in [`FakeOrg::calls_by_kind`]) when it
 //! is authenticated and admitted. Not counted: 401 (no, unknown or expired token, an injected
 //! 401), `403 TotalRequests` (the limit or [`Fault::TotalRequestsLimit`]), [`Fault::NonJson`] and
-//! [`Fault::Redirect`] (a proxy answers, not the API), 414 and 431. All else counts, injected 5xx
-//! and dropped connections included; a collections or composite request counts once.
+//! [`Fault::Redirect`] (a proxy answers, not the API), 414 and 431. All else counts, injected 5xx,
+//! dropped connections and describe's 304 included; a collections or composite request counts
+//! once. [`FakeOrg::max_in_flight`] is the most data requests served at once.
 //!
 //! # Schema
-//! Case: Id, CaseNumber (auto-number `00001001`, …), CreatedDate, LastModifiedDate (read-only);
-//! Subject (255), Description (32,000), SuppliedPhone (40), SuppliedName (80), Priority, Type,
-//! Reason, SuppliedEmail; restricted picklists Origin ∈ {Phone, Email, Web} and Status ∈ {New,
-//! Working, Escalated, Closed} (default New); ContactId, AccountId, OwnerId; the custom fields of
-//! the org metadata in salesforce/force-app: [`EXTERNAL_ID_FIELD`] (Text(36), Unique
-//! case-insensitive, External ID), [`LAST_UPDATE_FIELD`] (DateTime), [`OUTCOME_FIELD`] (Text(40));
-//! any other `…__c` is `INVALID_FIELD`, as in a real org. Contact: Id, FirstName (40), LastName (80, required), Phone and MobilePhone (40),
-//! AccountId. Names are case-insensitive, stored canonically; an update changes only the fields
-//! sent; every write is atomic under the org's mutex.
+//! Case (as [`FakeOrg::case_schema`] and describe show it at start): Id, CaseNumber (auto-number
+//! `00001001`, …), CreatedDate, LastModifiedDate (read-only); Subject (255), Description
+//! (textarea, 32,000), SuppliedPhone (40), SuppliedName (80), SuppliedEmail (email, 80);
+//! restricted picklists Origin ∈ {Phone, Email, Web} and Status ∈ {New, Working, Escalated,
+//! Closed} (default New); unrestricted picklists Priority, Type, Reason; references ContactId,
+//! AccountId, OwnerId (user or queue; defaulted on create); the custom fields of the org metadata
+//! in salesforce/force-app: [`EXTERNAL_ID_FIELD`] (Text(36), Unique case-insensitive, External
+//! ID), [`LAST_UPDATE_FIELD`] (DateTime), [`OUTCOME_FIELD`] (Text(40)). Any other field is
+//! `INVALID_FIELD`, as in a real org: for a whole request, collections included (a
+//! deserialization error, before any record). Tests change the schema with the setters of
+//! [`FakeOrg`] (field-level security, picklists, lengths, required custom fields, record types)
+//! and undo it with [`FakeOrg::reset_case_schema`]. Contact: Id, FirstName (40), LastName (80,
+//! required), Phone and MobilePhone (40), AccountId. Names are case-insensitive, stored
+//! canonically; an update changes only the fields sent; every write is atomic under the org's
+//! mutex.
+//!
+//! # Assignment
+//! Every request (or composite subrequest) that creates or updates Cases has an effective
+//! `Sforce-Auto-Assign` (a subrequest's `httpHeaders` override the request's), recorded in
+//! [`FakeOrg::assign_headers`]. Absent or `TRUE`: the active rule ([`FakeOrg::set_assignment_rule`])
+//! gives the Case to its queue, or, with no active rule, to the Default Case Owner (Salesforce
+//! Help 000395506), on create and update alike. `FALSE`: the owner is the body's, else (create)
+//! the integration user [`USER_ID_18`]. A rule id runs that rule on create.
+//!
+//! # Sharing
+//! Every data call acts as the integration user [`USER_ID`]. With [`CaseAccess::Private`] it sees
+//! and edits only the Cases it owns, unless View All / Modify All or the sharing rule grant more;
+//! [`CaseAccess::Read`] makes every Case readable. Queries and retrieves leave out what it cannot
+//! see; writes to a Case it cannot edit fail that record with `INSUFFICIENT_ACCESS_OR_READONLY`;
+//! the unique index spans every Case. Test helpers ([`FakeOrg::edit_case`],
+//! [`FakeOrg::assign_case`], [`FakeOrg::cases`], …) act as an agent or admin and ignore sharing.
 //!
 //! # Faults
 //! Scripted faults ([`FakeOrg::push_fault`]) are consumed FIFO, one per admitted data call (token
@@ -46,7 +73,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -81,6 +108,14 @@ pub const EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
 pub const LAST_UPDATE_FIELD: &str = "Amazon_Connect_Last_Update__c";
 /// The outcome field (Text(40)) of the org metadata.
 pub const OUTCOME_FIELD: &str = "Amazon_Connect_Outcome__c";
+/// The integration user's id as an `OwnerId` holds it (18 characters): the owner of a Case it
+/// creates without OwnerId when no assignment runs.
+pub const USER_ID_18: &str = "005FAKE00000001AAA";
+/// The org's Default Case Owner (Support Settings) at start, a user other than the integration
+/// user: the owner a Case gets when assignment runs and no rule is active.
+pub const DEFAULT_CASE_OWNER: &str = "005FAKE00000002AAA";
+/// The permission set (owned by the integration user's profile) holding its Case permissions.
+pub const PERMISSION_SET_ID: &str = "0PSFAKE00000001AAA";
 /// The fake org's 15-character organisation id (appears in tokens and identity URLs).
 pub const ORG_ID: &str = "00DFAKE00000001";
 /// The integration user's 15-character user id (appears in identity URLs).
@@ -164,6 +199,11 @@ pub async fn start_with(options: FakeOptions) -> FakeSalesforce {
         daily_limit: options.daily_limit.unwrap_or(DEFAULT_DAILY_LIMIT),
         latency: options.latency,
         accepted_password: PASSWORD.to_owned(),
+        case_schema: Schema::case(),
+        contact_schema: Schema::contact(),
+        schema_changed: chrono::Utc::now(),
+        default_case_owner: DEFAULT_CASE_OWNER.to_owned(),
+        view_setup: true,
         ..OrgState::default()
     };
     let org = Arc::new(FakeOrg {
@@ -171,6 +211,8 @@ pub async fn start_with(options: FakeOptions) -> FakeSalesforce {
         base_url: base_url.clone(),
         jwt_key,
         state: Mutex::new(state),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/services/oauth2/token", post(token_endpoint))
@@ -266,6 +308,55 @@ pub enum FaultKind {
     ConcurrentLongTxn,
 }
 
+/// Salesforce's org-wide default for Cases, `Organization.DefaultCaseAccess`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CaseAccess {
+    /// `None`: Private; the integration user sees and edits only the Cases it owns (plus what
+    /// View All, Modify All or the sharing rule grant).
+    Private,
+    /// `Read`: Public Read Only.
+    Read,
+    /// `Edit`: Public Read/Write.
+    Edit,
+    /// `ReadEditTransfer`: Public Read/Write/Transfer, the fake's default.
+    #[default]
+    ReadEditTransfer,
+}
+
+impl CaseAccess {
+    /// The value `SELECT DefaultCaseAccess FROM Organization` answers.
+    pub fn api_value(self) -> &'static str {
+        match self {
+            CaseAccess::Private => "None",
+            CaseAccess::Read => "Read",
+            CaseAccess::Edit => "Edit",
+            CaseAccess::ReadEditTransfer => "ReadEditTransfer",
+        }
+    }
+}
+
+/// The access a sharing rule grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShareAccess {
+    /// Read Only.
+    Read,
+    /// Read/Write.
+    Edit,
+}
+
+/// The effective `Sforce-Auto-Assign` header of one request (or composite subrequest) that
+/// writes Cases, in arrival order ([`FakeOrg::assign_headers`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignHeader {
+    /// The write's kind, as in [`FakeOrg::calls_by_kind`]: `create`, `update`, `upsert`,
+    /// `collections_create`, `collections_update` or `collections_upsert`.
+    pub call: String,
+    /// Whether it was a composite subrequest.
+    pub in_composite: bool,
+    /// The header's value as it applied (`None`: absent, which means `TRUE`).
+    pub value: Option<String>,
+}
+
 /// One HTTP request as the fake received it (token, data and unknown paths alike).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordedRequest {
@@ -315,6 +406,9 @@ pub struct FakeOrg {
     instance_url: String,
     jwt_key: Option<jsonwebtoken::DecodingKey>,
     state: Mutex<OrgState>,
+    /// Data requests being served now, and the most seen at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl FakeOrg {
@@ -413,13 +507,16 @@ impl FakeOrg {
         let Value::Object(raw) = fields else {
             panic!("add_contact wants an object")
         };
-        let fields = validate(Obj::Contact, raw, true).unwrap_or_else(|e| panic!("{e:?}"));
-        let id = self.lock().db.insert(Obj::Contact, fields);
+        let mut state = self.lock();
+        let fields = validate(&state.contact_schema, Obj::Contact, raw, Mode::Insert)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let id = state.db.insert(Obj::Contact, fields);
         id.expect("a Contact has no unique field")
     }
 
     /// Apply an agent's edit to the Case with this id or external id: only these fields change.
-    /// Not an API call.
+    /// Not an API call. The agent is not the integration user: sharing, field-level access and
+    /// assignment do not apply (fields must still exist and hold valid values).
     ///
     /// # Panics
     /// If there is no such Case or the fields are invalid.
@@ -427,8 +524,9 @@ impl FakeOrg {
         let Value::Object(raw) = fields else {
             panic!("edit_case wants an object")
         };
-        let fields = validate(Obj::Case, raw, false).unwrap_or_else(|e| panic!("{e:?}"));
         let mut state = self.lock();
+        let fields = validate(&state.case_schema, Obj::Case, raw, Mode::Agent)
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let db = &mut state.db;
         let found = db
             .by_id(Obj::Case, id_or_external_id)
@@ -436,6 +534,220 @@ impl FakeOrg {
         let index = found.unwrap_or_else(|| panic!("no Case {id_or_external_id}"));
         db.update(Obj::Case, index, fields)
             .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+
+    /// An agent (or a supervisor) gives the Case with this id or external id to `owner`, a user
+    /// (`005…`) or queue (`00G…`). Not an API call; sharing does not apply.
+    ///
+    /// # Panics
+    /// If there is no such Case or `owner` is no user or queue id.
+    pub fn assign_case(&self, id_or_external_id: &str, owner: &str) {
+        self.edit_case(id_or_external_id, json!({ "OwnerId": owner }));
+    }
+
+    // -- Schema ----------------------------------------------------------------------------
+
+    fn change_schema(&self, change: impl FnOnce(&mut Schema)) {
+        let mut state = self.lock();
+        change(&mut state.case_schema);
+        state.schema_changed = chrono::Utc::now();
+    }
+
+    /// The Case fields as the integration user sees them (what describe lists).
+    pub fn case_schema(&self) -> Vec<Field> {
+        self.lock().case_schema.fields.clone()
+    }
+
+    /// Add `field` to the Case schema, or replace the field of that name.
+    pub fn set_case_field(&self, field: Field) {
+        self.change_schema(|schema| {
+            match schema
+                .fields
+                .iter_mut()
+                .find(|f| f.name.eq_ignore_ascii_case(&field.name))
+            {
+                Some(old) => *old = field,
+                None => schema.fields.push(field),
+            }
+        });
+    }
+
+    /// Field `name` is gone for the integration user (not deployed, or hidden by field-level
+    /// security): absent from describe, `INVALID_FIELD` in writes and queries. Stored values
+    /// stay (and the external id's unique index keeps working, as a real index does).
+    ///
+    /// # Panics
+    /// If the Case schema has no such field.
+    pub fn remove_case_field(&self, name: &str) {
+        self.change_schema(|schema| {
+            schema.field_mut(name);
+            schema.fields.retain(|f| !f.name.eq_ignore_ascii_case(name));
+        });
+    }
+
+    /// Field-level security lets the integration user see field `name` but create or update it
+    /// only as given: describe shows these flags; a write setting it otherwise fails the record
+    /// with `INVALID_FIELD_FOR_INSERT_UPDATE` "Unable to create/update fields: F. Please check
+    /// the security settings of this field…".
+    ///
+    /// # Panics
+    /// If the Case schema has no such field.
+    pub fn set_case_field_access(&self, name: &str, createable: bool, updateable: bool) {
+        self.change_schema(|schema| {
+            let field = schema.field_mut(name);
+            (field.createable, field.updateable) = (createable, updateable);
+        });
+    }
+
+    /// Picklist `name` now has exactly `values` (e.g. Status without `New`); `restricted`
+    /// refuses any other value with `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`. The default value
+    /// stays if still listed, else the first value becomes the default (a Status picklist always
+    /// has one); other picklists without a default keep none.
+    ///
+    /// # Panics
+    /// If the Case schema has no such field or it is not a picklist.
+    pub fn set_picklist(&self, name: &str, values: &[&str], restricted: bool) {
+        self.change_schema(|schema| {
+            let field = schema.field_mut(name);
+            let old = match &field.ty {
+                FieldType::Picklist { default, .. } => default.clone(),
+                other => panic!("{name} is a {other:?}, not a picklist"),
+            };
+            let kept = old.filter(|d| values.contains(&d.as_str()));
+            let first = values.first().map(|v| v.to_string());
+            let default = if field.defaulted_on_create {
+                kept.or(first)
+            } else {
+                kept
+            };
+            field.ty = FieldType::picklist(values, restricted, default.as_deref());
+        });
+    }
+
+    /// Text field `name` now holds at most `n` characters (`STRING_TOO_LONG` beyond).
+    ///
+    /// # Panics
+    /// If the Case schema has no such field or it is not a text field.
+    pub fn set_field_length(&self, name: &str, n: usize) {
+        self.change_schema(|schema| {
+            let field = schema.field_mut(name);
+            match &mut field.ty {
+                FieldType::Text(max) | FieldType::TextArea(max) | FieldType::Email(max) => *max = n,
+                other => panic!("{name} is a {other:?}, not text"),
+            }
+        });
+    }
+
+    /// Deploy a custom Case field `name` of type `ty` (as [`Field::new`] makes it). `required`:
+    /// not nillable (and, being createable and not defaulted, a create without it fails with
+    /// `REQUIRED_FIELD_MISSING`).
+    pub fn add_case_field(&self, name: &str, ty: FieldType, required: bool) {
+        let field = Field {
+            nillable: !required,
+            ..Field::new(name, ty)
+        };
+        self.set_case_field(field);
+    }
+
+    /// Add a Case record type (`012…`, 18 characters). The Case then has a `RecordTypeId` field;
+    /// a create without it gets the first available record type; a write naming an unavailable
+    /// (or unknown) one fails the record with `INVALID_CROSS_REFERENCE_KEY`.
+    pub fn add_record_type(&self, id: &str, name: &str, available: bool) {
+        self.change_schema(|schema| {
+            schema.record_types.push(RecordType {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                available,
+            });
+            if schema.field("RecordTypeId").is_none() {
+                let field = Field::new("RecordTypeId", FieldType::reference(&["012"]));
+                schema.fields.push(field.defaulted());
+            }
+        });
+    }
+
+    /// Undo every schema change: the Case of a fresh org, no record types.
+    pub fn reset_case_schema(&self) {
+        self.change_schema(|schema| *schema = Schema::case());
+    }
+
+    /// When the Case schema last changed (start, or the last setter): describe answers `304`
+    /// to an `If-Modified-Since` at or after this second.
+    pub fn schema_changed_at(&self) -> SystemTime {
+        self.lock().schema_changed.into()
+    }
+
+    // -- Assignment ------------------------------------------------------------------------
+
+    /// `Some((rule_id, name, queue_id))`: the org's only active Case assignment rule is this one
+    /// (`01Q…`), which gives every Case it runs on to the queue (`00G…`); other rules become
+    /// inactive (an id header can still run them). `None`: no rule is active (assignment then
+    /// gives Cases to the Default Case Owner).
+    pub fn set_assignment_rule(&self, rule: Option<(&str, &str, &str)>) {
+        let mut state = self.lock();
+        state.rules.iter_mut().for_each(|r| r.active = false);
+        if let Some((id, name, queue)) = rule {
+            state.rules.retain(|r| r.id != id);
+            state.rules.push(Rule {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                queue: queue.to_owned(),
+                active: true,
+            });
+        }
+    }
+
+    /// Support Settings' Default Case Owner (a user or queue id); [`DEFAULT_CASE_OWNER`] at
+    /// start.
+    pub fn set_default_case_owner(&self, owner: &str) {
+        self.lock().default_case_owner = owner.to_owned();
+    }
+
+    /// The effective `Sforce-Auto-Assign` of every request and composite subrequest that wrote
+    /// (or tried to write) Cases, in order.
+    pub fn assign_headers(&self) -> Vec<AssignHeader> {
+        self.lock().assign_log.clone()
+    }
+
+    // -- Sharing ---------------------------------------------------------------------------
+
+    /// The org-wide default for Cases ([`CaseAccess::ReadEditTransfer`] at start).
+    pub fn set_case_sharing(&self, access: CaseAccess) {
+        self.lock().case_access = access;
+    }
+
+    /// The integration user's Case object permissions View All and Modify All (both false at
+    /// start). Modify All implies read.
+    pub fn set_case_object_permissions(&self, view_all: bool, modify_all: bool) {
+        let mut state = self.lock();
+        (state.view_all, state.modify_all) = (view_all, modify_all);
+    }
+
+    /// `Some(access)`: a criteria-based sharing rule shares every Case whose external id field
+    /// is not blank with a public group the integration user belongs to. `None`: no rule.
+    pub fn set_case_sharing_rule(&self, access: Option<ShareAccess>) {
+        self.lock().sharing_rule = access;
+    }
+
+    /// Whether the integration user has "View Setup and Configuration" (true at start); without
+    /// it, queries of AssignmentRule, ObjectPermissions and PermissionSetAssignment fail.
+    pub fn set_view_setup(&self, yes: bool) {
+        self.lock().view_setup = yes;
+    }
+
+    // -- Concurrency -----------------------------------------------------------------------
+
+    /// The most data requests (any `/services/data/` path, counted or not) served at once since
+    /// start or [`FakeOrg::reset_max_in_flight`]. A request is in flight from its arrival to its
+    /// answer, latency included.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Start measuring [`FakeOrg::max_in_flight`] afresh (from those in flight now).
+    pub fn reset_max_in_flight(&self) {
+        let now = self.in_flight.load(Ordering::SeqCst);
+        self.max_in_flight.store(now, Ordering::SeqCst);
     }
 
     /// For each external id, how many Cases were *created* with it (at most 1: it is unique).
@@ -458,7 +770,7 @@ impl FakeOrg {
         self.lock().api_calls
     }
 
-    /// Counted data calls by kind: `create`, `retrieve`, `update`, `upsert`,
+    /// Counted data calls by kind: `create`, `retrieve`, `describe`, `update`, `upsert`,
     /// `collections_create`, `collections_update`, `collections_upsert`, `query`, `search`,
     /// `composite`, `other`. The values add up to [`FakeOrg::api_calls`].
     pub fn calls_by_kind(&self) -> BTreeMap<String, u64> {
@@ -520,6 +832,25 @@ struct OrgState {
     composite_all_or_none: bool,
     /// Token suffixes and signatures: a stream of their own, so grants never shift the faults.
     token_rng: TokenRng,
+    /// The Case schema as the integration user sees it (tests change it at run time).
+    case_schema: Schema,
+    contact_schema: Schema,
+    /// When a schema setter last ran (describe's `If-Modified-Since`).
+    schema_changed: chrono::DateTime<chrono::Utc>,
+    /// Case assignment rules; at most one active.
+    rules: Vec<Rule>,
+    /// Support Settings' Default Case Owner.
+    default_case_owner: String,
+    /// The effective `Sforce-Auto-Assign` of the (sub)request being processed.
+    assign_header: Option<String>,
+    /// Set while a composite request's subrequests run.
+    in_composite: bool,
+    assign_log: Vec<AssignHeader>,
+    case_access: CaseAccess,
+    view_all: bool,
+    modify_all: bool,
+    sharing_rule: Option<ShareAccess>,
+    view_setup: bool,
 }
 
 struct TokenRng(StdRng);
@@ -548,54 +879,400 @@ enum Obj {
     Contact,
 }
 
-/// A field's type: `Text(max)` (0: no limit), `Pick(values, nullable)`, `Ref(prefix, label)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ty {
-    ReadOnly,
+/// A field's data type, as describe names it (`FieldType::describe_name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    /// `id`: the record id; read-only.
+    Id,
+    /// `string` of at most this many characters (`STRING_TOO_LONG` beyond).
     Text(usize),
-    Pick(&'static [&'static str], bool),
-    Ref(&'static str, &'static str),
+    /// `textarea` of at most this many characters.
+    TextArea(usize),
+    /// `email` of at most this many characters.
+    Email(usize),
+    /// `picklist`: `values` in order; a `restricted` one refuses any other value with
+    /// `INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`; `default` is set on create when absent.
+    Picklist {
+        /// The active values.
+        values: Vec<String>,
+        /// Whether values outside `values` are refused.
+        restricted: bool,
+        /// The value a create without the field gets.
+        default: Option<String>,
+    },
+    /// `reference` to records whose ids start with one of these key prefixes (`MALFORMED_ID`
+    /// otherwise), e.g. `["005", "00G"]` for an owner (user or queue).
+    Reference(Vec<String>),
+    /// `datetime`.
     DateTime,
+    /// `string` with `autoNumber`: read-only, numbered by the org.
+    AutoNumber,
+    /// `string` with `calculated` (a formula): read-only.
+    Formula,
 }
 
-const CONTACT_REF: Ty = Ty::Ref("003", "Contact ID");
-const ACCOUNT_REF: Ty = Ty::Ref("001", "Account ID");
-const USER_REF: Ty = Ty::Ref("005", "Owner ID");
+impl FieldType {
+    /// The name describe gives the type.
+    pub fn describe_name(&self) -> &'static str {
+        match self {
+            FieldType::Id => "id",
+            FieldType::Text(_) | FieldType::AutoNumber | FieldType::Formula => "string",
+            FieldType::TextArea(_) => "textarea",
+            FieldType::Email(_) => "email",
+            FieldType::Picklist { .. } => "picklist",
+            FieldType::Reference(_) => "reference",
+            FieldType::DateTime => "datetime",
+        }
+    }
 
-const CASE_FIELDS: &[(&str, Ty)] = &[
-    ("Id", Ty::ReadOnly),
-    ("CaseNumber", Ty::ReadOnly),
-    ("CreatedDate", Ty::ReadOnly),
-    ("LastModifiedDate", Ty::ReadOnly),
-    ("Subject", Ty::Text(255)),
-    ("Description", Ty::Text(32_000)),
-    ("Origin", Ty::Pick(ORIGINS, true)),
-    ("Status", Ty::Pick(STATUSES, false)),
-    ("Priority", Ty::Text(0)),
-    ("SuppliedPhone", Ty::Text(40)),
-    ("SuppliedName", Ty::Text(80)),
-    ("SuppliedEmail", Ty::Text(0)),
-    ("Type", Ty::Text(0)),
-    ("Reason", Ty::Text(0)),
-    ("ContactId", CONTACT_REF),
-    ("AccountId", ACCOUNT_REF),
-    ("OwnerId", USER_REF),
-    (EXTERNAL_ID_FIELD, Ty::Text(36)),
-    (LAST_UPDATE_FIELD, Ty::DateTime),
-    // The fields of the org metadata in salesforce/force-app (deployed in this org).
-    (OUTCOME_FIELD, Ty::Text(40)),
-];
+    /// A picklist of these values.
+    pub fn picklist(values: &[&str], restricted: bool, default: Option<&str>) -> FieldType {
+        FieldType::Picklist {
+            values: values.iter().map(|v| v.to_string()).collect(),
+            restricted,
+            default: default.map(str::to_owned),
+        }
+    }
 
-const CONTACT_FIELDS: &[(&str, Ty)] = &[
-    ("Id", Ty::ReadOnly),
-    ("CreatedDate", Ty::ReadOnly),
-    ("LastModifiedDate", Ty::ReadOnly),
-    ("FirstName", Ty::Text(40)),
-    ("LastName", Ty::Text(80)),
-    ("Phone", Ty::Text(40)),
-    ("MobilePhone", Ty::Text(40)),
-    ("AccountId", ACCOUNT_REF),
-];
+    /// A reference to records with these key prefixes.
+    pub fn reference(prefixes: &[&str]) -> FieldType {
+        FieldType::Reference(prefixes.iter().map(|p| p.to_string()).collect())
+    }
+}
+
+/// One field of an object's schema, with the properties describe reports. Field-level
+/// security is folded in: a field the integration user cannot see is not in the schema, one it
+/// cannot edit has `createable`/`updateable` false.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    /// API name, e.g. `Subject`.
+    pub name: String,
+    /// Data type.
+    pub ty: FieldType,
+    /// Whether a create may set it (`INVALID_FIELD_FOR_INSERT_UPDATE` otherwise).
+    pub createable: bool,
+    /// Whether an update may set it (`INVALID_FIELD_FOR_INSERT_UPDATE` otherwise).
+    pub updateable: bool,
+    /// Whether it may be null.
+    pub nillable: bool,
+    /// Whether the org fills it on create when absent (OwnerId, Status, …).
+    pub defaulted_on_create: bool,
+    /// Unique (shown by describe; the org's unique index is the external id field's).
+    pub unique: bool,
+    /// External ID (usable in upsert URLs).
+    pub external_id: bool,
+    /// Case-sensitive uniqueness (shown by describe).
+    pub case_sensitive: bool,
+}
+
+impl Field {
+    /// A createable, updateable, nillable field of type `ty`; an id, auto-number or formula
+    /// field is read-only instead (auto-numbers are also defaulted on create).
+    pub fn new(name: &str, ty: FieldType) -> Field {
+        let read_only = matches!(
+            ty,
+            FieldType::Id | FieldType::AutoNumber | FieldType::Formula
+        );
+        let numbered = matches!(ty, FieldType::Id | FieldType::AutoNumber);
+        Field {
+            name: name.to_owned(),
+            ty,
+            createable: !read_only,
+            updateable: !read_only,
+            nillable: true,
+            defaulted_on_create: numbered,
+            unique: false,
+            external_id: false,
+            case_sensitive: false,
+        }
+    }
+
+    /// A field the org maintains: read-only, never null, set on create.
+    fn system(name: &str, ty: FieldType) -> Field {
+        Field {
+            createable: false,
+            updateable: false,
+            nillable: false,
+            defaulted_on_create: true,
+            ..Field::new(name, ty)
+        }
+    }
+
+    /// Not nillable, set by the org on create when absent.
+    fn defaulted(self) -> Field {
+        Field {
+            nillable: false,
+            defaulted_on_create: true,
+            ..self
+        }
+    }
+
+    /// Whether describe calls it `calculated`.
+    pub fn calculated(&self) -> bool {
+        self.ty == FieldType::Formula
+    }
+
+    /// Whether describe calls it `autoNumber`.
+    pub fn auto_number(&self) -> bool {
+        self.ty == FieldType::AutoNumber
+    }
+
+    /// Whether a create must set it: createable and neither nillable, defaulted on create,
+    /// calculated nor auto-number (the wire doc's rule for reading describe).
+    pub fn required_on_create(&self) -> bool {
+        let org_filled = self.defaulted_on_create || self.calculated() || self.auto_number();
+        self.createable && !self.nillable && !org_filled
+    }
+
+    /// Fields nobody edits, not even an agent in the UI.
+    fn system_managed(&self) -> bool {
+        let stamps = ["CreatedDate", "LastModifiedDate"];
+        matches!(
+            self.ty,
+            FieldType::Id | FieldType::AutoNumber | FieldType::Formula
+        ) || stamps.contains(&self.name.as_str())
+    }
+
+    /// Describe's `length`: the text limit; 18 for ids; 255 for picklists; else 0.
+    fn length(&self) -> usize {
+        match &self.ty {
+            FieldType::Text(n) | FieldType::TextArea(n) | FieldType::Email(n) => *n,
+            FieldType::Id | FieldType::Reference(_) => 18,
+            FieldType::Picklist { .. } | FieldType::Formula => 255,
+            FieldType::AutoNumber => 30,
+            FieldType::DateTime => 0,
+        }
+    }
+
+    /// The label of a reference field in Salesforce's messages: `OwnerId` → `Owner ID`.
+    fn id_label(&self) -> String {
+        let name = self.name.as_str();
+        match name.strip_suffix("Id") {
+            Some(base) if !base.is_empty() => format!("{base} ID"),
+            _ => name.to_owned(),
+        }
+    }
+
+    /// One entry of describe's `fields`.
+    fn describe(&self) -> Value {
+        let (values, restricted) = match &self.ty {
+            FieldType::Picklist {
+                values,
+                restricted,
+                default,
+            } => {
+                let entry = |v: &String| {
+                    let is_default = default.as_ref() == Some(v);
+                    json!({"value": v, "label": v, "active": true, "defaultValue": is_default})
+                };
+                (values.iter().map(entry).collect(), *restricted)
+            }
+            _ => (Vec::new(), false),
+        };
+        let reference_to: Vec<&str> = match &self.ty {
+            FieldType::Reference(prefixes) => {
+                prefixes.iter().filter_map(|p| object_of(p)).collect()
+            }
+            _ => Vec::new(),
+        };
+        json!({
+            "name": self.name,
+            "label": self.name,
+            "type": self.ty.describe_name(),
+            "length": self.length(),
+            "createable": self.createable,
+            "updateable": self.updateable,
+            "nillable": self.nillable,
+            "defaultedOnCreate": self.defaulted_on_create,
+            "calculated": self.calculated(),
+            "autoNumber": self.auto_number(),
+            "unique": self.unique,
+            "externalId": self.external_id,
+            "caseSensitive": self.case_sensitive,
+            "custom": self.name.ends_with("__c"),
+            "picklistValues": values,
+            "restrictedPicklist": restricted,
+            "referenceTo": reference_to,
+        })
+    }
+}
+
+/// The object a key prefix belongs to, for describe's `referenceTo`.
+fn object_of(prefix: &str) -> Option<&'static str> {
+    let known = [
+        ("001", "Account"),
+        ("003", "Contact"),
+        ("005", "User"),
+        ("00G", "Group"),
+        ("012", "RecordType"),
+    ];
+    known.iter().find(|(p, _)| *p == prefix).map(|(_, o)| *o)
+}
+
+/// A Case record type, for describe's `recordTypeInfos` and `RecordTypeId` checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordType {
+    /// Its id (`012…`, 18 characters).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether the integration user's profile may use it.
+    pub available: bool,
+}
+
+/// The master record type every object has.
+pub const MASTER_RECORD_TYPE_ID: &str = "012000000000000AAA";
+
+/// An object's fields and record types as the integration user sees them.
+#[derive(Clone, Debug, Default)]
+struct Schema {
+    fields: Vec<Field>,
+    record_types: Vec<RecordType>,
+}
+
+impl Schema {
+    /// The Case of a fresh org with the metadata in salesforce/force-app deployed.
+    fn case() -> Schema {
+        let text = |name: &str, n| Field::new(name, FieldType::Text(n));
+        let restricted = |name: &str, values: &[&str], default| {
+            Field::new(name, FieldType::picklist(values, true, default))
+        };
+        let open = |name: &str, values: &[&str]| {
+            Field::new(name, FieldType::picklist(values, false, None))
+        };
+        let reference =
+            |name: &str, prefixes: &[&str]| Field::new(name, FieldType::reference(prefixes));
+        let fields = vec![
+            Field::system("Id", FieldType::Id),
+            Field::system("CaseNumber", FieldType::AutoNumber),
+            Field::system("CreatedDate", FieldType::DateTime),
+            Field::system("LastModifiedDate", FieldType::DateTime),
+            text("Subject", 255),
+            Field::new("Description", FieldType::TextArea(32_000)),
+            restricted("Origin", ORIGINS, None),
+            restricted("Status", STATUSES, Some("New")).defaulted(),
+            open("Priority", &["High", "Medium", "Low"]),
+            text("SuppliedPhone", 40),
+            text("SuppliedName", 80),
+            Field::new("SuppliedEmail", FieldType::Email(80)),
+            open(
+                "Type",
+                &[
+                    "Mechanical",
+                    "Electrical",
+                    "Electronic",
+                    "Structural",
+                    "Other",
+                ],
+            ),
+            open(
+                "Reason",
+                &[
+                    "Installation",
+                    "Equipment Complexity",
+                    "Performance",
+                    "Breakdown",
+                    "Equipment Design",
+                    "Feedback",
+                    "Other",
+                ],
+            ),
+            reference("ContactId", &["003"]),
+            reference("AccountId", &["001"]),
+            reference("OwnerId", &["005", "00G"]).defaulted(),
+            // The fields of the org metadata in salesforce/force-app (deployed in this org).
+            Field {
+                unique: true,
+                external_id: true,
+                ..text(EXTERNAL_ID_FIELD, 36)
+            },
+            Field::new(LAST_UPDATE_FIELD, FieldType::DateTime),
+            text(OUTCOME_FIELD, 40),
+        ];
+        Schema {
+            fields,
+            record_types: Vec::new(),
+        }
+    }
+
+    fn contact() -> Schema {
+        let text = |name: &str, n| Field::new(name, FieldType::Text(n));
+        let fields = vec![
+            Field::system("Id", FieldType::Id),
+            Field::system("CreatedDate", FieldType::DateTime),
+            Field::system("LastModifiedDate", FieldType::DateTime),
+            text("FirstName", 40),
+            Field {
+                nillable: false,
+                ..text("LastName", 80)
+            },
+            text("Phone", 40),
+            text("MobilePhone", 40),
+            Field::new("AccountId", FieldType::reference(&["001"])),
+        ];
+        Schema {
+            fields,
+            record_types: Vec::new(),
+        }
+    }
+
+    /// Field `key` (case-insensitive). Custom fields exist only as the org defines them: any
+    /// other `…__c` is unknown, as in a real org.
+    fn field(&self, key: &str) -> Option<&Field> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(key))
+    }
+
+    fn field_mut(&mut self, key: &str) -> &mut Field {
+        let found = self
+            .fields
+            .iter_mut()
+            .find(|f| f.name.eq_ignore_ascii_case(key));
+        found.unwrap_or_else(|| panic!("the Case schema has no field {key}"))
+    }
+
+    /// The record type a create gets: the first available one, else the master.
+    fn default_record_type(&self) -> &str {
+        let available = self.record_types.iter().find(|r| r.available);
+        available.map_or(MASTER_RECORD_TYPE_ID, |r| r.id.as_str())
+    }
+
+    /// Whether the user may give a record this record type.
+    fn record_type_ok(&self, id: &str) -> bool {
+        let custom = self
+            .record_types
+            .iter()
+            .any(|r| r.available && same_id(&r.id, id));
+        let master =
+            same_id(MASTER_RECORD_TYPE_ID, id) && !self.record_types.iter().any(|r| r.available);
+        custom || master
+    }
+
+    /// describe's `recordTypeInfos`: the master, then the others.
+    fn record_type_infos(&self) -> Vec<Value> {
+        let default = self.default_record_type();
+        let info = |id: &str, name: &str, available: bool, master: bool| {
+            json!({
+                "recordTypeId": id,
+                "name": name,
+                "developerName": name.replace(' ', "_"),
+                "available": available,
+                "active": true,
+                "master": master,
+                "defaultRecordTypeMapping": same_id(default, id),
+            })
+        };
+        let others = !self.record_types.iter().any(|r| r.available);
+        let mut infos = vec![info(MASTER_RECORD_TYPE_ID, "Master", others, true)];
+        infos.extend(
+            self.record_types
+                .iter()
+                .map(|r| info(&r.id, &r.name, r.available, false)),
+        );
+        infos
+    }
+}
 
 impl Obj {
     fn parse(name: &str) -> Option<Obj> {
@@ -610,15 +1287,6 @@ impl Obj {
 
     fn prefix(self) -> &'static str {
         ["500", "003"][self as usize]
-    }
-
-    /// The canonical name and type of field `key`. Custom fields exist only as the org
-    /// defines them (the metadata in salesforce/force-app): any other `…__c` is unknown, as in
-    /// a real org.
-    fn field(self, key: &str) -> Option<(String, Ty)> {
-        let fields = [CASE_FIELDS, CONTACT_FIELDS][self as usize];
-        let known = fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(key));
-        known.map(|(name, ty)| (name.to_string(), *ty))
     }
 }
 
@@ -702,48 +1370,92 @@ enum Invalid {
 
 const READ_ONLY: &str = "Please check the security settings of this field and verify that it is read/write for your profile or permission set.";
 
-/// The error, if any, of `text` in field `name` of type `ty`.
-fn field_error(name: &str, ty: Ty, text: Option<&str>, insert: bool) -> Option<RecErr> {
+/// Who writes: the integration user creating or updating through the API, or an agent in the
+/// UI (test helpers), whom the integration user's field-level security does not bind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Insert,
+    Update,
+    Agent,
+}
+
+fn required_missing(names: &[&str]) -> RecErr {
+    let message = format!("Required fields are missing: [{}]", names.join(", "));
+    RecErr::new("REQUIRED_FIELD_MISSING", message, names)
+}
+
+/// The error, if any, of `text` in `field`.
+fn field_error(field: &Field, text: Option<&str>, mode: Mode) -> Option<RecErr> {
+    let name = field.name.as_str();
     let error = |code, message: String| Some(RecErr::new(code, message, &[name]));
     let shown = text.unwrap_or("null");
-    match ty {
-        Ty::ReadOnly if name == "Id" && insert => {
-            let message = "cannot specify Id in an insert call".to_owned();
-            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
+    let allowed = match mode {
+        Mode::Insert => field.createable,
+        Mode::Update => field.updateable,
+        Mode::Agent => !field.system_managed(),
+    };
+    if field.ty == FieldType::Id && mode == Mode::Insert {
+        let message = "cannot specify Id in an insert call".to_owned();
+        return error("INVALID_FIELD_FOR_INSERT_UPDATE", message);
+    }
+    if !allowed {
+        let message = format!("Unable to create/update fields: {name}. {READ_ONLY}");
+        return error("INVALID_FIELD_FOR_INSERT_UPDATE", message);
+    }
+    let too_long = |max: usize| text.is_some_and(|t| max > 0 && t.chars().count() > max);
+    match &field.ty {
+        FieldType::Picklist {
+            values,
+            restricted: true,
+            ..
+        } if text.map_or(!field.nillable, |t| !values.iter().any(|v| v == t)) => {
+            let message = format!("{name}: bad value for restricted picklist field: {shown}");
+            error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message)
         }
-        Ty::ReadOnly => {
-            let message = format!("Unable to create/update fields: {name}. {READ_ONLY}");
-            error("INVALID_FIELD_FOR_INSERT_UPDATE", message)
-        }
-        Ty::Text(max) if max > 0 && shown.chars().count() > max && text.is_some() => {
+        _ if text.is_none() && !field.nillable => Some(required_missing(&[name])),
+        FieldType::Text(max) | FieldType::TextArea(max) | FieldType::Email(max)
+            if too_long(*max) =>
+        {
             let preview: String = shown.chars().take(20).collect();
             let message = format!("{name}: data value too large: {preview}... (max length={max})");
             error("STRING_TOO_LONG", message)
         }
-        Ty::Pick(values, nullable) if text.map_or(!nullable, |t| !values.contains(&t)) => {
-            let message = format!("{name}: bad value for restricted picklist field: {shown}");
-            error("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message)
+        FieldType::Picklist { .. } if too_long(255) => {
+            let preview: String = shown.chars().take(20).collect();
+            let message = format!("{name}: data value too large: {preview}... (max length=255)");
+            error("STRING_TOO_LONG", message)
         }
-        Ty::Ref(prefix, label) if text.is_some_and(|t| !is_id(t, prefix)) => {
-            let message = format!("{label}: id value of incorrect type: {shown}");
+        FieldType::Reference(prefixes)
+            if text.is_some_and(|t| !prefixes.iter().any(|p| is_id(t, p))) =>
+        {
+            let message = format!("{}: id value of incorrect type: {shown}", field.id_label());
             error("MALFORMED_ID", message)
         }
         _ => None,
     }
 }
 
-/// Check one record's fields like an org with this schema; canonical names on success.
-fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, Invalid> {
+/// Check one record's fields like an org with this schema; canonical names on success, with
+/// the org's defaults filled in on create (picklist defaults, record type). An unknown field
+/// (not deployed, or hidden by field-level security) fails the whole request: it is a
+/// deserialization error, before any record is looked at (wire doc: `INVALID_FIELD`, "whole
+/// request"; the sObject Collections pages: a request that "isn't well formed" answers 400,
+/// per-record errors come only with a 200).
+fn validate(
+    schema: &Schema,
+    obj: Obj,
+    raw: Map<String, Value>,
+    mode: Mode,
+) -> Result<Record, Invalid> {
     let parser = |m: String| Err(Invalid::Request(parser_error(&m)));
     let mut errors = Vec::new();
     let mut fields = Record::new();
     for (key, mut value) in raw {
-        let Some((name, ty)) = obj.field(&key) else {
+        let Some(field) = schema.field(&key) else {
             let message = format!("No such column '{key}' on sobject of type {}", obj.name());
-            errors.push(RecErr::new("INVALID_FIELD", message, &[key.as_str()]));
-            continue;
+            return Err(Invalid::Request(bad("INVALID_FIELD", &message)));
         };
-        if ty == Ty::DateTime && !value.is_null() {
+        if field.ty == FieldType::DateTime && !value.is_null() {
             let Some(time) = value.as_str().and_then(parse_time) else {
                 return parser(format!(
                     "Cannot deserialize instance of datetime from {value}"
@@ -755,24 +1467,54 @@ fn validate(obj: Obj, raw: Map<String, Value>, insert: bool) -> Result<Record, I
                 "Cannot deserialize instance of string from {value}"
             ));
         }
-        errors.extend(field_error(&name, ty, value.as_str(), insert));
-        fields.insert(name, value);
+        let mut error = field_error(field, value.as_str(), mode);
+        let record_type = field.name == "RecordTypeId";
+        let given = value.as_str().filter(|_| record_type && error.is_none());
+        if let Some(id) = given.filter(|id| !schema.record_type_ok(id)) {
+            let message = format!("Record Type ID: this ID value isn't valid for the user: {id}");
+            error = Some(RecErr::new(
+                "INVALID_CROSS_REFERENCE_KEY",
+                message,
+                &["RecordTypeId"],
+            ));
+        }
+        errors.extend(error);
+        fields.insert(field.name.clone(), value);
     }
-    let last_name = fields
-        .get("LastName")
-        .map(|v| v.as_str().unwrap_or_default());
-    if obj == Obj::Contact && last_name.map_or(insert, str::is_empty) {
-        let message = "Required fields are missing: [LastName]";
-        errors.push(RecErr::new(
-            "REQUIRED_FIELD_MISSING",
-            message,
-            &["LastName"],
-        ));
+    let blank = |f: &&Field| match fields.get(&f.name) {
+        None => mode == Mode::Insert,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => false,
+    };
+    let missing: Vec<&str> = schema
+        .fields
+        .iter()
+        .filter(|f| f.required_on_create())
+        .filter(blank)
+        .map(|f| f.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        errors.push(required_missing(&missing));
     }
-    match errors.is_empty() {
-        true => Ok(fields),
-        false => Err(Invalid::Record(errors)),
+    if !errors.is_empty() {
+        return Err(Invalid::Record(errors));
     }
+    if mode == Mode::Insert {
+        for field in &schema.fields {
+            if let FieldType::Picklist {
+                default: Some(default),
+                ..
+            } = &field.ty
+            {
+                fields.entry(field.name.clone()).or_insert(json!(default));
+            }
+        }
+        if schema.field("RecordTypeId").is_some() {
+            let default = schema.default_record_type();
+            fields.entry("RecordTypeId").or_insert(json!(default));
+        }
+    }
+    Ok(fields)
 }
 
 /// A checked write waiting to be applied: object, target and fields.
@@ -827,7 +1569,6 @@ impl Db {
             self.case_numbers += 1;
             let number = format!("{:08}", 1000 + self.case_numbers);
             fields.insert("CaseNumber".into(), json!(number));
-            fields.entry("Status").or_insert(json!("New"));
         }
         if let Some(ext) = text_of(&fields, EXTERNAL_ID_FIELD) {
             *self.creates.entry(ext.to_owned()).or_default() += 1;
@@ -861,31 +1602,6 @@ impl Db {
         Ok(text_of(record, "Id").unwrap_or_default().to_owned())
     }
 
-    /// Apply a staged write: `(id, created)` or the record's error.
-    fn apply(&mut self, Staged(obj, target, mut fields): Staged) -> Result<(String, bool), RecErr> {
-        let index = match target {
-            Target::Insert => None,
-            Target::Id(id) if !is_id(&id, obj.prefix()) => {
-                let message = format!("{} ID: id value of incorrect type: {id}", obj.name());
-                return Err(RecErr::new("MALFORMED_ID", message, &["Id"]));
-            }
-            Target::Id(id) => {
-                let message = "invalid cross reference id";
-                let missing = || RecErr::new("INVALID_CROSS_REFERENCE_KEY", message, &[]);
-                Some(self.by_id(obj, &id).ok_or_else(missing)?)
-            }
-            Target::Ext(value) => {
-                let index = self.by_ext(&value);
-                fields.entry(EXTERNAL_ID_FIELD).or_insert(json!(value));
-                index
-            }
-        };
-        match index {
-            Some(index) => Ok((self.update(obj, index, fields)?, false)),
-            None => Ok((self.insert(obj, fields)?, true)),
-        }
-    }
-
     /// The external id a staged Case write is about: its own, or the targeted Case's.
     fn ext_of(&self, Staged(obj, target, fields): &Staged) -> Option<String> {
         let targeted = || match target {
@@ -895,6 +1611,162 @@ impl Db {
         };
         let ext = text_of(fields, EXTERNAL_ID_FIELD).or_else(targeted);
         ext.filter(|_| *obj == Obj::Case).map(str::to_owned)
+    }
+}
+
+/// An effective `Sforce-Auto-Assign` header, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Assign {
+    /// Absent or `TRUE`: the active rule, or the Default Case Owner when none is active.
+    Active,
+    /// `FALSE`: no assignment.
+    Off,
+    /// An AssignmentRule id of this org: that rule, on create.
+    Rule(String),
+}
+
+/// A Case assignment rule: it always matches and gives the Case to `queue`.
+#[derive(Clone, Debug)]
+struct Rule {
+    id: String,
+    name: String,
+    queue: String,
+    active: bool,
+}
+
+impl OrgState {
+    /// What the integration user may do with this Case: `(read, edit)`. It owns it, or the
+    /// org-wide default, View All / Modify All or the sharing rule grants it.
+    fn access(&self, case: &Record) -> (bool, bool) {
+        let owns = text_of(case, "OwnerId").is_some_and(|o| same_id(o, USER_ID));
+        let (mut read, mut edit) = match self.case_access {
+            CaseAccess::Private => (false, false),
+            CaseAccess::Read => (true, false),
+            CaseAccess::Edit | CaseAccess::ReadEditTransfer => (true, true),
+        };
+        read |= owns || self.view_all || self.modify_all;
+        edit |= owns || self.modify_all;
+        let shared = text_of(case, EXTERNAL_ID_FIELD).is_some_and(|e| !e.trim().is_empty());
+        match self.sharing_rule {
+            Some(access) if shared => {
+                read = true;
+                edit |= access == ShareAccess::Edit;
+            }
+            _ => {}
+        }
+        (read, edit)
+    }
+
+    fn readable(&self, obj: Obj, index: usize) -> bool {
+        obj != Obj::Case || self.access(&self.db.cases[index]).0
+    }
+
+    /// Record and parse the effective `Sforce-Auto-Assign` of a request that writes Cases.
+    /// `TRUE`/`FALSE` in any case; an id must be an AssignmentRule of the org (active or not, as
+    /// the SOAP AssignmentRuleHeader documents). A value that is no id at all fails the request
+    /// with `MALFORMED_ID` (documented for the SOAP header and Apex's DMLOptions); an id that
+    /// names no rule, with `INVALID_CROSS_REFERENCE_KEY` (undocumented: the strict choice).
+    fn case_write_header(&mut self, call: &str) -> Result<Assign, Answer> {
+        let value = self.assign_header.clone();
+        self.assign_log.push(AssignHeader {
+            call: call.to_owned(),
+            in_composite: self.in_composite,
+            value: value.clone(),
+        });
+        let Some(value) = value.as_deref().map(str::trim) else {
+            return Ok(Assign::Active);
+        };
+        if value.eq_ignore_ascii_case("TRUE") {
+            return Ok(Assign::Active);
+        }
+        if value.eq_ignore_ascii_case("FALSE") {
+            return Ok(Assign::Off);
+        }
+        if !is_id(value, "") {
+            let message = format!("Sforce-Auto-Assign: invalid ID: {value}");
+            return Err(bad("MALFORMED_ID", &message));
+        }
+        match self.rules.iter().find(|r| same_id(&r.id, value)) {
+            Some(rule) => Ok(Assign::Rule(rule.id.clone())),
+            None => {
+                let message = format!("Sforce-Auto-Assign: no assignment rule with id {value}");
+                Err(bad("INVALID_CROSS_REFERENCE_KEY", &message))
+            }
+        }
+    }
+
+    /// The owner the assignment step gives a Case being written, if it changes it. An id
+    /// header runs its rule on create only: the header reference lists ids for "created"
+    /// records alone.
+    fn assigned_owner(&self, assign: &Assign, create: bool) -> Option<String> {
+        let queue = |r: &Rule| r.queue.clone();
+        match assign {
+            Assign::Off => None,
+            Assign::Active => {
+                let active = self.rules.iter().find(|r| r.active);
+                Some(active.map_or_else(|| self.default_case_owner.clone(), queue))
+            }
+            Assign::Rule(id) if create => self.rules.iter().find(|r| r.id == *id).map(queue),
+            Assign::Rule(_) => None,
+        }
+    }
+
+    fn schema(&self, obj: Obj) -> &Schema {
+        [&self.case_schema, &self.contact_schema][obj as usize]
+    }
+
+    /// How a write to `target` is checked: an upsert by external id is a create unless it
+    /// matches a Case the user can see.
+    fn mode(&self, target: &Target) -> Mode {
+        match target {
+            Target::Insert => Mode::Insert,
+            Target::Id(_) => Mode::Update,
+            Target::Ext(value) => match self.db.by_ext(value) {
+                Some(i) if self.readable(Obj::Case, i) => Mode::Update,
+                _ => Mode::Insert,
+            },
+        }
+    }
+
+    /// Apply a staged write as the integration user: `(id, created)` or the record's error.
+    /// Sharing limits the existing Cases it may change (an upsert matches only Cases it can see;
+    /// an invisible match becomes an insert, which the unique index refuses); `assign` may
+    /// change a Case's owner; a new Case without OwnerId belongs to the integration user.
+    fn write(&mut self, staged: Staged, assign: &Assign) -> Result<(String, bool), RecErr> {
+        let Staged(obj, target, mut fields) = staged;
+        let index = match target {
+            Target::Insert => None,
+            Target::Id(id) if !is_id(&id, obj.prefix()) => {
+                let message = format!("{} ID: id value of incorrect type: {id}", obj.name());
+                return Err(RecErr::new("MALFORMED_ID", message, &["Id"]));
+            }
+            Target::Id(id) => {
+                let message = "invalid cross reference id";
+                let missing = || RecErr::new("INVALID_CROSS_REFERENCE_KEY", message, &[]);
+                Some(self.db.by_id(obj, &id).ok_or_else(missing)?)
+            }
+            Target::Ext(value) => {
+                fields.entry(EXTERNAL_ID_FIELD).or_insert(json!(value));
+                let found = self.db.by_ext(&value);
+                found.filter(|i| self.readable(Obj::Case, *i))
+            }
+        };
+        if obj == Obj::Case {
+            if index.is_some_and(|i| !self.access(&self.db.cases[i]).1) {
+                let message = "insufficient access rights on object id";
+                return Err(RecErr::new("INSUFFICIENT_ACCESS_OR_READONLY", message, &[]));
+            }
+            if index.is_none() {
+                fields.entry("OwnerId").or_insert(json!(USER_ID_18));
+            }
+            if let Some(owner) = self.assigned_owner(assign, index.is_none()) {
+                fields.insert("OwnerId".into(), json!(owner));
+            }
+        }
+        match index {
+            Some(index) => Ok((self.db.update(obj, index, fields)?, false)),
+            None => Ok((self.db.insert(obj, fields)?, true)),
+        }
     }
 }
 
@@ -1143,6 +2015,7 @@ async fn data_api(
     ConnectInfo(kill): ConnectInfo<Kill>,
     request: Request,
 ) -> Response {
+    let _in_flight = InFlight::enter(&org);
     let (parts, body) = read_and_record(&org, request).await;
     let latency = org.lock().latency;
     if let Some(latency) = latency {
@@ -1160,6 +2033,24 @@ async fn data_api(
             .insert("sforce-limit-info", value.expect("ascii"));
     }
     response
+}
+
+/// One data request in flight: counted on arrival, uncounted when its handler ends (answered,
+/// or dropped by the client).
+struct InFlight<'a>(&'a FakeOrg);
+
+impl<'a> InFlight<'a> {
+    fn enter(org: &'a FakeOrg) -> Self {
+        let now = org.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        org.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(org)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn content_type_is(headers: &HeaderMap, expected: &str) -> bool {
@@ -1327,6 +2218,7 @@ fn call_kind(method: &Method, path: &str) -> &'static str {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["sobjects", _]) => "create",
+        ("GET", ["sobjects", _, "describe"]) => "describe",
         ("GET", ["sobjects", _, _] | ["sobjects", _, _, _]) => "retrieve",
         ("PATCH", ["sobjects", _, _]) => "update",
         ("PATCH", ["sobjects", _, _, _]) => "upsert",
@@ -1426,6 +2318,8 @@ struct Call<'a> {
     segments: Vec<String>,
     query: Vec<(String, String)>,
     body: Option<Value>,
+    /// The `If-Modified-Since` header (describe).
+    since: Option<String>,
 }
 
 impl Call<'_> {
@@ -1454,12 +2348,18 @@ impl OrgState {
         };
         let query = parse_query(parts.uri.query().unwrap_or_default());
         let method = &parts.method;
+        let header = |name: &str| {
+            let value = parts.headers.get(name)?.to_str().ok()?;
+            Some(value.to_owned())
+        };
+        self.assign_header = header("sforce-auto-assign");
         let mut call = Call {
             method,
             version,
             segments,
             query,
             body: None,
+            since: header("if-modified-since"),
         };
         if matches!(*method, Method::POST | Method::PATCH | Method::PUT) {
             if !content_type_is(&parts.headers, "application/json") {
@@ -1479,8 +2379,12 @@ impl OrgState {
         let force = nested && self.composite_all_or_none;
         let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
         let method = call.method.as_str();
+        // The org's one external id field, while the integration user can see it.
+        let ext_field = self.case_schema.field(EXTERNAL_ID_FIELD);
+        let ext_visible = ext_field.is_some_and(|f| f.external_id);
         let ext_ok = |t: &str, field: &str| {
-            Obj::parse(t) == Some(Obj::Case) && field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD)
+            let named = field.eq_ignore_ascii_case(EXTERNAL_ID_FIELD);
+            Obj::parse(t) == Some(Obj::Case) && named && ext_visible
         };
         let fields = call.param("fields");
         let q = call.param("q").unwrap_or_default();
@@ -1491,8 +2395,14 @@ impl OrgState {
                 Some(obj) => self.write_one(obj, Target::Insert, body, injected, version),
                 None => not_found(),
             },
+            ("GET", ["sobjects", t, "describe"]) => match Obj::parse(t) {
+                Some(obj) => self.describe(obj, call.since.as_deref()),
+                None => not_found(),
+            },
             ("GET" | "PATCH", ["sobjects", t, id]) => {
                 match found(t, Obj::parse(t).and_then(|o| self.db.by_id(o, id))) {
+                    // A record the user cannot see does not exist for it.
+                    Some((obj, at)) if method == "GET" && !self.readable(obj, at) => not_found(),
                     Some((obj, at)) if method == "GET" => self.retrieve(obj, at, fields, version),
                     Some((obj, _)) => {
                         let target = Target::Id(id.to_string());
@@ -1506,7 +2416,11 @@ impl OrgState {
                 self.write_one(Obj::Case, target, body, injected, version)
             }
             ("GET", ["sobjects", t, field, value]) if ext_ok(t, field) => {
-                match self.db.by_ext(value) {
+                match self
+                    .db
+                    .by_ext(value)
+                    .filter(|at| self.readable(Obj::Case, *at))
+                {
                     Some(at) => self.retrieve(Obj::Case, at, fields, version),
                     None => not_found(),
                 }
@@ -1536,18 +2450,50 @@ impl OrgState {
         }
     }
 
+    /// `GET sobjects/{T}/describe`: the object as the integration user sees it (field-level
+    /// security folded in). `If-Modified-Since` (`EEE, dd MMM yyyy HH:mm:ss z`, as the sObject
+    /// Describe reference gives it) at or after the last schema change, to the second, answers
+    /// `304` with no body; an unparsable date is ignored, as HTTP wants (RFC 9110 §13.1.3).
+    fn describe(&self, obj: Obj, since: Option<&str>) -> Answer {
+        let since = since.and_then(|s| chrono::DateTime::parse_from_rfc2822(s.trim()).ok());
+        let changed = self.schema_changed.timestamp();
+        if since.is_some_and(|s| s.timestamp() >= changed) {
+            return Answer::Empty(304);
+        }
+        let schema = self.schema(obj);
+        let fields: Vec<Value> = schema.fields.iter().map(Field::describe).collect();
+        let body = json!({
+            "name": obj.name(),
+            "label": obj.name(),
+            "custom": false,
+            "createable": true,
+            "updateable": true,
+            "queryable": true,
+            "fields": fields,
+            "recordTypeInfos": schema.record_type_infos(),
+        });
+        reply(200, body)
+    }
+
     /// `GET sobjects/{T}/{Id}` or `…/{ext}/{value}`: the record with `fields` (all when absent).
     fn retrieve(&self, obj: Obj, index: usize, fields: Option<&str>, version: u32) -> Answer {
         let record = &[&self.db.cases, &self.db.contacts][obj as usize][index];
+        let schema = self.schema(obj);
         let names = match fields {
-            None => Ok(record.keys().cloned().collect()),
+            // Every field the user can see (field-level security hides the others).
+            None => Ok(record
+                .keys()
+                .filter(|k| schema.field(k).is_some())
+                .cloned()
+                .collect()),
             Some(list) => {
                 let list: Vec<String> = list.split(',').map(|n| n.trim().to_owned()).collect();
-                resolve(obj, &list).map(|names| [vec!["Id".to_owned()], names].concat())
+                resolve(schema, obj.name(), &list)
+                    .map(|names| [vec!["Id".to_owned()], names].concat())
             }
         };
         match names {
-            Ok(names) => reply(200, record_json(obj, record, &names, version)),
+            Ok(names) => reply(200, record_json(obj.name(), record, &names, version)),
             Err(answer) => answer,
         }
     }
@@ -1575,10 +2521,21 @@ impl OrgState {
         if let Target::Ext(value) = &target {
             raw.insert(EXTERNAL_ID_FIELD.into(), json!(value));
         }
-        let insert = matches!(target, Target::Insert);
         let upsert = matches!(target, Target::Ext(_));
         let by_id = matches!(target, Target::Id(_));
-        let staged = match validate(obj, raw, insert) {
+        let assign = match obj {
+            Obj::Case => {
+                let call =
+                    ["create", "update", "upsert"][usize::from(by_id) + 2 * usize::from(upsert)];
+                match self.case_write_header(call) {
+                    Ok(assign) => assign,
+                    Err(answer) => return answer,
+                }
+            }
+            Obj::Contact => Assign::Off,
+        };
+        let mode = self.mode(&target);
+        let staged = match validate(self.schema(obj), obj, raw, mode) {
             Ok(fields) => Staged(obj, target, fields),
             Err(Invalid::Request(answer)) => return answer,
             Err(Invalid::Record(errors)) => return record_errors(&errors),
@@ -1595,7 +2552,7 @@ impl OrgState {
         if let Some(error) = forced {
             return record_errors(&[error]);
         }
-        match self.db.apply(staged) {
+        match self.write(staged, &assign) {
             Err(error) => record_errors(&[error]),
             Ok(_) if by_id => Answer::Empty(204),
             // `created` is in the upsert answer from API 46.0; before, an update answered 204.
@@ -1650,7 +2607,7 @@ impl OrgState {
                 return invalid("MISSING_ARGUMENT", message);
             }
         };
-        let fields = validate(obj, raw, op == Op::Create)?;
+        let fields = validate(self.schema(obj), obj, raw, self.mode(&target))?;
         Ok(Staged(obj, target, fields))
     }
 
@@ -1682,6 +2639,24 @@ impl OrgState {
                 "record limit reached. cannot submit more than 200 records into this call";
             return bad("EXCEEDED_ID_LIMIT", message);
         }
+        let is_case = |r: &Value| {
+            let type_name = r["attributes"]["type"].as_str().unwrap_or_default();
+            Obj::parse(type_name) == Some(Obj::Case)
+        };
+        let assign = match op == Op::Upsert || records.iter().any(is_case) {
+            true => {
+                let call = match op {
+                    Op::Create => "collections_create",
+                    Op::Update => "collections_update",
+                    Op::Upsert => "collections_upsert",
+                };
+                match self.case_write_header(call) {
+                    Ok(assign) => assign,
+                    Err(answer) => return answer,
+                }
+            }
+            false => Assign::Off,
+        };
         let mut staged = Vec::with_capacity(records.len());
         for record in records {
             let Value::Object(record) = record else {
@@ -1732,7 +2707,7 @@ impl OrgState {
                     let message = "duplicate value found: <unknown> duplicates value on record with id: <unknown>";
                     return Err(vec![RecErr::new("DUPLICATE_VALUE", message, &[])]);
                 }
-                let (id, new) = self.db.apply(s).map_err(|e| vec![e])?;
+                let (id, new) = self.write(s, &assign).map_err(|e| vec![e])?;
                 created.extend(ext.filter(|_| new));
                 Ok((id, new))
             });
@@ -1765,11 +2740,11 @@ impl OrgState {
 }
 
 /// `{"attributes":{"type","url"}, field: value|null, …}`.
-fn record_json(obj: Obj, record: &Record, names: &[String], version: u32) -> Value {
+fn record_json(object: &str, record: &Record, names: &[String], version: u32) -> Value {
     let id = text_of(record, "Id").unwrap_or_default();
-    let url = format!("/services/data/v{version}.0/sobjects/{}/{id}", obj.name());
+    let url = format!("/services/data/v{version}.0/sobjects/{object}/{id}");
     let mut out = Map::new();
-    out.insert("attributes".into(), json!({"type": obj.name(), "url": url}));
+    out.insert("attributes".into(), json!({"type": object, "url": url}));
     for name in names {
         out.insert(
             name.clone(),
@@ -1779,8 +2754,8 @@ fn record_json(obj: Obj, record: &Record, names: &[String], version: u32) -> Val
     Value::Object(out)
 }
 
-fn invalid_field(name: &str, obj: Obj) -> Answer {
-    let message = format!("No such column '{name}' on entity '{}'.", obj.name());
+fn invalid_field(name: &str, object: &str) -> Answer {
+    let message = format!("No such column '{name}' on entity '{object}'.");
     bad("INVALID_FIELD", &message)
 }
 
@@ -1848,6 +2823,20 @@ impl Tokens {
         }
     }
 
+    /// A literal: `'text'`, or `true`/`false`.
+    fn value(&mut self) -> Result<Value, Answer> {
+        match self.0.pop_front() {
+            Some(Tok::Str(s)) => Ok(Value::String(s)),
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("true") => Ok(json!(true)),
+            Some(Tok::Word(w)) if w.eq_ignore_ascii_case("false") => Ok(json!(false)),
+            other => self.fail(other),
+        }
+    }
+
+    fn peek_keyword(&self, keyword: &str) -> bool {
+        matches!(self.0.front(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(keyword))
+    }
+
     fn keyword(&mut self, keyword: &str) -> Result<(), Answer> {
         match self.0.pop_front() {
             Some(Tok::Word(w)) if w.eq_ignore_ascii_case(keyword) => Ok(()),
@@ -1885,82 +2874,295 @@ impl Tokens {
     }
 }
 
-/// Field names resolved against `obj`, canonically spelled.
-fn resolve(obj: Obj, names: &[String]) -> Result<Vec<String>, Answer> {
+/// Field names resolved against `schema` (of object `object`), canonically spelled.
+fn resolve(schema: &Schema, object: &str, names: &[String]) -> Result<Vec<String>, Answer> {
     let one = |n: &String| {
-        obj.field(n)
-            .map(|f| f.0)
-            .ok_or_else(|| invalid_field(n, obj))
+        let field = schema.field(n).map(|f| f.name.clone());
+        field.ok_or_else(|| invalid_field(n, object))
     };
     names.iter().map(one).collect()
 }
 
+/// How a queried field compares: text case-insensitively, ids by 15 or 18 characters, booleans
+/// against `true`/`false`; DateTime filters are not in the subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Id,
+    Bool,
+    DateTime,
+}
+
+/// A queryable object: name, fields and the records the integration user can see.
+struct Table {
+    name: &'static str,
+    fields: Vec<(String, Kind)>,
+    records: Vec<Record>,
+}
+
+impl Table {
+    fn field(&self, key: &str) -> Result<(String, Kind), Answer> {
+        let found = self
+            .fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(key));
+        found.cloned().ok_or_else(|| invalid_field(key, self.name))
+    }
+}
+
+/// One `field = value` or `field IN (…)` condition: the values it accepts.
+type Cond = (String, Kind, Vec<Value>);
+
+/// The setup objects the subset knows; querying them needs "View Setup and Configuration".
+const SETUP_OBJECTS: [&str; 3] = [
+    "AssignmentRule",
+    "ObjectPermissions",
+    "PermissionSetAssignment",
+];
+
 impl OrgState {
-    /// `GET query?q=SELECT f, … FROM Case|Contact [WHERE f = 'x' | f IN ('a', …) [OR …]]`.
-    /// Text comparisons are case-insensitive, as SOQL's are; ids match by 15 or 18 characters.
-    /// Results never page (`done` is always true).
+    /// The object named in a FROM clause.
+    ///
+    /// Without "View Setup and Configuration" a setup object answers as a type the user cannot
+    /// access does: `INVALID_TYPE` "sObject type 'X' is not supported." (the answer Salesforce
+    /// gives for objects outside a user's permissions; no page documents the setup objects'
+    /// case specifically).
+    fn table(&self, name: &str) -> Result<Table, Answer> {
+        let named = |n: &str| n.eq_ignore_ascii_case(name);
+        let unsupported = || {
+            let message = format!(
+                "sObject type '{name}' is not supported. If you are attempting to use a custom object, be sure to append the '__c' after the entity name. Please reference your WSDL or the describe call for the appropriate names."
+            );
+            Err(bad("INVALID_TYPE", &message))
+        };
+        if SETUP_OBJECTS.iter().any(|o| named(o)) && !self.view_setup {
+            return unsupported();
+        }
+        let cols = |list: &[(&str, Kind)]| -> Vec<(String, Kind)> {
+            list.iter().map(|(n, k)| (n.to_string(), *k)).collect()
+        };
+        let record = |pairs: Vec<(&str, Value)>| -> Record {
+            pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+        };
+        if let Some(obj) = Obj::parse(name) {
+            let kind = |f: &Field| match f.ty {
+                FieldType::Id | FieldType::Reference(_) => Kind::Id,
+                FieldType::DateTime => Kind::DateTime,
+                _ => Kind::Text,
+            };
+            let schema = self.schema(obj);
+            let fields = schema
+                .fields
+                .iter()
+                .map(|f| (f.name.clone(), kind(f)))
+                .collect();
+            let all = [&self.db.cases, &self.db.contacts][obj as usize];
+            let visible = (0..all.len()).filter(|i| self.readable(obj, *i));
+            let records = visible.map(|i| all[i].clone()).collect();
+            return Ok(Table {
+                name: obj.name(),
+                fields,
+                records,
+            });
+        }
+        let yes = |b: bool| json!(b);
+        let (table, fields, records) = if named("Organization") {
+            let fields = cols(&[
+                ("Id", Kind::Id),
+                ("Name", Kind::Text),
+                ("DefaultCaseAccess", Kind::Text),
+            ]);
+            let org = record(vec![
+                ("Id", json!(format!("{ORG_ID}AAA"))),
+                ("Name", json!("Fake Org")),
+                ("DefaultCaseAccess", json!(self.case_access.api_value())),
+            ]);
+            ("Organization", fields, vec![org])
+        } else if named("AssignmentRule") {
+            let fields = cols(&[
+                ("Id", Kind::Id),
+                ("Name", Kind::Text),
+                ("SobjectType", Kind::Text),
+                ("Active", Kind::Bool),
+            ]);
+            let rule = |r: &Rule| {
+                record(vec![
+                    ("Id", json!(r.id)),
+                    ("Name", json!(r.name)),
+                    ("SobjectType", json!("Case")),
+                    ("Active", yes(r.active)),
+                ])
+            };
+            (
+                "AssignmentRule",
+                fields,
+                self.rules.iter().map(rule).collect(),
+            )
+        } else if named("PermissionSetAssignment") {
+            let fields = cols(&[
+                ("Id", Kind::Id),
+                ("PermissionSetId", Kind::Id),
+                ("AssigneeId", Kind::Id),
+            ]);
+            let assignment = record(vec![
+                ("Id", json!("0PaFAKE00000001AAA")),
+                ("PermissionSetId", json!(PERMISSION_SET_ID)),
+                ("AssigneeId", json!(USER_ID_18)),
+            ]);
+            ("PermissionSetAssignment", fields, vec![assignment])
+        } else if named("ObjectPermissions") {
+            let flags = [
+                "PermissionsRead",
+                "PermissionsCreate",
+                "PermissionsEdit",
+                "PermissionsDelete",
+                "PermissionsViewAllRecords",
+                "PermissionsModifyAllRecords",
+            ];
+            let mut fields = cols(&[
+                ("Id", Kind::Id),
+                ("ParentId", Kind::Id),
+                ("SobjectType", Kind::Text),
+            ]);
+            fields.extend(flags.iter().map(|f| (f.to_string(), Kind::Bool)));
+            let values = [true, true, true, false, self.view_all, self.modify_all];
+            let mut case = record(vec![
+                ("Id", json!("110FAKE00000001AAA")),
+                ("ParentId", json!(PERMISSION_SET_ID)),
+                ("SobjectType", json!("Case")),
+            ]);
+            case.extend(
+                flags
+                    .iter()
+                    .zip(values)
+                    .map(|(f, v)| (f.to_string(), yes(v))),
+            );
+            ("ObjectPermissions", fields, vec![case])
+        } else {
+            return unsupported();
+        };
+        Ok(Table {
+            name: table,
+            fields,
+            records,
+        })
+    }
+
+    /// `GET query?q=SELECT f, … FROM T [WHERE c (AND c … | OR c …)]` with `c` one of
+    /// `f = 'x'`, `f = true|false`, `f IN ('a', …)` or `f IN (SELECT g FROM U [WHERE …])`.
+    /// T is Case, Contact, Organization, AssignmentRule, ObjectPermissions or
+    /// PermissionSetAssignment; Cases the user cannot see are left out silently. AND and OR
+    /// do not mix without parentheses (SOQL refuses that too). Results never page (`done` is
+    /// always true).
     fn query(&self, q: &str, version: u32) -> Result<Answer, Answer> {
         let mut t = Tokens::lex(q, "MALFORMED_QUERY")?;
-        t.keyword("SELECT")?;
-        let select = t.list(Tokens::word)?;
-        t.keyword("FROM")?;
-        let type_name = t.word()?;
-        let Some(obj) = Obj::parse(&type_name) else {
-            let message = format!("sObject type '{type_name}' is not supported.");
-            return Err(bad("INVALID_TYPE", &message));
-        };
-        let names = resolve(obj, &select)?;
-        let mut conditions: Vec<(String, bool, Vec<String>)> = Vec::new();
-        let mut keyword = "WHERE";
-        while !t.0.is_empty() {
-            t.keyword(keyword)?;
-            keyword = "OR";
-            let name = t.word()?;
-            let (field, ty) = obj.field(&name).ok_or_else(|| invalid_field(&name, obj))?;
-            let values = if t.eat('=') {
-                vec![t.literal()?]
-            } else {
-                t.keyword("IN")?;
-                t.expect('(')?;
-                let values = t.list(Tokens::literal)?;
-                t.expect(')')?;
-                values
-            };
-            if ty == Ty::DateTime {
-                let message = format!(
-                    "value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"
-                );
-                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
-            }
-            let is_ref = field == "Id" || matches!(ty, Ty::Ref(..));
-            if let Some(v) = values.iter().find(|v| is_ref && !is_id(v, "")) {
-                let message = format!("invalid ID field: {v}");
-                return Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
-            }
-            conditions.push((field, is_ref, values));
-        }
-        let matches = |stored: &str, is_ref: bool, v: &String| match is_ref {
-            true => same_id(stored, v),
-            false => stored.eq_ignore_ascii_case(v),
-        };
-        let hit = |r: &&Record| {
-            let one = |(field, is_ref, values): &(String, bool, Vec<String>)| {
-                let stored = get_ci(r, field).and_then(Value::as_str).unwrap_or_default();
-                values.iter().any(|v| matches(stored, *is_ref, v))
-            };
-            conditions.is_empty() || conditions.iter().any(one)
-        };
-        let table = [&self.db.cases, &self.db.contacts][obj as usize];
-        let records = table
+        let (table, names, hits) = self.select(&mut t)?;
+        t.end()?;
+        let records: Vec<Value> = hits
             .iter()
-            .filter(hit)
-            .map(|r| record_json(obj, r, &names, version));
-        let records: Vec<Value> = records.collect();
+            .map(|r| record_json(table.name, r, &names, version))
+            .collect();
         let total = records.len();
         Ok(reply(
             200,
             json!({"totalSize": total, "done": true, "records": records}),
         ))
+    }
+
+    /// One `SELECT … FROM … [WHERE …]`: the table, the selected names and the matching records.
+    fn select(&self, t: &mut Tokens) -> Result<(Table, Vec<String>, Vec<Record>), Answer> {
+        t.keyword("SELECT")?;
+        let select = t.list(Tokens::word)?;
+        t.keyword("FROM")?;
+        let table = self.table(&t.word()?)?;
+        let names = select
+            .iter()
+            .map(|n| table.field(n).map(|f| f.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut conditions: Vec<Cond> = Vec::new();
+        let mut joiner: Option<&str> = None;
+        if t.peek_keyword("WHERE") {
+            t.keyword("WHERE")?;
+            loop {
+                conditions.push(self.condition(t, &table)?);
+                let next = ["AND", "OR"].into_iter().find(|k| t.peek_keyword(k));
+                let Some(next) = next else { break };
+                if joiner.is_some_and(|j| j != next) {
+                    let message = "unexpected token: mixing AND and OR needs parentheses";
+                    return Err(bad("MALFORMED_QUERY", message));
+                }
+                t.keyword(next)?;
+                joiner = Some(next);
+            }
+        }
+        let matches = |r: &Record, (field, kind, values): &Cond| {
+            let stored = get_ci(r, field).cloned().unwrap_or_default();
+            values.iter().any(|v| match (kind, &stored, v) {
+                (Kind::Id, Value::String(s), Value::String(v)) => same_id(s, v),
+                (Kind::Text, Value::String(s), Value::String(v)) => s.eq_ignore_ascii_case(v),
+                (_, Value::Null, Value::String(v)) => v.is_empty(),
+                (_, s, v) => s == v,
+            })
+        };
+        let all = joiner == Some("AND");
+        let hit = |r: &Record| match all {
+            true => conditions.iter().all(|c| matches(r, c)),
+            false => conditions.is_empty() || conditions.iter().any(|c| matches(r, c)),
+        };
+        let hits = table.records.iter().filter(|r| hit(r)).cloned().collect();
+        Ok((table, names, hits))
+    }
+
+    /// `f = v`, `f IN (v, …)` or `f IN (SELECT g FROM …)`.
+    fn condition(&self, t: &mut Tokens, table: &Table) -> Result<Cond, Answer> {
+        let name = t.word()?;
+        let (field, kind) = table.field(&name)?;
+        let values = if t.eat('=') {
+            vec![t.value()?]
+        } else {
+            t.keyword("IN")?;
+            t.expect('(')?;
+            let values = if t.peek_keyword("SELECT") {
+                // A semi-join: the values of the inner query's one field.
+                let (_, inner, hits) = self.select(t)?;
+                let [column] = inner.as_slice() else {
+                    return Err(bad("MALFORMED_QUERY", "a semi-join selects one field"));
+                };
+                hits.iter().map(|r| r[column].clone()).collect()
+            } else {
+                t.list(Tokens::value)?
+            };
+            t.expect(')')?;
+            values
+        };
+        let wrong = |message: String| Err(bad("INVALID_QUERY_FILTER_OPERATOR", &message));
+        match kind {
+            Kind::DateTime => {
+                return wrong(format!(
+                    "value of filter criterion for field '{field}' must be of type dateTime and should not be enclosed in quotes"
+                ));
+            }
+            Kind::Bool if !values.iter().all(Value::is_boolean) => {
+                return wrong(format!(
+                    "value of filter criterion for field '{field}' must be of type boolean and should not be enclosed in quotes"
+                ));
+            }
+            Kind::Text | Kind::Id if !values.iter().all(Value::is_string) => {
+                return wrong(format!(
+                    "value of filter criterion for field '{field}' must be of type string and should be enclosed in quotes"
+                ));
+            }
+            _ => {}
+        }
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        if let Some(v) = values
+            .iter()
+            .map(text)
+            .find(|v| kind == Kind::Id && !is_id(v, ""))
+        {
+            return wrong(format!("invalid ID field: {v}"));
+        }
+        Ok((field, kind, values))
     }
 
     /// `GET search?q=FIND {term} IN PHONE FIELDS RETURNING Contact[(f, …)]`.
@@ -2006,7 +3208,7 @@ impl OrgState {
         }
         let mut names = vec!["Id".to_owned()];
         if t.eat('(') {
-            names = resolve(Obj::Contact, &t.list(Tokens::word)?)?;
+            names = resolve(&self.contact_schema, "Contact", &t.list(Tokens::word)?)?;
             t.expect(')')?;
         }
         t.end()?;
@@ -2029,7 +3231,7 @@ impl OrgState {
         let hit = |c: &&Record| phone(c, "Phone") || phone(c, "MobilePhone");
         let found = self.db.contacts.iter().filter(hit);
         let found: Vec<Value> = found
-            .map(|c| record_json(Obj::Contact, c, &names, version))
+            .map(|c| record_json("Contact", c, &names, version))
             .collect();
         // From API 36.0 the answer is `{"searchRecords": […]}`; before, a bare array.
         let body = if version >= 36 {
@@ -2121,8 +3323,15 @@ fn substitute_json(value: Value, done: &HashMap<String, SubResult>) -> Result<Va
     })
 }
 
-/// A subrequest as sent: method, url, referenceId and body.
-type Sub = (Method, String, String, Option<Value>);
+/// A subrequest as sent: method, url, referenceId, body and `httpHeaders` (names lower-cased).
+type Sub = (Method, String, String, Option<Value>, Vec<(String, String)>);
+
+fn headers_of(sub: &Value) -> impl Iterator<Item = (&String, &Value)> {
+    sub.get("httpHeaders")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+}
 
 /// Check one subrequest of a composite request; `Err` fails the whole request (400).
 fn parse_sub(sub: &Value) -> Result<Sub, Answer> {
@@ -2148,11 +3357,7 @@ fn parse_sub(sub: &Value) -> Result<Sub, Answer> {
     }
     // Subrequests inherit these three headers; setting one fails the request (documented).
     let inherited = ["accept", "authorization", "content-type"];
-    let headers = sub
-        .get("httpHeaders")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten();
+    let headers = headers_of(sub);
     if headers
         .map(|(k, _)| k.to_ascii_lowercase())
         .any(|k| inherited.contains(&k.as_str()))
@@ -2163,11 +3368,21 @@ fn parse_sub(sub: &Value) -> Result<Sub, Answer> {
         ));
     }
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| parser_error("bad method"))?;
+    let mut http_headers = Vec::new();
+    for (name, value) in headers_of(sub) {
+        let Some(value) = value.as_str() else {
+            return Err(parser_error(&format!(
+                "httpHeaders.{name}: expected a string"
+            )));
+        };
+        http_headers.push((name.to_ascii_lowercase(), value.to_owned()));
+    }
     Ok((
         method,
         url.to_owned(),
         ref_id.to_owned(),
         sub.get("body").cloned(),
+        http_headers,
     ))
 }
 
@@ -2204,11 +3419,23 @@ impl OrgState {
         };
         let saved = all_or_none.then(|| self.db.clone());
         self.composite_all_or_none = all_or_none;
+        self.in_composite = true;
+        // The request's own Sforce-Auto-Assign reaches every subrequest; a subrequest's
+        // `httpHeaders` override it (Composite reference, "httpHeaders").
+        let top = self.assign_header.clone();
         let (mut done, mut order, mut failed) = (HashMap::new(), Vec::new(), None);
-        for (method, url, ref_id, body) in subs {
+        for (method, url, ref_id, body, headers) in subs {
+            let header = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            self.assign_header = header("sforce-auto-assign").or_else(|| top.clone());
+            let since = header("if-modified-since");
             let result = match failed {
                 Some(_) => halted(ROLLED_BACK),
-                None => self.subrequest(&method, &url, body, &done, injected),
+                None => self.subrequest(&method, &url, body, since, &done, injected),
             };
             let entries = result.1.as_array();
             let record_failed = entries.is_some_and(|a| a.iter().any(|r| r["success"] == false));
@@ -2219,6 +3446,8 @@ impl OrgState {
             done.insert(ref_id, result);
         }
         self.composite_all_or_none = false;
+        self.in_composite = false;
+        self.assign_header = top;
         if let (Some(index), Some(saved)) = (failed, saved) {
             self.db = saved;
             for ref_id in &order[..index] {
@@ -2238,6 +3467,7 @@ impl OrgState {
         method: &Method,
         url: &str,
         body: Option<Value>,
+        since: Option<String>,
         done: &HashMap<String, SubResult>,
         injected: &mut Injected,
     ) -> SubResult {
@@ -2257,6 +3487,7 @@ impl OrgState {
                     segments,
                     query,
                     body,
+                    since,
                 };
                 self.route(call, injected, true)
             }
