@@ -208,8 +208,10 @@ fn read_pipeline(r: &mut Reader) -> Settings {
     let attribute = r.text("CASE_ID_ATTRIBUTE", DEFAULT_CASE_ID_ATTRIBUTE);
     mapping = mapping.with_case_id_attribute(&attribute);
     if r.flag("LINK_CUSTOMER", false) {
-        let attribute = r.text("LINK_CUSTOMER_ATTRIBUTE", "sfContactId");
-        mapping = mapping.with_customer_linking(&attribute);
+        // No default attribute: whoever can set it chooses the Contact a Case is linked to, so
+        // only the deployer may name one (an attribute customers cannot set).
+        let attribute = r.get("LINK_CUSTOMER_ATTRIBUTE");
+        mapping = mapping.with_customer_linking(attribute.as_deref());
     }
     // CASE_ATTRIBUTES_EXCLUDE replaces the default list; `@default` in it stands for that list.
     let include = r.list("CASE_ATTRIBUTES_INCLUDE", &[]);
@@ -518,6 +520,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case::CustomerLinking;
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -550,6 +553,41 @@ mod tests {
         assert_eq!(config.pipeline.policy, CasePolicy::default());
         assert!(config.dead_letter_queue_url.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Inline(_)));
+    }
+
+    // See: issue "A contact writes only its own Case", item 2.
+    #[test]
+    fn customer_linking_trusts_an_attribute_only_when_one_is_named() {
+        let linking = |extra: &[(&'static str, &'static str)]| {
+            let mut env = PASSWORD_ENV.to_vec();
+            env.extend_from_slice(extra);
+            Config::from_lookup(lookup(&env))
+                .unwrap()
+                .pipeline
+                .mapping
+                .linking
+        };
+        assert_eq!(linking(&[]), CustomerLinking::Off);
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER", "true")]),
+            CustomerLinking::ByNumber,
+            "no default attribute"
+        );
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER", "true"), ("LINK_CUSTOMER_ATTRIBUTE", " ")]),
+            CustomerLinking::ByNumber
+        );
+        assert_eq!(
+            linking(&[
+                ("LINK_CUSTOMER", "true"),
+                ("LINK_CUSTOMER_ATTRIBUTE", "dipContactId")
+            ]),
+            CustomerLinking::AttributeThenNumber("dipContactId".into())
+        );
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER_ATTRIBUTE", "dipContactId")]),
+            CustomerLinking::Off
+        );
     }
 
     #[test]
