@@ -10,8 +10,9 @@
 //!   Description: contact id, times, disconnect reason, queue/flow context, contact attributes).
 //!
 //! Contact attributes reach a Case only through the mapping's [`AttributeFilter`], with card
-//! numbers masked ([`AttributeFilter::redact_value`]), however a template names them: `{Attributes.intent}`
-//! one attribute, `{Attributes}` every allowed attribute as a JSON object, `{context}` a list.
+//! numbers masked ([`AttributeFilter::redact_value`]), however a template names them:
+//! `{Attributes.intent}` one attribute, `{Attributes}` every allowed attribute as a JSON
+//! object, `{context}` a list.
 //!
 //! `{{` and `}}` are literal braces. A field whose rendered value is empty is left out. Values
 //! are truncated to Salesforce's field sizes on a character boundary. The Case is keyed by the
