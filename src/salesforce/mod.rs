@@ -16,7 +16,9 @@ pub mod handoff;
 pub mod lookup;
 pub mod recorder;
 
-pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};
+pub use auth::{
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, StaticCredentials, TokenCache,
+};
 pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};
 pub use recorder::{RecordedRequest, RequestRecorder};
