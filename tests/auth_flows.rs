@@ -815,6 +815,38 @@ async fn changed_login_url_in_the_secret_drops_the_cached_token() {
     );
 }
 
+/// The same through Secrets Manager: a warm container reads the secret again once it is older
+/// than the source's maximum age, sees the new login URL and drops the old org's token, while
+/// that token still works.
+#[tokio::test]
+async fn secret_moved_to_another_org_is_picked_up_while_the_old_token_works() {
+    let moto = moto::start().await;
+    let old_org = fake::start().await;
+    let new_org = fake::start().await;
+    let secret_for = |org: &FakeSalesforce| {
+        let mut credentials: Value =
+            serde_json::from_str(&fixtures::secret_json(fake::PASSWORD)).unwrap();
+        credentials["login_url"] = json!(org.base_url);
+        credentials.to_string()
+    };
+    let arn = moto
+        .create_secret("ctr-cases/moved", &secret_for(&old_org))
+        .await;
+    let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone())
+        .with_max_age(Duration::ZERO);
+    let client = client(&old_org, AuthFlow::Password, source);
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+
+    moto.put_secret_value(&arn, &secret_for(&new_org)).await;
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&report);
+    assert_eq!(report.token_requests, 1);
+    assert!(new_org.org.case(&fixtures::contact_uuid(2)).is_some());
+    assert!(old_org.org.case(&fixtures::contact_uuid(2)).is_none());
+    assert_eq!(old_org.org.token_grants(), 1);
+}
+
 /// A secret with another client id: the cached token is not used; the next call signs in with
 /// the new client id (which this org does not know, so the grant is refused).
 #[tokio::test]
