@@ -379,11 +379,12 @@ impl AttributeFilter {
     /// ```
     pub fn redact_value<'a>(&self, value: &'a str) -> Cow<'a, str> {
         let structured = matches!(value.trim_start().as_bytes().first(), Some(b'{' | b'['));
-        if structured && let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(value) {
-            if self.prune(&mut parsed) {
-                let pruned = parsed.to_string();
-                return Cow::Owned(mask_card_numbers(&pruned).into_owned());
-            }
+        if structured
+            && let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(value)
+            && self.prune(&mut parsed)
+        {
+            let pruned = parsed.to_string();
+            return Cow::Owned(mask_card_numbers(&pruned).into_owned());
         }
         mask_card_numbers(value)
     }
