@@ -9,6 +9,11 @@
 //! - `{contact_id}`: the ContactId; `{context}`: the full call context block (the default
 //!   Description: contact id, times, disconnect reason, queue/flow context, contact attributes).
 //!
+//! Contact attributes reach a Case only through the mapping's [`AttributeFilter`], with card
+//! numbers masked ([`AttributeFilter::redact_value`]), however a template names them:
+//! `{Attributes.intent}` one attribute, `{Attributes}` every allowed attribute as a JSON
+//! object, `{context}` a list.
+//!
 //! `{{` and `}}` are literal braces. A field whose rendered value is empty is left out. Values
 //! are truncated to Salesforce's field sizes on a character boundary. The Case is keyed by the
 //! external id field (default `Amazon_Connect_Contact_Id__c`) = ContactId, so writing it twice
@@ -25,7 +30,7 @@ use serde_json::{Map, Value};
 
 use crate::classify::{HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr};
-use crate::privacy::{AttributeFilter, mask_card_numbers};
+use crate::privacy::AttributeFilter;
 
 /// The default external id field on Case.
 pub const DEFAULT_EXTERNAL_ID_FIELD: &str = "Amazon_Connect_Contact_Id__c";
@@ -311,6 +316,23 @@ fn default_template_value(key: &str, field: &str) -> &'static str {
     }
 }
 
+/// Whether and how a Case is linked to the caller's Salesforce Contact (`LINK_CUSTOMER`).
+///
+/// A contact attribute is trusted to name the Contact only when the deployer names it
+/// (`LINK_CUSTOMER_ATTRIBUTE`): whoever can set that attribute chooses the Contact a Case is
+/// linked to, so it must be one customers cannot set (written from the data-dip Lambda's
+/// response, never passed in from a chat or task start). There is no default name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CustomerLinking {
+    /// No linking.
+    #[default]
+    Off,
+    /// Link by the caller's number only (a search that must find exactly one Contact).
+    ByNumber,
+    /// Link to the Contact Id in this contact attribute when it holds one, else by number.
+    AttributeThenNumber(String),
+}
+
 /// How Cases are built: external id, version field, the field templates in order with their
 /// write modes, and the per-outcome templates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,9 +345,8 @@ pub struct CaseMapping {
     pub case_id_attribute: String,
     /// Which contact attributes may reach a Case (card numbers in them are masked).
     pub attributes: AttributeFilter,
-    /// Customer linking (`LINK_CUSTOMER`): the contact attribute a data dip sets to the
-    /// caller's Contact Id; `None` when linking is off.
-    pub link_attribute: Option<String>,
+    /// Customer linking (`LINK_CUSTOMER`, `LINK_CUSTOMER_ATTRIBUTE`).
+    pub linking: CustomerLinking,
     fields: Vec<MappedField>,
     templates: CaseTemplates,
     kept_current: Arc<[String]>,
@@ -364,7 +385,7 @@ impl CaseMapping {
             version_field: DEFAULT_VERSION_FIELD.to_owned(),
             case_id_attribute: DEFAULT_CASE_ID_ATTRIBUTE.to_owned(),
             attributes: AttributeFilter::default(),
-            link_attribute: None,
+            linking: CustomerLinking::Off,
             fields,
             templates: CaseTemplates::new(priority),
             kept_current: Arc::from(Vec::new()),
@@ -394,10 +415,14 @@ impl CaseMapping {
         self
     }
 
-    /// Links Cases to the caller's Contact: from contact attribute `attribute` when a data dip
-    /// set it to a Contact Id, else by the caller's number ([`crate::linking`]).
-    pub fn with_customer_linking(mut self, attribute: &str) -> Self {
-        self.link_attribute = Some(attribute.trim().to_owned());
+    /// Links Cases to the caller's Contact ([`CustomerLinking`]): from contact attribute
+    /// `attribute` when one is named and a data dip set it to a Contact Id, else by the caller's
+    /// number ([`crate::linking`]). `None` (or a blank name) links by number only.
+    pub fn with_customer_linking(mut self, attribute: Option<&str>) -> Self {
+        self.linking = match attribute.map(str::trim).filter(|a| !a.is_empty()) {
+            Some(name) => CustomerLinking::AttributeThenNumber(name.to_owned()),
+            None => CustomerLinking::ByNumber,
+        };
         self
     }
 
@@ -574,6 +599,7 @@ impl CaseMapping {
                     // Special placeholders, typed fields and attributes need no capture.
                     Piece::Placeholder { path, .. }
                         if !SPECIAL.contains(&path.as_str())
+                            && path != ATTRIBUTES
                             && !crate::ctr::is_typed_path(path)
                             && !is_attribute_path(path) =>
                     {
@@ -785,16 +811,20 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
         .filter(|id| is_case_id(id))
         .map(str::to_owned);
     let mut lookup_number = None;
-    if let Some(attribute) = &mapping.link_attribute {
-        match ctr.attributes.get(attribute).map(|id| id.trim()) {
-            Some(id) if crate::linking::is_contact_id(id) => {
-                fields.insert("ContactId".into(), Value::String(id.to_owned()));
-            }
-            _ => {
-                lookup_number = ctr
-                    .customer_address()
-                    .filter(|a| crate::linking::search_terms(a).is_some())
-                    .map(str::to_owned);
+    let by_number = |ctr: &Ctr| {
+        ctr.customer_address()
+            .filter(|a| crate::linking::search_terms(a).is_some())
+            .map(str::to_owned)
+    };
+    match &mapping.linking {
+        CustomerLinking::Off => {}
+        CustomerLinking::ByNumber => lookup_number = by_number(ctr),
+        CustomerLinking::AttributeThenNumber(attribute) => {
+            match ctr.attributes.get(attribute).map(|id| id.trim()) {
+                Some(id) if crate::linking::is_contact_id(id) => {
+                    fields.insert("ContactId".into(), Value::String(id.to_owned()));
+                }
+                _ => lookup_number = by_number(ctr),
             }
         }
     }
@@ -848,20 +878,22 @@ fn resolve_into(
             "unknown customer"
         })),
         "origin" => out.push_str(origin_for(channel)),
+        ATTRIBUTES => write_attributes(out, ctr, filter),
         _ => match path.split_once('.') {
-            // An attribute reaches a Case only through the filter, card numbers masked.
+            // An attribute reaches a Case only through the filter, card numbers masked. Names
+            // may contain dots (`card.number`), and a deeper path names keys inside a value
+            // (`payment.cvv`): the whole name and each of its parts must pass.
             Some(("Attributes", name)) => {
-                let attribute = name.split('.').next().unwrap_or(name);
-                if !filter.allows(attribute) {
+                if !filter.allows(name) || !name.split('.').all(|part| filter.allows(part)) {
                     return;
                 }
                 match ctr.attributes.get(name) {
-                    Some(value) => out.push_str(&mask_card_numbers(value)),
+                    Some(value) => out.push_str(&filter.redact_value(value)),
                     // The typed map holds every attribute: only a path into one (an object
                     // value) needs the captured JSON.
                     None if name.contains('.') => {
                         if let Some(value) = ctr.path(path) {
-                            out.push_str(&mask_card_numbers(&value));
+                            out.push_str(&filter.redact_value(&value));
                         }
                     }
                     None => {}
@@ -872,6 +904,27 @@ fn resolve_into(
                 None => out.push_str(&ctr.path(path).unwrap_or_default()),
             },
         },
+    }
+}
+
+/// The placeholder for every contact attribute at once.
+const ATTRIBUTES: &str = "Attributes";
+
+/// `{Attributes}`: the contact attributes `filter` allows, card numbers masked, as a JSON
+/// object (nothing when none is allowed, so the fallback applies). Never the CTR's own map,
+/// which would carry every excluded attribute unmasked.
+fn write_attributes(out: &mut String, ctr: &Ctr, filter: &AttributeFilter) {
+    let allowed: Map<String, Value> = ctr
+        .attributes
+        .iter()
+        .filter(|(name, _)| filter.allows(name))
+        .map(|(name, value)| {
+            let shown = filter.redact_value(value).into_owned();
+            (name.clone(), Value::String(shown))
+        })
+        .collect();
+    if !allowed.is_empty() {
+        out.push_str(&Value::Object(allowed).to_string());
     }
 }
 
@@ -1055,7 +1108,7 @@ fn write_context(out: &mut String, ctr: &Ctr, outcome: &Outcome, filter: &Attrib
     } else {
         out.push_str("Contact attributes:\n");
         for (key, value) in allowed {
-            let _ = writeln!(out, "  {key}: {}", mask_card_numbers(value));
+            let _ = writeln!(out, "  {key}: {}", filter.redact_value(value));
         }
     }
 }
@@ -1313,6 +1366,94 @@ mod tests {
         assert_eq!(case.case_id, None, "not a Case Id");
         assert!(
             is_case_id("500000000000001") && !is_case_id("003000000000001") && !is_case_id("500x")
+        );
+    }
+
+    const SENSITIVE: &str = r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+        "CustomerEndpoint":{"Address":"+15555550147"},
+        "Attributes":{"creditCardNumber":"4111111111111111","cvv":"123","card.number":"5555555555554444",
+        "pin.code":"8642","payment":{"cvv":"987","brand":"visa"},"note":"card 4111.1111.1111.1111 expired",
+        "intent":"billing","sfContactId":"003000000000001AAA"}}"#;
+
+    fn sensitive() -> (Ctr, Outcome) {
+        let ctr = Ctr::from_json(SENSITIVE.into()).unwrap();
+        let outcome = classify(&ctr, &ClassifyConfig::default());
+        (ctr, outcome)
+    }
+
+    // See: issue "A contact writes only its own Case", item 4.
+    #[test]
+    fn whole_attribute_map_is_filtered_and_masked() {
+        let mapping = default_mapping()
+            .with_overrides(r#"{"Notes__c":"{Attributes}","Empty__c":"{Attributes|none}"}"#)
+            .unwrap();
+        let (ctr, outcome) = sensitive();
+        let case = build(&ctr, &outcome, &mapping);
+        let notes = case.fields["Notes__c"].as_str().unwrap();
+        let shown: Value = serde_json::from_str(notes).unwrap();
+        assert_eq!(
+            shown,
+            serde_json::json!({
+                "intent": "billing",
+                "note": "card ****.****.****.1111 expired",
+                "payment": "{\"brand\":\"visa\"}",
+                "sfContactId": "003000000000001AAA"
+            })
+        );
+        for secret in ["4111111111111111", "5555555555554444", "123", "987", "8642"] {
+            assert!(!notes.contains(secret), "{secret} in {notes}");
+        }
+        // No allowed attribute: the fallback, never the raw map.
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","Attributes":{"cvv":"123"}}"#
+                .into(),
+        )
+        .unwrap();
+        let case = build(&ctr, &outcome, &mapping);
+        assert_eq!(case.fields["Empty__c"], "none");
+        assert!(!case.fields.contains_key("Notes__c"));
+    }
+
+    #[test]
+    fn dotted_attribute_paths_pass_the_filter_as_a_whole_and_in_parts() {
+        let mapping = default_mapping()
+            .with_overrides(
+                r#"{"A__c":"{Attributes.card.number|hidden}","B__c":"{Attributes.pin.code|hidden}",
+                    "C__c":"{Attributes.payment.cvv|hidden}","D__c":"{Attributes.intent}",
+                    "E__c":"{Attributes.payment.brand}","F__c":"{Attributes.payment}"}"#,
+            )
+            .unwrap();
+        let (ctr, outcome) = sensitive();
+        let case = build(&ctr, &outcome, &mapping);
+        for field in ["A__c", "B__c", "C__c"] {
+            assert_eq!(case.fields[field], "hidden", "{field}");
+        }
+        assert_eq!(case.fields["D__c"], "billing");
+        assert_eq!(case.fields["E__c"], "visa");
+        assert_eq!(case.fields["F__c"], r#"{"brand":"visa"}"#);
+    }
+
+    // See: issue "A contact writes only its own Case", item 2.
+    #[test]
+    fn customer_linking_reads_only_the_named_attribute() {
+        let (ctr, outcome) = sensitive();
+        let case = build(&ctr, &outcome, &default_mapping());
+        assert!(!case.fields.contains_key("ContactId") && case.lookup_number.is_none());
+        let by_number = default_mapping().with_customer_linking(None);
+        assert_eq!(by_number.linking, CustomerLinking::ByNumber);
+        let case = build(&ctr, &outcome, &by_number);
+        assert!(
+            !case.fields.contains_key("ContactId"),
+            "sfContactId is not trusted unless named"
+        );
+        assert_eq!(case.lookup_number.as_deref(), Some("+15555550147"));
+        let named = default_mapping().with_customer_linking(Some(" sfContactId "));
+        let case = build(&ctr, &outcome, &named);
+        assert_eq!(case.fields["ContactId"], "003000000000001AAA");
+        assert!(case.lookup_number.is_none());
+        assert_eq!(
+            default_mapping().with_customer_linking(Some("  ")).linking,
+            CustomerLinking::ByNumber
         );
     }
 

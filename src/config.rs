@@ -15,7 +15,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::case::{
-    CaseMapping, DEFAULT_CASE_ID_ATTRIBUTE, DEFAULT_EXTERNAL_ID_FIELD, DEFAULT_VERSION_FIELD,
+    CaseMapping, CustomerLinking, DEFAULT_CASE_ID_ATTRIBUTE, DEFAULT_EXTERNAL_ID_FIELD,
+    DEFAULT_VERSION_FIELD,
 };
 use crate::classify::{CasePolicy, ClassifyConfig};
 use crate::plan::Settings;
@@ -209,8 +210,10 @@ fn read_pipeline(r: &mut Reader) -> Settings {
     let attribute = r.text("CASE_ID_ATTRIBUTE", DEFAULT_CASE_ID_ATTRIBUTE);
     mapping = mapping.with_case_id_attribute(&attribute);
     if r.flag("LINK_CUSTOMER", false) {
-        let attribute = r.text("LINK_CUSTOMER_ATTRIBUTE", "sfContactId");
-        mapping = mapping.with_customer_linking(&attribute);
+        // No default attribute: whoever can set it chooses the Contact a Case is linked to, so
+        // only the deployer may name one (an attribute customers cannot set).
+        let attribute = r.get("LINK_CUSTOMER_ATTRIBUTE");
+        mapping = mapping.with_customer_linking(attribute.as_deref());
     }
     // CASE_ATTRIBUTES_EXCLUDE replaces the default list; `@default` in it stands for that list.
     let include = r.list("CASE_ATTRIBUTES_INCLUDE", &[]);
@@ -398,7 +401,7 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
                 external_id_field: mapping.external_id_field.clone(),
                 version_field: mapping.version_field.clone(),
                 fields: pipeline.field_uses().to_vec(),
-                links_customers: mapping.link_attribute.is_some(),
+                links_customers: mapping.linking != CustomerLinking::Off,
             }),
         org_check_retry: Duration::from_secs(r.number(
             "SALESFORCE_ORG_CHECK_RETRY_SECONDS",
@@ -541,6 +544,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::case::CustomerLinking;
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -573,6 +577,41 @@ mod tests {
         assert_eq!(config.pipeline.policy, CasePolicy::default());
         assert!(config.dead_letter_queue_url.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Inline(_)));
+    }
+
+    // See: issue "A contact writes only its own Case", item 2.
+    #[test]
+    fn customer_linking_trusts_an_attribute_only_when_one_is_named() {
+        let linking = |extra: &[(&'static str, &'static str)]| {
+            let mut env = PASSWORD_ENV.to_vec();
+            env.extend_from_slice(extra);
+            Config::from_lookup(lookup(&env))
+                .unwrap()
+                .pipeline
+                .mapping
+                .linking
+        };
+        assert_eq!(linking(&[]), CustomerLinking::Off);
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER", "true")]),
+            CustomerLinking::ByNumber,
+            "no default attribute"
+        );
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER", "true"), ("LINK_CUSTOMER_ATTRIBUTE", " ")]),
+            CustomerLinking::ByNumber
+        );
+        assert_eq!(
+            linking(&[
+                ("LINK_CUSTOMER", "true"),
+                ("LINK_CUSTOMER_ATTRIBUTE", "dipContactId")
+            ]),
+            CustomerLinking::AttributeThenNumber("dipContactId".into())
+        );
+        assert_eq!(
+            linking(&[("LINK_CUSTOMER_ATTRIBUTE", "dipContactId")]),
+            CustomerLinking::Off
+        );
     }
 
     #[test]

@@ -363,6 +363,51 @@ impl AttributeFilter {
         included && !self.exclude.iter().any(|p| p.matches(name, &stripped))
     }
 
+    /// An allowed attribute's value as it may reach a Case: when it is the JSON text of an
+    /// object or array (a flow can store structured data in one attribute), the keys this
+    /// filter excludes are removed at every depth; then card numbers are masked.
+    ///
+    /// ```
+    /// use ctr_cases::privacy::AttributeFilter;
+    ///
+    /// let filter = AttributeFilter::default();
+    /// assert_eq!(
+    ///     filter.redact_value(r#"{"brand":"visa","cvv":"123"}"#),
+    ///     r#"{"brand":"visa"}"#
+    /// );
+    /// assert_eq!(filter.redact_value("4111 1111 1111 1111"), "**** **** **** 1111");
+    /// ```
+    pub fn redact_value<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        let structured = matches!(value.trim_start().as_bytes().first(), Some(b'{' | b'['));
+        if structured
+            && let Ok(mut parsed) = serde_json::from_str::<serde_json::Value>(value)
+            && self.prune(&mut parsed)
+        {
+            let pruned = parsed.to_string();
+            return Cow::Owned(mask_card_numbers(&pruned).into_owned());
+        }
+        mask_card_numbers(value)
+    }
+
+    /// Removes the keys this filter excludes from `value` at every depth; whether any was.
+    fn prune(&self, value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(map) => {
+                let before = map.len();
+                map.retain(|key, _| self.allows(key));
+                let mut changed = map.len() != before;
+                for nested in map.values_mut() {
+                    changed |= self.prune(nested);
+                }
+                changed
+            }
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, item| self.prune(item) | changed),
+            _ => false,
+        }
+    }
+
     /// The first exclude pattern that matches `name`, for a debug line saying why an attribute
     /// was dropped (names are not secret; never log the value).
     pub fn excluded_by(&self, name: &str) -> Option<&str> {
@@ -391,13 +436,20 @@ const MIN_CARD_DIGITS: usize = 13;
 const MAX_CARD_DIGITS: usize = 19;
 /// The digits left visible, as on a receipt (PCI DSS allows the last four).
 const VISIBLE_DIGITS: usize = 4;
+/// The most digits of an E.164 phone number (ITU-T E.164), which a run after `+` may have.
+const MAX_E164_DIGITS: usize = 15;
+/// The most separator characters between two digit groups of one typed number.
+pub const MAX_SEPARATORS: usize = 3;
 /// The length of a textual UUID (8-4-4-4-12).
 const UUID_LEN: usize = 36;
 
 /// Replaces card numbers in `text` by asterisks, except their last four digits.
 ///
-/// A *digit run* is a maximal sequence of ASCII digits in which single spaces or hyphens may
-/// separate digit groups, as people type `4111 1111 1111 1111` or `4111-1111-1111-1111`.
+/// A *digit run* is a maximal sequence of ASCII digits in which digit groups may be separated by
+/// one to [`MAX_SEPARATORS`] separator characters (space, `.`, `-`, `/`, `_`, in any mix), as
+/// people type `4111 1111 1111 1111`, `4111-1111-1111-1111`, `4111.1111.1111.1111` or
+/// `4111 / 1111 / 1111 / 1111`. A newline, a tab or any other character ends a run, and so does
+/// a `+`, which starts a new one.
 /// A run is masked when some sequence of its whole groups has 13 to 19 digits and passes the
 /// Luhn check; then every digit of the run except its last four becomes `*`, and separators
 /// stay (`4111 1111 1111 1111` → `**** **** **** 1111`; `Order 12 4111 1111 1111 1111` →
@@ -405,9 +457,11 @@ const UUID_LEN: usize = 36;
 /// surrounds the card number in it.
 ///
 /// Left alone:
-/// - runs with no such sequence: fewer than 13 digits (`+15555550147`), one contiguous block
+/// - runs with no such sequence: fewer than 13 digits (`15555550147`), one contiguous block
 ///   of more than 19, or no Luhn-valid sequence;
-/// - a run right after `+`: an E.164 phone number, which can be 13 to 15 digits;
+/// - a run right after `+` with at most 15 digits: an E.164 phone number (`+8613812345678`),
+///   which can have 13 to 15. A longer run after `+` (`+4111111111111111`) is no phone number
+///   and is checked like any other;
 /// - a run glued to a letter on either side (`id4111…`, a Salesforce record id): an
 ///   identifier, not a typed number;
 /// - UUIDs (`6f3c1c2e-…`, Amazon Connect ContactIds), even all-digit ones.
@@ -432,9 +486,10 @@ pub fn mask_card_numbers(text: &str) -> Cow<'_, str> {
         let end = digit_run_end(bytes, i);
         let before = i.checked_sub(1).map(|k| bytes[k]);
         let after = bytes.get(end).copied();
-        let glued = before.is_some_and(|c| c.is_ascii_alphabetic() || c == b'+')
+        let glued = before.is_some_and(|c| c.is_ascii_alphabetic())
             || after.is_some_and(|c| c.is_ascii_alphabetic());
-        if !glued && has_card_sequence(&bytes[i..end]) {
+        let phone = before == Some(b'+') && digit_count(&bytes[i..end]) <= MAX_E164_DIGITS;
+        if !glued && !phone && has_card_sequence(&bytes[i..end]) {
             let out = masked.get_or_insert_with(|| String::with_capacity(text.len()));
             // `i`, `copied` and `end` sit next to ASCII bytes, so they are char boundaries.
             out.push_str(&text[copied..i]);
@@ -468,25 +523,43 @@ fn is_uuid_at(bytes: &[u8], at: usize) -> bool {
             .is_some_and(u8::is_ascii_alphanumeric)
 }
 
-/// The end of the digit run starting at `start` (a digit): digits, with a single space or
-/// hyphen allowed between two digits.
+/// Whether `b` may separate the digit groups of a typed number (never a newline).
+fn is_group_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'.' | b'-' | b'/' | b'_')
+}
+
+/// The end of the digit run starting at `start` (a digit): digit groups, separated by one to
+/// [`MAX_SEPARATORS`] separator characters.
 fn digit_run_end(bytes: &[u8], start: usize) -> usize {
     let mut end = start;
     loop {
         while bytes.get(end).is_some_and(u8::is_ascii_digit) {
             end += 1;
         }
-        let separated = matches!(bytes.get(end), Some(b' ' | b'-'))
-            && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
-        if !separated {
+        let separators = bytes[end..]
+            .iter()
+            .take(MAX_SEPARATORS + 1)
+            .take_while(|b| is_group_separator(**b))
+            .count();
+        let joined = (1..=MAX_SEPARATORS).contains(&separators)
+            && bytes.get(end + separators).is_some_and(u8::is_ascii_digit);
+        if !joined {
             return end;
         }
-        end += 1;
+        end += separators;
     }
+}
+
+/// The number of ASCII digits in `bytes`.
+fn digit_count(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| b.is_ascii_digit()).count()
 }
 
 /// Whether some sequence of whole digit groups of `run` has 13–19 digits and passes Luhn.
 fn has_card_sequence(run: &[u8]) -> bool {
+    if digit_count(run) < MIN_CARD_DIGITS {
+        return false;
+    }
     let mut first = 0;
     while first < run.len() {
         let mut digits = 0;
@@ -503,12 +576,19 @@ fn has_card_sequence(run: &[u8]) -> bool {
             if group_end >= run.len() {
                 break;
             }
-            group = group_end + 1; // past the separator
+            group = next_group(run, group_end);
         }
-        // The next sequence starts at the next group.
-        first += group_len(&run[first..]) + 1;
+        first = next_group(run, first + group_len(&run[first..]));
     }
     false
+}
+
+/// Where the digit group after position `from` (a separator, or the end) of `run` starts.
+fn next_group(run: &[u8], from: usize) -> usize {
+    from + run[from..]
+        .iter()
+        .take_while(|b| !b.is_ascii_digit())
+        .count()
 }
 
 /// The number of digits at the start of `bytes`.
@@ -938,6 +1018,38 @@ mod tests {
         assert_eq!(masked("4111111111111111-"), "************1111-");
     }
 
+    // See: issue "A contact writes only its own Case", item 5.
+    #[test]
+    fn common_separators_and_short_separator_runs_join_groups() {
+        assert_eq!(masked("4111.1111.1111.1111"), "****.****.****.1111");
+        assert_eq!(masked("4111/1111/1111/1111"), "****/****/****/1111");
+        assert_eq!(masked("4111_1111_1111_1111"), "****_****_****_1111");
+        // Until the issue above, a double space split the run into 4 + 12 and left it alone.
+        assert_eq!(masked("4111  1111 1111 1111"), "****  **** **** 1111");
+        assert_eq!(
+            masked("4111 - 1111 - 1111 - 1111"),
+            "**** - **** - **** - 1111"
+        );
+        // Four separators, a newline or a tab end the run: the groups stand alone.
+        unchanged("4111    1111    1111    1111");
+        unchanged("4111\n1111\n1111\n1111");
+        unchanged("4111\t1111\t1111\t1111");
+    }
+
+    #[test]
+    fn a_run_after_plus_longer_than_e164_is_masked() {
+        assert_eq!(masked("+4111111111111111"), "+************1111");
+        assert_eq!(masked("+4111 1111 1111 1111"), "+**** **** **** 1111");
+        // A phone number followed by a card number is one run of 27 digits: not a phone number.
+        assert_eq!(
+            masked("+1 555 555 0147 4111 1111 1111 1111"),
+            "+* *** *** **** **** **** **** 1111"
+        );
+        // A + starts a run: digits before it do not join the phone number after it.
+        unchanged("12 +8613812345678");
+        unchanged("12+8613812345678");
+    }
+
     #[test]
     fn every_card_in_a_text_is_masked_and_text_around_is_kept() {
         assert_eq!(
@@ -965,7 +1077,6 @@ mod tests {
         unchanged("4111 1111 1111 1112");
         unchanged("ref 411111111111"); // 12 digits
         unchanged("41111111111111111111"); // 20 contiguous digits
-        unchanged("4111  1111 1111 1111"); // a double space splits the run into 4 + 12
         unchanged("on 2024-03-12 at 10:15, 3 items");
         unchanged("");
         unchanged("no digits at all");
@@ -1041,7 +1152,7 @@ mod tests {
         }
 
         #[test]
-        fn masking_is_idempotent(text in "[0-9 a-f+-]{0,60}") {
+        fn masking_is_idempotent(text in "[0-9 a-f+./_\n-]{0,60}") {
             let once = mask_card_numbers(&text).into_owned();
             prop_assert_eq!(mask_card_numbers(&once).into_owned(), once.clone());
         }
@@ -1068,6 +1179,62 @@ mod tests {
             prop_assert_eq!(&digits[..stars], "*".repeat(stars));
             prop_assert_eq!(&digits[stars..], &card[stars..]);
             prop_assert!(out.starts_with(&before) && out.ends_with(&after), "{}", out);
+        }
+
+        /// Cards of every length, with any of the separators (one to three, mixed) between any
+        /// digits, are masked down to their last four digits.
+        #[test]
+        fn cards_with_any_separators_are_masked(
+            body in "[1-9][0-9]{11,17}",
+            gaps in prop::collection::vec(prop::option::of("[ ./_-]{1,3}"), 18),
+            before in "([a-z]{1,8}[ :,(])?",
+            after in "([ ,)!][a-z ]{0,8})?",
+        ) {
+            let card = with_check_digit(&body);
+            let mut shown = String::new();
+            for (i, digit) in card.chars().enumerate() {
+                if i > 0 && let Some(gap) = &gaps[i - 1] {
+                    shown.push_str(gap);
+                }
+                shown.push(digit);
+            }
+            let text = format!("{before}{shown}{after}");
+            let out = mask_card_numbers(&text).into_owned();
+            let digits: String = out.chars().filter(|c| c.is_ascii_digit() || *c == '*').collect();
+            let stars = card.len() - VISIBLE_DIGITS;
+            prop_assert_eq!(&digits[..stars], "*".repeat(stars), "{}", out);
+            prop_assert_eq!(&digits[stars..], &card[stars..]);
+            let kept: String = text.chars().filter(|c| !c.is_ascii_digit()).collect();
+            let kept_out: String = out.chars().filter(|c| !c.is_ascii_digit() && *c != '*').collect();
+            prop_assert_eq!(kept, kept_out);
+        }
+
+        /// A card after `+` is masked (it is longer than any E.164 number); a number of at most
+        /// 15 digits after `+` is a phone number and stays, whatever separates its digits.
+        #[test]
+        fn plus_exempts_only_e164_lengths(
+            card_body in "[1-9][0-9]{14,17}",
+            phone in "[1-9]([ .-]?[0-9]){0,14}",
+        ) {
+            let card = with_check_digit(&card_body);
+            let out = mask_card_numbers(&format!("+{card}")).into_owned();
+            let stars = card.len() - VISIBLE_DIGITS;
+            prop_assert_eq!(&out[1..=stars], "*".repeat(stars));
+            prop_assert!(digit_count(phone.as_bytes()) <= MAX_E164_DIGITS);
+            let text = format!("call +{phone} now");
+            prop_assert!(matches!(mask_card_numbers(&text), Cow::Borrowed(_)), "{}", text);
+        }
+
+        /// More than three separators, or a newline anywhere in them, keep 4-digit groups apart.
+        #[test]
+        fn long_or_newline_gaps_do_not_join_groups(
+            body in "[1-9][0-9]{14}",
+            gap in prop::sample::select(vec!["    ", "\n", " \n", "-\n-", "./_- ", "\r\n"]),
+        ) {
+            let card = with_check_digit(&body);
+            let groups: Vec<&str> = (0..4).map(|k| &card[4 * k..4 * k + 4]).collect();
+            let text = groups.join(gap);
+            prop_assert!(matches!(mask_card_numbers(&text), Cow::Borrowed(_)), "{:?}", text);
         }
 
         #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,7 +39,9 @@ pub enum DeadLetterSink {
         queue_url: String,
     },
     /// A JSON-lines file, one letter body per line (`replay --send` without a queue). It is
-    /// created on the first letter.
+    /// created on the first letter, readable by its owner only, and never written through a
+    /// symbolic link ([`open_letter_file`]): each letter holds a raw record, with the caller's
+    /// number and whatever the caller typed.
     File {
         /// The file's path.
         path: PathBuf,
@@ -96,28 +98,25 @@ impl DeadLetterSink {
                 letters
                     .iter()
                     .map(|letter| {
-                        let appended = match file {
-                            Some(f) => writeln!(f, "{}", letter.body()),
-                            None => std::fs::OpenOptions::new()
-                                .create(true)
-                                .append(true)
-                                .open(path.as_path())
-                                .and_then(|mut f| {
-                                    let result = writeln!(f, "{}", letter.body());
-                                    *file = Some(f);
-                                    result
-                                }),
-                        };
-                        match appended {
+                        if file.is_none() {
+                            match open_letter_file(path) {
+                                Ok(opened) => *file = Some(opened),
+                                Err(e) => return SendOutcome::Failed(e.to_string()),
+                            }
+                        }
+                        let f = file.as_mut().expect("opened above");
+                        match writeln!(f, "{}", letter.body()) {
                             Ok(()) => {
                                 *written += 1;
                                 SendOutcome::Sent
                             }
-                            Err(e) => SendOutcome::Failed(format!(
-                                "could not append to {}: {}",
-                                path.display(),
-                                e.kind()
-                            )),
+                            Err(e) => SendOutcome::Failed(
+                                LetterFileError::Write {
+                                    path: path.clone(),
+                                    kind: e.kind(),
+                                }
+                                .to_string(),
+                            ),
                         }
                     })
                     .collect()
@@ -133,6 +132,121 @@ impl DeadLetterSink {
             }
         }
     }
+}
+
+/// Why the dead-letter file cannot take letters.
+#[derive(Debug, thiserror::Error)]
+pub enum LetterFileError {
+    /// The path is a symbolic link (perhaps planted to redirect raw records elsewhere).
+    #[error(
+        "{} is a symbolic link; dead letters hold raw customer data and are never written \
+         through one: name a new file with --dead-letters",
+        path.display()
+    )]
+    Symlink {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path exists and is not a regular file (a directory, a FIFO, a device).
+    #[error("{} is not a regular file: name a new file with --dead-letters", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The file exists but others could read it: group or other permissions, another hard
+    /// link, or another owner.
+    #[error(
+        "{} already exists and other users may be able to read it (mode {mode:o}, {links} \
+         link(s)); dead letters hold raw customer data: move it away or name a new file with \
+         --dead-letters",
+        path.display()
+    )]
+    Exposed {
+        /// The path given.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// Its number of hard links.
+        links: u64,
+    },
+    /// Opening or writing failed for another reason.
+    #[error("could not write dead letters to {}: {kind}", path.display())]
+    Write {
+        /// The path given.
+        path: PathBuf,
+        /// What the operating system said.
+        kind: std::io::ErrorKind,
+    },
+}
+
+/// Opens the dead-letter file at `path` for appending: a new file is created with mode `0600`;
+/// an existing one must be a regular file with a single link, owned by this user and readable
+/// by nobody else. A symbolic link as the last component is refused (`O_NOFOLLOW`), so a link
+/// planted at the path cannot send raw records to another file.
+///
+/// # Errors
+/// [`LetterFileError`] naming the path and what to do.
+#[cfg(unix)]
+pub fn open_letter_file(path: &Path) -> Result<std::fs::File, LetterFileError> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+
+    let io_error = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::EMLINK) => LetterFileError::Symlink {
+            path: path.to_owned(),
+        },
+        _ => LetterFileError::Write {
+            path: path.to_owned(),
+            kind: e.kind(),
+        },
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        // O_NONBLOCK: a FIFO planted at the path fails at once instead of blocking the CLI.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(LetterFileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 || meta.nlink() != 1 {
+        return Err(LetterFileError::Exposed {
+            path: path.to_owned(),
+            mode,
+            links: meta.nlink(),
+        });
+    }
+    // Setting the mode the file already has succeeds only for its owner: a private file that
+    // someone else created (and may still have open) is refused too.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|_| LetterFileError::Exposed {
+            path: path.to_owned(),
+            mode,
+            links: meta.nlink(),
+        })?;
+    Ok(file)
+}
+
+/// Opens the dead-letter file at `path`, which must not exist yet (without `O_NOFOLLOW`, only
+/// creating a new file is sure not to follow a link).
+///
+/// # Errors
+/// [`LetterFileError`] naming the path and what to do.
+#[cfg(not(unix))]
+pub fn open_letter_file(path: &Path) -> Result<std::fs::File, LetterFileError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| LetterFileError::Write {
+            path: path.to_owned(),
+            kind: e.kind(),
+        })
 }
 
 /// Groups `letters` into `SendMessageBatch` calls (≤ 10 entries, ≤ 256 KiB of bodies), sends
@@ -408,6 +522,93 @@ mod tests {
             .collect();
         assert_eq!(back, [a, b]);
         std::fs::remove_file(path).unwrap();
+    }
+
+    /// A fresh directory for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ctr-cases-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    // See: issue "A contact writes only its own Case", item 6.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn file_sink_creates_a_private_file() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = scratch("letters-private");
+        let path = dir.join("letters.jsonl");
+        let sink = DeadLetterSink::file(path.clone());
+        let (a, b) = (letter("1"), letter("2"));
+        let outcomes = sink.send_all(&[&a], Deadline::unbounded()).await;
+        assert_eq!(outcomes, [SendOutcome::Sent]);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        // A second run appends to its own private file.
+        let again = DeadLetterSink::file(path.clone());
+        let outcomes = again.send_all(&[&b], Deadline::unbounded()).await;
+        assert_eq!(outcomes, [SendOutcome::Sent]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn file_sink_never_writes_through_a_symlink() {
+        let dir = scratch("letters-symlink");
+        let target = dir.join("elsewhere.txt");
+        std::fs::write(&target, "").unwrap();
+        let dangling = dir.join("not-yet.txt");
+        for (name, points_to) in [("planted.jsonl", &target), ("dangling.jsonl", &dangling)] {
+            let path = dir.join(name);
+            std::os::unix::fs::symlink(points_to, &path).unwrap();
+            let sink = DeadLetterSink::file(path.clone());
+            let outcomes = sink.send_all(&[&letter("1")], Deadline::unbounded()).await;
+            let [SendOutcome::Failed(reason)] = &outcomes[..] else {
+                panic!("{name}: {outcomes:?}");
+            };
+            assert!(reason.contains("symbolic link"), "{reason}");
+            assert_eq!(sink.written(), 0);
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+        assert!(
+            !dangling.exists(),
+            "nothing created through the dangling link"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn file_sink_refuses_a_file_others_can_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = scratch("letters-exposed");
+        let readable = dir.join("readable.jsonl");
+        std::fs::write(&readable, "").unwrap();
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let linked = dir.join("linked.jsonl");
+        let private = dir.join("private.jsonl");
+        std::fs::write(&private, "").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::hard_link(&private, &linked).unwrap();
+        for path in [&readable, &linked] {
+            let sink = DeadLetterSink::file(path.clone());
+            let outcomes = sink.send_all(&[&letter("1")], Deadline::unbounded()).await;
+            let [SendOutcome::Failed(reason)] = &outcomes[..] else {
+                panic!("{}: {outcomes:?}", path.display());
+            };
+            assert!(reason.contains("other users"), "{reason}");
+        }
+        assert_eq!(std::fs::read_to_string(&readable).unwrap(), "");
+        assert_eq!(std::fs::read_to_string(&private).unwrap(), "");
+        let sink = DeadLetterSink::file(dir.clone());
+        let outcomes = sink.send_all(&[&letter("1")], Deadline::unbounded()).await;
+        assert!(
+            matches!(&outcomes[0], SendOutcome::Failed(_)),
+            "a directory"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,10 +1,14 @@
 //! Salesforce credentials: where they come from and how they are kept.
 //!
 //! Credentials come from the environment (`SALESFORCE_*`) or from a Secrets Manager secret
-//! (`SALESFORCE_SECRET_ARN`), read once per cold start and again only when the token endpoint
-//! rejects them (the secret may have been rotated). Secret values are `SecretString`s: their
-//! `Debug` prints `[REDACTED]` and they are zeroized on drop. [`CredentialSource`] is the
-//! Salesforce client's [`CredentialProvider`].
+//! (`SALESFORCE_SECRET_ARN`), read at cold start, again when the token endpoint rejects them
+//! (the secret may have been rotated), and again when they are older than [`SECRET_MAX_AGE`]:
+//! a rotation that points them at another org, connected app or user is picked up even while
+//! the old token still works (the Salesforce client then drops that token). Secret values are
+//! `SecretString`s: their `Debug` prints `[REDACTED]` and they are zeroized on drop.
+//! [`CredentialSource`] is the Salesforce client's [`CredentialProvider`].
+
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
@@ -36,18 +40,23 @@ pub enum SecretsError {
     BadJson(String),
 }
 
+/// How long credentials read from Secrets Manager are used before the secret is read again.
+pub const SECRET_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// Where credentials come from.
 pub enum CredentialSource {
     /// Fixed credentials (from the environment, or a test).
     Static(Credentials),
-    /// A Secrets Manager secret, cached after the first read.
+    /// A Secrets Manager secret, cached for `max_age` after each read.
     SecretsManager {
         /// The SDK client.
         client: aws_sdk_secretsmanager::Client,
         /// The secret's ARN or name.
         secret_id: String,
-        /// The last credentials read.
-        cached: Mutex<Option<Credentials>>,
+        /// The last credentials read, and when.
+        cached: Mutex<Option<(Credentials, Instant)>>,
+        /// How long the cached credentials are used before the secret is read again.
+        max_age: Duration,
     },
 }
 
@@ -64,19 +73,31 @@ impl std::fmt::Debug for CredentialSource {
 }
 
 impl CredentialSource {
-    /// A source reading `secret_id` with `client`.
+    /// A source reading `secret_id` with `client`, again every [`SECRET_MAX_AGE`].
     pub fn secrets_manager(client: aws_sdk_secretsmanager::Client, secret_id: String) -> Self {
         CredentialSource::SecretsManager {
             client,
             secret_id,
             cached: Mutex::new(None),
+            max_age: SECRET_MAX_AGE,
         }
     }
 
-    /// The current credentials (reads the secret the first time).
+    /// Reads the secret again once the cached credentials are `max_age` old (a Secrets Manager
+    /// source only; tests use a short age).
+    pub fn with_max_age(mut self, age: Duration) -> Self {
+        if let CredentialSource::SecretsManager { max_age, .. } = &mut self {
+            *max_age = age;
+        }
+        self
+    }
+
+    /// The current credentials: read from the secret the first time and once the cached ones
+    /// are older than the source's maximum age. When that re-read fails, the cached
+    /// credentials stay in use (a Secrets Manager hiccup must not stop working credentials).
     ///
     /// # Errors
-    /// [`SecretsError`] when the secret cannot be read or parsed.
+    /// [`SecretsError`] when the secret cannot be read or parsed and nothing is cached.
     pub async fn current(&self) -> Result<Credentials, SecretsError> {
         match self {
             CredentialSource::Static(c) => Ok(c.clone()),
@@ -84,14 +105,32 @@ impl CredentialSource {
                 client,
                 secret_id,
                 cached,
+                max_age,
             } => {
                 let mut guard = cached.lock().await;
-                if let Some(c) = guard.as_ref() {
+                if let Some((c, read)) = guard.as_ref()
+                    && read.elapsed() < *max_age
+                {
                     return Ok(c.clone());
                 }
-                let fresh = fetch(client, secret_id).await?;
-                *guard = Some(fresh.clone());
-                Ok(fresh)
+                match fetch(client, secret_id).await {
+                    Ok(fresh) => {
+                        *guard = Some((fresh.clone(), Instant::now()));
+                        Ok(fresh)
+                    }
+                    Err(e) => match guard.as_mut() {
+                        Some((c, read)) => {
+                            tracing::warn!(
+                                error = %e,
+                                "could not read the Salesforce secret again; using the credentials read before"
+                            );
+                            // Try again after another max_age, not on every call.
+                            *read = Instant::now();
+                            Ok(c.clone())
+                        }
+                        None => Err(e),
+                    },
+                }
             }
         }
     }
@@ -108,10 +147,11 @@ impl CredentialSource {
                 client,
                 secret_id,
                 cached,
+                ..
             } => {
                 let mut guard = cached.lock().await;
                 let fresh = fetch(client, secret_id).await?;
-                *guard = Some(fresh.clone());
+                *guard = Some((fresh.clone(), Instant::now()));
                 Ok(Some(fresh))
             }
         }

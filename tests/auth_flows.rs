@@ -18,9 +18,11 @@ use ctr_cases::classify;
 use ctr_cases::ctr::Ctr;
 use ctr_cases::plan::Settings;
 use ctr_cases::retry::{Deadline, RetryPolicy};
+use ctr_cases::salesforce::auth::BoxFuture;
 use ctr_cases::salesforce::wire::parse_token_response;
 use ctr_cases::salesforce::{
-    AuthFlow, CaseOutcome, CaseWriteReport, Error, ErrorClass, SalesforceClient, SalesforceSettings,
+    AuthFlow, CaseOutcome, CaseWriteReport, CredentialProvider, Error, ErrorClass,
+    SalesforceClient, SalesforceSettings,
 };
 use ctr_cases::secrets::{CredentialSource, Credentials};
 use secrecy::SecretString;
@@ -753,6 +755,124 @@ async fn secret_still_refused_after_reread_fails_after_one_grant() {
     assert_eq!(report.token_requests, 1);
     assert_eq!(fake.org.token_requests(), 1);
     assert_eq!(fake.org.case_count(), 0);
+}
+
+/// Credentials the test changes between calls, as a secret that was rotated and re-read.
+#[derive(Debug, Clone)]
+struct Rotating(Arc<Mutex<Credentials>>);
+
+impl Rotating {
+    fn set(&self, change: impl FnOnce(&mut Credentials)) {
+        change(&mut self.0.lock().unwrap());
+    }
+}
+
+impl CredentialProvider for Rotating {
+    fn current(&self) -> BoxFuture<'_, Result<Credentials, String>> {
+        let credentials = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(credentials) })
+    }
+
+    fn reload(&self) -> BoxFuture<'_, Result<Option<Credentials>, String>> {
+        let credentials = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(Some(credentials)) })
+    }
+}
+
+// See: issue "A contact writes only its own Case", item 8.
+/// A secret whose login URL now names another org: the cached token of the old org is dropped
+/// before the next call, so no Case lands in the old org.
+#[tokio::test]
+async fn changed_login_url_in_the_secret_drops_the_cached_token() {
+    let old_org = fake::start().await;
+    let new_org = fake::start().await;
+    let mut credentials = password_credentials();
+    credentials.login_url = Some(old_org.base_url.clone());
+    let source = Rotating(Arc::new(Mutex::new(credentials)));
+    let client = SalesforceClient::new(
+        settings(&old_org.base_url, AuthFlow::Password),
+        source.clone(),
+    )
+    .unwrap();
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+    assert_eq!(old_org.org.token_grants(), 1);
+    // A new password alone keeps the token: who signs in where did not change.
+    source.set(|c| c.password = secret(ROTATED_PASSWORD));
+    let report = upsert(&client, &[dropped_case_for(3)]).await;
+    upserted_ids(&report);
+    assert_eq!(report.token_requests, 0);
+
+    new_org.org.set_accepted_password(ROTATED_PASSWORD);
+    source.set(|c| c.login_url = Some(new_org.base_url.clone()));
+    old_org.org.clear_requests();
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&report);
+    assert_eq!(report.token_requests, 1);
+    assert_eq!(new_org.org.token_grants(), 1);
+    assert!(new_org.org.case(&fixtures::contact_uuid(2)).is_some());
+    assert!(old_org.org.case(&fixtures::contact_uuid(2)).is_none());
+    assert!(
+        old_org.org.requests().is_empty(),
+        "the old org's token was used after the rotation"
+    );
+}
+
+/// The same through Secrets Manager: a warm container reads the secret again once it is older
+/// than the source's maximum age, sees the new login URL and drops the old org's token, while
+/// that token still works.
+#[tokio::test]
+async fn secret_moved_to_another_org_is_picked_up_while_the_old_token_works() {
+    let moto = moto::start().await;
+    let old_org = fake::start().await;
+    let new_org = fake::start().await;
+    let secret_for = |org: &FakeSalesforce| {
+        let mut credentials: Value =
+            serde_json::from_str(&fixtures::secret_json(fake::PASSWORD)).unwrap();
+        credentials["login_url"] = json!(org.base_url);
+        credentials.to_string()
+    };
+    let arn = moto
+        .create_secret("ctr-cases/moved", &secret_for(&old_org))
+        .await;
+    let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone())
+        .with_max_age(Duration::ZERO);
+    let client = client(&old_org, AuthFlow::Password, source);
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+
+    moto.put_secret_value(&arn, &secret_for(&new_org)).await;
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    upserted_ids(&report);
+    assert_eq!(report.token_requests, 1);
+    assert!(new_org.org.case(&fixtures::contact_uuid(2)).is_some());
+    assert!(old_org.org.case(&fixtures::contact_uuid(2)).is_none());
+    assert_eq!(old_org.org.token_grants(), 1);
+}
+
+/// A secret with another client id: the cached token is not used; the next call signs in with
+/// the new client id (which this org does not know, so the grant is refused).
+#[tokio::test]
+async fn changed_client_id_in_the_secret_drops_the_cached_token() {
+    let fake = fake::start().await;
+    let source = Rotating(Arc::new(Mutex::new(password_credentials())));
+    let client =
+        SalesforceClient::new(settings(&fake.base_url, AuthFlow::Password), source.clone())
+            .unwrap();
+    upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
+
+    source.set(|c| c.client_id = "another-connected-app".into());
+    fake.org.clear_requests();
+    let report = upsert(&client, &[dropped_case_for(2)]).await;
+
+    assert_eq!(common_failure(&report).class(), ErrorClass::AuthRejected);
+    let client_ids: Vec<Option<String>> = token_requests(&fake)
+        .iter()
+        .map(|r| form_value(r, "client_id"))
+        .collect();
+    assert_eq!(client_ids, [Some("another-connected-app".to_owned())]);
+    assert!(data_requests(&fake).is_empty(), "the old token was used");
+    assert!(fake.org.case(&fixtures::contact_uuid(2)).is_none());
 }
 
 #[tokio::test]

@@ -330,7 +330,14 @@ async fn the_flow_links_the_contact_the_data_dip_found() {
     let contact = fake
         .org
         .add_contact(json!({"LastName": "Rivera", "Phone": "+1 (555) 555-0147"}));
-    let state = state(&fake, &[("LINK_CUSTOMER", "true")]);
+    // The deployer names the attribute the data dip writes: there is no default.
+    let state = state(
+        &fake,
+        &[
+            ("LINK_CUSTOMER", "true"),
+            ("LINK_CUSTOMER_ATTRIBUTE", "sfContactId"),
+        ],
+    );
     let answer = hand_off(
         &state,
         invoke_event(

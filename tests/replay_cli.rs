@@ -225,6 +225,17 @@ async fn send_with_only_salesforce_variables_creates_cases() {
         stderr.contains(name.as_ref()),
         "{name} not named in {stderr}"
     );
+    // See: issue "A contact writes only its own Case", item 6.
+    assert!(stderr.contains("raw customer data"), "{stderr}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&letters_file[0])
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
     let letters: Vec<Value> = std::fs::read_to_string(&letters_file[0])
         .unwrap()
         .lines()

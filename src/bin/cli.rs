@@ -77,7 +77,8 @@ enum Command {
         json: bool,
         /// With --send and no DEAD_LETTER_QUEUE_URL: the JSON-lines file dead letters are
         /// appended to (default `ctr-cases-dead-letters-<UTC time>.jsonl` in the current
-        /// directory). Example: `--dead-letters /tmp/letters.jsonl`.
+        /// directory). It holds raw customer data: created mode 0600, never written through a
+        /// symbolic link. Example: `--dead-letters /tmp/letters.jsonl`.
         #[arg(long, value_name = "FILE", requires = "send")]
         dead_letters: Option<PathBuf>,
     },
@@ -224,6 +225,11 @@ async fn replay(
             eprintln!(
                 "DEAD_LETTER_QUEUE_URL is not set: dead letters go to {}",
                 path.display()
+            );
+            eprintln!(
+                "warning: that file holds raw customer data (each record as received: phone \
+                 numbers and anything the caller typed, card numbers included). It is created \
+                 readable by you only; keep it private and delete it once redriven."
             );
             state.dead_letters = DeadLetterSink::file(path);
         }

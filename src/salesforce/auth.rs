@@ -4,12 +4,19 @@
 //! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce
 //! sends no `expires_in`, so a token is used until a data call answers 401, then refreshed once.
 //! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only
-//! invalidates the token if it is still the one that failed (generation check).
+//! invalidates the token if it is still the one that failed (generation check). A token belongs
+//! to the client, user and login URL that obtained it ([`Fingerprint::identity`]): when the
+//! credentials name others (a rotated secret), the cached token is dropped at once.
+//!
+//! [`Fingerprint`]s tell credentials apart without keeping or showing them: HMAC-SHA-256 under a
+//! key drawn at random for each process, over the values where they lie.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+use aws_lc_rs::hmac;
+use secrecy::zeroize::Zeroize as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +42,93 @@ pub struct Credentials {
     /// Overrides the configured login URL when set (e.g. in the secret).
     #[serde(default)]
     pub login_url: Option<String>,
+}
+
+/// A keyed digest of credentials, to tell whether they changed without keeping them.
+///
+/// HMAC-SHA-256 under a random key that never leaves the process, fed the values where they
+/// lie (no copy of a secret is made). `Debug` shows nothing, and there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint([REDACTED])")
+    }
+}
+
+impl Fingerprint {
+    /// Every value of `credentials`: any change (a rotated password, secret or key) changes it.
+    pub fn credentials(credentials: &Credentials) -> Self {
+        fn secret(s: &Option<SecretString>) -> Option<&[u8]> {
+            s.as_ref().map(|s| s.expose_secret().as_bytes())
+        }
+        Fingerprint::of(
+            b"credentials",
+            &[
+                Some(credentials.client_id.as_bytes()),
+                secret(&credentials.client_secret),
+                credentials.username.as_deref().map(str::as_bytes),
+                secret(&credentials.password),
+                secret(&credentials.private_key),
+                credentials.login_url.as_deref().map(str::as_bytes),
+            ],
+        )
+    }
+
+    /// Who signs in where: the client id, the user and the login URL of `credentials`. A token
+    /// is only used while the current credentials have the identity that obtained it.
+    pub fn identity(credentials: &Credentials) -> Self {
+        Fingerprint::of(
+            b"identity",
+            &[
+                Some(credentials.client_id.as_bytes()),
+                credentials.username.as_deref().map(str::as_bytes),
+                credentials.login_url.as_deref().map(str::as_bytes),
+            ],
+        )
+    }
+
+    /// The HMAC of `label` and `values`, each value with its presence and length so that no
+    /// two different lists give the same input.
+    fn of(label: &[u8], values: &[Option<&[u8]>]) -> Self {
+        let mut context = hmac::Context::with_key(fingerprint_key());
+        context.update(label);
+        for value in values {
+            match value {
+                None => context.update(&[0]),
+                Some(bytes) => {
+                    context.update(&[1]);
+                    context.update(&(bytes.len() as u64).to_be_bytes());
+                    context.update(bytes);
+                }
+            }
+        }
+        let mut out = [0; 32];
+        out.copy_from_slice(context.sign().as_ref());
+        Fingerprint(out)
+    }
+}
+
+/// The process's fingerprint key: random, drawn once, never stored anywhere else. A process-wide
+/// value rather than state: fingerprints are only ever compared within one process.
+fn fingerprint_key() -> &'static hmac::Key {
+    static KEY: OnceLock<hmac::Key> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut seed = [0u8; 32];
+        if aws_lc_rs::rand::fill(&mut seed).is_err() {
+            // Never seen in practice; std's per-process random SipHash keys still make the
+            // key unknown outside this process.
+            use std::hash::BuildHasher as _;
+            let state = std::collections::hash_map::RandomState::new();
+            for (i, chunk) in seed.chunks_mut(8).enumerate() {
+                chunk.copy_from_slice(&state.hash_one(i).to_le_bytes());
+            }
+        }
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &seed);
+        seed.zeroize();
+        key
+    })
 }
 
 /// A boxed future, for the object-safe [`CredentialProvider`].
@@ -241,6 +335,16 @@ pub fn grant_form(
     Ok(GrantForm(pairs))
 }
 
+/// What the token endpoint granted, for [`TokenCache::get_or_fetch`].
+pub struct Grant {
+    /// The bearer token.
+    pub access_token: SecretString,
+    /// Where data calls go.
+    pub instance_url: String,
+    /// [`Fingerprint::identity`] of the credentials that obtained it.
+    pub identity: Fingerprint,
+}
+
 /// An access token with the instance it is for. `Debug` redacts the token.
 pub struct Token {
     /// The bearer token.
@@ -249,6 +353,8 @@ pub struct Token {
     pub instance_url: String,
     /// Increases with every token the cache stores.
     pub generation: u64,
+    /// Who obtained it ([`Fingerprint::identity`]).
+    identity: Fingerprint,
 }
 
 impl std::fmt::Debug for Token {
@@ -279,32 +385,54 @@ impl TokenCache {
             .clone()
     }
 
-    /// Returns the cached token, or runs `fetch` (once, even with concurrent callers) to get one.
+    /// Returns the cached token if the credentials in use still have its `identity`, or runs
+    /// `fetch` (once, even with concurrent callers) to get one. A cached token of another
+    /// identity (the secret now names another client, user or login URL) is dropped first.
     ///
     /// # Errors
     /// Whatever `fetch` returns.
-    pub async fn get_or_fetch<F, Fut>(&self, fetch: F) -> Result<Arc<Token>, Error>
+    pub async fn get_or_fetch<F, Fut>(
+        &self,
+        identity: &Fingerprint,
+        fetch: F,
+    ) -> Result<Arc<Token>, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(SecretString, String), Error>>,
+        Fut: Future<Output = Result<Grant, Error>>,
     {
-        if let Some(token) = self.cached() {
+        if let Some(token) = self.cached_for(identity) {
             return Ok(token);
         }
         let mut generation = self.refresh_gate.lock().await;
         // Someone else may have refreshed while we waited for the gate.
-        if let Some(token) = self.cached() {
+        if let Some(token) = self.cached_for(identity) {
             return Ok(token);
         }
-        let (access_token, instance_url) = fetch().await?;
+        let grant = fetch().await?;
         *generation += 1;
         let token = Arc::new(Token {
-            access_token,
-            instance_url,
+            access_token: grant.access_token,
+            instance_url: grant.instance_url,
             generation: *generation,
+            identity: grant.identity,
         });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         Ok(token)
+    }
+
+    /// The cached token if it was obtained with `identity`; a token of another identity is
+    /// forgotten.
+    fn cached_for(&self, identity: &Fingerprint) -> Option<Arc<Token>> {
+        let token = self.cached()?;
+        if token.identity == *identity {
+            return Some(token);
+        }
+        tracing::info!(
+            generation = token.generation,
+            "the Salesforce credentials now name another client, user or login URL; dropping the cached token"
+        );
+        self.invalidate(token.generation);
+        None
     }
 
     /// Forgets the token of `generation` after a 401. A no-op when a newer token is already
@@ -397,6 +525,79 @@ mod tests {
         assert_eq!(AuthFlow::parse("oauth"), None);
     }
 
+    fn grant(token: &str, credentials: &Credentials) -> Grant {
+        Grant {
+            access_token: token.to_owned().into(),
+            instance_url: "https://i".to_owned(),
+            identity: Fingerprint::identity(credentials),
+        }
+    }
+
+    #[test]
+    fn fingerprints_follow_the_values_and_debug_shows_none() {
+        let base = creds();
+        let fp = Fingerprint::credentials(&base);
+        assert_eq!(fp, Fingerprint::credentials(&base.clone()));
+        let mut rotated = creds();
+        rotated.password = Some("pwTOKEN2".to_owned().into());
+        assert_ne!(Fingerprint::credentials(&rotated), fp);
+        assert_eq!(
+            Fingerprint::identity(&rotated),
+            Fingerprint::identity(&base),
+            "a new password keeps the identity"
+        );
+        // Moving a value between fields changes the fingerprint too.
+        let mut moved = creds();
+        moved.username = None;
+        moved.login_url = Some("u@example.com".into());
+        assert_ne!(Fingerprint::identity(&moved), Fingerprint::identity(&base));
+        for change in [
+            |c: &mut Credentials| c.client_id = "other".into(),
+            |c: &mut Credentials| c.login_url = Some("https://test.salesforce.com".into()),
+            |c: &mut Credentials| c.username = Some("v@example.com".into()),
+        ] {
+            let mut changed = creds();
+            change(&mut changed);
+            assert_ne!(
+                Fingerprint::identity(&changed),
+                Fingerprint::identity(&base)
+            );
+        }
+        let shown = format!("{fp:?}");
+        assert_eq!(shown, "Fingerprint([REDACTED])");
+    }
+
+    // See: issue "A contact writes only its own Case", item 8.
+    #[tokio::test]
+    async fn a_token_of_another_identity_is_dropped() {
+        let cache = TokenCache::default();
+        let old = creds();
+        let first = cache
+            .get_or_fetch(&Fingerprint::identity(&old), || async {
+                Ok(grant("t1", &old))
+            })
+            .await
+            .unwrap();
+        let mut moved = creds();
+        moved.login_url = Some("https://acme.my.salesforce.com".into());
+        let second = cache
+            .get_or_fetch(&Fingerprint::identity(&moved), || async {
+                Ok(grant("t2", &moved))
+            })
+            .await
+            .unwrap();
+        assert_eq!((first.generation, second.generation), (1, 2));
+        assert_eq!(second.access_token.expose_secret(), "t2");
+        // The same identity keeps the token.
+        let again = cache
+            .get_or_fetch(&Fingerprint::identity(&moved), || async {
+                Ok(grant("t3", &moved))
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.generation, 2);
+    }
+
     #[tokio::test]
     async fn concurrent_callers_share_one_fetch() {
         let cache = Arc::new(TokenCache::default());
@@ -406,11 +607,12 @@ mod tests {
             let cache = cache.clone();
             let fetches = fetches.clone();
             tasks.push(tokio::spawn(async move {
+                let c = creds();
                 cache
-                    .get_or_fetch(|| async {
+                    .get_or_fetch(&Fingerprint::identity(&c), || async {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        Ok(("tok".to_owned().into(), "https://i".to_owned()))
+                        Ok(grant("tok", &c))
                     })
                     .await
                     .unwrap()
@@ -426,10 +628,12 @@ mod tests {
     #[tokio::test]
     async fn second_401_for_same_token_does_not_refresh_again() {
         let cache = TokenCache::default();
-        let fetch = || async { Ok(("t".to_owned().into(), "https://i".to_owned())) };
-        let first = cache.get_or_fetch(fetch).await.unwrap();
+        let c = creds();
+        let identity = Fingerprint::identity(&c);
+        let fetch = || async { Ok(grant("t", &c)) };
+        let first = cache.get_or_fetch(&identity, fetch).await.unwrap();
         cache.invalidate(first.generation);
-        let second = cache.get_or_fetch(fetch).await.unwrap();
+        let second = cache.get_or_fetch(&identity, fetch).await.unwrap();
         assert_eq!(second.generation, 2);
         // A late 401 for the first token must not throw away the second.
         cache.invalidate(first.generation);

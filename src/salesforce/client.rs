@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::assignment::{self, AssignmentRules};
-use super::auth::{AuthFlow, CredentialProvider, Credentials, TokenCache, grant_form};
+use super::auth::{
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Token, TokenCache, grant_form,
+};
 use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
 use super::preflight::{self, CaseSchema, OrgRequirements};
@@ -159,25 +161,13 @@ enum OrgCheck {
 #[derive(Debug, Clone)]
 struct LoginBlock {
     until: Instant,
-    fingerprint: u64,
+    fingerprint: Fingerprint,
     cause: String,
 }
 
-/// A hash of the credentials, to tell whether a re-read secret changed. Kept in memory only.
-fn fingerprint(c: &Credentials) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
-    (
-        &c.client_id,
-        secret(&c.client_secret),
-        &c.username,
-        secret(&c.password),
-        secret(&c.private_key),
-        &c.login_url,
-    )
-        .hash(&mut h);
-    h.finish()
+/// A keyed digest of every credential value, to tell whether a re-read secret changed.
+fn fingerprint(c: &Credentials) -> Fingerprint {
+    Fingerprint::credentials(c)
 }
 
 impl SalesforceClient {
@@ -814,10 +804,7 @@ impl SalesforceClient {
     ) -> Result<(u16, Vec<u8>), Error> {
         let mut refreshed = false;
         loop {
-            let token = self
-                .tokens
-                .get_or_fetch(|| self.fetch_token(deadline, counts))
-                .await?;
+            let token = self.token(deadline, counts).await?;
             let timeout = self.request_timeout(deadline)?;
             let url = format!("{}{path}", token.instance_url.trim_end_matches('/'));
             counts.api_calls.fetch_add(1, Ordering::Relaxed);
@@ -862,6 +849,21 @@ impl SalesforceClient {
         }
     }
 
+    /// The cached token while the current credentials still name the client, user and login
+    /// URL that obtained it; otherwise a new one (a rotated secret may point elsewhere).
+    async fn token(&self, deadline: Deadline, counts: &CallCounts) -> Result<Arc<Token>, Error> {
+        let identity = Fingerprint::identity(
+            &self
+                .credentials
+                .current()
+                .await
+                .map_err(Error::Credentials)?,
+        );
+        self.tokens
+            .get_or_fetch(&identity, || self.fetch_token(deadline, counts))
+            .await
+    }
+
     fn request_timeout(&self, deadline: Deadline) -> Result<Duration, Error> {
         let policy = self.settings.retry;
         deadline
@@ -873,11 +875,7 @@ impl SalesforceClient {
     /// with them only if they changed (a rotation); if they are refused too (or did not
     /// change), no login is attempted for the cool-down unless the credentials change: each
     /// refused login counts towards Salesforce locking the user out.
-    async fn fetch_token(
-        &self,
-        deadline: Deadline,
-        counts: &CallCounts,
-    ) -> Result<(SecretString, String), Error> {
+    async fn fetch_token(&self, deadline: Deadline, counts: &CallCounts) -> Result<Grant, Error> {
         let blocked = self
             .login_block
             .lock()
@@ -919,7 +917,7 @@ impl SalesforceClient {
         };
         let rejected = match self.request_token(&credentials, deadline, counts).await {
             Err(e @ Error::AuthRejected { .. }) => e,
-            other => return self.unblocked(other),
+            other => return self.unblocked(other.map(|t| grant(t, &credentials))),
         };
         let tried = fingerprint(&credentials);
         let fresh = self
@@ -934,7 +932,8 @@ impl SalesforceClient {
                     "Salesforce refused the grant; the secret changed, signing in once more"
                 );
                 let fp = fingerprint(&fresh);
-                (fp, self.request_token(&fresh, deadline, counts).await)
+                let result = self.request_token(&fresh, deadline, counts).await;
+                (fp, result.map(|t| grant(t, &fresh)))
             }
             _ => (tried, Err(rejected)),
         };
@@ -1023,6 +1022,15 @@ impl SalesforceClient {
             SecretString::from(token.access_token),
             instance.as_str().to_owned(),
         ))
+    }
+}
+
+/// A granted token with the identity of the credentials that obtained it.
+fn grant((access_token, instance_url): (SecretString, String), credentials: &Credentials) -> Grant {
+    Grant {
+        access_token,
+        instance_url,
+        identity: Fingerprint::identity(credentials),
     }
 }
 

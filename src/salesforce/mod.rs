@@ -19,7 +19,9 @@ pub mod preflight;
 pub mod recorder;
 
 pub use assignment::AssignmentRules;
-pub use auth::{AuthFlow, CredentialProvider, Credentials, StaticCredentials, TokenCache};
+pub use auth::{
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, StaticCredentials, TokenCache,
+};
 pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};
 pub use recorder::{RecordedRequest, RequestRecorder};
