@@ -35,6 +35,9 @@ pub enum ErrorClass {
     /// proxy's answer instead of Salesforce's, the API disabled, a refused instance URL):
     /// stop calling and report the records for a later retry.
     Unavailable,
+    /// The invocation's deadline came before the effect could be attempted: no service is at
+    /// fault and no retry fits in this invocation; report the record for a later retry.
+    OutOfTime,
 }
 
 impl ErrorClass {

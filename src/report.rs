@@ -57,7 +57,8 @@ pub fn action_for(class: ErrorClass) -> Action {
         | ErrorClass::AuthExpired
         | ErrorClass::QuotaExhausted
         | ErrorClass::AuthRejected
-        | ErrorClass::Unavailable => Action::Retry,
+        | ErrorClass::Unavailable
+        | ErrorClass::OutOfTime => Action::Retry,
     }
 }
 
@@ -361,6 +362,7 @@ mod tests {
             ErrorClass::QuotaExhausted,
             ErrorClass::AuthRejected,
             ErrorClass::Unavailable,
+            ErrorClass::OutOfTime,
         ] {
             assert_eq!(action_for(class), Action::Retry, "{class:?}");
         }
