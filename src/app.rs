@@ -2,6 +2,7 @@
 //! configuration: the Salesforce client (token cache, connection pool), where dead letters go,
 //! and the pipeline settings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lambda_runtime::Diagnostic;
@@ -11,7 +12,7 @@ use crate::pipeline;
 use crate::plan::{InputRecord, Settings};
 use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
 use crate::report::BatchReport;
-use crate::retry::Deadline;
+use crate::retry::{Deadline, DeadlineSource};
 use crate::salesforce::{self, SalesforceClient};
 use crate::secrets::CredentialSource;
 
@@ -46,6 +47,11 @@ pub struct AppState {
     pub outage_hold: Duration,
     /// The contact-flow function's answer time (`FLOW_TIMEOUT_MS`).
     pub flow_timeout: Duration,
+    /// The function's own timeout (`FUNCTION_TIMEOUT_SECONDS`): its time budget when the Runtime
+    /// API gives no plausible deadline. `None`: the entry point's default.
+    pub function_timeout: Option<Duration>,
+    /// Set once this container warned that the Runtime API's deadline was not plausible.
+    pub unknown_deadline_warned: AtomicBool,
 }
 
 /// Why the shared state could not be built.
@@ -130,7 +136,35 @@ impl AppState {
             deadline_margin: config.deadline_margin,
             outage_hold: config.outage_hold,
             flow_timeout: config.flow_timeout,
+            function_timeout: config.function_timeout,
+            unknown_deadline_warned: AtomicBool::new(false),
         })
+    }
+
+    /// The deadline of an invocation whose Runtime API deadline is `runtime_deadline_ms`,
+    /// keeping `margin` in reserve. When that deadline is not plausible (a local emulator's),
+    /// the budget is `FUNCTION_TIMEOUT_SECONDS`, or `default_budget` without it; the first time
+    /// in a container this logs a warning.
+    pub fn invocation_deadline(
+        &self,
+        runtime_deadline_ms: u64,
+        default_budget: Duration,
+        margin: Duration,
+    ) -> Deadline {
+        let budget = self.function_timeout.unwrap_or(default_budget);
+        let (deadline, source) = Deadline::from_lambda(runtime_deadline_ms, budget, margin);
+        if source == DeadlineSource::OwnBudget
+            && !self.unknown_deadline_warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                runtime_deadline_ms,
+                budget_ms = budget.as_millis() as u64,
+                "the Runtime API's deadline is not a time within the next 15 minutes (a local \
+                 emulator sends a duration); using the function's own timeout instead \
+                 (FUNCTION_TIMEOUT_SECONDS); warned once per container"
+            );
+        }
+        deadline
     }
 
     /// The dead-letter sink, remembering what this container already stored.

@@ -86,6 +86,10 @@ pub struct Config {
     pub outage_hold: Duration,
     /// `FLOW_TIMEOUT_MS`: the contact-flow function answers within this (Connect allows 8 s).
     pub flow_timeout: Duration,
+    /// `FUNCTION_TIMEOUT_SECONDS`: the function's Lambda timeout, its time budget when the
+    /// Runtime API gives no plausible deadline (a local emulator). `None`: each function's own
+    /// default applies.
+    pub function_timeout: Option<Duration>,
 }
 
 struct Reader<'a> {
@@ -524,6 +528,10 @@ impl Config {
         let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
         let outage_hold = Duration::from_millis(r.number("OUTAGE_HOLD_MS", 20_000, (0, 900_000)));
         let flow_timeout = Duration::from_millis(r.number("FLOW_TIMEOUT_MS", 3_000, (100, 7_500)));
+        // Lambda's timeouts run from 1 s to 15 minutes.
+        let function_timeout = r
+            .get("FUNCTION_TIMEOUT_SECONDS")
+            .map(|_| Duration::from_secs(r.number("FUNCTION_TIMEOUT_SECONDS", 60, (1, 900))));
         if !r.problems.is_empty() {
             return Err(ConfigError(r.problems));
         }
@@ -537,6 +545,7 @@ impl Config {
             function_name,
             outage_hold,
             flow_timeout,
+            function_timeout,
         })
     }
 }
@@ -686,6 +695,22 @@ mod tests {
         assert_eq!(p.classify.status_attribute, "botStatus");
         assert_eq!(p.classify.resolved_values, ["done", "agent"]);
         assert!(p.policy.queued_abandoned && !p.policy.happy_path);
+    }
+
+    #[test]
+    fn function_timeout_is_optional_and_checked() {
+        let config = Config::from_lookup(lookup(PASSWORD_ENV)).unwrap();
+        assert_eq!(config.function_timeout, None);
+        let mut env = PASSWORD_ENV.to_vec();
+        env.push(("FUNCTION_TIMEOUT_SECONDS", "120"));
+        let config = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(config.function_timeout, Some(Duration::from_secs(120)));
+        for bad in ["0", "901", "60s"] {
+            let mut env = PASSWORD_ENV.to_vec();
+            env.push(("FUNCTION_TIMEOUT_SECONDS", bad));
+            let err = Config::from_lookup(lookup(&env)).unwrap_err();
+            assert!(err.mentions("FUNCTION_TIMEOUT_SECONDS"), "{bad}: {err}");
+        }
     }
 
     #[test]

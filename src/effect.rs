@@ -44,6 +44,9 @@ pub enum ErrorClass {
     /// an assignment rule or an agent took it): final for this record, dead-lettered with its
     /// own kind so it never blocks the shard; redriven once access is granted.
     NoAccess,
+    /// The invocation's deadline came before the effect could be attempted: no service is at
+    /// fault and no retry fits in this invocation; report the record for a later retry.
+    OutOfTime,
 }
 
 impl ErrorClass {

@@ -25,6 +25,10 @@ use crate::effect::ErrorClass;
 use crate::retry::Deadline;
 use crate::salesforce::{self, TransportKind};
 
+/// The flow function's time budget when the Runtime API gives no plausible deadline and
+/// `FUNCTION_TIMEOUT_SECONDS` is unset: the most Amazon Connect waits for a Lambda block.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(8);
+
 /// What the function answers: a flat map of strings.
 pub type FlowResponse = HashMap<String, String>;
 
@@ -37,8 +41,9 @@ pub async fn handle(
     state: &AppState,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<FlowResponse, Infallible> {
-    let deadline = Deadline::from_lambda(
+    let deadline = state.invocation_deadline(
         event.context.deadline,
+        DEFAULT_BUDGET,
         state.deadline_margin.min(
             // Connect's own limit is 8 s: keep the margin small enough to answer in time.
             Duration::from_millis(500),
@@ -159,6 +164,7 @@ pub fn short_code(error: &salesforce::Error) -> &'static str {
             ErrorClass::AuthRejected | ErrorClass::AuthExpired => "auth_rejected",
             ErrorClass::Configuration => "configuration",
             ErrorClass::Permanent | ErrorClass::NoAccess => "rejected",
+            ErrorClass::OutOfTime => "timeout",
             ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::Unavailable => {
                 "salesforce_unavailable"
             }

@@ -1,7 +1,7 @@
 //! One batch through the pipeline: plan (pure) → execute (I/O, one deadline) → report (pure).
 //! Every entry point (the stream Lambda, the CLI) runs its records through [`run`].
 
-use crate::effect::{CaseSink, ErrorClass, LetterSink};
+use crate::effect::{CaseSink, ErrorClass, LetterSink, WriteOutcome};
 use crate::execute;
 use crate::plan::{self, InputRecord, Plan, Settings};
 use crate::report::{self, Action, BatchReport, RecordReport};
@@ -60,6 +60,21 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
             records = plan.cases.len(),
             "Salesforce unavailable ({hint}); Cases not written are held: reported for retry, \
              or parked when about to expire from the stream"
+        );
+    }
+    let out_of_time = executed
+        .writes
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o, WriteOutcome::Failed(f) if f.class == ErrorClass::OutOfTime))
+        .count();
+    if out_of_time > 0 {
+        // The deadline, not Salesforce: said as such, so nobody chases an outage.
+        tracing::warn!(
+            records = out_of_time,
+            error_code = "deadline_reached",
+            "invocation deadline reached before these Cases could be written (not a Salesforce \
+             failure); reported for retry: raise the function's timeout or lower the batch size"
         );
     }
     let held = executed.writes.systemic.is_some();

@@ -59,7 +59,8 @@ pub fn action_for(class: ErrorClass) -> Action {
         | ErrorClass::QuotaExhausted
         | ErrorClass::AuthRejected
         | ErrorClass::Unavailable
-        | ErrorClass::Configuration => Action::Retry,
+        | ErrorClass::Configuration
+        | ErrorClass::OutOfTime => Action::Retry,
     }
 }
 
@@ -440,6 +441,7 @@ mod tests {
             ErrorClass::QuotaExhausted,
             ErrorClass::AuthRejected,
             ErrorClass::Unavailable,
+            ErrorClass::OutOfTime,
         ] {
             assert_eq!(action_for(class), Action::Retry, "{class:?}");
         }

@@ -24,16 +24,24 @@ impl Deadline {
     }
 
     /// From the Lambda context's deadline (epoch milliseconds), keeping `margin` in reserve.
-    /// A zero deadline (a hand-built context) means no deadline.
-    pub fn from_lambda(deadline_epoch_ms: u64, margin: Duration) -> Self {
-        if deadline_epoch_ms == 0 {
-            return Deadline::unbounded();
-        }
+    ///
+    /// A deadline that is not a plausible one (see [`lambda_time_left`]: 0 from a hand-built
+    /// context, cargo-lambda's `600000`, a time in the past) is unknown: the invocation then has
+    /// `budget` (the function's own timeout) from now. The source says which was used, so the
+    /// caller can warn.
+    pub fn from_lambda(
+        deadline_epoch_ms: u64,
+        budget: Duration,
+        margin: Duration,
+    ) -> (Self, DeadlineSource) {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let left = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms));
-        Deadline(Some(Instant::now() + left.saturating_sub(margin)))
+        let (left, source) = lambda_time_left(deadline_epoch_ms, now_ms, budget);
+        (
+            Deadline(Some(Instant::now() + left.saturating_sub(margin))),
+            source,
+        )
     }
 
     /// Time left, or `None` without a deadline.
@@ -55,6 +63,39 @@ impl Deadline {
             Some(left) if left >= minimum => Some(preferred.min(left)),
             Some(_) => None,
         }
+    }
+}
+
+/// The longest a Lambda invocation can run (the largest function timeout, 15 minutes): a
+/// Runtime API deadline further away than this cannot be a real one.
+pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
+/// Where an invocation's time budget came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineSource {
+    /// The Runtime API's `Lambda-Runtime-Deadline-Ms`, a plausible epoch-milliseconds time.
+    Runtime,
+    /// The Runtime API's deadline was not plausible (a local emulator's duration, 0, the past):
+    /// the function's own timeout was used instead.
+    OwnBudget,
+}
+
+/// The time an invocation has left, from the Runtime API's deadline `deadline_epoch_ms` and the
+/// clock `now_epoch_ms`: the difference when the deadline is in (now, now + 15 minutes],
+/// otherwise `budget` ([`DeadlineSource::OwnBudget`]). Lambda sends the deadline as epoch
+/// milliseconds; local emulators send other things (cargo-lambda 1.9 sends `600000`, a
+/// duration), and taking those literally would leave no time at all.
+pub fn lambda_time_left(
+    deadline_epoch_ms: u64,
+    now_epoch_ms: u64,
+    budget: Duration,
+) -> (Duration, DeadlineSource) {
+    let max_ms = MAX_INVOCATION.as_millis() as u64;
+    match deadline_epoch_ms.checked_sub(now_epoch_ms) {
+        Some(left_ms) if left_ms > 0 && left_ms <= max_ms => {
+            (Duration::from_millis(left_ms), DeadlineSource::Runtime)
+        }
+        _ => (budget, DeadlineSource::OwnBudget),
     }
 }
 
@@ -158,15 +199,50 @@ mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let d = Deadline::from_lambda(now_ms + 10_000, Duration::from_secs(3));
+        let (d, source) = Deadline::from_lambda(
+            now_ms + 10_000,
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+        );
+        assert_eq!(source, DeadlineSource::Runtime);
         let left = d.remaining().unwrap();
         assert!(
             left <= Duration::from_secs(7) && left > Duration::from_secs(6),
             "{left:?}"
         );
+        // A zero deadline (a hand-built context) is unknown: the function's own budget applies.
+        let (d, source) = Deadline::from_lambda(0, Duration::from_secs(8), Duration::ZERO);
+        assert_eq!(source, DeadlineSource::OwnBudget);
+        let left = d.remaining().unwrap();
+        assert!(
+            left <= Duration::from_secs(8) && left > Duration::from_secs(7),
+            "{left:?}"
+        );
+    }
+
+    /// See: issue "Real orgs" (cargo-lambda sends `Lambda-Runtime-Deadline-Ms: 600000`).
+    #[test]
+    fn implausible_runtime_deadlines_fall_back_to_the_budget() {
+        let now = 1_780_000_000_000;
+        let budget = Duration::from_secs(60);
+        for deadline in [600_000, 0, now - 1, now, now + 15 * 60_000 + 1, u64::MAX] {
+            assert_eq!(
+                lambda_time_left(deadline, now, budget),
+                (budget, DeadlineSource::OwnBudget),
+                "{deadline}"
+            );
+        }
         assert_eq!(
-            Deadline::from_lambda(0, Duration::ZERO),
-            Deadline::unbounded()
+            lambda_time_left(now + 1, now, budget),
+            (Duration::from_millis(1), DeadlineSource::Runtime)
+        );
+        assert_eq!(
+            lambda_time_left(now + 15 * 60_000, now, budget),
+            (MAX_INVOCATION, DeadlineSource::Runtime)
+        );
+        assert_eq!(
+            lambda_time_left(now + 2_500, now, budget),
+            (Duration::from_millis(2_500), DeadlineSource::Runtime)
         );
     }
 }

@@ -9,7 +9,7 @@
 //! dead-lettered with its reason, or reported for retry. Lambda checkpoints at the lowest
 //! reported sequence number.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -19,6 +19,10 @@ use crate::event::KinesisEnvelope;
 use crate::metrics;
 use crate::report::{Action, BatchSummary, RecordReport};
 use crate::retry::Deadline;
+
+/// The stream function's time budget when the Runtime API gives no plausible deadline and
+/// `FUNCTION_TIMEOUT_SECONDS` is unset: template.yaml's default `FunctionTimeout`.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(60);
 
 /// Why a batch could not be answered with a partial failure report.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +67,11 @@ pub async fn handle(
     event: LambdaEvent<KinesisEnvelope>,
 ) -> Result<KinesisEventResponse, HandlerError> {
     let started = Instant::now();
-    let deadline = Deadline::from_lambda(event.context.deadline, state.deadline_margin);
+    let deadline = state.invocation_deadline(
+        event.context.deadline,
+        DEFAULT_BUDGET,
+        state.deadline_margin,
+    );
     let outcome = process_batch(state, &event.payload, deadline).await;
     if outcome.summary.holds() {
         // Hold: answering at once would make the event source mapping retry at once, and

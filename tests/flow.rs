@@ -489,3 +489,30 @@ async fn the_bundled_connect_event_files_a_handoff_case() {
         "{description}"
     );
 }
+
+/// See: issue "Real orgs", items 4 and 9. cargo-lambda's emulator sends
+/// `Lambda-Runtime-Deadline-Ms: 600000`, which the handler once took as a time long past and
+/// answered `{"caseError":"timeout"}`; it is now unknown, and the flow's own 8 s budget applies.
+#[tokio::test]
+async fn an_emulator_deadline_still_files_the_handoff_case() {
+    let fake = fake_salesforce::start().await;
+    let state = state(&fake, &[]);
+    let id = contact_uuid(47);
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = 600_000;
+    let event = lambda_runtime::LambdaEvent::new(
+        invoke_event(
+            &id,
+            "+15555550147",
+            json!({"VirtualAgentStatus": "handed_off"}),
+        ),
+        context,
+    );
+    let Ok(answer) = flow::handle(&state, event).await;
+    let case = fake.org.case(&id).expect("the hand-off Case");
+    assert_eq!(
+        answer.get("caseId"),
+        case["Id"].as_str().map(str::to_owned).as_ref()
+    );
+    assert_eq!(answer.get("caseError"), None);
+}

@@ -440,3 +440,62 @@ async fn silent_queue_with_thirty_poison_records_answers_before_an_eight_second_
         );
     }
 }
+
+/// See: issue "Real orgs", item 9. A deadline that leaves no time is the deadline's doing: the
+/// record is reported for retry as `deadline_reached`, no outage is declared (no hold, and the
+/// next invocation is not limited to a single probe) and Salesforce is not called.
+#[tokio::test]
+async fn an_expired_deadline_is_reported_as_the_deadline_not_an_outage() {
+    let fake = fake_salesforce::start().await;
+    let state = app_state(&fake_env(&fake));
+    let event = kinesis_event(&[dropped_data(1)], 1);
+    let outcome = process_batch(&state, &event, Deadline::after(Duration::ZERO)).await;
+    assert_eq!(failures(&outcome.response), [format!("{:020}", 1)]);
+    assert_eq!(outcome.reports[0].action, Action::Retry);
+    assert_eq!(
+        outcome.reports[0].error.as_deref(),
+        Some("deadline_reached")
+    );
+    assert_eq!(outcome.summary.salesforce_unavailable, None);
+    assert_eq!(fake.org.api_calls() + fake.org.token_requests(), 0);
+    // Not in outage mode: a 503 in the next invocation is retried within it.
+    fake.org.push_fault(Fault::Status503);
+    let outcome = process_batch(&state, &event, Deadline::after(MINUTE)).await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    assert_eq!(fake.org.case_count(), 1);
+}
+
+/// See: issue "Real orgs", item 9. cargo-lambda's emulator sends `Lambda-Runtime-Deadline-Ms:
+/// 600000`; the handler then uses its own budget, `FUNCTION_TIMEOUT_SECONDS`: records are
+/// written, and an outage hold ends before that budget runs out.
+#[tokio::test]
+async fn an_emulator_deadline_falls_back_to_the_function_timeout() {
+    let fake = fake_salesforce::start().await;
+    let mut env = fake_env(&fake);
+    env.insert("FUNCTION_TIMEOUT_SECONDS".into(), "2".into());
+    env.insert("OUTAGE_HOLD_MS".into(), "60000".into());
+    let state = app_state(&env);
+    let emulated = |datas: &[Vec<u8>], seq: u64| {
+        let mut event = lambda_event(kinesis_event(datas, seq), MINUTE);
+        event.context.deadline = 600_000;
+        event
+    };
+    let response = handle(&state, emulated(&[dropped_data(1)], 1))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(fake.org.case_count(), 1);
+
+    fake.org.reject_credentials(true);
+    fake.org.expire_all_tokens();
+    let started = std::time::Instant::now();
+    let response = handle(&state, emulated(&[dropped_data(2)], 2))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(failures(&response), [format!("{:020}", 2)]);
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
+        "held {elapsed:?}: until the 2 s budget less the 500 ms margin"
+    );
+}

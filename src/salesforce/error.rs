@@ -75,8 +75,12 @@ pub enum Error {
     /// The credentials could not be loaded.
     #[error("Salesforce credentials unavailable: {0}")]
     Credentials(String),
-    /// Not enough time left in the invocation to make the call.
-    #[error("not enough time left in this invocation to call Salesforce")]
+    /// Not enough time left in the invocation to make the call: the invocation's deadline, not
+    /// Salesforce, stopped it.
+    #[error(
+        "the invocation's deadline left no time to call Salesforce (not a Salesforce failure): \
+         raise the function's timeout or lower the batch size"
+    )]
     DeadlineReached,
     /// The token endpoint refused these credentials recently; no login is attempted until they
     /// change or the cool-down ends (refused logins lock the Salesforce user out).
@@ -213,7 +217,8 @@ impl Error {
             Error::AuthRejected { .. } | Error::Credentials(_) | Error::LoginCoolingDown { .. } => {
                 ErrorClass::AuthRejected
             }
-            Error::Transport { .. } | Error::DeadlineReached => ErrorClass::Transient,
+            Error::Transport { .. } => ErrorClass::Transient,
+            Error::DeadlineReached => ErrorClass::OutOfTime,
             Error::CaseNotFound { .. } => ErrorClass::Permanent,
             Error::ConfigurationInvalid { .. } => ErrorClass::Configuration,
             Error::CaseNotAccessible { .. } => ErrorClass::NoAccess,

@@ -252,6 +252,8 @@ pub fn app_state_from(
         deadline_margin: Duration::from_millis(500),
         outage_hold: config.outage_hold,
         flow_timeout: config.flow_timeout,
+        function_timeout: config.function_timeout,
+        unknown_deadline_warned: Default::default(),
     }
 }
 
