@@ -637,6 +637,31 @@ async fn crafted_shard_failure_messages_are_left_in_the_queue_with_the_reason() 
     assert_eq!(s["notRedriven"]["range_too_large"], 2);
     assert_eq!(s["deleted"], 1);
     assert_eq!(moto.message_counts(&queue).await, (5, 0));
+
+    // With the batch size the stack had when those batches failed (say 10,000), the two ranges
+    // of our stream are read; each takes a part of the round of its own. The others stay left.
+    let lines = cli_env_lines(
+        &["redrive", "--shard-failures", &queue],
+        &[
+            ("KINESIS_STREAM_ARN", STREAM_ARN),
+            ("KINESIS_BATCH_SIZE", "10000"),
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    let mut redriven: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "would_delete")
+        .filter_map(|l| l["contactId"].as_str())
+        .collect();
+    redriven.sort_unstable();
+    let (c62, c63, c64) = (contact_uuid(62), contact_uuid(63), contact_uuid(64));
+    assert_eq!(redriven, [&c62, &c62, &c63, &c63, &c64], "{lines:#?}");
+    let s = summary(&lines);
+    assert_eq!(s["read"], 5);
+    assert_eq!(s["notRedriven"]["other_stream"], 3);
+    assert_eq!(fake.org.case_count(), 2, "a dry run writes nothing");
 }
 
 /// A dead letter whose data was cut is re-read only from the deployment's stream; a letter
