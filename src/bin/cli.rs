@@ -113,7 +113,7 @@ enum Command {
         ctr-cases redrive --queue \"$DLQ\"                          # dry run: one row per letter\n  \
         ctr-cases redrive --queue \"$DLQ\" --send --limit 500\n  \
         ctr-cases redrive --queue \"$DLQ\" --kinds poison_record --json | jq .error\n  \
-        ctr-cases redrive --shard-failures \"$SFQ\" --send"
+        ctr-cases redrive --shard-failures \"$SFQ\" --send   # needs KINESIS_STREAM_ARN (or --stream-arn)"
     )]
     Redrive {
         /// The dead-letter queue to redrive (the stream function's DEAD_LETTER_QUEUE_URL). Each
