@@ -33,6 +33,8 @@
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
 //! - [`retry`]: deadline and backoff schedule (reads the clock only).
+//! - [`stream_scope`]: the one stream redrive may read (stream ARNs checked against
+//!   `KINESIS_STREAM_ARN`) and the batch size bounding a range.
 //!
 //! I/O:
 //! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
@@ -73,3 +75,4 @@ pub mod retry;
 pub mod salesforce;
 pub mod secrets;
 pub mod stream;
+pub mod stream_scope;

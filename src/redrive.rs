@@ -4,19 +4,30 @@
 //!
 //! Pure parts (unit-tested below): which letters to redrive ([`triage_letter`]), a letter → a
 //! pipeline input ([`OwnedInput::from_letter`]), ShardFailureQueue message parsing
-//! ([`ShardRange::parse`]), the completeness check of a range read back from the stream
-//! ([`RangeCollector`]), what to do with a message once its records were processed
+//! ([`ShardRange::parse`]), whether a message may be read from the stream at all
+//! ([`admit_range`], [`admit_letter`], over [`crate::stream_scope`]), the completeness and size
+//! check of a range read back from the stream ([`RangeCollector`]), how much a round holds
+//! ([`RoundBudget`]), what to do with a message once its records were processed
 //! ([`letter_disposition`], [`range_disposition`]) and the run's counts ([`Summary`]).
 //!
 //! I/O, in small functions: [`receive_round`], [`delete_messages`], [`release_messages`] and
 //! [`requeue_message`] (SQS), [`read_range`] (Kinesis).
 //!
-//! How a run goes, in rounds: receive new messages (up to [`ROUND_MESSAGES`], never past
-//! `--limit`) until SQS returns nothing new, run their records through the pipeline, delete the
-//! messages whose records all reached a final state (any action but `retry`), then receive
-//! again. Messages that are not deleted stay in flight until the run ends, so nothing is read
-//! twice; at the end, the ones not redriven are made visible again, and the ones that failed
-//! again stay hidden until their visibility timeout expires.
+//! What a message says is not trusted: the stream read is always the deployment's own
+//! (`KINESIS_STREAM_ARN`, in its Region), a message naming another stream, account or Region
+//! is left in the queue with the reason, and a range is read up to the deployment's batch size
+//! of records (never the message's `batchSize`); a range holding more is left in the queue.
+//! Without a configured stream, nothing is read from a stream: `--shard-failures` refuses to
+//! run, and letters whose data was cut are left (letters carrying their full data still work).
+//!
+//! How a run goes, in rounds: receive new messages (up to [`ROUND_MESSAGES`] and about
+//! [`ROUND_BYTES`] of bodies, never past `--limit`) until SQS returns nothing new, run their
+//! records through the pipeline, delete the messages whose records all reached a final state
+//! (any action but `retry`), then receive again. A round is processed in parts of at most
+//! [`ROUND_RECORDS`] records and about [`ROUND_BYTES`] of data, so its memory is bounded
+//! whatever the messages name. Messages that are not deleted stay in flight until the run ends,
+//! so nothing is read twice; at the end, the ones not redriven are made visible again, and the
+//! ones that failed again stay hidden until their visibility timeout expires.
 //!
 //! Redriving the dead-letter queue itself: the pipeline writes new letters into that queue. A
 //! later round would receive them, so a letter for a record this run already redrove is never
@@ -43,6 +54,7 @@ use crate::pipeline;
 use crate::plan::{InputRecord, RecordData, Settings};
 use crate::report::{Action, RecordReport};
 use crate::retry::Deadline;
+use crate::stream_scope::{MAX_BATCH_SIZE, MAX_RANGE_BYTES, Refusal, StreamScope};
 
 /// The letter kinds redriven unless `--kinds` says otherwise. `poison_record` is left out: a
 /// record that could not be decoded cannot become a Case by being replayed.
@@ -58,6 +70,13 @@ pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 /// Most new messages received before a round is processed (bounds memory on big queues).
 pub const ROUND_MESSAGES: usize = 1_000;
+
+/// Most message body bytes received for a round, and most bytes of bodies and record data a
+/// part of a round holds (each may pass it by one `ReceiveMessage` answer or one message).
+pub const ROUND_BYTES: usize = 64 * 1024 * 1024;
+
+/// Most records a part of a round holds: one range of the largest batch size.
+pub const ROUND_RECORDS: usize = MAX_BATCH_SIZE as usize;
 
 /// Most records in one pipeline run.
 const PIPELINE_BATCH: usize = 200;
@@ -110,6 +129,13 @@ pub enum RedriveError {
         /// What SQS answered (its error code and message), or why there was no answer.
         detail: String,
     },
+    /// `--shard-failures` without the deployment's stream.
+    #[error(
+        "--shard-failures reads each message's range from the deployment's stream, and no \
+         stream is configured: set KINESIS_STREAM_ARN (or --stream-arn) to the stack's \
+         KinesisStreamArn, and KINESIS_BATCH_SIZE (or --batch-size) to its BatchSize"
+    )]
+    StreamNotConfigured,
 }
 
 /// Why a range of a shard could not be read back from the stream. The message is left in
@@ -125,6 +151,13 @@ pub enum RangeError {
     /// Only part of the range was found.
     #[error("only part of the range was found in the stream: {0}; the message is kept")]
     Incomplete(String),
+    /// The range holds more than a batch of the deployment: reading stopped at the bound.
+    #[error(
+        "the range holds {0}, more than any batch of this deployment: it is left in the queue. \
+         If the stack's BatchSize was larger when the batch failed, redrive with --batch-size \
+         set to that"
+    )]
+    TooLarge(String),
     /// A Kinesis call failed.
     #[error(
         "Kinesis {operation} failed ({code}: {message}); check the stream ARN, the credentials \
@@ -281,6 +314,11 @@ impl OwnedInput {
         }
     }
 
+    /// The bytes its data takes (as delivered: base64 text or inline JSON).
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.get().len())
+    }
+
     /// This record as a plan input (borrowing from it).
     pub fn input(&self) -> InputRecord<'_> {
         InputRecord {
@@ -424,9 +462,42 @@ impl ShardRange {
         }
     }
 
-    /// The stream's Region, from its ARN.
+    /// The Region named by the message's stream ARN. Only for display: calls go to the
+    /// deployment's stream and Region ([`read_range`]), never to the message's.
     pub fn region(&self) -> Option<&str> {
         self.stream_arn.split(':').nth(3).filter(|r| !r.is_empty())
+    }
+}
+
+/// Whether the range of a ShardFailureQueue message may be read: only with the deployment's
+/// stream configured (`scope`), only when the message names that stream, and only when its
+/// `batchSize` does not exceed the deployment's batch size. Reading is bounded by the
+/// deployment's batch size anyway ([`RangeCollector`]); a `batchSize` over it is refused at once.
+///
+/// # Errors
+/// The [`Refusal`]; the message is left in the queue.
+pub fn admit_range(range: &ShardRange, scope: Option<&StreamScope>) -> Result<(), Refusal> {
+    let scope = scope.ok_or(Refusal::StreamNotConfigured)?;
+    scope.check_stream(&range.stream_arn)?;
+    scope.check_batch(range.batch_size)
+}
+
+/// Whether a dead letter may be redriven: one whose data must be re-read from the stream
+/// (`reread`) needs the deployment's stream configured (`scope`), and a letter naming a stream
+/// must name that one when it is configured. A letter carrying its full data is redriven
+/// without a configured stream (nothing is read from a stream for it).
+///
+/// # Errors
+/// The [`Refusal`]; the message is left in the queue.
+pub fn admit_letter(
+    letter: &DeadLetter,
+    reread: bool,
+    scope: Option<&StreamScope>,
+) -> Result<(), Refusal> {
+    match (scope, letter.event_source_arn.as_deref()) {
+        (Some(scope), Some(named)) => scope.check_stream(named),
+        (None, _) if reread => Err(Refusal::StreamNotConfigured),
+        _ => Ok(()),
     }
 }
 
@@ -454,38 +525,57 @@ pub struct StreamRecord {
 /// `AT_SEQUENCE_NUMBER` iterator at the range's start) and checks that the whole range is
 /// there: its first record must be the range's start (else the start was trimmed away), and
 /// it must reach the range's end (or hold `batchSize` records when the end is not known).
+///
+/// It holds at most `max_records` records (the deployment's batch size) and
+/// [`MAX_RANGE_BYTES`] of data: Kinesis sequence numbers are not contiguous, so the records
+/// are counted, and a range that goes on past either bound is refused
+/// ([`RangeError::TooLarge`]), not cut: a cut range could be neither deleted (the rest would be
+/// lost) nor kept (every run would redo its start and never reach the rest), and no batch of
+/// the deployment is that large.
 #[derive(Debug)]
 pub struct RangeCollector<'a> {
     range: &'a ShardRange,
+    max_records: usize,
     records: Vec<StreamRecord>,
+    bytes: usize,
     complete: bool,
 }
 
 impl<'a> RangeCollector<'a> {
-    /// An empty collector for `range`.
-    pub fn new(range: &'a ShardRange) -> Self {
+    /// An empty collector for `range`, holding at most `max_records` records.
+    pub fn new(range: &'a ShardRange, max_records: u32) -> Self {
         RangeCollector {
             range,
+            max_records: max_records.max(1) as usize,
             records: Vec::new(),
+            bytes: 0,
             complete: false,
         }
     }
 
-    /// How many records the next `GetRecords` call should ask for.
-    pub fn wanted(&self) -> i32 {
+    /// The most records this range may still need: up to its `batchSize` when its end is not
+    /// known, else up to the bound.
+    fn target(&self) -> usize {
         match self.range.batch_size {
             Some(size) if self.range.end_sequence_number.is_none() => {
-                (size as usize).saturating_sub(self.records.len()).max(1) as i32
+                (size as usize).min(self.max_records)
             }
-            _ => MAX_GET_RECORDS,
+            _ => self.max_records,
         }
-        .min(MAX_GET_RECORDS)
+    }
+
+    /// How many records the next `GetRecords` call should ask for (never past the bound).
+    pub fn wanted(&self) -> i32 {
+        self.target()
+            .saturating_sub(self.records.len())
+            .clamp(1, MAX_GET_RECORDS as usize) as i32
     }
 
     /// Adds the records of one answer, in shard order. Returns whether the range is complete.
     ///
     /// # Errors
-    /// [`RangeError::Gone`] when the first record is past the range's start.
+    /// [`RangeError::Gone`] when the first record is past the range's start,
+    /// [`RangeError::TooLarge`] when the range goes on past the bound.
     pub fn add(&mut self, batch: Vec<StreamRecord>) -> Result<bool, RangeError> {
         for record in batch {
             if self.complete {
@@ -504,20 +594,39 @@ impl<'a> RangeCollector<'a> {
                     Ordering::Equal => {}
                 }
             }
+            let data = record.data.len();
             match &self.range.end_sequence_number {
                 Some(end) => match compare_sequence(&record.sequence_number, end) {
                     Ordering::Greater => self.complete = true,
                     Ordering::Equal => {
+                        self.bytes += data;
                         self.records.push(record);
                         self.complete = true;
                     }
-                    Ordering::Less => self.records.push(record),
+                    Ordering::Less => {
+                        self.bytes += data;
+                        self.records.push(record);
+                    }
                 },
                 None => {
+                    self.bytes += data;
                     self.records.push(record);
                     let size = self.range.batch_size.unwrap_or(1) as usize;
                     self.complete = self.records.len() >= size;
                 }
+            }
+            if self.bytes > MAX_RANGE_BYTES {
+                return Err(RangeError::TooLarge(format!(
+                    "more than {} MiB of record data (Lambda's invocation payload limit)",
+                    MAX_RANGE_BYTES / (1024 * 1024)
+                )));
+            }
+            if !self.complete && self.records.len() >= self.max_records {
+                return Err(RangeError::TooLarge(format!(
+                    "more than {} records (the deployment's batch size: KINESIS_BATCH_SIZE or \
+                     --batch-size)",
+                    self.max_records
+                )));
             }
         }
         Ok(self.complete)
@@ -608,6 +717,9 @@ pub enum Untouched {
     Truncated,
     /// The record (or range) could not be read back from the stream.
     Unreadable(RangeError),
+    /// Refused before anything was read: another stream, no stream configured, or a batch
+    /// larger than the deployment's.
+    Refused(Refusal),
     /// A letter for a record this run already redrove: the letter this run just wrote, or a
     /// duplicate. Redriven by a later run.
     AlreadyRedriven,
@@ -625,6 +737,7 @@ impl Untouched {
                 shard and stream to re-read the record from: it cannot be redriven"
                 .into(),
             Untouched::Unreadable(e) => e.to_string(),
+            Untouched::Refused(refusal) => refusal.note(),
             Untouched::AlreadyRedriven => {
                 "its record was redriven earlier in this run (this is the new letter, or a \
                  duplicate): left for a later run"
@@ -641,6 +754,8 @@ impl Untouched {
             Untouched::Unreadable(RangeError::Gone(_)) => "range_gone",
             Untouched::Unreadable(RangeError::Incomplete(_)) => "range_incomplete",
             Untouched::Unreadable(RangeError::Call { .. }) => "kinesis_error",
+            Untouched::Unreadable(RangeError::TooLarge(_)) => "range_too_large",
+            Untouched::Refused(refusal) => refusal.code(),
             Untouched::AlreadyRedriven => "already_redriven",
         }
     }
@@ -775,6 +890,33 @@ impl Summary {
     }
 }
 
+/// What a part of a round holds so far: records read and bytes held (message bodies and
+/// record data). A round is processed in parts so that its memory stays bounded whatever its
+/// messages name: a message joins the part only while the part stays within [`ROUND_RECORDS`]
+/// (counting the most records the message can bring) and under [`ROUND_BYTES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundBudget {
+    messages: usize,
+    records: usize,
+    bytes: usize,
+}
+
+impl RoundBudget {
+    /// Whether a message that can bring up to `most_records` records joins this part. An
+    /// empty part takes any message, so every message is processed.
+    pub fn fits(&self, most_records: usize) -> bool {
+        self.messages == 0
+            || (self.records + most_records <= ROUND_RECORDS && self.bytes < ROUND_BYTES)
+    }
+
+    /// Counts a message that brought `records` records, holding `bytes` bytes.
+    pub fn add(&mut self, records: usize, bytes: usize) {
+        self.messages += 1;
+        self.records += records;
+        self.bytes += bytes;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Progress
 // ---------------------------------------------------------------------------------------------
@@ -832,9 +974,10 @@ fn sqs_code<E: aws_sdk_sqs::error::ProvideErrorMetadata>(e: &E) -> (String, Stri
     )
 }
 
-/// Receives messages not in `seen` until SQS returns nothing new, or `want` new ones were
-/// received, each hidden for `visibility`. A message already in `seen` that SQS hands out
-/// again gets its receipt handle updated in `held` and is not returned.
+/// Receives messages not in `seen` until SQS returns nothing new, `want` new ones were
+/// received, or their bodies reach `max_bytes` (passed by at most one answer), each hidden for
+/// `visibility`. A message already in `seen` that SQS hands out again gets its receipt handle
+/// updated in `held` and is not returned.
 ///
 /// # Errors
 /// [`RedriveError::Receive`] when `ReceiveMessage` fails.
@@ -842,6 +985,7 @@ pub async fn receive_round(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     want: usize,
+    max_bytes: usize,
     visibility: Duration,
     seen: &HashSet<String>,
     held: &mut HashMap<String, String>,
@@ -849,7 +993,8 @@ pub async fn receive_round(
     use aws_sdk_sqs::types::MessageSystemAttributeName as Attr;
     let mut new: Vec<Received> = Vec::new();
     let mut ids = HashSet::new();
-    while new.len() < want {
+    let mut bytes = 0;
+    while new.len() < want && bytes < max_bytes {
         let out = sqs
             .receive_message()
             .queue_url(queue_url)
@@ -888,6 +1033,7 @@ pub async fn receive_round(
             }
             let system = message.attributes();
             fresh += 1;
+            bytes += message.body().map_or(0, str::len);
             new.push(Received {
                 message_id: id.to_owned(),
                 receipt_handle: handle.to_owned(),
@@ -1065,26 +1211,29 @@ where
     }
 }
 
-/// Reads `range` back from its stream: `GetShardIterator` (`AT_SEQUENCE_NUMBER` at its start)
-/// then `GetRecords` until past its end, checked by a [`RangeCollector`]. The calls go to the
-/// stream's Region (from its ARN) and pass the ARN, so a stream of another account works.
+/// Reads `range` back from the deployment's stream (`scope`): `GetShardIterator`
+/// (`AT_SEQUENCE_NUMBER` at its start) then `GetRecords` until past its end, checked and
+/// bounded by a [`RangeCollector`] (at most the deployment's batch size of records). The calls
+/// name the deployment's stream ARN and go to its Region, whatever the message named (check it
+/// first with [`admit_range`] or [`admit_letter`]); a stream of another account works when the
+/// deployment names it.
 ///
 /// # Errors
 /// Any [`RangeError`].
 pub async fn read_range(
     kinesis: &aws_sdk_kinesis::Client,
+    scope: &StreamScope,
     range: &ShardRange,
 ) -> Result<Vec<StreamRecord>, RangeError> {
+    let stream_arn = scope.stream().as_str();
     let region = || {
-        let mut config = aws_sdk_kinesis::config::Builder::default();
-        if let Some(region) = range.region() {
-            config = config.region(aws_sdk_kinesis::config::Region::new(region.to_owned()));
-        }
-        config
+        aws_sdk_kinesis::config::Builder::default().region(aws_sdk_kinesis::config::Region::new(
+            scope.stream().region().to_owned(),
+        ))
     };
     let start = kinesis
         .get_shard_iterator()
-        .stream_arn(&range.stream_arn)
+        .stream_arn(stream_arn)
         .shard_id(&range.shard_id)
         .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::AtSequenceNumber)
         .starting_sequence_number(&range.start_sequence_number)
@@ -1093,13 +1242,13 @@ pub async fn read_range(
         .send()
         .await
         .map_err(|e| kinesis_error("GetShardIterator", &e))?;
-    let mut collector = RangeCollector::new(range);
+    let mut collector = RangeCollector::new(range, scope.batch_size());
     let mut iterator = start.shard_iterator;
     let mut empty_reads = 0;
     while let Some(current) = iterator.take() {
         let out = kinesis
             .get_records()
-            .stream_arn(&range.stream_arn)
+            .stream_arn(stream_arn)
             .shard_iterator(current)
             .limit(collector.wanted())
             .customize()
@@ -1158,6 +1307,9 @@ pub struct Redrive<'a, C, L> {
     pub sqs: &'a aws_sdk_sqs::Client,
     /// The Kinesis client (truncated letters, shard failures).
     pub kinesis: &'a aws_sdk_kinesis::Client,
+    /// The deployment's stream and batch size: the only stream read, and the most records a
+    /// range may hold. Without it nothing is read from a stream.
+    pub stream: Option<&'a StreamScope>,
     /// How long received messages stay hidden.
     pub visibility_timeout: Duration,
     /// Most messages to read, if bounded.
@@ -1230,11 +1382,17 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
     }
 
     /// Redrives the ranges named by the ShardFailureQueue messages at `queue_url`, read back
-    /// from their streams.
+    /// from the deployment's stream ([`Redrive::stream`]); a message naming another stream, or a
+    /// batch larger than the deployment's, is left in the queue.
     ///
     /// # Errors
-    /// [`RedriveError::Receive`] when the queue cannot be read.
+    /// [`RedriveError::Receive`] when the queue cannot be read,
+    /// [`RedriveError::StreamNotConfigured`] without [`Redrive::stream`] (checked before the
+    /// queue is read).
     pub async fn shard_failures(&self, queue_url: &str) -> Result<RedriveRun, RedriveError> {
+        if self.stream.is_none() {
+            return Err(RedriveError::StreamNotConfigured);
+        }
         self.run(queue_url, Source::ShardFailures, &KindFilter::default())
             .await
     }
@@ -1264,6 +1422,7 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                 self.sqs,
                 queue_url,
                 want,
+                ROUND_BYTES,
                 self.visibility_timeout,
                 &flight.seen,
                 &mut flight.held,
@@ -1273,7 +1432,8 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                 break;
             }
             // More may be waiting when the round was cut short.
-            let cut = round.len() >= want;
+            let cut = round.len() >= want
+                || round.iter().map(|m| m.body.len()).sum::<usize>() >= ROUND_BYTES;
             let round: Vec<Received> = round
                 .into_iter()
                 .filter(|m| {
@@ -1294,26 +1454,36 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                 .extend(round.iter().map(|m| m.message_id.clone()));
             self.progress.update(counts);
 
-            let (items, inputs) = self.prepare(round, source, kinds, &redriven_records).await;
-            let reports = self.pipeline(&inputs, &mut counts, &mut run.summary).await;
-            for item in &items {
-                if let Some(letter) = &item.letter
-                    && item.untouched.is_none()
-                {
-                    redriven_records.insert(letter.record_key());
+            // The round in parts of bounded size (see RoundBudget); each part's records are
+            // dropped before the next part is read.
+            let mut pending = round;
+            let mut settled = 0;
+            while !pending.is_empty() {
+                let (items, inputs, rest) = self
+                    .prepare(pending, source, kinds, &redriven_records)
+                    .await;
+                pending = rest;
+                let reports = self.pipeline(&inputs, &mut counts, &mut run.summary).await;
+                drop(inputs);
+                for item in &items {
+                    if let Some(letter) = &item.letter
+                        && item.untouched.is_none()
+                    {
+                        redriven_records.insert(letter.record_key());
+                    }
                 }
+                settled += self
+                    .settle(
+                        queue_url,
+                        items,
+                        &reports,
+                        &mut run,
+                        &mut counts,
+                        &mut flight,
+                    )
+                    .await;
+                self.progress.update(counts);
             }
-            let settled = self
-                .settle(
-                    queue_url,
-                    items,
-                    &reports,
-                    &mut run,
-                    &mut counts,
-                    &mut flight,
-                )
-                .await;
-            self.progress.update(counts);
             // A standard queue handed out everything visible unless the round was cut short;
             // a FIFO queue hands out more of a message group once some of it left the queue.
             if !(cut || (fifo && settled > 0)) {
@@ -1341,17 +1511,32 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
         Ok(run)
     }
 
-    /// Sorts a round's messages and builds the inputs of the ones to redrive.
+    /// Sorts a round's messages and builds the inputs of the ones to redrive, until the part's
+    /// [`RoundBudget`] is used up. Returns the part's messages, their inputs, and the messages
+    /// left for the next part.
     async fn prepare(
         &self,
         round: Vec<Received>,
         source: Source,
         kinds: &KindFilter,
         redriven_records: &HashSet<String>,
-    ) -> (Vec<Item>, Vec<OwnedInput>) {
-        let mut items = Vec::with_capacity(round.len());
+    ) -> (Vec<Item>, Vec<OwnedInput>, Vec<Received>) {
+        // The most records one message can bring: a letter is one record, a range at most the
+        // deployment's batch size.
+        let most_records = match source {
+            Source::Letters => 1,
+            Source::ShardFailures => self.stream.map_or(1, |s| s.batch_size() as usize),
+        };
+        let mut budget = RoundBudget::default();
+        let mut items = Vec::new();
         let mut inputs: Vec<OwnedInput> = Vec::new();
-        for message in round {
+        let mut rest = Vec::new();
+        let mut round = round.into_iter();
+        for message in round.by_ref() {
+            if !budget.fits(most_records) {
+                rest.push(message);
+                break;
+            }
             let first = inputs.len();
             let mut item = Item {
                 message,
@@ -1378,7 +1563,9 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                             Some(letter)
                         }
                         LetterTriage::Redrive(letter) => {
-                            if redriven_records.contains(&letter.record_key()) {
+                            if let Err(refusal) = admit_letter(&letter, false, self.stream) {
+                                item.untouched = Some(Untouched::Refused(refusal));
+                            } else if redriven_records.contains(&letter.record_key()) {
                                 item.untouched = Some(Untouched::AlreadyRedriven);
                             } else {
                                 inputs.push(OwnedInput::from_letter(&letter));
@@ -1386,28 +1573,21 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                             Some(letter)
                         }
                         LetterTriage::Reread(letter) => {
-                            if redriven_records.contains(&letter.record_key()) {
+                            if let Err(refusal) = admit_letter(&letter, true, self.stream) {
+                                item.untouched = Some(Untouched::Refused(refusal));
+                            } else if redriven_records.contains(&letter.record_key()) {
                                 item.untouched = Some(Untouched::AlreadyRedriven);
                             } else {
-                                let (shard, arn) = (
-                                    letter.shard_id.as_deref().unwrap_or_default(),
-                                    letter.event_source_arn.as_deref().unwrap_or_default(),
-                                );
-                                let range = ShardRange::one(shard, arn, &letter.sequence_number);
-                                match read_range(self.kinesis, &range).await {
+                                match self.reread(&letter).await {
                                     Ok(records) => {
-                                        inputs.extend(
-                                            records
-                                                .iter()
-                                                .map(|r| OwnedInput::from_stream(shard, arn, r)),
-                                        );
+                                        inputs.extend(records);
                                         item.note = Some(
                                             "the letter's data was cut to fit SQS: the record \
                                              was re-read from the stream"
                                                 .into(),
                                         );
                                     }
-                                    Err(e) => item.untouched = Some(Untouched::Unreadable(e)),
+                                    Err(why) => item.untouched = Some(why),
                                 }
                             }
                             Some(letter)
@@ -1418,21 +1598,54 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
                 }
                 Source::ShardFailures => {
                     item.kind = Some("shard_failure".into());
-                    match ShardRange::parse(&item.message.body) {
-                        Err(reason) => item.untouched = Some(Untouched::NotRecognized(reason)),
-                        Ok(range) => match read_range(self.kinesis, &range).await {
-                            Ok(records) => inputs.extend(records.iter().map(|r| {
-                                OwnedInput::from_stream(&range.shard_id, &range.stream_arn, r)
-                            })),
-                            Err(e) => item.untouched = Some(Untouched::Unreadable(e)),
-                        },
+                    match self.range_inputs(&item.message.body).await {
+                        Ok(records) => inputs.extend(records),
+                        Err(why) => item.untouched = Some(why),
                     }
                 }
             }
             item.inputs = first..inputs.len();
+            let held: usize = inputs[first..].iter().map(OwnedInput::data_len).sum();
+            budget.add(item.inputs.len(), item.message.body.len() + held);
             items.push(item);
         }
-        (items, inputs)
+        rest.extend(round);
+        (items, inputs, rest)
+    }
+
+    /// The record of a letter whose data was cut, re-read from the deployment's stream (the
+    /// letter was admitted by [`admit_letter`]).
+    async fn reread(&self, letter: &DeadLetter) -> Result<Vec<OwnedInput>, Untouched> {
+        let scope = self
+            .stream
+            .ok_or(Untouched::Refused(Refusal::StreamNotConfigured))?;
+        let shard = letter.shard_id.as_deref().unwrap_or_default();
+        let stream_arn = scope.stream().as_str();
+        let range = ShardRange::one(shard, stream_arn, &letter.sequence_number);
+        let records = read_range(self.kinesis, scope, &range)
+            .await
+            .map_err(Untouched::Unreadable)?;
+        Ok(records
+            .iter()
+            .map(|r| OwnedInput::from_stream(shard, stream_arn, r))
+            .collect())
+    }
+
+    /// The records of the range a ShardFailureQueue message names, read from the deployment's
+    /// stream once the message is admitted ([`admit_range`]).
+    async fn range_inputs(&self, body: &str) -> Result<Vec<OwnedInput>, Untouched> {
+        let range = ShardRange::parse(body).map_err(Untouched::NotRecognized)?;
+        admit_range(&range, self.stream).map_err(Untouched::Refused)?;
+        let scope = self
+            .stream
+            .ok_or(Untouched::Refused(Refusal::StreamNotConfigured))?;
+        let records = read_range(self.kinesis, scope, &range)
+            .await
+            .map_err(Untouched::Unreadable)?;
+        Ok(records
+            .iter()
+            .map(|r| OwnedInput::from_stream(&range.shard_id, scope.stream().as_str(), r))
+            .collect())
     }
 
     /// Runs `inputs` through the pipeline in batches: one report per input, in order.
@@ -1936,7 +2149,7 @@ mod tests {
     #[test]
     fn range_collector_stops_past_the_end_across_answers() {
         let r = range("3", Some("5"), Some(3));
-        let mut c = RangeCollector::new(&r);
+        let mut c = RangeCollector::new(&r, 100);
         assert!(!c.add(vec![record("3"), record("4")]).unwrap());
         assert!(c.add(vec![]).is_ok_and(|done| !done));
         assert!(c.add(vec![record("5"), record("6")]).unwrap());
@@ -1949,7 +2162,7 @@ mod tests {
         assert_eq!(seqs, ["3", "4", "5"]);
         // Without an end, batchSize records make the range.
         let r = range("3", None, Some(2));
-        let mut c = RangeCollector::new(&r);
+        let mut c = RangeCollector::new(&r, 100);
         assert_eq!(c.wanted(), 2);
         assert!(c.add(vec![record("3"), record("8"), record("9")]).unwrap());
         assert_eq!(c.finish().unwrap().len(), 2);
@@ -1958,15 +2171,194 @@ mod tests {
     #[test]
     fn range_collector_reports_a_trimmed_start_and_a_missing_end() {
         let r = range("3", Some("5"), None);
-        let mut c = RangeCollector::new(&r);
+        let mut c = RangeCollector::new(&r, 100);
         assert!(
             matches!(c.add(vec![record("4")]), Err(RangeError::Gone(m)) if m.contains("trimmed"))
         );
-        let c = RangeCollector::new(&r);
+        let c = RangeCollector::new(&r, 100);
         assert!(matches!(c.finish(), Err(RangeError::Gone(_))));
-        let mut c = RangeCollector::new(&r);
+        let mut c = RangeCollector::new(&r, 100);
         c.add(vec![record("3"), record("4")]).unwrap();
         assert!(matches!(c.finish(), Err(RangeError::Incomplete(m)) if m.contains("ends at 5")));
+    }
+
+    fn scope(arn: &str, batch_size: u32) -> StreamScope {
+        StreamScope::new(
+            crate::stream_scope::StreamArn::parse(arn).unwrap(),
+            batch_size,
+        )
+        .unwrap()
+    }
+
+    const LETTER_STREAM: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/ctr";
+
+    /// A crafted ShardFailureQueue message is read only when it names the deployment's stream
+    /// and its batch fits the deployment's batch size.
+    #[test]
+    fn shard_failure_ranges_are_admitted_only_from_the_deployments_stream() {
+        let range = ShardRange::parse(FAILURE).unwrap();
+        let ours = scope(
+            "arn:aws:kinesis:us-east-2:123456789012:stream/mystream",
+            500,
+        );
+        assert_eq!(admit_range(&range, Some(&ours)), Ok(()));
+        assert_eq!(admit_range(&range, None), Err(Refusal::StreamNotConfigured));
+        let other = scope("arn:aws:kinesis:us-east-2:123456789012:stream/ctr", 500);
+        assert!(matches!(
+            admit_range(&range, Some(&other)),
+            Err(Refusal::OtherStream {
+                differs: "stream",
+                ..
+            })
+        ));
+        let elsewhere = scope(
+            "arn:aws:kinesis:eu-west-1:123456789012:stream/mystream",
+            500,
+        );
+        assert!(matches!(
+            admit_range(&range, Some(&elsewhere)),
+            Err(Refusal::OtherStream {
+                differs: "Region",
+                ..
+            })
+        ));
+        // The message's batchSize (500) over the deployment's: refused before any read.
+        let smaller = scope(
+            "arn:aws:kinesis:us-east-2:123456789012:stream/mystream",
+            100,
+        );
+        assert_eq!(
+            admit_range(&range, Some(&smaller)),
+            Err(Refusal::BatchTooLarge {
+                claimed: 500,
+                batch_size: 100
+            })
+        );
+        let mut odd = range.clone();
+        odd.stream_arn = "arn:aws:kinesis:us-east-2:123456789012:stream/mystream/x".into();
+        assert_eq!(admit_range(&odd, Some(&ours)), Err(Refusal::NotAStreamArn));
+    }
+
+    #[test]
+    fn letters_naming_another_stream_or_needing_an_unconfigured_one_are_refused() {
+        let full = letter(LetterKind::Parked, "e30=");
+        let ours = scope(LETTER_STREAM, 100);
+        let other = scope("arn:aws:kinesis:eu-west-1:999999999999:stream/ctr", 100);
+        // Full data: redriven without a stream; with one, only when the letter names it.
+        assert_eq!(admit_letter(&full, false, None), Ok(()));
+        assert_eq!(admit_letter(&full, false, Some(&ours)), Ok(()));
+        assert!(matches!(
+            admit_letter(&full, false, Some(&other)),
+            Err(Refusal::OtherStream {
+                differs: "account",
+                ..
+            })
+        ));
+        // Data cut: re-read only from the configured stream.
+        assert_eq!(
+            admit_letter(&full, true, None),
+            Err(Refusal::StreamNotConfigured)
+        );
+        assert_eq!(admit_letter(&full, true, Some(&ours)), Ok(()));
+        assert!(admit_letter(&full, true, Some(&other)).is_err());
+        let mut crafted = full.clone();
+        crafted.event_source_arn =
+            Some("arn:aws:kinesis:ap-south-1:123456789012:stream/ctr".into());
+        assert!(matches!(
+            admit_letter(&crafted, true, Some(&ours)),
+            Err(Refusal::OtherStream {
+                differs: "Region",
+                ..
+            })
+        ));
+        // A letter that names no stream (replay) has nothing to check.
+        let mut unnamed = full;
+        unnamed.event_source_arn = None;
+        assert_eq!(admit_letter(&unnamed, false, Some(&ours)), Ok(()));
+    }
+
+    /// Kinesis sequence numbers are not contiguous: the bound counts records, and a range that
+    /// goes on past it is refused, not cut.
+    #[test]
+    fn range_collector_refuses_a_range_longer_than_the_batch_size() {
+        let r = range("10", Some("90"), Some(2));
+        let mut c = RangeCollector::new(&r, 3);
+        assert_eq!(c.wanted(), 3, "the bound, not the message's batchSize");
+        assert!(!c.add(vec![record("10"), record("20")]).unwrap());
+        assert_eq!(c.wanted(), 1);
+        assert!(matches!(
+            c.add(vec![record("30"), record("40")]),
+            Err(RangeError::TooLarge(m)) if m.contains("more than 3 records")
+        ));
+        // Exactly the bound, ending at the end: complete.
+        let r = range("10", Some("30"), None);
+        let mut c = RangeCollector::new(&r, 3);
+        assert!(
+            c.add(vec![record("10"), record("20"), record("30")])
+                .unwrap()
+        );
+        assert_eq!(c.finish().unwrap().len(), 3);
+        // No end, and a batchSize over the bound: read up to the bound, then refused.
+        let r = range("10", None, Some(50));
+        let mut c = RangeCollector::new(&r, 2);
+        assert_eq!(c.wanted(), 2);
+        assert!(matches!(
+            c.add(vec![record("10"), record("11"), record("12")]),
+            Err(RangeError::TooLarge(_))
+        ));
+        // More data than Lambda's payload limit allows in one batch.
+        let r = range("1", Some("9"), None);
+        let mut c = RangeCollector::new(&r, 100);
+        let big = |seq: &str| StreamRecord {
+            data: vec![b'x'; MAX_RANGE_BYTES / 2 + 1],
+            ..record(seq)
+        };
+        assert!(matches!(
+            c.add(vec![big("1"), big("2")]),
+            Err(RangeError::TooLarge(m)) if m.contains("MiB")
+        ));
+        // GetRecords never asks past Kinesis' own maximum.
+        let r = range("1", Some("9"), None);
+        assert_eq!(RangeCollector::new(&r, 10_000).wanted(), MAX_GET_RECORDS);
+    }
+
+    #[test]
+    fn round_parts_stay_within_the_record_and_byte_bounds() {
+        let mut budget = RoundBudget::default();
+        assert!(
+            budget.fits(ROUND_RECORDS + 1),
+            "an empty part takes any message"
+        );
+        budget.add(100, 10);
+        assert!(budget.fits(ROUND_RECORDS - 100));
+        assert!(!budget.fits(ROUND_RECORDS - 99));
+        budget.add(0, ROUND_BYTES);
+        assert!(!budget.fits(1));
+        let mut letters = RoundBudget::default();
+        for _ in 0..1_000 {
+            assert!(letters.fits(1));
+            letters.add(1, 1_000);
+        }
+    }
+
+    #[test]
+    fn refused_and_oversized_messages_are_counted_by_reason() {
+        let mut summary = Summary::default();
+        summary.untouched(&Untouched::Refused(Refusal::StreamNotConfigured));
+        summary.untouched(&Untouched::Refused(Refusal::NotAStreamArn));
+        summary.untouched(&Untouched::Unreadable(RangeError::TooLarge("x".into())));
+        summary.untouched(&Untouched::Refused(Refusal::BatchTooLarge {
+            claimed: 2,
+            batch_size: 1,
+        }));
+        assert_eq!(summary.not_redriven["stream_not_configured"], 1);
+        assert_eq!(summary.not_redriven["other_stream"], 1);
+        assert_eq!(summary.not_redriven["range_too_large"], 2);
+        assert!(
+            Untouched::Unreadable(RangeError::TooLarge("x".into()))
+                .note()
+                .contains("--batch-size")
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn code(relative: &str) -> String {
     }
 }
 
-const PURE: [&str; 11] = [
+const PURE: [&str; 12] = [
     "ctr.rs",
     "event.rs",
     "classify.rs",
@@ -32,6 +32,7 @@ const PURE: [&str; 11] = [
     "metrics.rs",
     "retry.rs",
     "salesforce/wire.rs",
+    "stream_scope.rs",
 ];
 
 const IO_MODULES: [&str; 10] = [

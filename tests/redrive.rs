@@ -65,17 +65,43 @@ fn parked(n: u64) -> DeadLetter {
     letter(LetterKind::Parked, n, &base64_of(&dropped(n)))
 }
 
-/// Runs the CLI with a clean environment: AWS pointing at `moto` only, Salesforce at `fake`.
-async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
+/// The deployment's stream, as the stream function's environment names it (docs/deploy.md
+/// copies that environment for the CLI).
+const STREAM_ENV: [(&str, &str); 1] = [("KINESIS_STREAM_ARN", STREAM_ARN)];
+
+/// Runs the CLI with a clean environment: AWS pointing at `moto` only, Salesforce at `fake`,
+/// plus `env`; whatever its exit status.
+async fn cli_output(
+    args: &[&str],
+    env: &[(&str, &str)],
+    moto: &Moto,
+    fake: &FakeSalesforce,
+) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ctr-cases"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(moto.aws_env())
         .envs(fixtures::fake_env(fake))
+        .envs(env.iter().copied())
         .output()
         .await
-        .expect("the CLI runs");
+        .expect("the CLI runs")
+}
+
+/// Runs the CLI with a clean environment: AWS pointing at `moto` only, Salesforce at `fake`.
+async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
+    cli_env(args, &[], moto, fake).await
+}
+
+/// [`cli`] with `env` added; checks that it succeeded.
+async fn cli_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    moto: &Moto,
+    fake: &FakeSalesforce,
+) -> Output {
+    let output = cli_output(args, env, moto, fake).await;
     assert!(
         output.status.success(),
         "{args:?}: {}\n{}",
@@ -88,6 +114,16 @@ async fn cli(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Output {
 /// [`cli`]'s stdout lines, parsed.
 async fn cli_lines(args: &[&str], moto: &Moto, fake: &FakeSalesforce) -> Vec<Value> {
     json_lines(&cli(args, moto, fake).await)
+}
+
+/// [`cli_env`]'s stdout lines, parsed.
+async fn cli_env_lines(
+    args: &[&str],
+    env: &[(&str, &str)],
+    moto: &Moto,
+    fake: &FakeSalesforce,
+) -> Vec<Value> {
+    json_lines(&cli_env(args, env, moto, fake).await)
 }
 
 /// The per-message lines (not the summary).
@@ -413,7 +449,13 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
         moto.send_message(&queue, &body).await;
     }
 
-    let lines = cli_lines(&["redrive", "--shard-failures", &queue], &moto, &fake).await;
+    let lines = cli_env_lines(
+        &["redrive", "--shard-failures", &queue],
+        &STREAM_ENV,
+        &moto,
+        &fake,
+    )
+    .await;
     for n in 11..=13 {
         let line = line_for(&lines, n);
         assert_eq!(line["kind"], "shard_failure");
@@ -435,8 +477,9 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
     assert_eq!(fake.org.case_count(), 0);
     assert_eq!(moto.message_counts(&queue).await, (4, 0));
 
-    let lines = cli_lines(
+    let lines = cli_env_lines(
         &["redrive", "--shard-failures", &queue, "--send"],
+        &STREAM_ENV,
         &moto,
         &fake,
     )
@@ -460,7 +503,13 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
     let mut lost = parked(15).with_data(&"x".repeat(300_000));
     lost.event_source_arn = None;
     moto.send_message(&letters, &lost.body()).await;
-    let lines = cli_lines(&["redrive", "--queue", &letters, "--send"], &moto, &fake).await;
+    let lines = cli_env_lines(
+        &["redrive", "--queue", &letters, "--send"],
+        &STREAM_ENV,
+        &moto,
+        &fake,
+    )
+    .await;
     let reread = line_for(&lines, 10);
     assert_eq!(reread["action"], "upsert_case");
     assert_eq!(reread["message"], "deleted");
@@ -470,6 +519,236 @@ async fn shard_failure_ranges_and_truncated_letters_are_read_back_from_the_strea
     assert_eq!(left["error"], "data_truncated");
     assert_eq!(left["message"], "left");
     assert_eq!(moto.message_counts(&letters).await, (1, 0));
+}
+
+/// The line about the message `id`.
+fn line_of_message<'a>(lines: &'a [Value], id: &str) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| l["messageId"] == id)
+        .unwrap_or_else(|| panic!("no line for message {id} in {lines:#?}"))
+}
+
+/// Whoever can send to the ShardFailureQueue must not make the operator's credentials read
+/// another stream, or more than a batch of ours.
+// See: issue "A contact writes only its own Case", item 3.
+#[tokio::test]
+async fn crafted_shard_failure_messages_are_left_in_the_queue_with_the_reason() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let ours = moto.create_stream("ctr-stream", 1).await;
+    assert_eq!(ours, STREAM_ARN);
+    // Another stream the same credentials can read.
+    let theirs = moto.create_stream("someone-elses-stream", 1).await;
+    let mut at = Vec::new();
+    for n in 60..=64 {
+        at.push(
+            moto.put_record(&ours, dropped(n).as_bytes(), &contact_uuid(n))
+                .await,
+        );
+    }
+    let mut elsewhere = Vec::new();
+    for n in 70..=71 {
+        elsewhere.push(
+            moto.put_record(&theirs, dropped(n).as_bytes(), &contact_uuid(n))
+                .await,
+        );
+    }
+    let other_account = STREAM_ARN.replace("123456789012", "999999999999");
+    let other_region = STREAM_ARN.replace("us-east-1", "eu-west-1");
+    let queue = moto.create_queue("shard-failures").await;
+    let mut ids = Vec::new();
+    for body in [
+        // Genuine: 2 records of our stream.
+        shard_failure(&at[0].0, &ours, &at[0].1, &at[1].1, 2),
+        // Another stream, another account, another Region.
+        shard_failure(
+            &elsewhere[0].0,
+            &theirs,
+            &elsewhere[0].1,
+            &elsewhere[1].1,
+            2,
+        ),
+        shard_failure(&at[0].0, &other_account, &at[0].1, &at[1].1, 2),
+        shard_failure(&at[0].0, &other_region, &at[0].1, &at[1].1, 2),
+        // Our stream, but a batchSize over the deployment's (2).
+        shard_failure(&at[2].0, &ours, &at[2].1, &at[3].1, 3),
+        // Our stream and a batchSize that fits, but 3 records from start to end.
+        shard_failure(&at[2].0, &ours, &at[2].1, &at[4].1, 2),
+    ] {
+        ids.push(moto.send_message(&queue, &body).await);
+    }
+
+    // Without the deployment's stream nothing is read, and the error says what to set.
+    let output = cli_output(
+        &["redrive", "--shard-failures", &queue, "--send"],
+        &[],
+        &moto,
+        &fake,
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("set KINESIS_STREAM_ARN"), "{stderr}");
+    assert_eq!(moto.message_counts(&queue).await, (6, 0));
+    assert_eq!(fake.org.case_count(), 0);
+
+    let env = [
+        ("KINESIS_STREAM_ARN", STREAM_ARN),
+        ("KINESIS_BATCH_SIZE", "2"),
+    ];
+    let lines = cli_env_lines(
+        &["redrive", "--shard-failures", &queue, "--send"],
+        &env,
+        &moto,
+        &fake,
+    )
+    .await;
+    for n in [60, 61] {
+        let line = line_for(&lines, n);
+        assert_eq!(line["action"], "upsert_case");
+        assert_eq!(line["message"], "deleted");
+    }
+    for (i, what) in [
+        (1, "another stream"),
+        (2, "another account"),
+        (3, "another Region"),
+    ] {
+        let line = line_of_message(&lines, &ids[i]);
+        assert_eq!(line["error"], "other_stream", "{line}");
+        assert_eq!(line["message"], "left");
+        let note = line["note"].as_str().unwrap();
+        assert!(
+            note.contains(what) && note.contains(STREAM_ARN) && note.contains("left in the queue"),
+            "{note}"
+        );
+    }
+    for i in [4, 5] {
+        let line = line_of_message(&lines, &ids[i]);
+        assert_eq!(line["error"], "range_too_large", "{line}");
+        assert_eq!(line["message"], "left");
+        assert!(line["note"].as_str().unwrap().contains("--batch-size"));
+    }
+    assert_eq!(fake.org.case_count(), 2, "only the genuine range's records");
+    for n in [62, 63, 64, 70, 71] {
+        assert!(fake.org.case(&contact_uuid(n)).is_none(), "contact {n}");
+    }
+    let s = summary(&lines);
+    assert_eq!(s["notRedriven"]["other_stream"], 3);
+    assert_eq!(s["notRedriven"]["range_too_large"], 2);
+    assert_eq!(s["deleted"], 1);
+    assert_eq!(moto.message_counts(&queue).await, (5, 0));
+
+    // With the batch size the stack had when those batches failed (say 10,000), the two ranges
+    // of our stream are read; each takes a part of the round of its own. The others stay left.
+    let lines = cli_env_lines(
+        &["redrive", "--shard-failures", &queue],
+        &[
+            ("KINESIS_STREAM_ARN", STREAM_ARN),
+            ("KINESIS_BATCH_SIZE", "10000"),
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    let mut redriven: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "would_delete")
+        .filter_map(|l| l["contactId"].as_str())
+        .collect();
+    redriven.sort_unstable();
+    let (c62, c63, c64) = (contact_uuid(62), contact_uuid(63), contact_uuid(64));
+    assert_eq!(redriven, [&c62, &c62, &c63, &c63, &c64], "{lines:#?}");
+    let s = summary(&lines);
+    assert_eq!(s["read"], 5);
+    assert_eq!(s["notRedriven"]["other_stream"], 3);
+    assert_eq!(fake.org.case_count(), 2, "a dry run writes nothing");
+}
+
+/// A dead letter whose data was cut is re-read only from the deployment's stream; a letter
+/// naming another stream is left, and without a configured stream a cut letter is left too.
+// See: issue "A contact writes only its own Case", item 3.
+#[tokio::test]
+async fn crafted_dead_letters_naming_another_stream_are_left_in_the_queue_with_the_reason() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let ours = moto.create_stream("ctr-stream", 1).await;
+    let theirs = moto.create_stream("someone-elses-stream", 1).await;
+    let (our_shard, our_seq) = moto
+        .put_record(&ours, dropped(80).as_bytes(), &contact_uuid(80))
+        .await;
+    let (their_shard, their_seq) = moto
+        .put_record(&theirs, dropped(81).as_bytes(), &contact_uuid(81))
+        .await;
+    let cut = |n: u64, shard: &str, sequence: &str, stream: &str| {
+        let mut l = parked(n).with_data(&"x".repeat(300_000));
+        assert!(l.data_truncated);
+        l.shard_id = Some(shard.to_owned());
+        l.sequence_number = sequence.to_owned();
+        l.event_source_arn = Some(stream.to_owned());
+        l
+    };
+    let queue = moto.create_queue("letters").await;
+    moto.send_message(&queue, &cut(80, &our_shard, &our_seq, &ours).body())
+        .await;
+    let crafted = moto
+        .send_message(&queue, &cut(81, &their_shard, &their_seq, &theirs).body())
+        .await;
+    let mut foreign = parked(82);
+    foreign.event_source_arn = Some(STREAM_ARN.replace("123456789012", "999999999999"));
+    let foreign = moto.send_message(&queue, &foreign.body()).await;
+    moto.send_message(&queue, &parked(83).body()).await;
+
+    // No stream configured: letters whose data was cut are left, saying what to set; a letter
+    // carrying its full data is still redriven.
+    let lines = cli_lines(&["redrive", "--queue", &queue], &moto, &fake).await;
+    for n in [80, 81] {
+        let line = line_for(&lines, n);
+        assert_eq!(line["error"], "stream_not_configured", "{line}");
+        assert_eq!(line["message"], "left");
+        assert!(
+            line["note"]
+                .as_str()
+                .unwrap()
+                .contains("set KINESIS_STREAM_ARN")
+        );
+    }
+    assert_eq!(line_for(&lines, 83)["message"], "would_delete");
+    assert_eq!(moto.message_counts(&queue).await, (4, 0));
+
+    let lines = cli_env_lines(
+        &["redrive", "--queue", &queue, "--send"],
+        &STREAM_ENV,
+        &moto,
+        &fake,
+    )
+    .await;
+    let reread = line_for(&lines, 80);
+    assert_eq!(reread["message"], "deleted");
+    assert!(reread["note"].as_str().unwrap().contains("re-read"));
+    assert_eq!(line_for(&lines, 83)["message"], "deleted");
+    for (id, what) in [(&crafted, "another stream"), (&foreign, "another account")] {
+        let line = line_of_message(&lines, id);
+        assert_eq!(line["error"], "other_stream", "{line}");
+        assert_eq!(line["message"], "left");
+        let note = line["note"].as_str().unwrap();
+        assert!(note.contains(what) && note.contains(STREAM_ARN), "{note}");
+    }
+    assert!(fake.org.case(&contact_uuid(80)).is_some());
+    assert!(fake.org.case(&contact_uuid(83)).is_some());
+    assert!(
+        fake.org.case(&contact_uuid(81)).is_none(),
+        "their record was not read"
+    );
+    assert!(fake.org.case(&contact_uuid(82)).is_none());
+    assert_eq!(fake.org.case_count(), 2);
+    let left: Vec<String> = bodies(&moto, &queue)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.contains(&crafted) && left.contains(&foreign));
 }
 
 /// On a FIFO queue SQS hands out no more of a message group while some of it is in flight: the
@@ -527,6 +806,8 @@ async fn help_explains_each_flag_with_an_example() {
             "--limit",
             "--json",
             "--visibility-timeout",
+            "--stream-arn",
+            "--batch-size",
         ],
         4,
     );

@@ -30,6 +30,7 @@ use ctr_cases::redrive::{
 use ctr_cases::report::{BatchReport, BatchSummary, RecordReport};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
+use ctr_cases::stream_scope::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, StreamArn, StreamScope};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -97,14 +98,23 @@ enum Command {
             (not a letter, a kind not asked for, a range that cannot be read) are left in place \
             and made visible again when the run ends; on a FIFO queue, --send moves them to the \
             back of their message group so they do not block the messages behind them.\n\n\
+            What a message says is not trusted. Records are read only from the deployment's \
+            stream (--stream-arn, or KINESIS_STREAM_ARN as the stream function has it), in its \
+            Region: a message naming another stream, account or Region is left in the queue \
+            with the reason. A range is read up to the deployment's batch size (--batch-size, or \
+            KINESIS_BATCH_SIZE) of records, whatever the message's batchSize says; a range \
+            holding more is left in the queue. Without a stream, --shard-failures refuses to run \
+            and letters whose data was cut are left; letters carrying their full data are \
+            redriven.\n\n\
             Configuration comes from the same environment variables as the Lambda (SALESFORCE_*, \
-            CASE_*, CTR_CHANNELS, DEAD_LETTER_QUEUE_URL, …); AWS access from the usual AWS_* \
+            CASE_*, CTR_CHANNELS, DEAD_LETTER_QUEUE_URL, KINESIS_STREAM_ARN, KINESIS_BATCH_SIZE, \
+            …); AWS access from the usual AWS_* \
             variables and profiles.",
         after_help = "Examples:\n  \
         ctr-cases redrive --queue \"$DLQ\"                          # dry run: one row per letter\n  \
         ctr-cases redrive --queue \"$DLQ\" --send --limit 500\n  \
         ctr-cases redrive --queue \"$DLQ\" --kinds poison_record --json | jq .error\n  \
-        ctr-cases redrive --shard-failures \"$SFQ\" --send"
+        ctr-cases redrive --shard-failures \"$SFQ\" --send   # needs KINESIS_STREAM_ARN (or --stream-arn)"
     )]
     Redrive {
         /// The dead-letter queue to redrive (the stream function's DEAD_LETTER_QUEUE_URL). Each
@@ -150,6 +160,26 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..=43_200)
         )]
         visibility_timeout: u32,
+        /// The deployment's stream (the stack's KinesisStreamArn), the only stream read: for
+        /// --shard-failures and for letters whose data was cut. Example:
+        /// `--stream-arn arn:aws:kinesis:eu-west-1:123456789012:stream/connect-ctr`.
+        #[arg(
+            long,
+            value_name = "ARN",
+            env = "KINESIS_STREAM_ARN",
+            value_parser = StreamArn::parse
+        )]
+        stream_arn: Option<StreamArn>,
+        /// The deployment's batch size (the stack's BatchSize, 1–10000): the most records a
+        /// range may hold; a range holding more is left in the queue. Example: `--batch-size 100`.
+        #[arg(
+            long,
+            value_name = "N",
+            env = "KINESIS_BATCH_SIZE",
+            default_value_t = DEFAULT_BATCH_SIZE,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE))
+        )]
+        batch_size: u32,
     },
 }
 
@@ -181,6 +211,8 @@ async fn main() -> anyhow::Result<()> {
             limit,
             json,
             visibility_timeout,
+            stream_arn,
+            batch_size,
         } => {
             let source = match (queue, shard_failures) {
                 (Some(url), _) => Source::Letters(url, kinds.unwrap_or_default()),
@@ -192,6 +224,9 @@ async fn main() -> anyhow::Result<()> {
                 limit: limit.map(|n| n as usize),
                 json,
                 visibility_timeout: Duration::from_secs(visibility_timeout.into()),
+                stream: stream_arn
+                    .map(|arn| StreamScope::new(arn, batch_size))
+                    .transpose()?,
             };
             redrive(source, options).await
         }
@@ -312,6 +347,8 @@ struct RedriveOptions {
     limit: Option<usize>,
     json: bool,
     visibility_timeout: Duration,
+    /// The deployment's stream and batch size (`--stream-arn`, `--batch-size`).
+    stream: Option<StreamScope>,
 }
 
 async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> {
@@ -366,6 +403,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             send: true,
             sqs: &sqs,
             kinesis: &kinesis,
+            stream: options.stream.as_ref(),
             visibility_timeout: options.visibility_timeout,
             limit: options.limit,
             progress: &progress,
@@ -392,6 +430,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             send: false,
             sqs: &sqs,
             kinesis: &kinesis,
+            stream: options.stream.as_ref(),
             visibility_timeout: options.visibility_timeout,
             limit: options.limit,
             progress: &progress,

@@ -84,8 +84,21 @@ struct ApiErrorItem {
     message: String,
     #[serde(default)]
     error_code: String,
+    /// Absent, empty or `null` in real answers.
     #[serde(default)]
-    fields: Vec<String>,
+    fields: Option<Vec<String>>,
+}
+
+/// The field an `INVALID_FIELD` message names ("No such column 'F' on sobject of type Case"):
+/// a request-level answer carries no `fields`, and the name is what an admin must fix. A field
+/// name, never a record value.
+fn column_named_in(message: &str) -> Option<String> {
+    let rest = message.split_once("No such column '")?.1;
+    let name = rest.split_once('\'')?.0;
+    let valid = !name.is_empty()
+        && name.len() <= 80
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    valid.then(|| name.to_owned())
 }
 
 /// Turns a non-2xx data API answer (`[{"message","errorCode","fields"}]`) into an [`Error`].
@@ -96,12 +109,18 @@ pub fn parse_api_error(status: u16, body: &[u8]) -> Error {
             .map(|i| vec![i])
     });
     match items.and_then(|v| v.into_iter().next()) {
-        Some(item) if !item.error_code.is_empty() => Error::Api {
-            status,
-            error_code: item.error_code,
-            message: item.message,
-            fields: item.fields,
-        },
+        Some(item) if !item.error_code.is_empty() => {
+            let mut fields = item.fields.unwrap_or_default();
+            if fields.is_empty() {
+                fields.extend(column_named_in(&item.message));
+            }
+            Error::Api {
+                status,
+                error_code: item.error_code,
+                message: item.message,
+                fields,
+            }
+        }
         // Not Salesforce's error format: an HTML page from a proxy or gateway, a redirect to a
         // login page. Salesforce cannot be reached as such: an outage, not a record problem.
         _ => Error::NotSalesforce {
@@ -577,6 +596,19 @@ pub fn parse_limit_info(header: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_errors_with_null_fields_name_the_unknown_column() {
+        let body = br#"[{"message":"No such column 'Connect_Contact__c' on sobject of type Case","errorCode":"INVALID_FIELD","fields":null}]"#;
+        let e = parse_api_error(400, body);
+        assert_eq!(e.code(), "INVALID_FIELD");
+        assert!(e.to_string().contains("Connect_Contact__c"), "{e}");
+        let odd = br#"[{"message":"No such column 'a b' here","errorCode":"INVALID_FIELD"}]"#;
+        assert_eq!(
+            parse_api_error(400, odd).to_failure().fields,
+            Vec::<String>::new()
+        );
+    }
     use crate::ctr::ContactId;
     use crate::salesforce::ErrorClass;
 
