@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use lambda_runtime::Diagnostic;
 
+use crate::callback_function::CallbackState;
+use crate::callback_queue::{CallbackQueue, CallbackTarget};
 use crate::config::{Config, ConfigError, CredentialsConfig};
+use crate::connect::TaskStarter;
 use crate::pipeline;
 use crate::plan::{InputRecord, Settings};
 use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
@@ -36,6 +39,8 @@ pub struct AppState {
     pub salesforce: SalesforceClient,
     /// Where dead letters go.
     pub dead_letters: DeadLetterSink,
+    /// Where callback requests go (`CALLBACK_TASKS`, `CALLBACK_QUEUE_URL`).
+    pub callbacks: CallbackTarget,
     /// Records this container already dead-lettered (so a redelivery is not sent twice).
     pub recent_dead_letters: RecentDeadLetters,
     /// EMF output.
@@ -63,6 +68,12 @@ pub enum StartError {
     /// The Salesforce client could not be built.
     #[error("could not set up the Salesforce client: {0}")]
     Salesforce(#[from] salesforce::Error),
+    /// The callback function started without callbacks configured.
+    #[error(
+        "the callback function needs CALLBACK_TASKS=true with CALLBACK_QUEUE_URL, \
+         CONNECT_INSTANCE_ID and CALLBACK_TASK_CONTACT_FLOW_ID or CALLBACK_TASK_TEMPLATE_ID"
+    )]
+    CallbacksOff,
 }
 
 impl From<StartError> for Diagnostic {
@@ -70,12 +81,61 @@ impl From<StartError> for Diagnostic {
         let error_type = match err {
             StartError::Config(_) => "ConfigError",
             StartError::Salesforce(_) => "SalesforceSetupError",
+            StartError::CallbacksOff => "ConfigError",
         };
         Diagnostic {
             error_type: error_type.into(),
             error_message: err.to_string(),
         }
     }
+}
+
+/// Builds the callback function's state: the Salesforce client, the Connect client (SDK
+/// retries off: a throttled request returns through the queue) and the callback dead-letter
+/// queue.
+///
+/// # Errors
+/// [`StartError::CallbacksOff`] without `CALLBACK_TASKS`; [`StartError::Salesforce`] when the
+/// HTTP client cannot be built.
+pub async fn callback_state(config: Config) -> Result<CallbackState, StartError> {
+    let Some(callbacks) = config.callbacks.clone() else {
+        return Err(StartError::CallbacksOff);
+    };
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(12))
+        .build();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let connect_config = aws_sdk_connect::config::Builder::from(&aws)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let credentials = match config.credentials {
+        CredentialsConfig::Inline(c) => CredentialSource::Static(c),
+        CredentialsConfig::SecretArn(arn) => {
+            CredentialSource::secrets_manager(aws_sdk_secretsmanager::Client::new(&aws), arn)
+        }
+    };
+    let dead_letters = callbacks
+        .dead_letter_queue_url
+        .map(|queue_url| CallbackQueue {
+            client: aws_sdk_sqs::Client::new(&aws),
+            queue_url,
+        });
+    Ok(CallbackState {
+        salesforce: SalesforceClient::new(config.salesforce, credentials)?,
+        tasks: TaskStarter::new(
+            aws_sdk_connect::Client::from_conf(connect_config),
+            callbacks.tasks,
+            callbacks.tasks_per_second,
+        ),
+        dead_letters,
+        task_id_field: callbacks.task_id_field,
+        deadline_margin: config.deadline_margin,
+    })
 }
 
 impl AppState {
@@ -85,7 +145,8 @@ impl AppState {
     /// [`StartError::Salesforce`] when the HTTP client cannot be built.
     pub async fn from_config(config: Config) -> Result<Self, StartError> {
         let needs_aws = matches!(config.credentials, CredentialsConfig::SecretArn(_))
-            || config.dead_letter_queue_url.is_some();
+            || config.dead_letter_queue_url.is_some()
+            || config.callbacks.is_some();
         let aws = if needs_aws {
             // Bounded SDK calls: a hung Secrets Manager or SQS call must not eat the invocation.
             let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -123,8 +184,16 @@ impl AppState {
             },
             None => DeadLetterSink::Disabled,
         };
+        let callbacks = match &config.callbacks {
+            Some(callbacks) => CallbackTarget::Queue(CallbackQueue {
+                client: aws_sdk_sqs::Client::new(aws.as_ref().expect("loaded above")),
+                queue_url: callbacks.queue_url.clone(),
+            }),
+            None => CallbackTarget::Off,
+        };
         Ok(AppState {
             settings: config.pipeline,
+            callbacks,
             salesforce: SalesforceClient::new(config.salesforce, credentials)?,
             dead_letters,
             recent_dead_letters: RecentDeadLetters::default(),
@@ -175,18 +244,19 @@ impl AppState {
         }
     }
 
-    /// Runs records through the pipeline with this container's settings, Salesforce client and
-    /// dead-letter sink, within `deadline`.
+    /// Runs records through the pipeline with this container's settings, Salesforce client,
+    /// dead-letter sink and callback queue, within `deadline`.
     pub async fn run_pipeline(
         &self,
         inputs: &[InputRecord<'_>],
         deadline: Deadline,
     ) -> BatchReport {
-        pipeline::run(
+        pipeline::run_with_callbacks(
             inputs,
             &self.settings,
             &self.salesforce,
             &self.letters(),
+            &self.callbacks,
             deadline,
         )
         .await

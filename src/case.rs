@@ -982,7 +982,9 @@ impl std::fmt::Display for Title<'_> {
             }
             Outcome::Handoff => write!(f, "Virtual agent hand-off ({noun})"),
             Outcome::TransferredOut => write!(f, "Transferred {noun}"),
-            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => f.write_str("Contact"),
+            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) | Outcome::CallbackTask => {
+                f.write_str("Contact")
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! | # | condition | outcome |
 //! |---|-----------|---------|
 //! | 1 | record cannot be decoded / no valid ContactId | poison (handled by the caller) |
+//! | 1a | the contact is one of our callback tasks (its marker attribute) | [`Outcome::CallbackTask`] |
 //! | 2 | Channel not in the configured channels (default VOICE; absent = VOICE) | [`Outcome::SkippedChannel`] |
 //! | 3 | InitiationMethod is not inbound-like (OUTBOUND, MONITOR, …) | [`Outcome::SkippedInitiation`] |
 //! | 4 | Agent present | [`Outcome::HappyPath`] ([`HappyPath::LiveAgent`]) |
@@ -19,6 +20,10 @@
 use serde::Serialize;
 
 use crate::ctr::Ctr;
+
+/// The contact attribute that marks a task as ctr-cases' callback (its value is the dropped
+/// ContactId; [`crate::callback`] sets it): such a contact is [`Outcome::CallbackTask`].
+pub const CALLBACK_FOR_ATTRIBUTE: &str = "ctrCasesCallbackFor";
 
 /// Which kind of happy path a contact took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +59,9 @@ pub enum Outcome {
     /// The virtual agent is handing the caller to a live agent right now (the contact-flow
     /// function's hand-off Case, filed during the call).
     Handoff,
+    /// One of our callback tasks ([`CALLBACK_FOR_ATTRIBUTE`]): never a Case,
+    /// never another task, never an update of the dropped call's Case.
+    CallbackTask,
 }
 
 impl Outcome {
@@ -73,6 +81,7 @@ impl Outcome {
             Outcome::QueuedAbandoned => "queued_abandoned",
             Outcome::Dropped { .. } => "dropped",
             Outcome::Handoff => "handoff",
+            Outcome::CallbackTask => "callback_task",
         }
     }
 
@@ -86,7 +95,9 @@ impl Outcome {
             Outcome::HappyPath(HappyPath::VirtualAgentHandoff) => Some("virtual_agent_handoff"),
             Outcome::Handoff => Some("handoff"),
             Outcome::TransferredOut => Some("transferred_out"),
-            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) => None,
+            Outcome::SkippedChannel(_) | Outcome::SkippedInitiation(_) | Outcome::CallbackTask => {
+                None
+            }
         }
     }
 }
@@ -159,12 +170,13 @@ impl CasePolicy {
             Outcome::Handoff => true,
             Outcome::SkippedChannel(_)
             | Outcome::SkippedInitiation(_)
-            | Outcome::TransferredOut => false,
+            | Outcome::TransferredOut
+            | Outcome::CallbackTask => false,
         }
     }
 }
 
-/// Classifies a decoded CTR (rows 2–8 of the table; row 1 is a decode failure).
+/// Classifies a decoded CTR (rows 1a–8 of the table; row 1 is a decode failure).
 ///
 /// ```
 /// use ctr_cases::classify::{classify, ClassifyConfig, Outcome};
@@ -178,6 +190,9 @@ impl CasePolicy {
 /// );
 /// ```
 pub fn classify(ctr: &Ctr, config: &ClassifyConfig) -> Outcome {
+    if ctr.attributes.contains_key(CALLBACK_FOR_ATTRIBUTE) {
+        return Outcome::CallbackTask;
+    }
     let channel = ctr.channel.as_deref().unwrap_or("VOICE");
     if !config
         .channels
@@ -340,6 +355,27 @@ mod tests {
                 r#""NextContactId":"0eeeb618-d2a9-46ce-9ad9-0c76a60cff8e","Queue":{"Name":"q"}"#
             ),
             Outcome::TransferredOut
+        );
+    }
+
+    #[test]
+    fn callback_task_is_never_a_dropped_call_even_on_a_handled_channel() {
+        let config = ClassifyConfig {
+            channels: vec!["VOICE".into(), "TASK".into()],
+            skipped_initiation_methods: Vec::new(),
+            ..ClassifyConfig::default()
+        };
+        let c = ctr(
+            r#""Channel":"TASK","InitiationMethod":"API","Attributes":{"ctrCasesCallbackFor":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe"}"#,
+        );
+        assert_eq!(classify(&c, &config), Outcome::CallbackTask);
+        assert_eq!(Outcome::CallbackTask.template_key(), None);
+        assert!(
+            !CasePolicy {
+                happy_path: true,
+                queued_abandoned: true
+            }
+            .wants_case(&Outcome::CallbackTask)
         );
     }
 

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::callback::{MAX_DELAY, TaskSettings, TaskTarget};
 use crate::case::{
     CaseMapping, CustomerLinking, DEFAULT_CASE_ID_ATTRIBUTE, DEFAULT_EXTERNAL_ID_FIELD,
-    DEFAULT_VERSION_FIELD,
+    DEFAULT_VERSION_FIELD, FieldUse, WriteMode,
 };
 use crate::classify::{CasePolicy, ClassifyConfig};
 use crate::plan::Settings;
@@ -90,6 +91,109 @@ pub struct Config {
     /// Runtime API gives no plausible deadline (a local emulator). `None`: each function's own
     /// default applies.
     pub function_timeout: Option<Duration>,
+    /// Callback tasks for dropped callers (`CALLBACK_TASKS=true`); `None`: off.
+    pub callbacks: Option<CallbackConfig>,
+}
+
+/// The default Case field holding the callback task's ContactId (`CALLBACK_TASK_ID_FIELD`).
+pub const DEFAULT_CALLBACK_TASK_ID_FIELD: &str = "Amazon_Connect_Callback_Task_Id__c";
+
+/// Callback tasks: where the stream function queues requests and how the callback function
+/// starts them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackConfig {
+    /// `CALLBACK_QUEUE_URL`: the SQS FIFO queue of callback requests.
+    pub queue_url: String,
+    /// `CALLBACK_DEAD_LETTER_QUEUE_URL`: where permanently rejected requests go (the callback
+    /// queue's own dead-letter queue, FIFO); without it they return until SQS moves them.
+    pub dead_letter_queue_url: Option<String>,
+    /// `CONNECT_INSTANCE_ID`, `CALLBACK_TASK_CONTACT_FLOW_ID` or `CALLBACK_TASK_TEMPLATE_ID`,
+    /// `CALLBACK_TASK_DELAY_SECONDS`.
+    pub tasks: TaskSettings,
+    /// `CALLBACK_TASKS_PER_SECOND`: StartTaskContact calls per second, per function instance
+    /// (default 2, Connect's default account quota; concurrent instances multiply it).
+    pub tasks_per_second: u32,
+    /// `CALLBACK_TASK_ID_FIELD`: the Case field holding the task's ContactId (written once).
+    pub task_id_field: String,
+}
+
+fn read_callbacks(r: &mut Reader) -> Option<CallbackConfig> {
+    if !r.flag("CALLBACK_TASKS", false) {
+        return None;
+    }
+    let queue_url = r.get("CALLBACK_QUEUE_URL").unwrap_or_default();
+    if !queue_url.starts_with("https://") && !queue_url.starts_with("http://") {
+        r.problem(
+            "CALLBACK_QUEUE_URL",
+            "must be the callback queue's SQS URL (a FIFO queue, ending in .fifo) when \
+             CALLBACK_TASKS is true",
+        );
+    } else if !queue_url.ends_with(".fifo") {
+        r.problem(
+            "CALLBACK_QUEUE_URL",
+            "must be a FIFO queue (its URL ends in .fifo): requests are grouped and \
+             deduplicated by ContactId",
+        );
+    }
+    let dead_letter_queue_url = r.get("CALLBACK_DEAD_LETTER_QUEUE_URL");
+    if dead_letter_queue_url
+        .as_deref()
+        .is_some_and(|u| !u.ends_with(".fifo"))
+    {
+        r.problem(
+            "CALLBACK_DEAD_LETTER_QUEUE_URL",
+            "must be the callback queue's FIFO dead-letter queue (its URL ends in .fifo)",
+        );
+    }
+    let instance_id = r.get("CONNECT_INSTANCE_ID").unwrap_or_default();
+    if instance_id.is_empty() {
+        r.problem(
+            "CONNECT_INSTANCE_ID",
+            "set the Amazon Connect instance id (the last part of the instance ARN) when \
+             CALLBACK_TASKS is true",
+        );
+    }
+    let flow = r.get("CALLBACK_TASK_CONTACT_FLOW_ID");
+    let template = r.get("CALLBACK_TASK_TEMPLATE_ID");
+    let target = match (flow, template) {
+        (Some(flow), None) => TaskTarget::ContactFlow(flow),
+        (None, Some(template)) => TaskTarget::Template(template),
+        (flow, _) => {
+            r.problem(
+                "CALLBACK_TASK_CONTACT_FLOW_ID",
+                "set exactly one of CALLBACK_TASK_CONTACT_FLOW_ID or CALLBACK_TASK_TEMPLATE_ID \
+                 (a template needs a flow configured): Connect refuses a task naming both or \
+                 neither",
+            );
+            TaskTarget::ContactFlow(flow.unwrap_or_default())
+        }
+    };
+    let delay =
+        Duration::from_secs(r.number("CALLBACK_TASK_DELAY_SECONDS", 0, (0, MAX_DELAY.as_secs())));
+    let tasks_per_second = r.number("CALLBACK_TASKS_PER_SECOND", 2, (1, 100)) as u32;
+    let task_id_field = r.text("CALLBACK_TASK_ID_FIELD", DEFAULT_CALLBACK_TASK_ID_FIELD);
+    let api_name = task_id_field.starts_with(|c: char| c.is_ascii_alphabetic())
+        && task_id_field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !api_name {
+        r.problem(
+            "CALLBACK_TASK_ID_FIELD",
+            "must be a Case field API name (letters, digits, underscores; custom fields end \
+             in __c)",
+        );
+    }
+    Some(CallbackConfig {
+        queue_url,
+        dead_letter_queue_url,
+        tasks: TaskSettings {
+            instance_id,
+            target,
+            delay,
+        },
+        tasks_per_second,
+        task_id_field,
+    })
 }
 
 struct Reader<'a> {
@@ -509,8 +613,17 @@ impl Config {
             lookup: &lookup,
             problems: Vec::new(),
         };
-        let pipeline = read_pipeline(&mut r);
+        let callbacks = read_callbacks(&mut r);
+        let pipeline = read_pipeline(&mut r).with_callbacks(callbacks.is_some());
         let mut salesforce = read_salesforce(&mut r, &pipeline);
+        if let (Some(check), Some(callbacks)) = (salesforce.org_check.as_mut(), &callbacks) {
+            // Opt-in: the org needs the field only when callbacks are on.
+            check.fields.push(FieldUse {
+                name: callbacks.task_id_field.clone(),
+                mode: WriteMode::KeptCurrent,
+                fixed_values: None,
+            });
+        }
         let (credentials, flow) = read_credentials(&mut r, salesforce.auth_flow);
         salesforce.auth_flow = flow;
         let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
@@ -546,6 +659,7 @@ impl Config {
             outage_hold,
             flow_timeout,
             function_timeout,
+            callbacks,
         })
     }
 }

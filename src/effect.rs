@@ -7,6 +7,7 @@
 
 use std::future::Future;
 
+use crate::callback::CallbackRequest;
 use crate::case::CaseRecord;
 use crate::letter::DeadLetter;
 use crate::linking::Link;
@@ -195,4 +196,30 @@ pub trait LetterSink {
         letters: &[&DeadLetter],
         deadline: Deadline,
     ) -> impl Future<Output = Vec<SendOutcome>> + Send;
+}
+
+/// Where callback requests go: the callback queue (SQS FIFO), or nowhere.
+pub trait CallbackSink {
+    /// Queues `requests` before `deadline`. Never fails as a whole: every request gets an
+    /// outcome, in order; one that cannot be queued in time is [`SendOutcome::Failed`].
+    fn queue_callbacks(
+        &self,
+        requests: &[&CallbackRequest],
+        deadline: Deadline,
+    ) -> impl Future<Output = Vec<SendOutcome>> + Send;
+}
+
+/// The callback sink of the entry points that start no callbacks (the replay dry run, the
+/// contact-flow function): every request is only recorded ([`SendOutcome::Recorded`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallbacks;
+
+impl CallbackSink for NoCallbacks {
+    async fn queue_callbacks(
+        &self,
+        requests: &[&CallbackRequest],
+        _deadline: Deadline,
+    ) -> Vec<SendOutcome> {
+        vec![SendOutcome::Recorded; requests.len()]
+    }
 }

@@ -4,20 +4,23 @@
 //! Poison letters do not depend on Salesforce, so they go out while the Case writes run; the
 //! letters for Cases Salesforce rejected go out once those answers are in. Every send stops at
 //! the deadline (which already keeps the invocation's safety margin): a letter that cannot be
-//! sent in time leaves its record reported for retry.
+//! sent in time leaves its record reported for retry. Callback requests are queued last, for
+//! the Cases the writes say exist ([`report::callbacks_to_queue`]): one SQS call per 10, and
+//! never a call to Amazon Connect (the callback function starts the tasks at Connect's pace).
 
 use crate::case::CaseRecord;
-use crate::effect::{CaseSink, LetterSink, Lookups, WriteReport};
+use crate::effect::{CallbackSink, CaseSink, LetterSink, Lookups, WriteReport};
 use crate::plan::{InputRecord, Plan};
 use crate::report::{self, Executed};
 use crate::retry::Deadline;
 
-/// Performs `plan`'s effects through `cases` and `letters` before `deadline`.
-pub async fn execute<C: CaseSink, L: LetterSink>(
+/// Performs `plan`'s effects through `cases`, `letters` and `callbacks` before `deadline`.
+pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
     plan: &Plan,
     inputs: &[InputRecord<'_>],
     cases: &C,
     letters: &L,
+    callbacks: &B,
     deadline: Deadline,
 ) -> Executed {
     let poison: Vec<_> = plan.letters.iter().map(|k| &k.effect).collect();
@@ -56,11 +59,20 @@ pub async fn execute<C: CaseSink, L: LetterSink>(
         let refs: Vec<_> = rejection_letters.iter().map(|k| &k.effect).collect();
         letters.send_letters(&refs, deadline).await
     };
+    let queued = report::callbacks_to_queue(plan, &writes);
+    let callback_sends = if queued.is_empty() {
+        Vec::new()
+    } else {
+        let refs: Vec<_> = queued.iter().map(|k| &k.effect).collect();
+        callbacks.queue_callbacks(&refs, deadline).await
+    };
     Executed {
         writes,
         poison_sends,
         rejection_letters,
         rejection_sends,
+        callbacks: queued,
+        callback_sends,
     }
 }
 

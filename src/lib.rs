@@ -29,6 +29,8 @@
 //! - [`letter`]: the dead-letter message format.
 //! - [`privacy`]: which contact attributes may reach a Case; card-number masking.
 //! - [`linking`]: linking a Case to the caller's Contact (ids, phone search, the match rule).
+//! - [`callback`]: which dropped callers get a callback task; the queued request; the task.
+//! - [`callback_batch`]: the callback function's batch plan and report.
 //! - [`effect`]: the effects and their results; the sink traits.
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
@@ -42,6 +44,8 @@
 //!   request recorder for dry runs. Uses no `config`, `secrets` or `queue`.
 //! - [`secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
 //! - [`queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
+//! - [`callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter queue.
+//! - [`connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
 //!
 //! Wiring:
 //! - [`config`]: environment variables → the settings of each module above.
@@ -49,13 +53,21 @@
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
 //! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
+//! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
+//!   tasks, task ids on the Cases).
 //! - Binaries: `src/main.rs` (the stream Lambda), `src/bin/flow.rs` (the contact-flow
-//!   Lambda), `src/bin/cli.rs` (`ctr-cases replay` / `redrive`); each only bootstraps.
+//!   Lambda), `src/bin/callback.rs` (the callback Lambda), `src/bin/cli.rs` (`ctr-cases replay` /
+//!   `redrive`); each only bootstraps.
 
 pub mod app;
+pub mod callback;
+pub mod callback_batch;
+pub mod callback_function;
+pub mod callback_queue;
 pub mod case;
 pub mod classify;
 pub mod config;
+pub mod connect;
 pub mod ctr;
 pub mod effect;
 pub mod event;

@@ -1,7 +1,7 @@
 //! One batch through the pipeline: plan (pure) → execute (I/O, one deadline) → report (pure).
 //! Every entry point (the stream Lambda, the CLI) runs its records through [`run`].
 
-use crate::effect::{CaseSink, ErrorClass, LetterSink, WriteOutcome};
+use crate::effect::{CallbackSink, CaseSink, ErrorClass, LetterSink, NoCallbacks, WriteOutcome};
 use crate::execute;
 use crate::plan::{self, InputRecord, Plan, Settings};
 use crate::report::{self, Action, BatchReport, RecordReport};
@@ -20,7 +20,22 @@ pub async fn run<C: CaseSink, L: LetterSink>(
     run_plan(&plan, inputs, cases, letters, deadline).await
 }
 
+/// As [`run`], queueing a callback request through `callbacks` for each callable dropped
+/// caller whose Case exists after the writes (when [`Settings::callbacks`] is on).
+pub async fn run_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink>(
+    inputs: &[InputRecord<'_>],
+    settings: &Settings,
+    cases: &C,
+    letters: &L,
+    callbacks: &B,
+    deadline: Deadline,
+) -> BatchReport {
+    let plan = plan::plan(inputs, settings);
+    run_plan_with_callbacks(&plan, inputs, cases, letters, callbacks, deadline).await
+}
+
 /// As [`run`], for a plan already made (e.g. one whose Cases a caller inspects first).
+/// Callback requests are only recorded ([`NoCallbacks`]).
 pub async fn run_plan<C: CaseSink, L: LetterSink>(
     plan: &Plan,
     inputs: &[InputRecord<'_>],
@@ -28,7 +43,19 @@ pub async fn run_plan<C: CaseSink, L: LetterSink>(
     letters: &L,
     deadline: Deadline,
 ) -> BatchReport {
-    let executed = execute::execute(plan, inputs, cases, letters, deadline).await;
+    run_plan_with_callbacks(plan, inputs, cases, letters, &NoCallbacks, deadline).await
+}
+
+/// As [`run_with_callbacks`], for a plan already made.
+pub async fn run_plan_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink>(
+    plan: &Plan,
+    inputs: &[InputRecord<'_>],
+    cases: &C,
+    letters: &L,
+    callbacks: &B,
+    deadline: Deadline,
+) -> BatchReport {
+    let executed = execute::execute(plan, inputs, cases, letters, callbacks, deadline).await;
     if let Some(failure) = executed
         .writes
         .systemic

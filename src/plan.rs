@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
+use crate::callback::{self, CallbackRequest};
 use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
@@ -30,6 +31,9 @@ pub struct Settings {
     /// A record held for a Salesforce outage is parked in the dead-letter queue once it is
     /// this old (by its Kinesis arrival time), before the stream's retention drops it.
     pub park_after: Duration,
+    /// Queue a callback request for each dropped (or queued-abandoned) caller's Case
+    /// (`CALLBACK_TASKS`); off by default.
+    pub callbacks: bool,
     capture: Capture,
     field_uses: Arc<[FieldUse]>,
 }
@@ -47,6 +51,7 @@ impl Settings {
             policy,
             mapping,
             park_after: DEFAULT_PARK_AFTER,
+            callbacks: false,
             capture,
             field_uses,
         }
@@ -55,6 +60,12 @@ impl Settings {
     /// What each mapped field writes on the configured channels ([`CaseMapping::field_uses`]).
     pub fn field_uses(&self) -> &[FieldUse] {
         &self.field_uses
+    }
+
+    /// Queues callback requests for new dropped-call Cases (see [`Settings::callbacks`]).
+    pub fn with_callbacks(mut self, on: bool) -> Self {
+        self.callbacks = on;
+        self
     }
 
     /// Parks held records older than `age` (see [`Settings::park_after`]).
@@ -190,6 +201,10 @@ pub struct Plan {
     pub cases: Vec<Keyed<CaseRecord>>,
     /// The dead letters to send (poison records), in input order.
     pub letters: Vec<Keyed<DeadLetter>>,
+    /// The callback requests to queue once their Case is written ([`Settings::callbacks`]),
+    /// in input order; each record here also has a Case in [`Plan::cases`]. Which are sent
+    /// depends on the write results ([`crate::report::callbacks_to_queue`]).
+    pub callbacks: Vec<Keyed<CallbackRequest>>,
     /// Records that would be reported for retry are parked once this old
     /// ([`Settings::park_after`]).
     pub park_after: Duration,
@@ -223,6 +238,7 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
     let mut cases: Vec<Keyed<CaseRecord>> = Vec::with_capacity(inputs.len());
     let mut superseded_cases: Vec<usize> = Vec::new();
     let mut letters = Vec::new();
+    let mut callbacks: Vec<Keyed<CallbackRequest>> = Vec::new();
     let mut newest: HashMap<ContactId, Newest> = HashMap::new();
     for (index, input) in inputs.iter().enumerate() {
         let sequence_number = input.sequence_number.to_owned();
@@ -272,6 +288,15 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                     });
                     cases.len() - 1
                 });
+                if wanted
+                    && settings.callbacks
+                    && let Some(request) = callback::request_for(&ctr, &outcome)
+                {
+                    callbacks.push(Keyed {
+                        record: index,
+                        effect: request,
+                    });
+                }
                 newest.insert(
                     ctr.contact_id.clone(),
                     Newest {
@@ -305,10 +330,13 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
             keep
         });
     }
+    // A superseded version's callback goes with it: the newest version decides.
+    callbacks.retain(|k| records[k.record].decision == Decision::WriteCase);
     Plan {
         records,
         cases,
         letters,
+        callbacks,
         park_after: settings.park_after,
         field_uses: settings.field_uses.clone(),
     }
@@ -438,6 +466,40 @@ mod tests {
         assert_eq!(case.external_id.as_str(), ID);
         assert_eq!(plan.letters.len(), 1);
         assert_eq!(plan.letters[0].record, 0);
+    }
+
+    #[test]
+    fn callbacks_are_planned_only_when_on_for_the_newest_callable_drop() {
+        let caller = r#","CustomerEndpoint":{"Address":"+15555550147","Type":"TELEPHONE_NUMBER"}"#;
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", caller),
+            ctr("2024-01-01T00:00:10Z", caller),
+        ]);
+        assert!(plan_of(&env).callbacks.is_empty());
+        let on = Settings::default().with_callbacks(true);
+        let plan = plan(&env.inputs(), &on);
+        assert_eq!(plan.callbacks.len(), 1);
+        assert_eq!(plan.callbacks[0].record, 1);
+        assert_eq!(plan.callbacks[0].effect.contact_id, ID);
+        let anonymous = envelope(&[ctr(
+            "2024-01-01T00:00:00Z",
+            r#","CustomerEndpoint":{"Address":"anonymous","Type":"TELEPHONE_NUMBER"}"#,
+        )]);
+        let plan = super::plan(&anonymous.inputs(), &on);
+        assert_eq!(plan.cases.len(), 1, "an anonymous caller still gets a Case");
+        assert!(plan.callbacks.is_empty());
+    }
+
+    #[test]
+    fn callback_task_ctr_plans_no_case_and_no_callback() {
+        let env = envelope(&[ctr(
+            "2024-01-01T00:00:00Z",
+            r#","CustomerEndpoint":{"Address":"+15555550147"},"Attributes":{"ctrCasesCallbackFor":"x","ctrCasesCaseId":"500000000000001AAA"}"#,
+        )]);
+        let plan = plan(&env.inputs(), &Settings::default().with_callbacks(true));
+        assert_eq!(plan.records[0].outcome, "callback_task");
+        assert!(plan.cases.is_empty());
+        assert!(plan.callbacks.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::callback::CallbackRequest;
 use crate::case::FieldUse;
 use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
 use crate::letter::{DeadLetter, LetterKind};
@@ -128,6 +129,9 @@ pub struct RecordReport {
     /// Error code, for dead letters and retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether a callback request was queued for it (absent: none was due).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<bool>,
 }
 
 /// Counts for one batch: the summary log line and the metrics.
@@ -142,6 +146,8 @@ pub struct BatchSummary {
     pub actions: BTreeMap<&'static str, u32>,
     /// Cases created (not updated).
     pub cases_created: u32,
+    /// Callback requests queued for the callback function.
+    pub callbacks_queued: u32,
     /// Salesforce data API calls.
     pub salesforce_api_calls: u32,
     /// Salesforce token requests.
@@ -182,6 +188,9 @@ impl BatchSummary {
             if r.created == Some(true) {
                 summary.cases_created += 1;
             }
+            if r.callback == Some(true) {
+                summary.callbacks_queued += 1;
+            }
         }
         summary
     }
@@ -212,6 +221,43 @@ pub struct Executed {
     pub rejection_letters: Vec<Keyed<DeadLetter>>,
     /// One outcome per follow-up letter.
     pub rejection_sends: Vec<SendOutcome>,
+    /// The callback requests the write results call for ([`callbacks_to_queue`]).
+    pub callbacks: Vec<Keyed<CallbackRequest>>,
+    /// One outcome per queued callback request.
+    pub callback_sends: Vec<SendOutcome>,
+}
+
+/// The callback requests to queue: one per planned request whose Case the writes say exists
+/// (created, updated, or already up to date), with the Case id filled in.
+///
+/// Not only the Cases this write created: when a queue send fails after the Case was created,
+/// the record is reported for retry, and the retry finds the Case already written; queueing
+/// again then is what keeps the callback. A request queued twice starts one task: the queue
+/// drops a duplicate ContactId within 5 minutes, the callback function skips a Case that
+/// already names its task, and Connect answers the same `ClientToken` with the same task.
+pub fn callbacks_to_queue(plan: &Plan, writes: &WriteReport) -> Vec<Keyed<CallbackRequest>> {
+    if plan.callbacks.is_empty() {
+        return Vec::new();
+    }
+    let mut case_ids: Vec<Option<&str>> = vec![None; plan.records.len()];
+    for (case, outcome) in plan.cases.iter().zip(&writes.outcomes) {
+        case_ids[case.record] = match outcome {
+            WriteOutcome::Written { id, .. } | WriteOutcome::Unchanged { id } => Some(id),
+            WriteOutcome::Recorded | WriteOutcome::Failed(_) => None,
+        };
+    }
+    plan.callbacks
+        .iter()
+        .filter_map(|k| {
+            let id = case_ids[k.record]?;
+            let mut request = k.effect.clone();
+            request.case_id = Some(id.to_owned());
+            Some(Keyed {
+                record: k.record,
+                effect: request,
+            })
+        })
+        .collect()
 }
 
 /// The dead letters that the write results call for, each carrying the record's original
@@ -290,6 +336,10 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     for (letter, outcome) in sent {
         letters[letter.record] = Some(outcome);
     }
+    let mut callbacks: Vec<Option<&SendOutcome>> = vec![None; plan.records.len()];
+    for (request, outcome) in executed.callbacks.iter().zip(&executed.callback_sends) {
+        callbacks[request.record] = Some(outcome);
+    }
 
     // The first rejection caused by the configuration, when the org refused what it writes.
     let mut configuration: Option<&Failure> = None;
@@ -306,6 +356,7 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                 case_id: None,
                 created: None,
                 error: None,
+                callback: None,
             };
             let (action, error) = match p.decision {
                 Decision::Skip => (Action::Skipped, None),
@@ -337,6 +388,17 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
             };
             report.action = action;
             report.error = error;
+            if let Some(sent) = callbacks[index] {
+                report.callback = Some(matches!(sent, SendOutcome::Sent));
+                // The Case is written but its callback is not queued: retry the record (the
+                // retry finds the Case written and queues the request again).
+                if let SendOutcome::Failed(_) = sent
+                    && matches!(report.action, Action::UpsertCase | Action::Unchanged)
+                {
+                    report.action = Action::Retry;
+                    report.error = Some("callback_not_queued".to_owned());
+                }
+            }
             report
         })
         .collect();
@@ -476,6 +538,55 @@ mod tests {
                 report.records[0].error.as_deref(),
                 Some("REQUIRED_FIELD_MISSING")
             );
+        }
+    }
+
+    #[test]
+    fn callbacks_follow_the_written_cases_and_an_unqueued_one_is_retried() {
+        let other = "0e5a3c2b-1111-4222-8333-444455556666";
+        let caller = |id: &str| {
+            format!(r#"{{"ContactId":"{id}","Channel":"VOICE","CustomerEndpoint":{{"Address":"+15555550147"}}}}"#)
+                .into_bytes()
+        };
+        let (a, b) = (caller(ID), caller(other));
+        let env = envelope(&[&a, &b]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default().with_callbacks(true));
+        assert_eq!(plan.callbacks.len(), 2);
+        let writes = WriteReport {
+            outcomes: vec![
+                WriteOutcome::Written {
+                    id: "500000000000001AAA".into(),
+                    created: true,
+                },
+                failure(ErrorClass::Transient, "timeout"),
+            ],
+            ..WriteReport::default()
+        };
+        let queued = callbacks_to_queue(&plan, &writes);
+        assert_eq!(
+            queued.len(),
+            1,
+            "no callback for a Case that was not written"
+        );
+        assert_eq!(queued[0].record, 0);
+        assert_eq!(
+            queued[0].effect.case_id.as_deref(),
+            Some("500000000000001AAA")
+        );
+        for (sent, action, queued_count) in [
+            (SendOutcome::Sent, Action::UpsertCase, 1),
+            (SendOutcome::Failed("timed out".into()), Action::Retry, 0),
+        ] {
+            let executed = Executed {
+                writes: writes.clone(),
+                callbacks: queued.clone(),
+                callback_sends: vec![sent],
+                ..Executed::default()
+            };
+            let report = finish(&plan, &executed);
+            assert_eq!(report.records[0].action, action);
+            assert_eq!(report.summary.callbacks_queued, queued_count);
         }
     }
 

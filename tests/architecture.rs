@@ -20,7 +20,7 @@ fn code(relative: &str) -> String {
     }
 }
 
-const PURE: [&str; 12] = [
+const PURE: [&str; 14] = [
     "ctr.rs",
     "event.rs",
     "classify.rs",
@@ -33,9 +33,11 @@ const PURE: [&str; 12] = [
     "retry.rs",
     "salesforce/wire.rs",
     "stream_scope.rs",
+    "callback.rs",
+    "callback_batch.rs",
 ];
 
-const IO_MODULES: [&str; 10] = [
+const IO_MODULES: [&str; 13] = [
     "crate::config",
     "crate::salesforce",
     "crate::secrets",
@@ -46,6 +48,9 @@ const IO_MODULES: [&str; 10] = [
     "crate::stream",
     "crate::logging",
     "crate::flow",
+    "crate::connect",
+    "crate::callback_queue",
+    "crate::callback_function",
 ];
 
 const IO_CRATES: [&str; 7] = [
@@ -84,6 +89,8 @@ fn salesforce_uses_neither_config_nor_aws_modules() {
             "crate::secrets",
             "crate::queue",
             "crate::app",
+            "crate::connect",
+            "crate::callback_queue",
             "aws_sdk",
         ] {
             assert!(!code.contains(module), "salesforce/{name} uses {module}");
@@ -135,6 +142,30 @@ fn only_config_and_logging_read_the_environment() {
         assert!(
             !code(&name).contains("std::env::var"),
             "{name} reads the environment"
+        );
+    }
+}
+
+/// The stream's path never waits for Connect's quota: only the callback function (and the
+/// wiring that builds it) uses the Connect module.
+#[test]
+fn only_the_callback_function_calls_amazon_connect() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".rs")
+            || ["callback_function.rs", "connect.rs", "app.rs", "lib.rs"].contains(&name.as_str())
+        {
+            continue;
+        }
+        let code = code(&name);
+        assert!(
+            !code.contains("crate::connect"),
+            "{name} uses crate::connect"
+        );
+        assert!(
+            !code.contains("aws_sdk_connect"),
+            "{name} uses aws_sdk_connect"
         );
     }
 }

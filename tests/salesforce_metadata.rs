@@ -103,3 +103,24 @@ fn the_permission_set_lets_the_integration_user_write_those_fields() {
             .any(|b| tag(b, "name") == Some("ApiEnabled") && tag(b, "enabled") == Some("true"))
     );
 }
+
+/// The opt-in callback task field (CALLBACK_TASKS): Text(36) like a ContactId, not unique, and
+/// the integration user may write it.
+#[test]
+fn the_callback_task_field_is_defined_and_writable() {
+    let field = ctr_cases::config::DEFAULT_CALLBACK_TASK_ID_FIELD;
+    let xml = metadata(&format!("objects/Case/fields/{field}.field-meta.xml"));
+    assert_eq!(tag(&xml, "fullName"), Some(field));
+    assert_eq!(tag(&xml, "type"), Some("Text"));
+    assert_eq!(tag(&xml, "length"), Some("36"));
+    assert_eq!(tag(&xml, "unique"), Some("false"));
+    assert_eq!(tag(&xml, "required"), Some("false"));
+    let permissions = metadata("permissionsets/Ctr_Cases_Integration.permissionset-meta.xml");
+    assert!(tags(&permissions, "fieldPermissions").iter().any(|b| {
+        tag(b, "field") == Some(&format!("Case.{field}"))
+            && tag(b, "editable") == Some("true")
+            && tag(b, "readable") == Some("true")
+    }));
+    // Opt-in: the default mapping never writes it.
+    assert!(!Settings::default().mapping.custom_fields().contains(&field));
+}

@@ -851,7 +851,11 @@ impl SalesforceClient {
 
     /// The cached token while the current credentials still name the client, user and login
     /// URL that obtained it; otherwise a new one (a rotated secret may point elsewhere).
-    async fn token(&self, deadline: Deadline, counts: &CallCounts) -> Result<Arc<Token>, Error> {
+    pub(super) async fn token(
+        &self,
+        deadline: Deadline,
+        counts: &CallCounts,
+    ) -> Result<Arc<Token>, Error> {
         let identity = Fingerprint::identity(
             &self
                 .credentials

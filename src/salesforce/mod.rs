@@ -13,6 +13,7 @@ pub mod endpoint;
 pub mod error;
 pub mod wire;
 
+pub mod callbacks;
 pub mod handoff;
 pub mod lookup;
 pub mod preflight;

@@ -243,6 +243,7 @@ pub fn app_state_from(
         salesforce: SalesforceClient::new(config.salesforce, credentials)
             .expect("the HTTP client builds"),
         dead_letters,
+        callbacks: Default::default(),
         recent_dead_letters: Default::default(),
         metrics: MetricsTarget {
             namespace: "CtrCasesTest".into(),

@@ -1,5 +1,6 @@
 //! Test support: fake Salesforce org, fake Lambda Runtime API, moto_server, fixtures.
 
+pub mod fake_connect;
 pub mod fake_salesforce;
 pub mod fixtures;
 pub mod foreign;

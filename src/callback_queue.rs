@@ -1,0 +1,151 @@
+//! The callback queue (SQS FIFO, `CALLBACK_QUEUE_URL`): the stream function queues one
+//! callback request per dropped-call Case here and never waits for Amazon Connect; the
+//! callback function reads it. Also the callback dead-letter queue's sender.
+//!
+//! Every message's group and deduplication id is its ContactId: SQS drops a second request for
+//! the same contact within its 5-minute deduplication window, and delivers one contact's
+//! messages one at a time, so two copies never reach Connect at once.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use crate::callback::CallbackRequest;
+use crate::effect::{CallbackSink, SendOutcome};
+use crate::retry::Deadline;
+
+/// Most entries in one `SendMessageBatch` call (an SQS limit).
+const MAX_BATCH_ENTRIES: usize = 10;
+
+/// `SendMessageBatch` calls in flight at once.
+const PARALLEL_BATCHES: usize = 4;
+
+/// Without a deadline, one batch call may take this long.
+const UNBOUNDED_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An SQS FIFO queue of callback requests.
+#[derive(Debug, Clone)]
+pub struct CallbackQueue {
+    /// The SQS client.
+    pub client: aws_sdk_sqs::Client,
+    /// The queue URL (ends in `.fifo`).
+    pub queue_url: String,
+}
+
+impl CallbackQueue {
+    /// Sends one message body per `(contact_id, body)` pair, each grouped and deduplicated by
+    /// its ContactId; one outcome per pair, in order.
+    pub async fn send_bodies(
+        &self,
+        messages: &[(&str, String)],
+        deadline: Deadline,
+    ) -> Vec<SendOutcome> {
+        let batches: Vec<Vec<usize>> = (0..messages.len())
+            .collect::<Vec<_>>()
+            .chunks(MAX_BATCH_ENTRIES)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mut outcomes = vec![SendOutcome::Failed("not sent".into()); messages.len()];
+        let results: Vec<(Vec<usize>, Vec<SendOutcome>)> = futures::stream::iter(batches)
+            .map(|batch| async move {
+                let outcome = self.send_batch(messages, &batch, deadline).await;
+                (batch, outcome)
+            })
+            .buffer_unordered(PARALLEL_BATCHES)
+            .collect()
+            .await;
+        for (batch, batch_outcomes) in results {
+            for (i, outcome) in batch.into_iter().zip(batch_outcomes) {
+                outcomes[i] = outcome;
+            }
+        }
+        outcomes
+    }
+
+    async fn send_batch(
+        &self,
+        messages: &[(&str, String)],
+        batch: &[usize],
+        deadline: Deadline,
+    ) -> Vec<SendOutcome> {
+        let failed = |reason: &str| vec![SendOutcome::Failed(reason.to_owned()); batch.len()];
+        let budget = match deadline.remaining() {
+            None => UNBOUNDED_SEND_TIMEOUT,
+            Some(left) if left.is_zero() => return failed("no time left before the deadline"),
+            Some(left) => left,
+        };
+        let mut request = self.client.send_message_batch().queue_url(&self.queue_url);
+        for (entry, &i) in batch.iter().enumerate() {
+            let (contact_id, body) = &messages[i];
+            let builder = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(entry.to_string())
+                .message_body(body)
+                .message_group_id(*contact_id)
+                .message_deduplication_id(*contact_id);
+            request = request.entries(builder.build().expect("id and body are set"));
+        }
+        let answer = match tokio::time::timeout(budget, request.send()).await {
+            Err(_) => return failed("timed out at the invocation deadline"),
+            Ok(Err(e)) => {
+                let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or("no answer from SQS")
+                    .to_owned();
+                return failed(&code);
+            }
+            Ok(Ok(answer)) => answer,
+        };
+        let mut outcomes = failed("not in the SendMessageBatch answer");
+        for ok in answer.successful() {
+            if let Ok(entry) = ok.id().parse::<usize>()
+                && entry < outcomes.len()
+            {
+                outcomes[entry] = SendOutcome::Sent;
+            }
+        }
+        for bad in answer.failed() {
+            if let Ok(entry) = bad.id().parse::<usize>()
+                && entry < outcomes.len()
+            {
+                outcomes[entry] = SendOutcome::Failed(bad.code().to_owned());
+            }
+        }
+        outcomes
+    }
+}
+
+impl CallbackSink for CallbackQueue {
+    async fn queue_callbacks(
+        &self,
+        requests: &[&CallbackRequest],
+        deadline: Deadline,
+    ) -> Vec<SendOutcome> {
+        let messages: Vec<(&str, String)> = requests
+            .iter()
+            .map(|r| (r.contact_id.as_str(), r.body()))
+            .collect();
+        self.send_bodies(&messages, deadline).await
+    }
+}
+
+/// The stream function's callback sink: the queue when callbacks are on, else nothing.
+#[derive(Debug, Clone, Default)]
+pub enum CallbackTarget {
+    /// Callbacks are off (`CALLBACK_TASKS` unset or false): no request is planned.
+    #[default]
+    Off,
+    /// Requests go to this queue.
+    Queue(CallbackQueue),
+}
+
+impl CallbackSink for CallbackTarget {
+    async fn queue_callbacks(
+        &self,
+        requests: &[&CallbackRequest],
+        deadline: Deadline,
+    ) -> Vec<SendOutcome> {
+        match self {
+            CallbackTarget::Off => vec![SendOutcome::Recorded; requests.len()],
+            CallbackTarget::Queue(queue) => queue.queue_callbacks(requests, deadline).await,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The Case side of callback tasks: one query reads the Cases a batch of callback requests is
+//! for (number, and the task already recorded, if any), and one collections update records the
+//! tasks started. At most two data API calls per batch of at most 200 requests.
+//!
+//! The task field is written once: the callback function writes it only for Cases the read
+//! found without a task, and every write says `Sforce-Auto-Assign: FALSE` (the Case exists).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{Value, json};
+
+use super::assignment;
+use super::client::{CallCounts, SalesforceClient};
+use super::error::Error;
+use super::wire::{self, RecordResult};
+use crate::retry::Deadline;
+
+/// What the callback function needs to know about one Case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackCase {
+    /// The Case Id.
+    pub id: String,
+    /// The Case number people see.
+    pub case_number: String,
+    /// The callback task's ContactId, when one was recorded.
+    pub task_id: Option<String>,
+}
+
+/// The Cases read, with where their Lightning pages live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackCases {
+    /// The Cases found (a Case deleted since, or not visible, is missing).
+    pub cases: Vec<CallbackCase>,
+    /// The instance the Cases are on (`https://…my.salesforce.com`).
+    pub instance_url: String,
+    /// Data API calls made.
+    pub api_calls: u32,
+}
+
+impl SalesforceClient {
+    /// Reads the Cases `ids` (Case number and `task_field`), in one query.
+    ///
+    /// # Errors
+    /// The call's [`Error`]; an ill-formed Case id is [`Error::InvalidResponse`] without a
+    /// call (ids come from our own queue, so that is a bug or a hand-made message).
+    pub async fn callback_cases(
+        &self,
+        ids: &[&str],
+        task_field: &str,
+        deadline: Deadline,
+    ) -> Result<CallbackCases, Error> {
+        if let Some(bad) = ids.iter().find(|id| !crate::case::is_case_id(id)) {
+            return Err(Error::InvalidResponse {
+                status: 0,
+                detail: format!("not a Case id: {} characters", bad.len()),
+            });
+        }
+        let counts = CallCounts::default();
+        let token = self.token(deadline, &counts).await?;
+        let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+        let soql = format!(
+            "SELECT Id, CaseNumber, {task_field} FROM Case WHERE Id IN ({})",
+            quoted.join(", ")
+        );
+        let records = self.query(&soql, deadline).await?;
+        let cases = records
+            .iter()
+            .filter_map(|r| {
+                let text = |name: &str| {
+                    r.get(name)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .filter(|s| !s.trim().is_empty())
+                };
+                Some(CallbackCase {
+                    id: text("Id")?,
+                    case_number: text("CaseNumber").unwrap_or_default(),
+                    task_id: text(task_field),
+                })
+            })
+            .collect();
+        Ok(CallbackCases {
+            cases,
+            instance_url: token.instance_url.clone(),
+            api_calls: counts.api_calls.load(Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// Records each `(case id, task id)` in `task_field`, in one collections update (at most
+    /// 200 pairs). One result per pair, in order.
+    ///
+    /// # Errors
+    /// The request's [`Error`] when nothing was written.
+    pub async fn record_callback_tasks(
+        &self,
+        tasks: &[(&str, &str)],
+        task_field: &str,
+        deadline: Deadline,
+    ) -> Result<Vec<Result<(), Error>>, Error> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records: Vec<Value> = tasks
+            .iter()
+            .map(|(case_id, task_id)| {
+                json!({"attributes": {"type": "Case"}, "id": case_id, (task_field): task_id})
+            })
+            .collect();
+        let body = json!({"allOrNone": false, "records": records});
+        let path = wire::collections_path(&self.settings().api_version);
+        let counts = CallCounts::default();
+        let (status, bytes) = self
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                &body,
+                Some(assignment::ON_UPDATE),
+                deadline,
+                &counts,
+            )
+            .await?;
+        let results = wire::parse_collections_response(status, &bytes, tasks.len())?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                RecordResult::Upserted { .. } => Ok(()),
+                RecordResult::Failed(e) => Err(e),
+            })
+            .collect())
+    }
+}
