@@ -95,6 +95,12 @@ pub struct Config {
     pub callbacks: Option<CallbackConfig>,
 }
 
+/// The supervisor field holding Connect's disconnect reason (`SUPERVISOR_FIELDS`).
+pub const DISCONNECT_REASON_FIELD: &str = "Amazon_Connect_Disconnect_Reason__c";
+
+/// The supervisor field linking to the contact in Amazon Connect (`SUPERVISOR_FIELDS`).
+pub const CONTACT_LINK_FIELD: &str = "Amazon_Connect_Contact_Link__c";
+
 /// The default Case field holding the callback task's ContactId (`CALLBACK_TASK_ID_FIELD`).
 pub const DEFAULT_CALLBACK_TASK_ID_FIELD: &str = "Amazon_Connect_Callback_Task_Id__c";
 
@@ -344,6 +350,31 @@ fn read_pipeline(r: &mut Reader) -> Settings {
                 PatternList::Exclude => "CASE_ATTRIBUTES_EXCLUDE",
             };
             r.problem(variable, e.to_string());
+        }
+    }
+    // Supervisor fields (opt-in): written only when configured, so an org that has not
+    // deployed them never sees them; the org check then requires them like any mapped field.
+    if r.flag("SUPERVISOR_FIELDS", false) {
+        let base = r.get("CONNECT_INSTANCE_URL").unwrap_or_default();
+        let base = base.trim_end_matches('/');
+        let parsed = url::Url::parse(base).ok().filter(|u| u.scheme() == "https");
+        if parsed.is_none() {
+            r.problem(
+                "CONNECT_INSTANCE_URL",
+                "set the Amazon Connect instance's access URL (https://ALIAS.my.connect.aws) when \
+                 SUPERVISOR_FIELDS is true: the Case links to the contact there",
+            );
+        }
+        let fields = serde_json::json!({
+            DISCONNECT_REASON_FIELD: {"template": "{DisconnectReason}", "mode": "kept_current"},
+            CONTACT_LINK_FIELD: {
+                "template": format!("{base}/contact-trace-records/details/{{ContactId}}"),
+                "mode": "on_create",
+            },
+        });
+        match mapping.clone().with_overrides(&fields.to_string()) {
+            Ok(m) => mapping = m,
+            Err(e) => r.problem("CONNECT_INSTANCE_URL", e.to_string()),
         }
     }
     for (variable, apply) in [
@@ -684,6 +715,70 @@ mod tests {
         ("SALESFORCE_USERNAME", "u@x"),
         ("SALESFORCE_PASSWORD", "pwtok"),
     ];
+
+    #[test]
+    fn supervisor_and_callback_fields_are_opt_in_and_checked_when_on() {
+        let base = PASSWORD_ENV;
+        let off = Config::from_lookup(lookup(base)).unwrap();
+        let names: Vec<&str> = off.pipeline.mapping.field_names().collect();
+        assert!(!names.contains(&DISCONNECT_REASON_FIELD));
+        assert!(!names.contains(&CONTACT_LINK_FIELD));
+        assert!(off.callbacks.is_none());
+        let check = off.salesforce.org_check.as_ref().unwrap();
+        assert!(
+            !check
+                .fields
+                .iter()
+                .any(|f| f.name == DEFAULT_CALLBACK_TASK_ID_FIELD)
+        );
+
+        let mut on = base.to_vec();
+        on.extend([
+            ("SUPERVISOR_FIELDS", "true"),
+            ("CONNECT_INSTANCE_URL", "https://example.my.connect.aws/"),
+            ("CALLBACK_TASKS", "true"),
+            (
+                "CALLBACK_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/cb.fifo",
+            ),
+            ("CONNECT_INSTANCE_ID", "inst"),
+            ("CALLBACK_TASK_TEMPLATE_ID", "tmpl"),
+        ]);
+        let config = Config::from_lookup(lookup(&on)).unwrap();
+        let check = config.salesforce.org_check.as_ref().unwrap();
+        for field in [
+            DISCONNECT_REASON_FIELD,
+            CONTACT_LINK_FIELD,
+            DEFAULT_CALLBACK_TASK_ID_FIELD,
+        ] {
+            assert!(check.fields.iter().any(|f| f.name == field), "{field}");
+        }
+        let callbacks = config.callbacks.unwrap();
+        assert_eq!(callbacks.tasks.target, TaskTarget::Template("tmpl".into()));
+        assert_eq!(callbacks.tasks_per_second, 2);
+        assert!(config.pipeline.callbacks);
+
+        let mut bad = base.to_vec();
+        bad.extend([
+            ("SUPERVISOR_FIELDS", "true"),
+            ("CALLBACK_TASKS", "true"),
+            (
+                "CALLBACK_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/standard",
+            ),
+            ("CALLBACK_TASK_CONTACT_FLOW_ID", "f"),
+            ("CALLBACK_TASK_TEMPLATE_ID", "t"),
+        ]);
+        let e = Config::from_lookup(lookup(&bad)).unwrap_err();
+        for variable in [
+            "CONNECT_INSTANCE_URL",
+            "CALLBACK_QUEUE_URL",
+            "CONNECT_INSTANCE_ID",
+            "CALLBACK_TASK_CONTACT_FLOW_ID",
+        ] {
+            assert!(e.mentions(variable), "{variable}: {e}");
+        }
+    }
 
     #[test]
     fn defaults_apply_with_password_credentials() {

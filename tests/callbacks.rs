@@ -402,3 +402,40 @@ async fn refused_task_goes_to_the_callback_dead_letter_queue_once() {
     let body: serde_json::Value = moto::body_json(&dead[0]);
     assert_eq!(body["contactId"], fixtures::contact_uuid(1).as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_fields_carry_the_reason_and_the_contact_link_only_when_on() {
+    use ctr_cases::config::{CONTACT_LINK_FIELD, DISCONNECT_REASON_FIELD};
+    let org = fake_salesforce::start().await;
+    let plain = fixtures::app_state(&fixtures::fake_env(&org));
+    let event = fixtures::kinesis_event(&[callable(1)], 100);
+    process_batch(&plain, &event, Deadline::after(Duration::from_secs(60))).await;
+    let case = org.org.case(&fixtures::contact_uuid(1)).unwrap();
+    assert!(
+        case.get(DISCONNECT_REASON_FIELD).is_none(),
+        "opt-in: {case}"
+    );
+
+    org.org
+        .add_case_field(DISCONNECT_REASON_FIELD, FieldType::Text(40), false);
+    org.org
+        .add_case_field(CONTACT_LINK_FIELD, FieldType::Text(255), false);
+    let mut env = fixtures::fake_env(&org);
+    env.insert("SUPERVISOR_FIELDS".into(), "true".into());
+    env.insert(
+        "CONNECT_INSTANCE_URL".into(),
+        "https://example.my.connect.aws".into(),
+    );
+    let state = fixtures::app_state(&env);
+    let event = fixtures::kinesis_event(&[callable(2)], 200);
+    let outcome = process_batch(&state, &event, Deadline::after(Duration::from_secs(60))).await;
+    assert!(outcome.response.batch_item_failures.is_empty());
+    let contact = fixtures::contact_uuid(2);
+    let case = org.org.case(&contact).unwrap();
+    // The recorded dropped call's reason.
+    assert_eq!(case[DISCONNECT_REASON_FIELD], "CONTACT_FLOW_DISCONNECT");
+    assert_eq!(
+        case[CONTACT_LINK_FIELD],
+        format!("https://example.my.connect.aws/contact-trace-records/details/{contact}")
+    );
+}

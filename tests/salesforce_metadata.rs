@@ -124,3 +124,80 @@ fn the_callback_task_field_is_defined_and_writable() {
     // Opt-in: the default mapping never writes it.
     assert!(!Settings::default().mapping.custom_fields().contains(&field));
 }
+
+/// The supervisor fields (SUPERVISOR_FIELDS): a reportable disconnect reason and a URL to the
+/// contact in Amazon Connect, both writable by the integration user.
+#[test]
+fn the_supervisor_fields_are_defined_and_writable() {
+    use ctr_cases::config::{CONTACT_LINK_FIELD, DISCONNECT_REASON_FIELD};
+    let reason = metadata(&format!(
+        "objects/Case/fields/{DISCONNECT_REASON_FIELD}.field-meta.xml"
+    ));
+    assert_eq!(tag(&reason, "type"), Some("Text"));
+    // Connect's reasons (CONTACT_FLOW_DISCONNECT, …) fit, as the outcome field's values do.
+    assert_eq!(tag(&reason, "length"), Some("40"));
+    let link = metadata(&format!(
+        "objects/Case/fields/{CONTACT_LINK_FIELD}.field-meta.xml"
+    ));
+    assert_eq!(tag(&link, "type"), Some("Url"));
+    let permissions = metadata("permissionsets/Ctr_Cases_Integration.permissionset-meta.xml");
+    for field in [DISCONNECT_REASON_FIELD, CONTACT_LINK_FIELD] {
+        assert!(
+            tags(&permissions, "fieldPermissions")
+                .iter()
+                .any(|b| tag(b, "field") == Some(&format!("Case.{field}"))
+                    && tag(b, "editable") == Some("true")),
+            "{field}"
+        );
+    }
+}
+
+/// "Dropped calls, last 7 days": dropped-call Cases grouped by day and disconnect reason, with
+/// the callback task column; every custom field it names is in the metadata, and the dashboard
+/// shows that report.
+#[test]
+fn the_dropped_calls_report_and_dashboard_fit_the_fields() {
+    let report = metadata("reports/Ctr_Cases/Dropped_Calls_Last_7_Days.report-meta.xml");
+    assert!(report.contains("<Report xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+    assert_eq!(tag(&report, "name"), Some("Dropped calls, last 7 days"));
+    assert_eq!(tag(&report, "format"), Some("Summary"));
+    assert_eq!(tag(&report, "interval"), Some("INTERVAL_LAST7"));
+    let criteria = tags(&report, "criteriaItems");
+    assert!(criteria.iter().any(|c| {
+        tag(c, "column") == Some("Case.Amazon_Connect_Outcome__c")
+            && tag(c, "operator") == Some("equals")
+            && tag(c, "value") == Some("dropped")
+    }));
+    let groupings: Vec<&str> = tags(&report, "groupingsDown")
+        .iter()
+        .filter_map(|g| tag(g, "field"))
+        .collect();
+    assert_eq!(
+        groupings,
+        [
+            "CREATED_DATEONLY",
+            "Case.Amazon_Connect_Disconnect_Reason__c"
+        ]
+    );
+    let mut named: Vec<&str> = tags(&report, "field");
+    named.extend(criteria.iter().filter_map(|c| tag(c, "column")));
+    assert!(named.contains(&"Case.Amazon_Connect_Callback_Task_Id__c"));
+    for field in named.iter().filter_map(|f| f.strip_prefix("Case.")) {
+        let xml = metadata(&format!("objects/Case/fields/{field}.field-meta.xml"));
+        assert_eq!(tag(&xml, "fullName"), Some(field));
+    }
+    let folder = metadata("reports/Ctr_Cases.reportFolder-meta.xml");
+    assert_eq!(tag(&folder, "accessType"), Some("Public"));
+
+    let dashboard = metadata("dashboards/Ctr_Cases_Dashboards/Dropped_Calls.dashboard-meta.xml");
+    assert!(dashboard.contains("<Dashboard xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+    let shown = tags(&dashboard, "report");
+    assert!(!shown.is_empty());
+    assert!(
+        shown
+            .iter()
+            .all(|r| *r == "Ctr_Cases/Dropped_Calls_Last_7_Days")
+    );
+    assert_eq!(tag(&dashboard, "dashboardType"), Some("LoggedInUser"));
+    metadata("dashboards/Ctr_Cases_Dashboards.dashboardFolder-meta.xml");
+}
