@@ -162,21 +162,18 @@ fn error(status: u16, code: &str, message: &str) -> Response {
     (status, headers, axum::Json(json!({ "Message": message }))).into_response()
 }
 
-fn validate(body: &Value) -> Result<(), Response> {
+/// The documented validation errors, as `(status, code, message)`.
+fn validate(body: &Value) -> Result<(), (u16, &'static str, &'static str)> {
     let text = |k: &str| body.get(k).and_then(Value::as_str);
     if text("InstanceId") != Some(INSTANCE_ID) {
-        return Err(error(
-            404,
-            "ResourceNotFoundException",
-            "instance not found",
-        ));
+        return Err((404, "ResourceNotFoundException", "instance not found"));
     }
     let targets = ["ContactFlowId", "QuickConnectId", "TaskTemplateId"]
         .iter()
         .filter(|k| body.get(**k).is_some())
         .count();
     if targets != 1 {
-        return Err(error(
+        return Err((
             400,
             "InvalidRequestException",
             "exactly one of ContactFlowId, QuickConnectId, TaskTemplateId",
@@ -185,25 +182,17 @@ fn validate(body: &Value) -> Result<(), Response> {
     if let Some(flow) = text("ContactFlowId")
         && flow != FLOW_ID
     {
-        return Err(error(
-            404,
-            "ResourceNotFoundException",
-            "contact flow not found",
-        ));
+        return Err((404, "ResourceNotFoundException", "contact flow not found"));
     }
     if text("TaskTemplateId").is_some() {
-        return Err(error(
-            404,
-            "ResourceNotFoundException",
-            "task template not found",
-        ));
+        return Err((404, "ResourceNotFoundException", "task template not found"));
     }
     let name = text("Name").unwrap_or_default();
     if name.is_empty() || name.chars().count() > 512 {
-        return Err(error(400, "InvalidParameterException", "Name"));
+        return Err((400, "InvalidParameterException", "Name"));
     }
     if text("Description").is_some_and(|d| d.chars().count() > 4096) {
-        return Err(error(400, "InvalidParameterException", "Description"));
+        return Err((400, "InvalidParameterException", "Description"));
     }
     if let Some(references) = body.get("References").and_then(Value::as_object) {
         for r in references.values() {
@@ -211,14 +200,14 @@ fn validate(body: &Value) -> Result<(), Response> {
             if !["URL", "NUMBER", "STRING", "DATE", "EMAIL"].contains(&kind)
                 || r.get("Value").and_then(Value::as_str).is_none()
             {
-                return Err(error(400, "InvalidParameterException", "References"));
+                return Err((400, "InvalidParameterException", "References"));
             }
         }
     }
     if let Some(at) = body.get("ScheduledTime").and_then(Value::as_f64) {
         let now = chrono::Utc::now().timestamp() as f64;
         if at > now + 6.0 * 24.0 * 3600.0 {
-            return Err(error(400, "InvalidParameterException", "ScheduledTime"));
+            return Err((400, "InvalidParameterException", "ScheduledTime"));
         }
     }
     Ok(())
@@ -240,8 +229,8 @@ async fn start_task_contact(
         s.throttled += 1;
         return error(429, "ThrottlingException", "Rate exceeded");
     }
-    if let Err(response) = validate(&body) {
-        return response;
+    if let Err((status, code, message)) = validate(&body) {
+        return error(status, code, message);
     }
     let token = body
         .get("ClientToken")
