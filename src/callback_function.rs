@@ -48,6 +48,8 @@ pub struct CallbackState {
     pub task_id_field: String,
     /// Time kept in reserve before the invocation deadline.
     pub deadline_margin: Duration,
+    /// EMF metrics: `(namespace, function name)`; `None`: no metrics line.
+    pub metrics: Option<(String, String)>,
 }
 
 /// The result of one batch.
@@ -97,6 +99,15 @@ pub async fn handle(
         connect_calls = s.connect_calls,
         "callback batch processed"
     );
+    if let Some((namespace, function_name)) = &state.metrics {
+        let line = crate::metrics::callback_emf_line(
+            namespace,
+            function_name,
+            chrono::Utc::now().timestamp_millis(),
+            &outcome.summary,
+        );
+        println!("{line}");
+    }
     Ok(outcome.response)
 }
 

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::callback_batch::CallbackSummary;
 use crate::report::{Action, BatchSummary};
 
 /// The metric names, in the order they are emitted. `Retried` counts records reported back
@@ -90,9 +91,86 @@ pub fn emf_line(
     Value::Object(root).to_string()
 }
 
+/// The callback function's metric names, in the order they are emitted (the template's
+/// dashboard shows them).
+pub const CALLBACK_METRIC_NAMES: [&str; 6] = [
+    "CallbacksStarted",
+    "CallbacksAlreadyStarted",
+    "CallbacksThrottled",
+    "CallbacksRetried",
+    "CallbacksDeadLettered",
+    "StartTaskContactCalls",
+];
+
+/// The callback function's metric values for one batch.
+pub fn callback_metric_values(summary: &CallbackSummary) -> [(&'static str, u64); 6] {
+    [
+        ("CallbacksStarted", summary.started.into()),
+        ("CallbacksAlreadyStarted", summary.already_started.into()),
+        ("CallbacksThrottled", summary.throttled.into()),
+        ("CallbacksRetried", summary.retried.into()),
+        ("CallbacksDeadLettered", summary.dead_lettered.into()),
+        ("StartTaskContactCalls", summary.connect_calls.into()),
+    ]
+}
+
+/// One EMF line for a batch of callback requests (all counts).
+pub fn callback_emf_line(
+    namespace: &str,
+    function_name: &str,
+    timestamp_ms: i64,
+    summary: &CallbackSummary,
+) -> String {
+    let values = callback_metric_values(summary);
+    let definitions: Vec<Value> = values
+        .iter()
+        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": definitions,
+            }]
+        }),
+    );
+    root.insert("FunctionName".into(), Value::String(function_name.into()));
+    for (name, value) in values {
+        root.insert(name.into(), Value::from(value));
+    }
+    Value::Object(root).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callback_emf_line_names_every_callback_metric() {
+        let summary = CallbackSummary {
+            started: 3,
+            throttled: 2,
+            connect_calls: 5,
+            ..CallbackSummary::default()
+        };
+        let line: Value =
+            serde_json::from_str(&callback_emf_line("Ns", "fn", 1, &summary)).unwrap();
+        let defined: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        assert_eq!(defined, CALLBACK_METRIC_NAMES);
+        assert_eq!(line["CallbacksStarted"], 3);
+        assert_eq!(line["CallbacksThrottled"], 2);
+        assert_eq!(line["StartTaskContactCalls"], 5);
+        assert_eq!(line["FunctionName"], "fn");
+    }
 
     #[test]
     fn emf_line_has_root_aws_and_every_metric() {

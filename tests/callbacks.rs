@@ -93,6 +93,7 @@ impl World {
             }),
             task_id_field: callbacks.task_id_field,
             deadline_margin: Duration::from_millis(500),
+            metrics: None,
         }
     }
 
@@ -438,4 +439,38 @@ async fn supervisor_fields_carry_the_reason_and_the_contact_link_only_when_on() 
         case[CONTACT_LINK_FIELD],
         format!("https://example.my.connect.aws/contact-trace-records/details/{contact}")
     );
+}
+
+/// The template's CloudWatch dashboard shows only metrics the functions emit, and every
+/// callback metric.
+#[test]
+fn the_dashboard_shows_metrics_the_functions_emit() {
+    use ctr_cases::metrics::{CALLBACK_METRIC_NAMES, METRIC_NAMES};
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
+    )
+    .unwrap();
+    let prefix = "[\"${MetricsNamespace}\",\"";
+    let shown: Vec<&str> = template
+        .match_indices(prefix)
+        .filter_map(|(at, _)| {
+            let rest = &template[at + prefix.len()..];
+            rest.find('"').map(|end| &rest[..end])
+        })
+        .collect();
+    assert!(!shown.is_empty(), "no dashboard metrics found");
+    for name in &shown {
+        assert!(
+            METRIC_NAMES.contains(name) || CALLBACK_METRIC_NAMES.contains(name),
+            "the dashboard shows {name}, which no function emits"
+        );
+    }
+    for name in [
+        "CallbacksStarted",
+        "CallbacksThrottled",
+        "CallbacksDeadLettered",
+        "Dropped",
+    ] {
+        assert!(shown.contains(&name), "{name} is not on the dashboard");
+    }
 }
