@@ -134,6 +134,7 @@ pub async fn callback_state(config: Config) -> Result<CallbackState, StartError>
         ),
         dead_letters,
         task_id_field: callbacks.task_id_field,
+        state_field: callbacks.state_field,
         deadline_margin: config.deadline_margin,
         metrics: Some((config.metrics_namespace, config.function_name)),
     })

@@ -27,6 +27,7 @@ use crate::connect::{StartError, TaskStarter};
 use crate::effect::{ErrorClass, SendOutcome};
 use crate::retry::Deadline;
 use crate::salesforce::SalesforceClient;
+use crate::salesforce::callbacks::CallbackUpdate;
 
 /// A start is not tried with less time than this left before the deadline.
 const START_BUDGET: Duration = Duration::from_secs(3);
@@ -46,6 +47,9 @@ pub struct CallbackState {
     pub dead_letters: Option<CallbackQueue>,
     /// The Case field holding the task's ContactId.
     pub task_id_field: String,
+    /// The Case field holding the callback state (`started`, `not_started: CODE`); `None`:
+    /// not written (`CALLBACK_STATE_FIELD` unset).
+    pub state_field: Option<String>,
     /// Time kept in reserve before the invocation deadline.
     pub deadline_margin: Duration,
     /// EMF metrics: `(namespace, function name)`; `None`: no metrics line.
@@ -130,6 +134,7 @@ pub async fn process(
     }
     let ids = callback_batch::case_ids(&planned);
     let mut started: Vec<(usize, String)> = Vec::new();
+    let mut refused: Vec<(usize, String)> = Vec::new();
     if !ids.is_empty() {
         match state
             .salesforce
@@ -198,7 +203,10 @@ pub async fn process(
                                         code: "throttled".into(),
                                     });
                                 }
-                                ErrorClass::Permanent => dead.push((i, e.code().to_owned())),
+                                ErrorClass::Permanent => {
+                                    dead.push((i, e.code().to_owned()));
+                                    refused.push((i, e.code().to_owned()));
+                                }
                                 _ => {
                                     outcomes[i] = Some(MessageOutcome::Retry {
                                         code: e.code().to_owned(),
@@ -211,7 +219,7 @@ pub async fn process(
             }
         }
     }
-    api_calls += record_tasks(state, &planned, &started, &mut outcomes, deadline).await;
+    api_calls += record_tasks(state, &planned, &started, &refused, &mut outcomes, deadline).await;
     dead_letter(state, messages, &planned, &dead, &mut outcomes, deadline).await;
     let (finals, mut summary) = callback_batch::finish(&planned, &outcomes);
     summary.salesforce_api_calls = api_calls;
@@ -239,30 +247,48 @@ pub async fn process(
     }
 }
 
-/// Records the started tasks on their Cases in one call; answers the calls made.
+/// Records the started tasks on their Cases (and, with the state field, the refused ones'
+/// state) in one call; answers the calls made. A refused request's state is best effort: the
+/// request is dead-lettered either way.
 async fn record_tasks(
     state: &CallbackState,
     planned: &[Planned],
     started: &[(usize, String)],
+    refused: &[(usize, String)],
     outcomes: &mut [Option<MessageOutcome>],
     deadline: Deadline,
 ) -> u32 {
-    if started.is_empty() {
-        return 0;
-    }
-    let pairs: Vec<(&str, &str)> = started
+    let case_of = |i: usize| match &planned[i] {
+        Planned::Request(r) => r.case_id.as_deref().unwrap_or_default(),
+        _ => "",
+    };
+    let with_state = state.state_field.is_some();
+    let mut updates: Vec<CallbackUpdate<'_>> = started
         .iter()
-        .map(|(i, task)| {
-            let case = match &planned[*i] {
-                Planned::Request(r) => r.case_id.as_deref().unwrap_or_default(),
-                _ => "",
-            };
-            (case, task.as_str())
+        .map(|(i, task)| CallbackUpdate {
+            case_id: case_of(*i),
+            task_id: Some(task.as_str()),
+            state: with_state.then(|| "started".to_owned()),
         })
         .collect();
+    if with_state {
+        updates.extend(refused.iter().map(|(i, code)| CallbackUpdate {
+            case_id: case_of(*i),
+            task_id: None,
+            state: Some(format!("not_started: {code}")),
+        }));
+    }
+    if updates.is_empty() {
+        return 0;
+    }
     let results = state
         .salesforce
-        .record_callback_tasks(&pairs, &state.task_id_field, deadline)
+        .record_callbacks(
+            &updates,
+            &state.task_id_field,
+            state.state_field.as_deref(),
+            deadline,
+        )
         .await;
     for (n, (i, task_id)) in started.iter().enumerate() {
         let result = match &results {
@@ -278,7 +304,8 @@ async fn record_tasks(
             Err(code) => {
                 tracing::warn!(
                     error_code = code,
-                    "callback task started but not recorded on its Case; the request returns and records it"
+                    "callback task started but not recorded on its Case; the request returns \
+                     and records it"
                 );
                 MessageOutcome::NotRecorded {
                     code: code.to_owned(),

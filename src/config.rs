@@ -121,6 +121,9 @@ pub struct CallbackConfig {
     pub tasks_per_second: u32,
     /// `CALLBACK_TASK_ID_FIELD`: the Case field holding the task's ContactId (written once).
     pub task_id_field: String,
+    /// `CALLBACK_STATE_FIELD`: the Case field for the callback state (`started`,
+    /// `not_started: CODE`); unset: not written.
+    pub state_field: Option<String>,
 }
 
 fn read_callbacks(r: &mut Reader) -> Option<CallbackConfig> {
@@ -178,16 +181,22 @@ fn read_callbacks(r: &mut Reader) -> Option<CallbackConfig> {
         Duration::from_secs(r.number("CALLBACK_TASK_DELAY_SECONDS", 0, (0, MAX_DELAY.as_secs())));
     let tasks_per_second = r.number("CALLBACK_TASKS_PER_SECOND", 2, (1, 100)) as u32;
     let task_id_field = r.text("CALLBACK_TASK_ID_FIELD", DEFAULT_CALLBACK_TASK_ID_FIELD);
-    let api_name = task_id_field.starts_with(|c: char| c.is_ascii_alphabetic())
-        && task_id_field
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !api_name {
-        r.problem(
-            "CALLBACK_TASK_ID_FIELD",
-            "must be a Case field API name (letters, digits, underscores; custom fields end \
-             in __c)",
-        );
+    let state_field = r.get("CALLBACK_STATE_FIELD");
+    let api_name = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    };
+    for (variable, name) in [
+        ("CALLBACK_TASK_ID_FIELD", Some(&task_id_field)),
+        ("CALLBACK_STATE_FIELD", state_field.as_ref()),
+    ] {
+        if name.is_some_and(|n| !api_name(n)) {
+            r.problem(
+                variable,
+                "must be a Case field API name (letters, digits, underscores; custom fields \
+                 end in __c)",
+            );
+        }
     }
     Some(CallbackConfig {
         queue_url,
@@ -199,6 +208,7 @@ fn read_callbacks(r: &mut Reader) -> Option<CallbackConfig> {
         },
         tasks_per_second,
         task_id_field,
+        state_field,
     })
 }
 
@@ -649,11 +659,13 @@ impl Config {
         let mut salesforce = read_salesforce(&mut r, &pipeline);
         if let (Some(check), Some(callbacks)) = (salesforce.org_check.as_mut(), &callbacks) {
             // Opt-in: the org needs the field only when callbacks are on.
-            check.fields.push(FieldUse {
-                name: callbacks.task_id_field.clone(),
-                mode: WriteMode::KeptCurrent,
-                fixed_values: None,
-            });
+            for name in std::iter::once(&callbacks.task_id_field).chain(&callbacks.state_field) {
+                check.fields.push(FieldUse {
+                    name: name.clone(),
+                    mode: WriteMode::KeptCurrent,
+                    fixed_values: None,
+                });
+            }
         }
         let (credentials, flow) = read_credentials(&mut r, salesforce.auth_flow);
         salesforce.auth_flow = flow;

@@ -24,6 +24,7 @@ use support::fixtures;
 use support::moto::{self, Moto};
 
 const TASK_FIELD: &str = "Amazon_Connect_Callback_Task_Id__c";
+const STATE_FIELD: &str = "Amazon_Connect_Callback_State__c";
 
 struct World {
     sf: FakeSalesforce,
@@ -38,6 +39,8 @@ async fn world(connect: FakeConnect, name: &str) -> World {
     let org = fake_salesforce::start().await;
     org.org
         .add_case_field(TASK_FIELD, FieldType::Text(36), false);
+    org.org
+        .add_case_field(STATE_FIELD, FieldType::Text(80), false);
     let moto = moto::start().await;
     let queue_url = moto
         .create_fifo_queue(&format!("{name}-callbacks.fifo"))
@@ -52,6 +55,7 @@ async fn world(connect: FakeConnect, name: &str) -> World {
         ("CALLBACK_DEAD_LETTER_QUEUE_URL", dlq_url.as_str()),
         ("CONNECT_INSTANCE_ID", INSTANCE_ID),
         ("CALLBACK_TASK_CONTACT_FLOW_ID", FLOW_ID),
+        ("CALLBACK_STATE_FIELD", STATE_FIELD),
     ] {
         env.insert(k.to_owned(), v.to_owned());
     }
@@ -92,6 +96,7 @@ impl World {
                 queue_url: self.dlq_url.clone(),
             }),
             task_id_field: callbacks.task_id_field,
+            state_field: callbacks.state_field,
             deadline_margin: Duration::from_millis(500),
             metrics: None,
         }
@@ -243,6 +248,7 @@ async fn dropped_callers_get_one_linked_task_each_and_anonymous_gets_none() {
             task.contact_id.as_str(),
             "task id on the Case"
         );
+        assert_eq!(case[STATE_FIELD], "started");
     }
     let anonymous = w.sf.org.case(&fixtures::contact_uuid(5)).unwrap();
     assert!(
@@ -402,6 +408,9 @@ async fn refused_task_goes_to_the_callback_dead_letter_queue_once() {
     assert_eq!(dead.len(), 1);
     let body: serde_json::Value = moto::body_json(&dead[0]);
     assert_eq!(body["contactId"], fixtures::contact_uuid(1).as_str());
+    let case = w.sf.org.case(&fixtures::contact_uuid(1)).unwrap();
+    assert_eq!(case[STATE_FIELD], "not_started: InvalidParameterException");
+    assert!(case.get(TASK_FIELD).is_none_or(serde_json::Value::is_null));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,7 @@ fn the_dropped_calls_report_and_dashboard_fit_the_fields() {
     let mut named: Vec<&str> = tags(&report, "field");
     named.extend(criteria.iter().filter_map(|c| tag(c, "column")));
     assert!(named.contains(&"Case.Amazon_Connect_Callback_Task_Id__c"));
+    assert!(named.contains(&"Case.Amazon_Connect_Callback_State__c"));
     for field in named.iter().filter_map(|f| f.strip_prefix("Case.")) {
         let xml = metadata(&format!("objects/Case/fields/{field}.field-meta.xml"));
         assert_eq!(tag(&xml, "fullName"), Some(field));

@@ -86,24 +86,33 @@ impl SalesforceClient {
         })
     }
 
-    /// Records each `(case id, task id)` in `task_field`, in one collections update (at most
-    /// 200 pairs). One result per pair, in order.
+    /// Writes each update (the task's ContactId in `task_field`, the callback state in
+    /// `state_field` when configured) in one collections update (at most 200). One result per
+    /// update, in order.
     ///
     /// # Errors
     /// The request's [`Error`] when nothing was written.
-    pub async fn record_callback_tasks(
+    pub async fn record_callbacks(
         &self,
-        tasks: &[(&str, &str)],
+        updates: &[CallbackUpdate<'_>],
         task_field: &str,
+        state_field: Option<&str>,
         deadline: Deadline,
     ) -> Result<Vec<Result<(), Error>>, Error> {
-        if tasks.is_empty() {
+        if updates.is_empty() {
             return Ok(Vec::new());
         }
-        let records: Vec<Value> = tasks
+        let records: Vec<Value> = updates
             .iter()
-            .map(|(case_id, task_id)| {
-                json!({"attributes": {"type": "Case"}, "id": case_id, (task_field): task_id})
+            .map(|u| {
+                let mut record = json!({"attributes": {"type": "Case"}, "id": u.case_id});
+                if let Some(task) = u.task_id {
+                    record[task_field] = json!(task);
+                }
+                if let (Some(field), Some(state)) = (state_field, u.state.as_deref()) {
+                    record[field] = json!(state);
+                }
+                record
             })
             .collect();
         let body = json!({"allOrNone": false, "records": records});
@@ -119,7 +128,7 @@ impl SalesforceClient {
                 &counts,
             )
             .await?;
-        let results = wire::parse_collections_response(status, &bytes, tasks.len())?;
+        let results = wire::parse_collections_response(status, &bytes, updates.len())?;
         Ok(results
             .into_iter()
             .map(|r| match r {
@@ -128,4 +137,16 @@ impl SalesforceClient {
             })
             .collect())
     }
+}
+
+/// One Case update of [`SalesforceClient::record_callbacks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackUpdate<'a> {
+    /// The Case.
+    pub case_id: &'a str,
+    /// The task started for it (written once: only for a Case the read found without one).
+    pub task_id: Option<&'a str>,
+    /// The callback state (`started`, `not_started: CODE`), written when the state field is
+    /// configured.
+    pub state: Option<String>,
 }
