@@ -483,3 +483,85 @@ fn the_dashboard_shows_metrics_the_functions_emit() {
         assert!(shown.contains(&name), "{name} is not on the dashboard");
     }
 }
+
+/// The real `ctr-cases-callback` binary under a fake Lambda Runtime API: it reaches the fake
+/// Connect through `AWS_ENDPOINT_URL_CONNECT`, starts the task, records it on the Case, prints
+/// its metrics line, and logs no phone number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callback_binary_starts_the_task_through_the_connect_endpoint() {
+    use support::runtime_api::{self, InvocationOutcome};
+    let org = fake_salesforce::start().await;
+    org.org
+        .add_case_field(TASK_FIELD, FieldType::Text(36), false);
+    let connect = fake_connect::start().await;
+    let plain = fixtures::app_state(&fixtures::fake_env(&org));
+    let event = fixtures::kinesis_event(&[callable(7)], 100);
+    process_batch(&plain, &event, Deadline::after(Duration::from_secs(60))).await;
+    let contact = fixtures::contact_uuid(7);
+    let case_id = org.org.case(&contact).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let api = runtime_api::start().await;
+    let mut env = runtime_api::lambda_env(&api);
+    env.extend(
+        fixtures::fake_env(&org)
+            .into_iter()
+            .map(|(k, v)| (Box::leak(k.into_boxed_str()) as &'static str, v)),
+    );
+    env.extend([
+        ("AWS_LAMBDA_LOG_FORMAT", "json".to_owned()),
+        ("AWS_ENDPOINT_URL_CONNECT", connect.url.clone()),
+        ("CALLBACK_TASKS", "true".to_owned()),
+        (
+            "CALLBACK_QUEUE_URL",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/cb.fifo".to_owned(),
+        ),
+        ("CONNECT_INSTANCE_ID", INSTANCE_ID.to_owned()),
+        ("CALLBACK_TASK_CONTACT_FLOW_ID", FLOW_ID.to_owned()),
+    ]);
+    let mut child = runtime_api::spawn(env!("CARGO_BIN_EXE_ctr-cases-callback"), &env);
+    let caller = fixtures::caller_number(7);
+    let body = serde_json::json!({
+        "contactId": contact,
+        "caseId": case_id,
+        "phone": caller,
+        "outcome": "dropped",
+        "disconnectedAt": "2024-02-25T08:36:30Z",
+    });
+    let sqs_event = serde_json::json!({"Records": [{
+        "messageId": "m-1",
+        "receiptHandle": "r-1",
+        "body": body.to_string(),
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:cb.fifo",
+        "awsRegion": "us-east-1",
+    }]});
+    let id = api.invoke(sqs_event, Duration::from_secs(30));
+    let answer = match api.outcome(&id, Duration::from_secs(60)).await {
+        Some(InvocationOutcome::Response(v)) => v,
+        other => panic!("no answer: {other:?}\n{}", child.dump()),
+    };
+    assert_eq!(
+        answer,
+        serde_json::json!({"batchItemFailures": []}),
+        "{}",
+        child.dump()
+    );
+    let tasks = connect.tasks();
+    assert_eq!(tasks.len(), 1, "{}", child.dump());
+    assert_eq!(tasks[0].request["PreviousContactId"], contact.as_str());
+    let case = org.org.case(&contact).unwrap();
+    assert_eq!(case[TASK_FIELD], tasks[0].contact_id.as_str());
+    let output = child.dump();
+    assert!(output.contains("\"CallbacksStarted\":1"), "{output}");
+    assert!(
+        !output.contains(&caller),
+        "a phone number in the output: {output}"
+    );
+    child.kill().await;
+}
