@@ -48,6 +48,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::callback_queue::CallbackTarget;
 use crate::effect::{CaseSink, LetterSink};
 use crate::letter::{DeadLetter, LetterKind};
 use crate::pipeline;
@@ -1298,6 +1299,10 @@ pub struct Redrive<'a, C, L> {
     pub cases: &'a C,
     /// Where new dead letters go (SQS, or a recorder for a dry run).
     pub letters: &'a L,
+    /// Where callback requests for redriven dropped calls go (the callback queue with
+    /// `CALLBACK_TASKS`; off for a dry run): a redriven drop gets its callback like a streamed
+    /// one, and at most one task (the callback function checks the Case).
+    pub callbacks: &'a CallbackTarget,
     /// The queue new dead letters go to, when it is an SQS queue (to spot a FIFO queue's
     /// deduplication dropping a replacement letter).
     pub letters_queue_url: Option<&'a str>,
@@ -1658,11 +1663,12 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
         let mut reports = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(PIPELINE_BATCH) {
             let records: Vec<InputRecord<'_>> = chunk.iter().map(OwnedInput::input).collect();
-            let report = pipeline::run(
+            let report = pipeline::run_with_callbacks(
                 &records,
                 self.settings,
                 self.cases,
                 self.letters,
+                self.callbacks,
                 Deadline::unbounded(),
             )
             .await;

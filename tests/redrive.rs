@@ -812,3 +812,47 @@ async fn help_explains_each_flag_with_an_example() {
         4,
     );
 }
+
+/// A redriven dropped call gets its callback request like a streamed one (CALLBACK_TASKS, the
+/// stream function's environment copied for the CLI); a dry run queues nothing.
+#[tokio::test]
+async fn send_queues_the_callback_request_of_a_redriven_drop() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let queue = moto.create_queue("callback-redrive-letters").await;
+    let callbacks = moto.create_fifo_queue("callback-redrive.fifo").await;
+    moto.send_message(&queue, &parked(5).body()).await;
+    let env = [
+        ("CALLBACK_TASKS", "true"),
+        ("CALLBACK_QUEUE_URL", callbacks.as_str()),
+        (
+            "CONNECT_INSTANCE_ID",
+            "11111111-2222-4333-8444-555555555555",
+        ),
+        (
+            "CALLBACK_TASK_CONTACT_FLOW_ID",
+            "66666666-7777-4888-9999-000000000000",
+        ),
+    ];
+    cli_env(&["redrive", "--queue", &queue], &env, &moto, &fake).await;
+    assert_eq!(
+        moto.message_counts(&callbacks).await,
+        (0, 0),
+        "a dry run queues nothing"
+    );
+
+    let lines = cli_env_lines(
+        &["redrive", "--queue", &queue, "--send"],
+        &env,
+        &moto,
+        &fake,
+    )
+    .await;
+    assert_eq!(line_for(&lines, 5)["action"], "upsert_case", "{lines:#?}");
+    let requests = moto.receive_all(&callbacks).await;
+    assert_eq!(requests.len(), 1);
+    let request = moto::body_json(&requests[0]);
+    assert_eq!(request["contactId"], contact_uuid(5).as_str());
+    let case = fake.org.case(&contact_uuid(5)).expect("the redriven Case");
+    assert_eq!(request["caseId"], case["Id"]);
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Parser, Subcommand};
 use ctr_cases::app::AppState;
+use ctr_cases::callback_queue::CallbackTarget;
 use ctr_cases::config::{Config, DryRunConfig};
 use ctr_cases::effect::{CaseSink, LetterSink};
 use ctr_cases::event::{KinesisEnvelope, record_for};
@@ -399,6 +400,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             settings: &settings,
             cases: &state.salesforce,
             letters: &letters,
+            callbacks: &state.callbacks,
             letters_queue_url: letters_queue_url.as_deref(),
             send: true,
             sqs: &sqs,
@@ -426,6 +428,7 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             settings: &settings,
             cases: &requests,
             letters: &letters,
+            callbacks: &CallbackTarget::Off,
             letters_queue_url: None,
             send: false,
             sqs: &sqs,
