@@ -502,6 +502,23 @@ mod tests {
         assert!(plan.callbacks.is_empty());
     }
 
+    /// The agent's outbound call from a callback task, unanswered (no agent leg, like a drop):
+    /// no Case and no callback.
+    #[test]
+    fn unanswered_outbound_callback_call_plans_nothing() {
+        let env = envelope(&[String::from_utf8(ctr(
+            "2024-01-01T00:00:00Z",
+            r#","CustomerEndpoint":{"Address":"+15555550147"},"DisconnectReason":"CUSTOMER_DISCONNECT""#,
+        ))
+        .unwrap()
+        .replace("INBOUND", "OUTBOUND")
+        .into_bytes()]);
+        let plan = plan(&env.inputs(), &Settings::default().with_callbacks(true));
+        assert_eq!(plan.records[0].outcome, "skipped_initiation");
+        assert!(plan.cases.is_empty());
+        assert!(plan.callbacks.is_empty());
+    }
+
     #[test]
     fn dead_letter_keeps_original_data_and_position() {
         let env = envelope(&[b"garbage".to_vec()]);
