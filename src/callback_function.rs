@@ -17,8 +17,8 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
+use serde::{Deserialize, Serialize};
 
 use crate::callback::{self, CallbackRequest};
 use crate::callback_batch::{self, CallbackSummary, Message, MessageOutcome, Planned};
@@ -54,6 +54,43 @@ pub struct CallbackState {
     pub deadline_margin: Duration,
     /// EMF metrics: `(namespace, function name)`; `None`: no metrics line.
     pub metrics: Option<(String, String)>,
+}
+
+/// The SQS event, as the event source mapping delivers it (only what the function reads; a
+/// record without an id or body is read as empty and dead-lettered as unreadable).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SqsEvent {
+    /// The messages.
+    #[serde(rename = "Records", default)]
+    pub records: Vec<SqsRecord>,
+}
+
+/// One SQS message of the event.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsRecord {
+    /// The message id (what a batch item failure names).
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// The message body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// The answer: the messages to return to the queue (`ReportBatchItemFailures`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SqsBatchResponse {
+    /// One entry per message to return.
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// A message to return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// Its SQS message id (never empty).
+    pub item_identifier: String,
 }
 
 /// The result of one batch.
@@ -237,7 +274,9 @@ pub async fn process(
             "callback request"
         );
         if o.returns() && !m.id.is_empty() {
-            response.add_failure(m.id);
+            response.batch_item_failures.push(BatchItemFailure {
+                item_identifier: m.id.to_owned(),
+            });
         }
     }
     CallbackOutcome {
