@@ -178,6 +178,28 @@ pub fn request_for(ctr: &Ctr, outcome: &Outcome) -> Option<CallbackRequest> {
     })
 }
 
+/// The callback state a callback task's own CTR reports for its drop's Case: `(Case id,
+/// state)`, `completed` when an agent took the task, else `expired: REASON`. `None` for any
+/// other contact, or when the task names no Case.
+pub fn ended_task_state(ctr: &Ctr, outcome: &Outcome) -> Option<(String, String)> {
+    if *outcome != Outcome::CallbackTask {
+        return None;
+    }
+    let case_id = ctr.attributes.get(CALLBACK_CASE_ATTRIBUTE)?.trim();
+    if !crate::case::is_case_id(case_id) {
+        return None;
+    }
+    let state = if ctr.has_agent {
+        "completed".to_owned()
+    } else {
+        format!(
+            "expired: {}",
+            ctr.disconnect_reason.as_deref().unwrap_or("UNKNOWN")
+        )
+    };
+    Some((case_id.to_owned(), state))
+}
+
 /// Which flow runs the task: exactly one of StartTaskContact's `ContactFlowId` or
 /// `TaskTemplateId` (a template must have a flow configured).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -408,6 +430,30 @@ mod tests {
         let served = ctr(r#","CustomerEndpoint":{"Address":"+15555550147"}"#);
         assert_eq!(request_for(&served, &Outcome::TransferredOut), None);
         assert!(request_for(&served, &Outcome::QueuedAbandoned).is_some());
+    }
+
+    #[test]
+    fn an_ended_task_reports_completed_or_expired_for_its_case_only() {
+        let task = |extra: &str| {
+            ctr(&format!(
+                r#","Attributes":{{"{CALLBACK_FOR_ATTRIBUTE}":"{ID}","{CALLBACK_CASE_ATTRIBUTE}":"500000000000001AAA"}}{extra}"#
+            ))
+        };
+        let taken = task(r#","Agent":{"Username":"a"}"#);
+        assert_eq!(
+            ended_task_state(&taken, &Outcome::CallbackTask),
+            Some(("500000000000001AAA".into(), "completed".into()))
+        );
+        let expired = task(r#","DisconnectReason":"EXPIRED""#);
+        assert_eq!(
+            ended_task_state(&expired, &Outcome::CallbackTask).map(|s| s.1),
+            Some("expired: EXPIRED".into())
+        );
+        assert_eq!(ended_task_state(&expired, &dropped()), None);
+        let no_case = ctr(&format!(
+            r#","Attributes":{{"{CALLBACK_FOR_ATTRIBUTE}":"{ID}"}}"#
+        ));
+        assert_eq!(ended_task_state(&no_case, &Outcome::CallbackTask), None);
     }
 
     fn request() -> CallbackRequest {

@@ -655,7 +655,9 @@ impl Config {
             problems: Vec::new(),
         };
         let callbacks = read_callbacks(&mut r);
-        let pipeline = read_pipeline(&mut r).with_callbacks(callbacks.is_some());
+        let pipeline = read_pipeline(&mut r)
+            .with_callbacks(callbacks.is_some())
+            .with_callback_state_field(callbacks.as_ref().and_then(|c| c.state_field.clone()));
         let mut salesforce = read_salesforce(&mut r, &pipeline);
         if let (Some(check), Some(callbacks)) = (salesforce.org_check.as_mut(), &callbacks) {
             // Opt-in: the org needs the field only when callbacks are on.

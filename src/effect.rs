@@ -185,6 +185,20 @@ pub trait CaseSink {
         cases: &[&CaseRecord],
         deadline: Deadline,
     ) -> impl Future<Output = WriteReport> + Send;
+
+    /// Writes each `(Case id, callback state)` to `field` (a callback task ended: its own CTR
+    /// arrived). One result per update, in order: `None` when written (or, for a recording
+    /// sink, recorded). Only this field changes: the Case's outcome, reason and version stay.
+    fn record_callback_states(
+        &self,
+        updates: &[(&str, &str)],
+        field: &str,
+        deadline: Deadline,
+    ) -> impl Future<Output = Vec<Option<Failure>>> + Send {
+        let _ = (field, deadline);
+        let recorded = vec![None; updates.len()];
+        async move { recorded }
+    }
 }
 
 /// Where dead letters go: an SQS queue, a file, memory, or a recording sink.

@@ -59,6 +59,19 @@ pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
         let refs: Vec<_> = rejection_letters.iter().map(|k| &k.effect).collect();
         letters.send_letters(&refs, deadline).await
     };
+    let callback_state_results = match &plan.callback_state_field {
+        Some(field) if !plan.callback_states.is_empty() => {
+            let updates: Vec<(&str, &str)> = plan
+                .callback_states
+                .iter()
+                .map(|k| (k.effect.0.as_str(), k.effect.1.as_str()))
+                .collect();
+            cases
+                .record_callback_states(&updates, field, deadline)
+                .await
+        }
+        _ => Vec::new(),
+    };
     let queued = report::callbacks_to_queue(plan, &writes);
     let callback_sends = if queued.is_empty() {
         Vec::new()
@@ -73,6 +86,7 @@ pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
         rejection_sends,
         callbacks: queued,
         callback_sends,
+        callback_state_results,
     }
 }
 

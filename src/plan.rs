@@ -34,6 +34,10 @@ pub struct Settings {
     /// Queue a callback request for each dropped (or queued-abandoned) caller's Case
     /// (`CALLBACK_TASKS`); off by default.
     pub callbacks: bool,
+    /// The Case field for the callback state (`CALLBACK_STATE_FIELD`): when a callback task's
+    /// own CTR arrives, its drop's Case gets `completed` (an agent took the task) or
+    /// `expired: REASON`, and nothing else. `None`: not written.
+    pub callback_state_field: Option<String>,
     capture: Capture,
     field_uses: Arc<[FieldUse]>,
 }
@@ -52,6 +56,7 @@ impl Settings {
             mapping,
             park_after: DEFAULT_PARK_AFTER,
             callbacks: false,
+            callback_state_field: None,
             capture,
             field_uses,
         }
@@ -65,6 +70,12 @@ impl Settings {
     /// Queues callback requests for new dropped-call Cases (see [`Settings::callbacks`]).
     pub fn with_callbacks(mut self, on: bool) -> Self {
         self.callbacks = on;
+        self
+    }
+
+    /// Writes callback states to `field` (see [`Settings::callback_state_field`]).
+    pub fn with_callback_state_field(mut self, field: Option<String>) -> Self {
+        self.callback_state_field = field;
         self
     }
 
@@ -205,6 +216,11 @@ pub struct Plan {
     /// in input order; each record here also has a Case in [`Plan::cases`]. Which are sent
     /// depends on the write results ([`crate::report::callbacks_to_queue`]).
     pub callbacks: Vec<Keyed<CallbackRequest>>,
+    /// Callback states to record, `(Case id, state)`, one per callback task CTR whose drop's
+    /// Case is named by its attributes ([`Settings::callback_state_field`]).
+    pub callback_states: Vec<Keyed<(String, String)>>,
+    /// The Case field those states go to.
+    pub callback_state_field: Option<String>,
     /// Records that would be reported for retry are parked once this old
     /// ([`Settings::park_after`]).
     pub park_after: Duration,
@@ -239,6 +255,7 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
     let mut superseded_cases: Vec<usize> = Vec::new();
     let mut letters = Vec::new();
     let mut callbacks: Vec<Keyed<CallbackRequest>> = Vec::new();
+    let mut callback_states: Vec<Keyed<(String, String)>> = Vec::new();
     let mut newest: HashMap<ContactId, Newest> = HashMap::new();
     for (index, input) in inputs.iter().enumerate() {
         let sequence_number = input.sequence_number.to_owned();
@@ -288,6 +305,14 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                     });
                     cases.len() - 1
                 });
+                if settings.callback_state_field.is_some()
+                    && let Some(state) = callback::ended_task_state(&ctr, &outcome)
+                {
+                    callback_states.push(Keyed {
+                        record: index,
+                        effect: state,
+                    });
+                }
                 if wanted
                     && settings.callbacks
                     && let Some(request) = callback::request_for(&ctr, &outcome)
@@ -332,11 +357,14 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
     }
     // A superseded version's callback goes with it: the newest version decides.
     callbacks.retain(|k| records[k.record].decision == Decision::WriteCase);
+    callback_states.retain(|k| records[k.record].decision != Decision::Supersede);
     Plan {
         records,
         cases,
         letters,
         callbacks,
+        callback_states,
+        callback_state_field: settings.callback_state_field.clone(),
         park_after: settings.park_after,
         field_uses: settings.field_uses.clone(),
     }

@@ -225,6 +225,8 @@ pub struct Executed {
     pub callbacks: Vec<Keyed<CallbackRequest>>,
     /// One outcome per queued callback request.
     pub callback_sends: Vec<SendOutcome>,
+    /// One result per [`Plan::callback_states`] entry (`None`: written).
+    pub callback_state_results: Vec<Option<Failure>>,
 }
 
 /// The callback requests to queue: one per planned request whose Case the writes say exists
@@ -336,6 +338,14 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     for (letter, outcome) in sent {
         letters[letter.record] = Some(outcome);
     }
+    let mut states: Vec<Option<&Failure>> = vec![None; plan.records.len()];
+    for (state, result) in plan
+        .callback_states
+        .iter()
+        .zip(&executed.callback_state_results)
+    {
+        states[state.record] = result.as_ref();
+    }
     let mut callbacks: Vec<Option<&SendOutcome>> = vec![None; plan.records.len()];
     for (request, outcome) in executed.callbacks.iter().zip(&executed.callback_sends) {
         callbacks[request.record] = Some(outcome);
@@ -388,6 +398,14 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
             };
             report.action = action;
             report.error = error;
+            // A callback state that could not be written for now: the task's CTR is retried
+            // (a state the org refuses for good is only reported).
+            if let Some(failure) = states[index] {
+                report.error = Some(failure.code.clone());
+                if action_for(failure.class) == Action::Retry {
+                    report.action = Action::Retry;
+                }
+            }
             if let Some(sent) = callbacks[index] {
                 report.callback = Some(matches!(sent, SendOutcome::Sent));
                 // The Case is written but its callback is not queued: retry the record (the

@@ -389,7 +389,29 @@ async fn callback_tasks_own_ctr_makes_no_case_no_task_and_keeps_the_drop() {
         after[OUTCOME_FIELD], before[OUTCOME_FIELD],
         "the drop stays on record"
     );
-    assert_eq!(after, before);
+    // Only the callback state changed: the task ended without an agent.
+    assert_eq!(after[STATE_FIELD], "expired: AGENT_DISCONNECT");
+    let mut unchanged = after.clone();
+    unchanged[STATE_FIELD] = before[STATE_FIELD].clone();
+    if let Some(modified) = before.get("LastModifiedDate") {
+        unchanged["LastModifiedDate"] = modified.clone();
+    }
+    assert_eq!(unchanged, before);
+
+    // A later version of the task's CTR: an agent took it.
+    ctr["Agent"] = serde_json::json!({"Username": "agent1"});
+    ctr["LastUpdateTimestamp"] = "2024-02-25T11:00:00Z".into();
+    let event = fixtures::kinesis_event(&[ctr.to_string().into_bytes()], 600);
+    process_batch(
+        &handles_tasks,
+        &event,
+        Deadline::after(Duration::from_secs(60)),
+    )
+    .await;
+    let done = w.sf.org.case(&contact).unwrap();
+    assert_eq!(done[STATE_FIELD], "completed");
+    assert_eq!(done[OUTCOME_FIELD], before[OUTCOME_FIELD]);
+    assert_eq!(done[TASK_FIELD], before[TASK_FIELD]);
     let (queued, in_flight) = w.moto.message_counts(&w.queue_url).await;
     assert_eq!(queued + in_flight, 0, "no callback request for the task");
     assert_eq!(w.connect.tasks().len(), 1);

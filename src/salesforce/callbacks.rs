@@ -139,6 +139,34 @@ impl SalesforceClient {
     }
 }
 
+/// Writes callback states (the stream function, when a callback task's own CTR arrives): one
+/// collections update; one result per update (`None`: written).
+pub(super) async fn record_states(
+    client: &SalesforceClient,
+    updates: &[(&str, &str)],
+    field: &str,
+    deadline: Deadline,
+) -> Vec<Option<crate::effect::Failure>> {
+    let updates: Vec<CallbackUpdate<'_>> = updates
+        .iter()
+        .map(|(case_id, state)| CallbackUpdate {
+            case_id,
+            task_id: None,
+            state: Some((*state).to_owned()),
+        })
+        .collect();
+    match client
+        .record_callbacks(&updates, "", Some(field), deadline)
+        .await
+    {
+        Ok(results) => results
+            .into_iter()
+            .map(|r| r.err().map(|e| e.to_failure()))
+            .collect(),
+        Err(e) => vec![Some(e.to_failure()); updates.len()],
+    }
+}
+
 /// One Case update of [`SalesforceClient::record_callbacks`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackUpdate<'a> {

@@ -1151,6 +1151,15 @@ impl CaseSink for SalesforceClient {
         }
     }
 
+    async fn record_callback_states(
+        &self,
+        updates: &[(&str, &str)],
+        field: &str,
+        deadline: Deadline,
+    ) -> Vec<Option<crate::effect::Failure>> {
+        super::callbacks::record_states(self, updates, field, deadline).await
+    }
+
     async fn write_cases(&self, cases: &[&CaseRecord], deadline: Deadline) -> WriteReport {
         let report = SalesforceClient::write_cases(self, cases, deadline).await;
         WriteReport {
