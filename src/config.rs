@@ -396,6 +396,7 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         external_id_field: mapping.external_id_field.clone(),
         version_field: mapping.version_field.clone(),
         batch_size: r.number("SALESFORCE_BATCH_SIZE", 200, (1, 200)) as usize,
+        max_in_flight: r.number("SALESFORCE_MAX_IN_FLIGHT", 5, (1, 25)) as usize,
         retry,
         login_cooldown: ms(r.number("SALESFORCE_LOGIN_COOLDOWN_MS", 300_000, (0, 86_400_000))),
         assignment,

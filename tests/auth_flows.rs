@@ -50,6 +50,7 @@ fn settings(login_url: &str, flow: AuthFlow) -> SalesforceSettings {
         external_id_field: fake::EXTERNAL_ID_FIELD.into(),
         version_field: "Amazon_Connect_Last_Update__c".into(),
         batch_size: 200,
+        max_in_flight: 5,
         retry: RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::ZERO,

@@ -15,6 +15,8 @@
 //! invocations, containers and days. Nothing here knows about Kinesis.
 
 use std::borrow::Borrow;
+
+use futures::StreamExt as _;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -57,6 +59,8 @@ pub struct SalesforceSettings {
     pub batch_size: usize,
     /// Retry schedule and timeouts.
     pub retry: RetryPolicy,
+    /// Most data requests (chunks) one write has in flight at once (1: one after another).
+    pub max_in_flight: usize,
     /// No new login for this long after the token endpoint refused the credentials, unless
     /// they change.
     pub login_cooldown: Duration,
@@ -143,6 +147,9 @@ pub struct SalesforceClient {
     outage: AtomicBool,
     /// The org check's result (single flight: one describe at a time).
     org: tokio::sync::Mutex<OrgCheck>,
+    /// Set once Salesforce answered a Case write or the org check: writes then send their
+    /// chunks in parallel from the start.
+    answered: AtomicBool,
 }
 
 /// Where the org check stands for this container.
@@ -200,6 +207,7 @@ impl SalesforceClient {
             login_block: Mutex::new(None),
             outage: AtomicBool::new(false),
             org: tokio::sync::Mutex::new(OrgCheck::Unchecked),
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -284,12 +292,9 @@ impl SalesforceClient {
             .map(|r| r.borrow().case_id.is_none())
             .collect();
         let policy = self.settings.retry;
-        // While Salesforce is unavailable, each invocation probes with a single attempt.
-        let max_attempts = if self.outage.load(Ordering::Relaxed) {
-            1
-        } else {
-            policy.max_attempts
-        };
+        // While Salesforce is unavailable, each invocation probes: one attempt, one request.
+        let probing = self.outage.load(Ordering::Relaxed);
+        let max_attempts = if probing { 1 } else { policy.max_attempts };
         let chunk_size = self.settings.batch_size.clamp(1, MAX_COLLECTION_RECORDS);
         let request_failure: Mutex<Option<Error>> = Mutex::new(None);
         let mut attempt = 0;
@@ -316,40 +321,89 @@ impl SalesforceClient {
                 tokio::time::sleep(delay).await;
                 report.resent += pending.len() as u32;
             }
-            for chunk in pending.chunks(chunk_size) {
-                let step = Step {
-                    records,
-                    chunk,
-                    deadline,
-                    counts: &counts,
-                    request_failure: &request_failure,
-                };
-                let stop = async {
-                    self.create_step(&step, &mut stages, &mut outcomes, &mut last_error)
-                        .await?;
-                    self.read_step(
-                        &step,
-                        &mut stages,
-                        &mut by_external,
-                        &mut outcomes,
-                        &mut last_error,
+            // Each chunk runs create → read → update on its own state; up to `max_in_flight`
+            // chunks (so data requests) at once, sharing the token and the deadline.
+            let attempt_state = AttemptState::default();
+            let runs: Vec<ChunkRun<'_>> = pending
+                .chunks(chunk_size)
+                .map(|chunk| ChunkRun {
+                    records: chunk.iter().map(|&i| records[i].borrow()).collect(),
+                    global: chunk.to_vec(),
+                    stages: chunk.iter().map(|&i| stages[i].clone()).collect(),
+                    by_external: chunk.iter().map(|&i| by_external[i]).collect(),
+                    outcomes: vec![None; chunk.len()],
+                    last_error: vec![None; chunk.len()],
+                })
+                .collect();
+            let in_flight = if probing { 1 } else { self.settings.max_in_flight.max(1) };
+            // Futures are lazy: each starts when `buffer_unordered` polls it, at most
+            // `in_flight` at a time.
+            // Until Salesforce has answered this container once, one chunk goes first: a cold
+            // container meeting an outage (quota gone, credentials refused) spends one call.
+            let mut runs = runs.into_iter();
+            let mut done: Vec<(ChunkRun<'_>, Result<(), Error>)> = Vec::new();
+            if (probing || !self.answered.load(Ordering::Relaxed))
+                && let Some(first) = runs.next()
+            {
+                done.push(
+                    self.run_chunk(
+                        first,
+                        deadline,
+                        &counts,
+                        &request_failure,
+                        &attempt_state,
+                        probing,
                     )
-                    .await?;
-                    self.update_step(&step, &mut stages, &mut outcomes, &mut last_error)
-                        .await
-                }
-                .await;
-                if let Err(e) = stop {
-                    // Quota gone, credentials refused, Salesforce unusable: nothing else will
-                    // work in this invocation; stop calling and report everything left for
-                    // retry.
-                    report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
-                    for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
-                        *outcome = Some(CaseOutcome::Failed(e.clone()));
+                    .await,
+                );
+            }
+            let chunk_writes: Vec<_> = runs
+                .map(|run| {
+                    self.run_chunk(
+                        run,
+                        deadline,
+                        &counts,
+                        &request_failure,
+                        &attempt_state,
+                        probing,
+                    )
+                })
+                .collect();
+            let rest: Vec<(ChunkRun<'_>, Result<(), Error>)> =
+                futures::stream::iter(chunk_writes)
+                    .buffer_unordered(in_flight)
+                    .collect()
+                    .await;
+            done.extend(rest);
+            if attempt_state.answered.load(Ordering::Relaxed) {
+                self.answered.store(true, Ordering::Relaxed);
+            }
+            let mut stopped: Option<Error> = None;
+            for (run, result) in done {
+                for (k, &i) in run.global.iter().enumerate() {
+                    stages[i] = run.stages[k].clone();
+                    by_external[i] = run.by_external[k];
+                    if let Some(outcome) = &run.outcomes[k] {
+                        outcomes[i] = Some(outcome.clone());
                     }
-                    report.systemic = Some(e);
-                    break 'attempts;
+                    if let Some(error) = &run.last_error[k] {
+                        last_error[i] = Some(error.clone());
+                    }
                 }
+                if let Err(e) = result {
+                    stopped.get_or_insert(e);
+                }
+            }
+            if let Some(e) = stopped {
+                // Quota gone, credentials refused, Salesforce unusable: nothing else will work
+                // in this invocation; no new request started, everything left is reported
+                // for retry.
+                report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
+                for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *outcome = Some(CaseOutcome::Failed(e.clone()));
+                }
+                report.systemic = Some(e);
+                break 'attempts;
             }
         }
         report.outcomes = outcomes
@@ -365,6 +419,56 @@ impl SalesforceClient {
         self.outage
             .store(report.systemic.is_some(), Ordering::Relaxed);
         report
+    }
+
+    /// One chunk's create → read → update, unless the attempt already stopped (then its
+    /// records stay pending). `Err`: a failure that stops the batch.
+    async fn run_chunk<'a>(
+        &self,
+        mut run: ChunkRun<'a>,
+        deadline: Deadline,
+        counts: &CallCounts,
+        request_failure: &Mutex<Option<Error>>,
+        attempt: &AttemptState,
+        probing: bool,
+    ) -> (ChunkRun<'a>, Result<(), Error>) {
+        if !attempt.may_start(probing) {
+            return (run, Ok(()));
+        }
+        let all: Vec<usize> = (0..run.records.len()).collect();
+        let step = Step {
+            records: &run.records,
+            chunk: &all,
+            deadline,
+            counts,
+            request_failure,
+            attempt,
+        };
+        let result = async {
+            self.create_step(&step, &mut run.stages, &mut run.outcomes, &mut run.last_error)
+                .await?;
+            if attempt.stopped() {
+                return Ok(());
+            }
+            self.read_step(
+                &step,
+                &mut run.stages,
+                &mut run.by_external,
+                &mut run.outcomes,
+                &mut run.last_error,
+            )
+            .await?;
+            if attempt.stopped() {
+                return Ok(());
+            }
+            self.update_step(&step, &mut run.stages, &mut run.outcomes, &mut run.last_error)
+                .await
+        }
+        .await;
+        if result.is_err() {
+            attempt.stop.store(true, Ordering::Relaxed);
+        }
+        (run, result)
     }
 
     /// Checks the org against the configuration once per container (again after
@@ -408,6 +512,7 @@ impl SalesforceClient {
             Err(e) => return Err(e),
         };
         let problems = preflight::check(requirements, &schema);
+        self.answered.store(true, Ordering::Relaxed);
         if problems.is_empty() {
             tracing::info!(fields = schema.fields().len(), "org check passed");
             let schema = Arc::new(schema);
@@ -604,8 +709,20 @@ impl SalesforceClient {
                 )
             });
         let existing = match answer {
-            Ok(existing) => existing,
-            Err(e) => return fail_request(e, &reads, outcomes, last_error, step.request_failure),
+            Ok(existing) => {
+                step.attempt.answered.store(true, Ordering::Relaxed);
+                existing
+            }
+            Err(e) => {
+                return fail_request(
+                    e,
+                    &reads,
+                    outcomes,
+                    last_error,
+                    step.request_failure,
+                    step.attempt,
+                );
+            }
         };
         for &i in &reads {
             let r = record(i);
@@ -765,9 +882,20 @@ impl SalesforceClient {
                 wire::parse_collections_response(status, &bytes, affected.len())
             });
         match answer {
-            Ok(results) => Ok(Some(results)),
+            Ok(results) => {
+                step.attempt.answered.store(true, Ordering::Relaxed);
+                Ok(Some(results))
+            }
             Err(e) => {
-                fail_request(e, affected, outcomes, last_error, step.request_failure).map(|()| None)
+                fail_request(
+                    e,
+                    affected,
+                    outcomes,
+                    last_error,
+                    step.request_failure,
+                    step.attempt,
+                )
+                .map(|()| None)
             }
         }
     }
@@ -1034,6 +1162,42 @@ fn grant((access_token, instance_url): (SecretString, String), credentials: &Cre
     }
 }
 
+/// One chunk of an attempt, with its own state (positions `global` in the write's records).
+struct ChunkRun<'a> {
+    records: Vec<&'a CaseRecord>,
+    global: Vec<usize>,
+    stages: Vec<Stage>,
+    by_external: Vec<bool>,
+    outcomes: Vec<Option<CaseOutcome>>,
+    last_error: Vec<Option<Error>>,
+}
+
+/// What the chunks of one attempt share: whether to start new requests.
+#[derive(Default)]
+struct AttemptState {
+    /// A failure stopped the batch: no new request starts.
+    stop: AtomicBool,
+    /// Some request of this attempt was answered.
+    answered: AtomicBool,
+    /// Some request of this attempt failed as a whole with a retryable error.
+    failed: AtomicBool,
+}
+
+impl AttemptState {
+    /// Whether a chunk may start: not after a stop, and not while every request of the attempt
+    /// so far failed as a whole (Salesforce failing, not one record: the rest wait for the
+    /// backoff); while probing an outage, not after any failure.
+    fn may_start(&self, probing: bool) -> bool {
+        let failed = self.failed.load(Ordering::Relaxed);
+        let answered = self.answered.load(Ordering::Relaxed);
+        !self.stopped() && !(failed && (probing || !answered))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
 /// The chunk a step works on, with what every step needs.
 struct Step<'a, R> {
     records: &'a [R],
@@ -1042,6 +1206,8 @@ struct Step<'a, R> {
     counts: &'a CallCounts,
     /// The last request of this attempt that failed as a whole with a retryable error.
     request_failure: &'a Mutex<Option<Error>>,
+    /// What the attempt's chunks share.
+    attempt: &'a AttemptState,
 }
 
 impl<R> Step<'_, R> {
@@ -1067,11 +1233,13 @@ fn fail_request(
     outcomes: &mut [Option<CaseOutcome>],
     last_error: &mut [Option<Error>],
     request_failure: &Mutex<Option<Error>>,
+    attempt: &AttemptState,
 ) -> Result<(), Error> {
     if e.class().stops_the_batch() {
         return Err(e);
     }
     if e.class().is_retryable() {
+        attempt.failed.store(true, Ordering::Relaxed);
         *request_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
     }
     for &i in affected {
