@@ -257,7 +257,9 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                 let outcome = classify::classify(&ctr, &settings.classify);
                 let wanted = settings.policy.wants_case(&outcome);
                 // A contact whose hand-off Case the flow already filed updates that Case with
-                // its outcome even when the policy files none for it.
+                // its outcome even when the policy files none for it. The attribute alone makes
+                // no Case (`create` stays false): the read decides whether the named Case is
+                // the contact's own (salesforce::client), and writes nothing when it is not.
                 let has_case = outcome.template_key().is_some()
                     && ctr
                         .attributes

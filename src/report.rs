@@ -325,6 +325,7 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                         (Action::Unchanged, None)
                     }
                     Some(WriteOutcome::Recorded) => (Action::UpsertCase, None),
+                    Some(WriteOutcome::Skipped) => (Action::Skipped, None),
                     Some(WriteOutcome::Failed(f)) => {
                         let class = effective_class(f, &plan.field_uses);
                         if class == ErrorClass::Configuration && configuration.is_none() {

@@ -136,6 +136,7 @@ fn upserted_ids(report: &CaseWriteReport) -> Vec<String> {
             | CaseOutcome::Updated { id }
             | CaseOutcome::Unchanged { id } => id.clone(),
             CaseOutcome::Failed(e) => panic!("expected every Case upserted, got {e:?}"),
+            CaseOutcome::Skipped => panic!("expected every Case upserted, one was skipped"),
         })
         .collect()
 }
@@ -152,6 +153,7 @@ fn common_failure(report: &CaseWriteReport) -> Error {
             | CaseOutcome::Unchanged { id } => {
                 panic!("expected a failure, Case {id} was written")
             }
+            CaseOutcome::Skipped => panic!("expected a failure, a Case was skipped"),
         })
         .collect();
     assert!(!errors.is_empty(), "no outcomes");

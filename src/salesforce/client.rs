@@ -6,7 +6,10 @@
 //!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
 //!    it exists (another writer may just have created it), never a permanent error.
 //! 2. **read** the existing ones (and those the flow already named by Id) with one Composite
-//!    request holding one SOQL query: their Id and stored version.
+//!    request holding one SOQL query: their Id, external id and stored version. A Case named
+//!    by Id (a contact attribute, which customers can set) counts only when its external id is
+//!    the contact's own ContactId or an earlier leg's ([`CaseRecord::owner_ids`]); otherwise
+//!    the contact's own Case stands in for it (created first when its outcome files one).
 //! 3. **update** only those whose stored version is older than the CTR's, with one Collections
 //!    update of the kept-current fields and the version. The others are unchanged.
 //!
@@ -92,6 +95,10 @@ pub enum CaseOutcome {
         /// Salesforce Case id.
         id: String,
     },
+    /// Nothing was written, on purpose: the Case a contact attribute named is not this
+    /// contact's (or cannot be read), the contact has no Case of its own, and its outcome
+    /// files none.
+    Skipped,
     /// Not written; `error.class()` says whether to dead-letter (permanent) or retry later.
     Failed(Error),
 }
@@ -335,7 +342,11 @@ impl SalesforceClient {
                     last_error: vec![None; chunk.len()],
                 })
                 .collect();
-            let in_flight = if probing { 1 } else { self.settings.max_in_flight.max(1) };
+            let in_flight = if probing {
+                1
+            } else {
+                self.settings.max_in_flight.max(1)
+            };
             // Futures are lazy: each starts when `buffer_unordered` polls it, at most
             // `in_flight` at a time.
             // Until Salesforce has answered this container once, one chunk goes first: a cold
@@ -369,11 +380,10 @@ impl SalesforceClient {
                     )
                 })
                 .collect();
-            let rest: Vec<(ChunkRun<'_>, Result<(), Error>)> =
-                futures::stream::iter(chunk_writes)
-                    .buffer_unordered(in_flight)
-                    .collect()
-                    .await;
+            let rest: Vec<(ChunkRun<'_>, Result<(), Error>)> = futures::stream::iter(chunk_writes)
+                .buffer_unordered(in_flight)
+                .collect()
+                .await;
             done.extend(rest);
             if attempt_state.answered.load(Ordering::Relaxed) {
                 self.answered.store(true, Ordering::Relaxed);
@@ -445,15 +455,9 @@ impl SalesforceClient {
             attempt,
         };
         let result = async {
-            self.create_step(&step, &mut run.stages, &mut run.outcomes, &mut run.last_error)
-                .await?;
-            if attempt.stopped() {
-                return Ok(());
-            }
-            self.read_step(
+            self.create_step(
                 &step,
                 &mut run.stages,
-                &mut run.by_external,
                 &mut run.outcomes,
                 &mut run.last_error,
             )
@@ -461,8 +465,48 @@ impl SalesforceClient {
             if attempt.stopped() {
                 return Ok(());
             }
-            self.update_step(&step, &mut run.stages, &mut run.outcomes, &mut run.last_error)
-                .await
+            let fell_back = self
+                .read_step(
+                    &step,
+                    &mut run.stages,
+                    &mut run.by_external,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+            if !fell_back.is_empty() && !attempt.stopped() {
+                // Records whose named Case was not theirs: file their own Case now, and read
+                // it if another writer filed it first.
+                let own = Step {
+                    chunk: &fell_back,
+                    ..step
+                };
+                self.create_step(
+                    &own,
+                    &mut run.stages,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+                self.read_step(
+                    &own,
+                    &mut run.stages,
+                    &mut run.by_external,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+            }
+            if attempt.stopped() {
+                return Ok(());
+            }
+            self.update_step(
+                &step,
+                &mut run.stages,
+                &mut run.outcomes,
+                &mut run.last_error,
+            )
+            .await
         }
         .await;
         if result.is_err() {
@@ -659,6 +703,12 @@ impl SalesforceClient {
     }
 
     /// Step 2: one Composite query for the chunk's existing Cases; decides update or unchanged.
+    ///
+    /// A Case named by Id (a contact attribute) is read with its external id and taken only
+    /// when that is one of the record's [`CaseRecord::owner_ids`]; the contact's own Case is
+    /// read in the same query, so a named Case that is not the contact's (or cannot be read)
+    /// falls back to it at once. Returns the records that fell back and have no Case yet: the
+    /// caller creates them.
     async fn read_step<R: Borrow<CaseRecord>>(
         &self,
         step: &Step<'_, R>,
@@ -666,15 +716,15 @@ impl SalesforceClient {
         by_external: &mut [bool],
         outcomes: &mut [Option<CaseOutcome>],
         last_error: &mut [Option<Error>],
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<usize>, Error> {
         let reads: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Read);
         if reads.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let record = |i: usize| -> &CaseRecord { step.records[i].borrow() };
+        // Every record's own external id: for a Case named by Id, the fallback.
         let external_ids: Vec<&str> = reads
             .iter()
-            .filter(|&&i| by_external[i])
             .map(|&i| record(i).external_id.as_str())
             .collect();
         let ids: Vec<&str> = reads
@@ -721,20 +771,43 @@ impl SalesforceClient {
                     last_error,
                     step.request_failure,
                     step.attempt,
-                );
+                )
+                .map(|()| Vec::new());
             }
         };
+        let mut to_create = Vec::new();
         for &i in &reads {
             let r = record(i);
-            let found = existing.iter().find(|e| {
-                if by_external[i] {
-                    e.external_id
-                        .as_deref()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(r.external_id.as_str()))
-                } else {
+            let own = |e: &&wire::ExistingCase| {
+                e.external_id
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(r.external_id.as_str()))
+            };
+            let mut found = if by_external[i] {
+                existing.iter().find(own)
+            } else {
+                // A Case named by a contact attribute is this contact's only when its external
+                // id says so: attributes can come from customers.
+                existing.iter().find(|e| {
                     r.case_id.as_deref().is_some_and(|id| same_id(&e.id, id))
+                        && e.external_id.as_deref().is_some_and(|x| r.owns(x))
+                })
+            };
+            if found.is_none() && !by_external[i] {
+                // The named Case is another contact's, or cannot be read (deleted, not shared):
+                // it is never written. The contact's own Case stands in for it.
+                tracing::warn!(
+                    contact_id = %r.external_id,
+                    "the Case named by the contact's case id attribute is not this contact's; using the contact's own Case"
+                );
+                by_external[i] = true;
+                found = existing.iter().find(own);
+                if found.is_none() && r.create {
+                    stages[i] = Stage::Create;
+                    to_create.push(i);
+                    continue;
                 }
-            });
+            }
             match found {
                 Some(e) => {
                     let newer = match (r.version, e.version) {
@@ -749,19 +822,10 @@ impl SalesforceClient {
                         outcomes[i] = Some(CaseOutcome::Unchanged { id: e.id.clone() });
                     }
                 }
-                None if !by_external[i] && r.create => {
-                    // The flow's Case is gone: file the contact's Case by its external id.
-                    by_external[i] = true;
-                    stages[i] = Stage::Create;
+                None if !r.create => {
+                    // Its outcome files no Case, and it has none of its own: nothing to write.
+                    outcomes[i] = Some(CaseOutcome::Skipped);
                 }
-                None if !by_external[i] => fail_record(
-                    i,
-                    Error::CaseNotFound {
-                        id: r.case_id.clone().unwrap_or_default(),
-                    },
-                    outcomes,
-                    last_error,
-                ),
                 None => {
                     // The create said it exists (the unique index covers every Case) but the
                     // query cannot see it: the integration user may not read it (Private
@@ -776,7 +840,7 @@ impl SalesforceClient {
                 }
             }
         }
-        Ok(())
+        Ok(to_create)
     }
 
     /// Step 3: one collections update of the kept-current fields of the chunk's older Cases.
@@ -857,6 +921,9 @@ impl SalesforceClient {
     ///
     /// # Errors
     /// A failure that stops the batch (quota, auth, deadline).
+    // The step's state is three parallel slices owned by `write_fitted`; bundling them would
+    // only move the count elsewhere.
+    #[allow(clippy::too_many_arguments)]
     async fn collections_request<R>(
         &self,
         method: reqwest::Method,
@@ -886,17 +953,15 @@ impl SalesforceClient {
                 step.attempt.answered.store(true, Ordering::Relaxed);
                 Ok(Some(results))
             }
-            Err(e) => {
-                fail_request(
-                    e,
-                    affected,
-                    outcomes,
-                    last_error,
-                    step.request_failure,
-                    step.attempt,
-                )
-                .map(|()| None)
-            }
+            Err(e) => fail_request(
+                e,
+                affected,
+                outcomes,
+                last_error,
+                step.request_failure,
+                step.attempt,
+            )
+            .map(|()| None),
         }
     }
 
@@ -1325,6 +1390,7 @@ impl CaseSink for SalesforceClient {
                     CaseOutcome::Created { id } => WriteOutcome::Written { id, created: true },
                     CaseOutcome::Updated { id } => WriteOutcome::Written { id, created: false },
                     CaseOutcome::Unchanged { id } => WriteOutcome::Unchanged { id },
+                    CaseOutcome::Skipped => WriteOutcome::Skipped,
                     CaseOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
                 })
                 .collect(),

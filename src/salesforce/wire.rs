@@ -698,6 +698,7 @@ mod tests {
             ]),
             version: version.and_then(parse_datetime),
             case_id: None,
+            earlier_legs: Vec::new(),
             create: true,
             lookup_number: None,
         }

@@ -13,7 +13,7 @@
 //! `?fields=`, PATCH → 204), `sobjects/Case/{ext}/{value}` (GET, PATCH upsert),
 //! `composite/sobjects` (POST create, PATCH update by id; ≤ 200 records),
 //! `composite/sobjects/Case/{ext}` (PATCH upsert), `query?q=` (`SELECT f, … FROM T [WHERE c
-//! (AND c …|OR c …)]`, `c` one of `f = 'x'`, `f = true`, `f IN ('a', …)`, `f IN (SELECT g FROM
+//! (AND c …|OR c …)]`, `c` one of `f = 'x'`, `f = true`, `f [NOT] IN ('a', …)`, `f IN (SELECT g FROM
 //! U …)`; T one of Case, Contact, Organization, AssignmentRule, ObjectPermissions,
 //! PermissionSetAssignment), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING Contact(…)`) and
 //! `composite` (≤ 25 subrequests, `@{ref.path}` references, per-subrequest `httpHeaders`). A URI
@@ -2910,8 +2910,9 @@ impl Table {
     }
 }
 
-/// One `field = value` or `field IN (…)` condition: the values it accepts.
-type Cond = (String, Kind, Vec<Value>);
+/// One condition: the field, its kind, the values, and whether it is `NOT IN` (matches when
+/// the field equals none of them).
+type Cond = (String, Kind, Vec<Value>, bool);
 
 /// The setup objects the subset knows; querying them needs "View Setup and Configuration".
 const SETUP_OBJECTS: [&str; 3] = [
@@ -3049,7 +3050,7 @@ impl OrgState {
     }
 
     /// `GET query?q=SELECT f, … FROM T [WHERE c (AND c … | OR c …)]` with `c` one of
-    /// `f = 'x'`, `f = true|false`, `f IN ('a', …)` or `f IN (SELECT g FROM U [WHERE …])`.
+    /// `f = 'x'`, `f = true|false`, `f [NOT] IN ('a', …)` or `f IN (SELECT g FROM U [WHERE …])`.
     /// T is Case, Contact, Organization, AssignmentRule, ObjectPermissions or
     /// PermissionSetAssignment; Cases the user cannot see are left out silently. AND and OR
     /// do not mix without parentheses (SOQL refuses that too). Results never page (`done` is
@@ -3095,14 +3096,16 @@ impl OrgState {
                 joiner = Some(next);
             }
         }
-        let matches = |r: &Record, (field, kind, values): &Cond| {
+        let matches = |r: &Record, (field, kind, values, negated): &Cond| {
             let stored = get_ci(r, field).cloned().unwrap_or_default();
-            values.iter().any(|v| match (kind, &stored, v) {
+            let listed = values.iter().any(|v| match (kind, &stored, v) {
                 (Kind::Id, Value::String(s), Value::String(v)) => same_id(s, v),
                 (Kind::Text, Value::String(s), Value::String(v)) => s.eq_ignore_ascii_case(v),
                 (_, Value::Null, Value::String(v)) => v.is_empty(),
                 (_, s, v) => s == v,
-            })
+            });
+            // SOQL's NOT IN, like its `!=`, keeps records whose field is null.
+            listed != *negated
         };
         let all = joiner == Some("AND");
         let hit = |r: &Record| match all {
@@ -3113,13 +3116,18 @@ impl OrgState {
         Ok((table, names, hits))
     }
 
-    /// `f = v`, `f IN (v, …)` or `f IN (SELECT g FROM …)`.
+    /// `f = v`, `f IN (v, …)`, `f NOT IN (v, …)` or `f IN (SELECT g FROM …)`.
     fn condition(&self, t: &mut Tokens, table: &Table) -> Result<Cond, Answer> {
         let name = t.word()?;
         let (field, kind) = table.field(&name)?;
+        let mut negated = false;
         let values = if t.eat('=') {
             vec![t.value()?]
         } else {
+            if t.peek_keyword("NOT") {
+                t.keyword("NOT")?;
+                negated = true;
+            }
             t.keyword("IN")?;
             t.expect('(')?;
             let values = if t.peek_keyword("SELECT") {
@@ -3162,7 +3170,7 @@ impl OrgState {
         {
             return wrong(format!("invalid ID field: {v}"));
         }
-        Ok((field, kind, values))
+        Ok((field, kind, values, negated))
     }
 
     /// `GET search?q=FIND {term} IN PHONE FIELDS RETURNING Contact[(f, …)]`.
