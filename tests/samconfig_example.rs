@@ -4,7 +4,7 @@
 // See: issue "A first deploy that works the first time", item 2.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -14,7 +14,7 @@ fn repo_file(name: &str) -> PathBuf {
 
 /// The deploy section of `path` as SAM sees it: `parameter_overrides` split into key → value
 /// by `shlex`, plus the other deploy settings.
-fn read_as_sam_does(path: &PathBuf) -> (BTreeMap<String, String>, Value) {
+fn read_as_sam_does(path: &Path) -> (BTreeMap<String, String>, Value) {
     const SCRIPT: &str = r#"
 import json, shlex, sys, tomllib
 with open(sys.argv[1], "rb") as f:
