@@ -60,7 +60,8 @@ enum Command {
         ctr-cases replay --send ctrs.jsonl")]
     Replay {
         /// Event files: a Kinesis event (`{"Records":[…]}`), a bare CTR, a JSON array of CTRs,
-        /// or JSON lines of CTRs. Example: `events/mixed-batch.json`.
+        /// or JSON lines of CTRs. A contact-flow event (`events/connect/*.json`) is refused: run
+        /// it with `cargo lambda invoke ctr-cases-flow`. Example: `events/mixed-batch.json`.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Really write the Cases, using the Lambda's SALESFORCE_* configuration. Dead letters go
@@ -74,7 +75,8 @@ enum Command {
         #[arg(long, conflicts_with = "send")]
         show_requests: bool,
         /// Print JSON lines (one per record, then a summary per file) even on a terminal; this
-        /// is the default when stdout is not a terminal. Example: `ctr-cases replay --json f.json`.
+        /// is the default when stdout is not a terminal. On a terminal, the table fits COLUMNS,
+        /// else the terminal's width. Example: `ctr-cases replay --json f.json`.
         #[arg(long)]
         json: bool,
         /// With --send and no DEAD_LETTER_QUEUE_URL: the JSON-lines file dead letters are
