@@ -31,6 +31,7 @@
 //! - [`linking`]: linking a Case to the caller's Contact (ids, phone search, the match rule).
 //! - [`effect`]: the effects and their results; the sink traits.
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
+//! - [`report_table`]: a report as a table for people, fitted to the terminal's width.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
 //! - [`retry`]: deadline and backoff schedule (reads the clock only).
 //! - [`stream_scope`]: the one stream redrive may read (stream ARNs checked against
@@ -71,6 +72,7 @@ pub mod privacy;
 pub mod queue;
 pub mod redrive;
 pub mod report;
+pub mod report_table;
 pub mod retry;
 pub mod salesforce;
 pub mod secrets;

@@ -20,7 +20,7 @@ fn code(relative: &str) -> String {
     }
 }
 
-const PURE: [&str; 12] = [
+const PURE: [&str; 13] = [
     "ctr.rs",
     "event.rs",
     "classify.rs",
@@ -29,6 +29,7 @@ const PURE: [&str; 12] = [
     "effect.rs",
     "plan.rs",
     "report.rs",
+    "report_table.rs",
     "metrics.rs",
     "retry.rs",
     "salesforce/wire.rs",

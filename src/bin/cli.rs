@@ -27,7 +27,8 @@ use ctr_cases::redrive::{
     DEFAULT_VISIBILITY_TIMEOUT, KindFilter, Line, Progress, ProgressCounts, Redrive, RedriveError,
     RedriveRun, Summary,
 };
-use ctr_cases::report::{BatchReport, BatchSummary, RecordReport};
+use ctr_cases::report::BatchReport;
+use ctr_cases::report_table::{self, short_sequence};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
 use ctr_cases::stream_scope::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, StreamArn, StreamScope};
@@ -59,7 +60,8 @@ enum Command {
         ctr-cases replay --send ctrs.jsonl")]
     Replay {
         /// Event files: a Kinesis event (`{"Records":[…]}`), a bare CTR, a JSON array of CTRs,
-        /// or JSON lines of CTRs. Example: `events/mixed-batch.json`.
+        /// or JSON lines of CTRs. A contact-flow event (`events/connect/*.json`) is refused: run
+        /// it with `cargo lambda invoke ctr-cases-flow`. Example: `events/mixed-batch.json`.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Really write the Cases, using the Lambda's SALESFORCE_* configuration. Dead letters go
@@ -73,7 +75,8 @@ enum Command {
         #[arg(long, conflicts_with = "send")]
         show_requests: bool,
         /// Print JSON lines (one per record, then a summary per file) even on a terminal; this
-        /// is the default when stdout is not a terminal. Example: `ctr-cases replay --json f.json`.
+        /// is the default when stdout is not a terminal. On a terminal, the table fits COLUMNS,
+        /// else the terminal's width. Example: `ctr-cases replay --json f.json`.
         #[arg(long)]
         json: bool,
         /// With --send and no DEAD_LETTER_QUEUE_URL: the JSON-lines file dead letters are
@@ -244,9 +247,16 @@ async fn replay(
     // Buffered (stdout alone flushes every line: one write per record), flushed per file.
     let mut out = Output {
         json: json || !stdout.is_terminal(),
+        width: report_table::terminal_width(
+            std::env::var("COLUMNS").ok().as_deref(),
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_rows, columns)| columns),
+        ),
         out: std::io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
     };
     let env = |name: &str| std::env::var(name).ok();
+    let mut refused = 0;
     if send {
         let config = Config::from_env()?;
         let mut state = AppState::from_config(config).await?;
@@ -270,7 +280,9 @@ async fn replay(
         }
         state.metrics.enabled = false;
         for file in files {
-            let envelope = read_events(file)?;
+            let Some(envelope) = read_replay_file(file, &mut refused)? else {
+                continue;
+            };
             let inputs = envelope.inputs();
             let report = state.run_pipeline(&inputs, Deadline::unbounded()).await;
             out.report(file, &report, false)?;
@@ -287,7 +299,9 @@ async fn replay(
         let requests = dry_run_recorder(&config).keeping_bodies(show_requests);
         let letters = LetterRecorder::default();
         for file in files {
-            let envelope = read_events(file)?;
+            let Some(envelope) = read_replay_file(file, &mut refused)? else {
+                continue;
+            };
             let inputs = envelope.inputs();
             let report = pipeline::run(
                 &inputs,
@@ -311,6 +325,9 @@ async fn replay(
             }
             out.report(file, &report, true)?;
         }
+    }
+    if refused > 0 {
+        bail!("{refused} contact-flow event file(s) refused (see above); the others were replayed");
     }
     Ok(())
 }
@@ -617,6 +634,8 @@ fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> a
 /// Where reports go: JSON lines, or a table for people.
 struct Output<W: Write> {
     json: bool,
+    /// The table's width in columns.
+    width: usize,
     out: W,
 }
 
@@ -629,66 +648,50 @@ impl<W: Write> Output<W> {
             let line = json!({"summary": report.summary, "file": file.display().to_string(), "dryRun": dry_run});
             writeln!(self.out, "{line}")?;
         } else {
-            self.table(file, &report.records, &report.summary, dry_run)?;
+            let file = file.display().to_string();
+            for line in report_table::render(&file, report, dry_run, self.width) {
+                writeln!(self.out, "{line}")?;
+            }
         }
         self.out.flush()?;
         Ok(())
     }
-
-    fn table(
-        &mut self,
-        file: &Path,
-        records: &[RecordReport],
-        summary: &BatchSummary,
-        dry_run: bool,
-    ) -> anyhow::Result<()> {
-        let rows: Vec<Vec<String>> = records
-            .iter()
-            .map(|r| {
-                vec![
-                    short_sequence(&r.sequence_number),
-                    r.contact_id.clone().unwrap_or_else(|| "-".into()),
-                    r.outcome.to_owned(),
-                    r.action.name().to_owned(),
-                    r.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        writeln!(self.out, "{}", file.display())?;
-        write_table(
-            &mut self.out,
-            &["SEQUENCE", "CONTACT ID", "OUTCOME", "ACTION", "REASON"],
-            &rows,
-        )?;
-        let actions: Vec<String> = summary
-            .actions
-            .iter()
-            .map(|(action, n)| format!("{n} {action}"))
-            .collect();
-        writeln!(
-            self.out,
-            "{} record(s): {}; {} Salesforce call(s){}\n",
-            summary.records,
-            actions.join(", "),
-            summary.salesforce_api_calls,
-            if dry_run {
-                " would be made (dry run: nothing was sent)"
-            } else {
-                ""
-            }
-        )?;
-        Ok(())
-    }
 }
 
-/// Kinesis sequence numbers are 56 digits; a table shows the last 12.
-fn short_sequence(sequence: &str) -> String {
-    let count = sequence.chars().count();
-    if count <= 14 {
-        sequence.to_owned()
-    } else {
-        let tail: String = sequence.chars().skip(count - 12).collect();
-        format!("…{tail}")
+/// A contact-flow event file given to `replay`: the contact-flow function's input, which the
+/// stream pipeline would call poison (it is no CTR).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} is an Amazon Connect contact-flow event (Details.ContactData): the input of the \
+     contact-flow function, not contact trace records, so replay (the stream function's \
+     pipeline) does not run it. Invoke the contact-flow function with it instead: start \
+     `cargo lambda watch --invoke-address 127.0.0.1`, then run `cargo lambda invoke \
+     ctr-cases-flow --invoke-address 127.0.0.1 --data-file {path}` (README, \"The hand-off Case from the contact flow\")"
+)]
+struct ContactFlowEvent {
+    path: String,
+}
+
+/// Whether `text` is an Amazon Connect contact-flow invoke event (`{"Details":{"ContactData":
+/// {…}}, "Name":"ContactFlowEvent"}`).
+fn is_contact_flow_event(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|event| event.pointer("/Details/ContactData").cloned())
+        .is_some_and(|data| data.is_object())
+}
+
+/// Reads `file` for `replay`: `None` when it is refused (a contact-flow event, reported on
+/// stderr and counted in `refused`, so the other files still run).
+fn read_replay_file(file: &Path, refused: &mut usize) -> anyhow::Result<Option<KinesisEnvelope>> {
+    match read_events(file) {
+        Ok(envelope) => Ok(Some(envelope)),
+        Err(error) if error.is::<ContactFlowEvent>() => {
+            eprintln!("error: {error}");
+            *refused += 1;
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -697,6 +700,12 @@ fn short_sequence(sequence: &str) -> String {
 fn read_events(path: &Path) -> anyhow::Result<KinesisEnvelope> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if text.contains("\"ContactData\"") && is_contact_flow_event(&text) {
+        return Err(ContactFlowEvent {
+            path: path.display().to_string(),
+        }
+        .into());
+    }
     let wrap = |items: Vec<Vec<u8>>| KinesisEnvelope {
         records: items
             .iter()
