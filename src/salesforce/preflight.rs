@@ -406,7 +406,7 @@ pub fn check(requirements: &OrgRequirements, schema: &CaseSchema) -> Vec<Problem
 }
 
 /// Whether two Salesforce Ids name the same record (15-character prefix of the 18).
-fn same_id(a: &str, b: &str) -> bool {
+pub fn same_id(a: &str, b: &str) -> bool {
     a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
 }
 
