@@ -1,8 +1,8 @@
 //! `ctr-cases check`: the doctor a Salesforce admin runs before enabling the trigger. With the
 //! Lambda's configuration it signs in as the integration user, runs the org check the Lambda runs
 //! ([`crate::salesforce::preflight`]), and looks at what the Lambda cannot see for itself: the
-//! assignment rule setting against the org's rules, the Case sharing default against the user's
-//! object permissions, API usage, and whether the dead-letter queue answers. One [`Row`] per
+//! assignment rule setting against the org's rules, the Case sharing default against the shipped
+//! sharing rule's group and the user's object permissions, API usage, and whether the dead-letter queue answers. One [`Row`] per
 //! check ([`rows`] shows them).
 //!
 //! The calls are made here ([`Doctor::run`]); what each answer means is decided by the pure
@@ -28,6 +28,17 @@ const ASSIGNMENT_RULES_QUERY: &str =
     "SELECT Id, Name, Active FROM AssignmentRule WHERE SobjectType = 'Case'";
 /// The org-wide default for Cases.
 const SHARING_QUERY: &str = "SELECT DefaultCaseAccess FROM Organization";
+/// The API name of the public group the shipped sharing rule shares Cases with.
+const SHARING_GROUP: &str = "Ctr_Cases_Integration";
+/// That group's label, as Setup shows it.
+const SHARING_GROUP_LABEL: &str = "\"ctr-cases integration\"";
+/// What to grant when the integration user cannot edit Cases it no longer owns.
+const GRANT: &str = "add the integration user to the public group \"ctr-cases integration\" \
+     (Setup > Public Groups), which the shipped criteria-based sharing rule gives Read/Write on \
+     every Case with a ContactId (deploy salesforce/force-app if the group is missing), and \
+     assign it permission set Ctr_Cases_Integration; or give it Modify All on Case. Otherwise a \
+     later version of a contact whose Case an agent or a queue took is dead-lettered \
+     (case_not_accessible)";
 /// The fix for a query of a setup object the integration user may not read.
 const VIEW_SETUP: &str = "grant the integration user View Setup and Configuration to see this \
      (or check it yourself in Setup)";
@@ -106,8 +117,9 @@ impl Doctor<'_> {
         rows
     }
 
-    /// The Case sharing default, and (when it is Private or Read) the user's View All and
-    /// Modify All on Case.
+    /// The Case sharing default and, when it is Private or Read, the two ways the integration
+    /// user can still edit Cases it no longer owns: membership of the shipped sharing rule's
+    /// public group, and Modify All on Case.
     async fn sharing(&self, login: &Login) -> Row {
         let client = self.salesforce;
         let access = client
@@ -121,25 +133,43 @@ impl Doctor<'_> {
                     .unwrap_or_default()
                     .to_owned()
             });
-        let needs_permissions = matches!(access.as_deref(), Ok("None" | "Read"));
-        let permissions = match (&login.user_id, needs_permissions) {
-            (_, false) => None,
-            (None, true) => Some(Permissions::UserUnknown),
-            (Some(user), true) => {
-                let answer = client.query(&permissions_query(user), self.deadline).await;
-                Some(match answer {
-                    Ok(records) => Permissions::from_records(&records),
-                    Err(e) => Permissions::Unreadable(e),
-                })
-            }
+        if !matches!(access.as_deref(), Ok("None" | "Read")) {
+            return sharing_row(access, None);
+        }
+        let Some(user) = &login.user_id else {
+            return sharing_row(access, Some(Grants::UserUnknown));
         };
-        sharing_row(access, permissions)
+        let in_group = client
+            .query(&group_query(user), self.deadline)
+            .await
+            .map(|records| !records.is_empty());
+        let permissions = client
+            .query(&permissions_query(user), self.deadline)
+            .await
+            .map(|records| CasePermissions::from_records(&records));
+        sharing_row(
+            access,
+            Some(Grants::Read {
+                in_group,
+                permissions,
+            }),
+        )
     }
 }
 
+/// Whether the integration user is a direct member of the public group the shipped sharing
+/// rule shares Cases with (salesforce/force-app: groups/Ctr_Cases_Integration). `user_id` must
+/// be a User Id ([`crate::salesforce::wire::TokenResponse::user_id`] checks that), so it cannot
+/// change the query.
+fn group_query(user_id: &str) -> String {
+    format!(
+        "SELECT Id FROM GroupMember WHERE UserOrGroupId = '{user_id}' AND GroupId IN (SELECT Id \
+         FROM Group WHERE DeveloperName = '{SHARING_GROUP}')"
+    )
+}
+
 /// The integration user's Case object permissions, from every permission set assigned to it
-/// (its profile's included). `user_id` must be a User Id ([`crate::salesforce::wire::TokenResponse::user_id`]
-/// checks that), so it cannot change the query.
+/// (its profile's included). `user_id` as in [`group_query`].
 fn permissions_query(user_id: &str) -> String {
     format!(
         "SELECT PermissionsViewAllRecords, PermissionsModifyAllRecords FROM ObjectPermissions \
@@ -198,29 +228,39 @@ impl AssignmentRule {
     }
 }
 
-/// What the ObjectPermissions query found.
-#[derive(Debug)]
-enum Permissions {
-    /// Whether any of the user's permission sets gives View All / Modify All on Case.
-    Found { view_all: bool, modify_all: bool },
-    /// The token answer named no user, so there is nothing to query.
-    UserUnknown,
-    /// The query failed.
-    Unreadable(Error),
+/// View All and Modify All on Case, from any of the user's permission sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CasePermissions {
+    view_all: bool,
+    modify_all: bool,
 }
 
-impl Permissions {
+impl CasePermissions {
     fn from_records(records: &[Value]) -> Self {
         let any = |key: &str| {
             records
                 .iter()
                 .any(|r| r.get(key).and_then(Value::as_bool) == Some(true))
         };
-        Permissions::Found {
+        CasePermissions {
             view_all: any("PermissionsViewAllRecords"),
             modify_all: any("PermissionsModifyAllRecords"),
         }
     }
+}
+
+/// What lets the integration user edit Cases it no longer owns, in a Private or Read org.
+#[derive(Debug)]
+enum Grants {
+    /// The token answer named no user, so there is nothing to query.
+    UserUnknown,
+    /// What the two queries answered.
+    Read {
+        /// Whether it is in the shipped sharing rule's public group.
+        in_group: Result<bool, Error>,
+        /// Its View All / Modify All on Case.
+        permissions: Result<CasePermissions, Error>,
+    },
 }
 
 /// Whether a query failed because the user may not read that object: Salesforce answers
@@ -391,13 +431,8 @@ fn assignment_row(setting: &AssignmentRules, rules: Result<Vec<AssignmentRule>, 
 
 /// The Case sharing default and whether the integration user can see and edit Cases it no
 /// longer owns (an agent or a queue took them).
-fn sharing_row(access: Result<String, Error>, permissions: Option<Permissions>) -> Row {
+fn sharing_row(access: Result<String, Error>, grants: Option<Grants>) -> Row {
     const CHECK: &str = "Case sharing";
-    const GRANT: &str = "assign permission set Ctr_Cases_Integration to the integration user and \
-         add the user to the public group the shipped sharing rule shares Cases with \
-         (salesforce/force-app; docs/deploy.md, \"Sharing\"), or give it Modify All on Case; \
-         otherwise a later version of a contact whose Case an agent or a queue took is \
-         dead-lettered (case_not_accessible)";
     let access = match access {
         Ok(access) => access,
         Err(e) if hidden_from_user(&e) => {
@@ -427,29 +462,58 @@ fn sharing_row(access: Result<String, Error>, permissions: Option<Permissions>) 
             return Row::warn(
                 CHECK,
                 format!(
-                    "the org-wide default for Cases is \"{access}\", a value ctr-cases does not know"
+                    "the org-wide default for Cases is \"{access}\", a value ctr-cases does not \
+                     know"
                 ),
                 format!(
-                    "make sure the integration user can read and edit Cases it does not own: {GRANT}"
+                    "make sure the integration user can read and edit Cases it does not own: \
+                     {GRANT}"
                 ),
             );
         }
     };
-    match permissions {
-        None => Row::pass(
+    let (in_group, permissions) = match grants {
+        None => {
+            return Row::pass(
+                CHECK,
+                format!("{default}: the integration user edits Cases it does not own"),
+            );
+        }
+        Some(Grants::UserUnknown) => {
+            return Row::warn(
+                CHECK,
+                format!(
+                    "{default}; the token answer named no user, so its group and Case \
+                     permissions were not read"
+                ),
+                format!("make sure the integration user can edit Cases it does not own: {GRANT}"),
+            );
+        }
+        Some(Grants::Read {
+            in_group,
+            permissions,
+        }) => (in_group, permissions),
+    };
+    if in_group.as_ref().is_ok_and(|yes| *yes) {
+        return Row::pass(
             CHECK,
-            format!("{default}: the integration user edits Cases it does not own"),
-        ),
-        Some(Permissions::Found {
-            modify_all: true, ..
-        }) => Row::pass(
+            format!(
+                "{default}, and the integration user is in the public group {SHARING_GROUP_LABEL}, \
+                 which the shipped sharing rule gives Read/Write on every Case with a ContactId"
+            ),
+        );
+    }
+    if permissions.as_ref().is_ok_and(|p| p.modify_all) {
+        return Row::pass(
             CHECK,
             format!(
                 "{default}, and the integration user has Modify All on Case: it sees and edits \
                  Cases it no longer owns"
             ),
-        ),
-        Some(Permissions::Found { view_all, .. }) => {
+        );
+    }
+    match (in_group, permissions) {
+        (Ok(_), Ok(CasePermissions { view_all, .. })) => {
             let seen = if view_all {
                 "View All lets it see them, but it has no Modify All on Case"
             } else {
@@ -458,30 +522,24 @@ fn sharing_row(access: Result<String, Error>, permissions: Option<Permissions>) 
             Row::fail(
                 CHECK,
                 format!(
-                    "{default}: the integration user cannot edit Cases it no longer owns ({seen})"
+                    "{default}: the integration user cannot edit Cases it no longer owns (not in \
+                     the public group {SHARING_GROUP_LABEL}; {seen})"
                 ),
                 GRANT,
             )
         }
-        Some(Permissions::UserUnknown) => Row::warn(
+        (Err(e), _) | (_, Err(e)) if hidden_from_user(&e) => Row::warn(
             CHECK,
             format!(
-                "{default}; the token answer named no user, so its Case permissions were not read"
-            ),
-            format!("make sure the integration user can edit Cases it does not own: {GRANT}"),
-        ),
-        Some(Permissions::Unreadable(e)) if hidden_from_user(&e) => Row::warn(
-            CHECK,
-            format!(
-                "{default}; whether the integration user has View All / Modify All on Case is \
-                 hidden from it ({})",
+                "{default}; the integration user's groups or Case permissions are hidden from it \
+                 ({})",
                 e.code()
             ),
-            format!("{VIEW_SETUP}; without Modify All or the shipped sharing rule: {GRANT}"),
+            format!("{VIEW_SETUP}; unless it can already edit Cases it does not own: {GRANT}"),
         ),
-        Some(Permissions::Unreadable(e)) => Row::fail(
+        (Err(e), _) | (_, Err(e)) => Row::fail(
             CHECK,
-            format!("{default}; could not read the integration user's Case permissions"),
+            format!("{default}; could not read the integration user's groups or Case permissions"),
             e.to_string(),
         ),
     }
@@ -645,55 +703,77 @@ mod tests {
         assert_eq!(assignment_row(&unknown, rules()).status, Status::Fail);
     }
 
+    /// What the two queries of a Private or Read org answered.
+    fn grants(
+        in_group: Result<bool, Error>,
+        permissions: Result<(bool, bool), Error>,
+    ) -> Option<Grants> {
+        Some(Grants::Read {
+            in_group,
+            permissions: permissions.map(|(view_all, modify_all)| CasePermissions {
+                view_all,
+                modify_all,
+            }),
+        })
+    }
+
     #[test]
     fn a_hidden_setup_object_is_a_warning_saying_what_to_grant() {
         for code in ["INVALID_TYPE", "INSUFFICIENT_ACCESS"] {
             let row = assignment_row(&AssignmentRules::OnCreate, Err(api_error(400, code)));
             assert_eq!(row.status, Status::Warn, "{code}");
             assert!(row.fix.unwrap().contains("View Setup and Configuration"));
-            let row = sharing_row(
-                Ok("None".into()),
-                Some(Permissions::Unreadable(api_error(400, code))),
-            );
-            assert_eq!(row.status, Status::Warn, "{code}");
-            assert!(row.fix.unwrap().contains("View Setup and Configuration"));
+            for hidden in [
+                grants(Err(api_error(400, code)), Ok((false, false))),
+                grants(Ok(false), Err(api_error(400, code))),
+            ] {
+                let row = sharing_row(Ok("None".into()), hidden);
+                assert_eq!(row.status, Status::Warn, "{code}");
+                assert!(row.fix.unwrap().contains("View Setup and Configuration"));
+            }
         }
-        let outage = Error::NotSalesforce {
+        let outage = || Error::NotSalesforce {
             status: 502,
             code: "HTTP_502".into(),
         };
-        let row = assignment_row(&AssignmentRules::OnCreate, Err(outage));
+        let row = assignment_row(&AssignmentRules::OnCreate, Err(outage()));
+        assert_eq!(row.status, Status::Fail);
+        let row = sharing_row(Ok("None".into()), grants(Ok(false), Err(outage())));
         assert_eq!(row.status, Status::Fail);
     }
 
     #[test]
-    fn a_private_org_needs_modify_all_or_the_shipped_sharing_rule() {
-        let found = |view_all, modify_all| {
-            Some(Permissions::Found {
-                view_all,
-                modify_all,
-            })
-        };
+    fn a_private_org_needs_the_sharing_rules_group_or_modify_all() {
         assert_eq!(sharing_row(Ok("Edit".into()), None).status, Status::Pass);
         assert_eq!(
             sharing_row(Ok("ReadEditTransfer".into()), None).status,
             Status::Pass
         );
         for access in ["None", "Read"] {
-            assert_eq!(
-                sharing_row(Ok(access.into()), found(true, true)).status,
-                Status::Pass
-            );
+            let row = sharing_row(Ok(access.into()), grants(Ok(true), Ok((false, false))));
+            assert_eq!(row.status, Status::Pass, "{access}");
+            assert!(row.detail.contains("public group"), "{row:?}");
+            let row = sharing_row(Ok(access.into()), grants(Ok(false), Ok((true, true))));
+            assert_eq!(row.status, Status::Pass, "{access}");
+            assert!(row.detail.contains("Modify All"), "{row:?}");
             for view_all in [false, true] {
-                let row = sharing_row(Ok(access.into()), found(view_all, false));
+                let row = sharing_row(Ok(access.into()), grants(Ok(false), Ok((view_all, false))));
                 assert_eq!(row.status, Status::Fail, "{access} {view_all}");
                 let fix = row.fix.unwrap();
-                assert!(fix.contains("Ctr_Cases_Integration") && fix.contains("public group"));
+                assert!(
+                    fix.contains("public group \"ctr-cases integration\"")
+                        && fix.contains("Ctr_Cases_Integration"),
+                    "{fix}"
+                );
             }
         }
-        let row = sharing_row(Ok("None".into()), found(false, false));
+        let row = sharing_row(Ok("None".into()), grants(Ok(false), Ok((false, false))));
         assert!(row.detail.starts_with("Private:"), "{row:?}");
-        let row = sharing_row(Ok("None".into()), Some(Permissions::UserUnknown));
+        // Membership answers even when the permissions cannot be read.
+        let hidden = Err(api_error(400, "INVALID_TYPE"));
+        let row = sharing_row(Ok("None".into()), grants(Ok(true), hidden));
+        assert_eq!(row.status, Status::Pass);
+        let row = sharing_row(Ok("None".into()), Some(Grants::UserUnknown));
         assert_eq!(row.status, Status::Warn);
     }
 
@@ -703,20 +783,16 @@ mod tests {
             json!({"PermissionsViewAllRecords": false, "PermissionsModifyAllRecords": false}),
             json!({"PermissionsViewAllRecords": true, "PermissionsModifyAllRecords": true}),
         ];
-        assert!(matches!(
-            Permissions::from_records(&records),
-            Permissions::Found {
-                view_all: true,
-                modify_all: true
-            }
-        ));
-        assert!(matches!(
-            Permissions::from_records(&[]),
-            Permissions::Found {
-                view_all: false,
-                modify_all: false
-            }
-        ));
+        let all = CasePermissions {
+            view_all: true,
+            modify_all: true,
+        };
+        assert_eq!(CasePermissions::from_records(&records), all);
+        let none = CasePermissions {
+            view_all: false,
+            modify_all: false,
+        };
+        assert_eq!(CasePermissions::from_records(&[]), none);
     }
 
     #[test]

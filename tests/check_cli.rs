@@ -10,7 +10,7 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::fake_salesforce::{
-    self, CaseAccess, FakeSalesforce, FieldType, OUTCOME_FIELD, USER_ID_18,
+    self, CaseAccess, FakeSalesforce, FieldType, OUTCOME_FIELD, ShareAccess, USER_ID_18,
 };
 use support::fixtures;
 use support::moto::{self, Moto};
@@ -209,8 +209,9 @@ async fn each_broken_org_fails_with_a_row_naming_the_field_and_the_fix() {
     }
 }
 
-/// (4) A Private org: without Modify All the integration user cannot edit the Cases an agent
-/// or a queue took, so the sharing row fails saying what to grant; with it, it passes.
+/// (4) A Private org: outside the shipped sharing rule's group and without Modify All, the
+/// integration user cannot edit the Cases an agent or a queue took, so the sharing row fails
+/// saying what to grant; with either, it passes.
 #[tokio::test]
 async fn a_private_org_without_access_fails_the_sharing_row_with_what_to_grant() {
     let fake = good_org().await;
@@ -229,6 +230,21 @@ async fn a_private_org_without_access_fails_the_sharing_row_with_what_to_grant()
         "{fix}"
     );
     assert!(fix.contains("public group"), "{fix}");
+
+    // The shipped sharing rule: the user is in its public group.
+    fake.org.set_case_sharing_rule(Some(ShareAccess::Edit));
+    let (rows, code) = check_rows(&fake, None, &[]).await;
+    assert_eq!(code, 0, "{rows:#?}");
+    let sharing = row_of(&rows, "Case sharing");
+    assert_eq!(sharing["status"], "pass");
+    assert!(
+        sharing["detail"]
+            .as_str()
+            .unwrap()
+            .contains("public group \"ctr-cases integration\""),
+        "{sharing}"
+    );
+    fake.org.set_case_sharing_rule(None);
 
     // View All alone lets it see them, not edit them.
     fake.org.set_case_object_permissions(true, false);
