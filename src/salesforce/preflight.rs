@@ -2,7 +2,7 @@
 //! writes, before any record is touched (DESIGN.md "The org is not ours").
 //!
 //! Pure: [`CaseSchema::parse`] reads the describe answer and [`check`] compares it with
-//! [`OrgRequirements`]; the client makes the call ([`super::SalesforceClient::check_org`]).
+//! [`OrgRequirements`]; the client makes the call ([`super::SalesforceClient::check_org_now`]).
 //! A problem found here is a configuration error: every record is held, nothing is
 //! dead-lettered, and one error line names the field, the problem and the valid values.
 
