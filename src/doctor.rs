@@ -28,10 +28,11 @@ const ASSIGNMENT_RULES_QUERY: &str =
     "SELECT Id, Name, Active FROM AssignmentRule WHERE SobjectType = 'Case'";
 /// The org-wide default for Cases.
 const SHARING_QUERY: &str = "SELECT DefaultCaseAccess FROM Organization";
-/// The API name of the public group the shipped sharing rule shares Cases with.
-const SHARING_GROUP: &str = "Ctr_Cases_Integration";
+/// The API name (`DeveloperName`) of the public group the shipped sharing rule shares Cases
+/// with (salesforce/force-app/main/default/groups).
+pub const SHARING_GROUP: &str = "Ctr_Cases_Integration";
 /// That group's label, as Setup shows it.
-const SHARING_GROUP_LABEL: &str = "\"ctr-cases integration\"";
+pub const SHARING_GROUP_LABEL: &str = "ctr-cases integration";
 /// What to grant when the integration user cannot edit Cases it no longer owns.
 const GRANT: &str = "add the integration user to the public group \"ctr-cases integration\" \
      (Setup > Public Groups), which the shipped criteria-based sharing rule gives Read/Write on \
@@ -498,7 +499,7 @@ fn sharing_row(access: Result<String, Error>, grants: Option<Grants>) -> Row {
         return Row::pass(
             CHECK,
             format!(
-                "{default}, and the integration user is in the public group {SHARING_GROUP_LABEL}, \
+                "{default}, and the integration user is in the public group \"{SHARING_GROUP_LABEL}\", \
                  which the shipped sharing rule gives Read/Write on every Case with a ContactId"
             ),
         );
@@ -523,7 +524,7 @@ fn sharing_row(access: Result<String, Error>, grants: Option<Grants>) -> Row {
                 CHECK,
                 format!(
                     "{default}: the integration user cannot edit Cases it no longer owns (not in \
-                     the public group {SHARING_GROUP_LABEL}; {seen})"
+                     the public group \"{SHARING_GROUP_LABEL}\"; {seen})"
                 ),
                 GRANT,
             )
