@@ -2,8 +2,8 @@
 //! Lambda's configuration it signs in as the integration user, runs the org check the Lambda runs
 //! ([`crate::salesforce::preflight`]), and looks at what the Lambda cannot see for itself: the
 //! assignment rule setting against the org's rules, the Case sharing default against the shipped
-//! sharing rule's group and the user's object permissions, API usage, and whether the dead-letter queue answers. One [`Row`] per
-//! check ([`rows`] shows them).
+//! sharing rule's group and the user's object permissions, API usage, and whether the dead-letter
+//! queue answers. One [`Row`] per check ([`rows`] shows them).
 //!
 //! The calls are made here ([`Doctor::run`]); what each answer means is decided by the pure
 //! functions below it, tested without a server. Read-only: no Case is written and no message is
@@ -310,7 +310,9 @@ fn case_rows(requirements: &OrgRequirements, schema: Result<CaseSchema, Error>) 
     };
     let problems = preflight::check(requirements, &schema);
     if problems.is_empty() {
-        let mapped = requirements.fields.len() + 2;
+        // The mapped fields, the external id and version fields, and the customer links.
+        let links = if requirements.links_customers { 2 } else { 0 };
+        let mapped = requirements.fields.len() + 2 + links;
         return vec![Row::pass(
             "Case fields",
             format!(
