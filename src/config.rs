@@ -90,6 +90,9 @@ pub struct Config {
     /// Runtime API gives no plausible deadline (a local emulator). `None`: each function's own
     /// default applies.
     pub function_timeout: Option<Duration>,
+    /// What the org must support for the mapping, whatever `SALESFORCE_ORG_CHECK` says (the
+    /// Lambda checks it only when that is on; `ctr-cases check` always does).
+    pub org_requirements: OrgRequirements,
 }
 
 struct Reader<'a> {
@@ -402,17 +405,23 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         assignment,
         org_check: r
             .flag("SALESFORCE_ORG_CHECK", true)
-            .then(|| OrgRequirements {
-                external_id_field: mapping.external_id_field.clone(),
-                version_field: mapping.version_field.clone(),
-                fields: pipeline.field_uses().to_vec(),
-                links_customers: mapping.linking != CustomerLinking::Off,
-            }),
+            .then(|| org_requirements(pipeline)),
         org_check_retry: Duration::from_secs(r.number(
             "SALESFORCE_ORG_CHECK_RETRY_SECONDS",
             60,
             (0, 86_400),
         )),
+    }
+}
+
+/// What the org must support for the configured mapping.
+fn org_requirements(pipeline: &Settings) -> OrgRequirements {
+    let mapping = &pipeline.mapping;
+    OrgRequirements {
+        external_id_field: mapping.external_id_field.clone(),
+        version_field: mapping.version_field.clone(),
+        fields: pipeline.field_uses().to_vec(),
+        links_customers: mapping.linking != CustomerLinking::Off,
     }
 }
 
@@ -537,6 +546,7 @@ impl Config {
             return Err(ConfigError(r.problems));
         }
         Ok(Config {
+            org_requirements: org_requirements(&pipeline),
             pipeline,
             salesforce,
             credentials,
@@ -587,6 +597,21 @@ mod tests {
         assert_eq!(config.pipeline.policy, CasePolicy::default());
         assert!(config.dead_letter_queue_url.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Inline(_)));
+    }
+
+    // See: issue "Real orgs", item 3: `ctr-cases check` checks the org whatever the flag says.
+    #[test]
+    fn org_requirements_are_kept_when_the_lambdas_org_check_is_off() {
+        let mut env = PASSWORD_ENV.to_vec();
+        env.push(("CASE_VERSION_FIELD", "Ctr_Version__c"));
+        let on = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(on.salesforce.org_check.as_ref(), Some(&on.org_requirements));
+        env.push(("SALESFORCE_ORG_CHECK", "false"));
+        let off = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(off.salesforce.org_check, None);
+        assert_eq!(off.org_requirements, on.org_requirements);
+        assert_eq!(off.org_requirements.version_field, "Ctr_Version__c");
+        assert!(!off.org_requirements.fields.is_empty());
     }
 
     // See: issue "A contact writes only its own Case", item 2.

@@ -48,16 +48,19 @@
 //! - [`config`]: environment variables → the settings of each module above.
 //! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
+//! - [`doctor`]: `ctr-cases check`: the org check plus login, API usage, assignment rules,
+//!   Case sharing and the dead-letter queue, as rows for people ([`doctor::rows`]: table, JSON).
 //! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
 //! - Binaries: `src/main.rs` (the stream Lambda), `src/bin/flow.rs` (the contact-flow
-//!   Lambda), `src/bin/cli.rs` (`ctr-cases replay` / `redrive`); each only bootstraps.
+//!   Lambda), `src/bin/cli.rs` (`ctr-cases replay` / `redrive` / `check`); each only bootstraps.
 
 pub mod app;
 pub mod case;
 pub mod classify;
 pub mod config;
 pub mod ctr;
+pub mod doctor;
 pub mod effect;
 pub mod event;
 pub mod execute;

@@ -118,6 +118,12 @@ fn a_sharing_rule_gives_the_integration_group_every_case_with_a_contact_id() {
     let group = tag(tag(rule[0], "sharedTo").unwrap(), "group").unwrap();
     let group_xml = metadata(&format!("groups/{group}.group-meta.xml"));
     assert!(group_xml.contains("<Group xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+    // `ctr-cases check` looks for the user in this group, by these names.
+    assert_eq!(group, ctr_cases::doctor::SHARING_GROUP);
+    assert_eq!(
+        tag(&group_xml, "name"),
+        Some(ctr_cases::doctor::SHARING_GROUP_LABEL)
+    );
     let item = tag(rule[0], "criteriaItems").unwrap();
     let settings = Settings::default();
     assert_eq!(

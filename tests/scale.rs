@@ -30,7 +30,12 @@ fn scaled(fake: &FakeSalesforce, in_flight: usize, extra: &[(&str, &str)]) -> Ap
 
 async fn run(state: &AppState, range: std::ops::Range<u64>, first_seq: u64) -> BatchOutcome {
     let datas = dropped_datas(range);
-    process_batch(state, &kinesis_event(&datas, first_seq), Deadline::after(MINUTE)).await
+    process_batch(
+        state,
+        &kinesis_event(&datas, first_seq),
+        Deadline::after(MINUTE),
+    )
+    .await
 }
 
 /// Data requests the org received (token requests left out).
@@ -55,7 +60,11 @@ async fn chunks_are_in_flight_together_and_never_more_than_the_bound() {
         let state = scaled(&fake, in_flight, &[]);
         warm(&fake, &state).await;
         let outcome = run(&state, 0..100, 10).await;
-        assert!(outcome.response.batch_item_failures.is_empty(), "{:?}", outcome.reports);
+        assert!(
+            outcome.response.batch_item_failures.is_empty(),
+            "{:?}",
+            outcome.reports
+        );
         assert_eq!(outcome.summary.cases_created, 100);
         assert_eq!(data_requests(&fake), 10, "one create per chunk");
         assert_eq!(fake.org.max_in_flight(), in_flight, "in-flight {in_flight}");
@@ -76,7 +85,11 @@ async fn one_chunks_rejection_leaves_the_other_chunks_intact() {
         message: "Unexpected character".into(),
     });
     let outcome = run(&state, 0..50, 10).await;
-    assert!(outcome.response.batch_item_failures.is_empty(), "{:?}", outcome.reports);
+    assert!(
+        outcome.response.batch_item_failures.is_empty(),
+        "{:?}",
+        outcome.reports
+    );
     let rejected = outcome.summary.count(Action::DeadLetter);
     assert_eq!(rejected, 10, "exactly one chunk: {:?}", outcome.reports);
     assert_eq!(outcome.summary.cases_created, 40);
@@ -97,7 +110,10 @@ async fn a_systemic_error_mid_batch_starts_no_new_request() {
     assert!(outcome.summary.quota_exhausted);
     assert_eq!(data_requests(&fake), 2, "the two in flight, then none");
     let written = outcome.summary.count(Action::UpsertCase);
-    assert!(written <= 10, "at most the other chunk in flight: {written}");
+    assert!(
+        written <= 10,
+        "at most the other chunk in flight: {written}"
+    );
     assert_eq!(outcome.summary.count(Action::Retry) + written, 100);
 }
 

@@ -1,5 +1,6 @@
-//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`), and redrive
-//! dead letters and ShardFailureQueue ranges through it (`redrive`).
+//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`), redrive
+//! dead letters and ShardFailureQueue ranges through it (`redrive`), and check an org and a
+//! deployment before the trigger is enabled (`check`).
 //!
 //! A thin adapter: it reads files (or, through `ctr_cases::redrive`, queues) into plan inputs,
 //! picks the sinks (recorders for a dry run, the real Salesforce client and dead-letter queue
@@ -13,12 +14,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Parser, Subcommand};
 use ctr_cases::app::AppState;
 use ctr_cases::config::{Config, DryRunConfig};
+use ctr_cases::doctor::{self, DeadLetterQueue, Doctor, Row};
 use ctr_cases::effect::{CaseSink, LetterSink};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
@@ -184,12 +187,42 @@ enum Command {
         )]
         batch_size: u32,
     },
+    /// Check the org and the deployment before enabling the trigger; exits non-zero on any ✗.
+    #[command(
+        long_about = "Check the org and the deployment before enabling the trigger; exits \
+            non-zero on any ✗.\n\n\
+            With the Lambda's environment (SALESFORCE_*, CASE_*, DEAD_LETTER_QUEUE_URL, …) it \
+            signs in as the integration user and checks, one row each: the login (OAuth grant, \
+            user, instance); the Case fields the configuration writes, as the Lambda's org check \
+            does (whatever SALESFORCE_ORG_CHECK says): a missing or read-only field, a picklist \
+            value the org lacks, a field the org requires and the mapping does not set; the \
+            assignment rule setting (CASE_ASSIGNMENT_RULES) against the org's active Case \
+            assignment rule; the org-wide default for Cases and whether the integration user \
+            can edit Cases it no longer owns; API usage against the daily limit; and whether \
+            the dead-letter queue answers GetQueueAttributes with your AWS credentials. Each ✗ \
+            says how to fix it. A query the integration user may not make (setup objects need \
+            View Setup and Configuration) is a ⚠ saying what to grant, not a ✗.\n\n\
+            Read-only: no Case is written and no message is sent to the dead-letter queue (a \
+            test message would fire its alarm).",
+        after_help = "Examples:\n  \
+        ctr-cases check                                  # one row per check; exit 1 on any ✗\n  \
+        ctr-cases check --json | jq -c 'select(.status == \"fail\")'\n  \
+        SALESFORCE_SECRET_ARN=arn:aws:secretsmanager:... DEAD_LETTER_QUEUE_URL=https://sqs... \\\n    \
+        ctr-cases check"
+    )]
+    Check {
+        /// Print JSON lines instead of the table: one object per check (`check`, `status`:
+        /// pass, warn, fail or skip, `detail`, `fix`), then `{"summary":{…}}`. Example:
+        /// `ctr-cases check --json | jq -r .fix`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 // One thread: the CLI works through its files one by one, and the I/O it waits on (Salesforce,
 // SQS, Kinesis) is concurrent on one thread as well; no worker threads to start.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     // The per-record log lines repeat what the CLI prints; keep warnings about everything else.
     let filter =
         std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,ctr_cases::pipeline=off".into());
@@ -205,7 +238,9 @@ async fn main() -> anyhow::Result<()> {
             show_requests,
             json,
             dead_letters,
-        } => replay(&files, send, show_requests, json, dead_letters).await,
+        } => replay(&files, send, show_requests, json, dead_letters)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Redrive {
             queue,
             shard_failures,
@@ -231,9 +266,54 @@ async fn main() -> anyhow::Result<()> {
                     .map(|arn| StreamScope::new(arn, batch_size))
                     .transpose()?,
             };
-            redrive(source, options).await
+            redrive(source, options).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Check { json } => check(json).await,
     }
+}
+
+/// Runs `ctr-cases check` with the Lambda's configuration and prints its rows; exit status 1
+/// when any row is ✗.
+async fn check(json: bool) -> anyhow::Result<ExitCode> {
+    let rows = match Config::from_env() {
+        Err(e) => vec![Row::fail(
+            "configuration",
+            "the environment is not a valid Lambda configuration",
+            e.to_string(),
+        )],
+        Ok(config) => {
+            let requirements = config.org_requirements.clone();
+            let state = AppState::from_config(config).await?;
+            let dead_letter_queue = match &state.dead_letters {
+                DeadLetterSink::Sqs { client, queue_url } => Some(DeadLetterQueue {
+                    sqs: client,
+                    url: queue_url,
+                }),
+                _ => None,
+            };
+            Doctor {
+                salesforce: &state.salesforce,
+                requirements: &requirements,
+                dead_letter_queue,
+                deadline: Deadline::after(Duration::from_secs(60)),
+            }
+            .run()
+            .await
+        }
+    };
+    let text = if json {
+        doctor::rows::json_lines(&rows)
+    } else {
+        doctor::rows::table(&rows)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(if doctor::rows::summary(&rows).ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn replay(

@@ -30,7 +30,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::assignment::{self, AssignmentRules};
 use super::auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Token, TokenCache, grant_form,
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, Token, TokenCache,
+    grant_form,
 };
 use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
@@ -226,6 +227,15 @@ impl SalesforceClient {
     /// The last `Sforce-Limit-Info` API usage seen (used, max).
     pub fn api_usage(&self) -> Option<(u64, u64)> {
         *self.api_usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs in (or keeps the cached token) and says as whom: the flow, the user, the instance.
+    ///
+    /// # Errors
+    /// The token request's [`Error`] (refused credentials, unreachable login host, …).
+    pub async fn login(&self, deadline: Deadline) -> Result<Login, Error> {
+        let token = self.token(deadline, &CallCounts::default()).await?;
+        Ok(token.login())
     }
 
     /// Writes `records`: creates the new Cases, updates the kept-current fields of existing
@@ -1162,7 +1172,7 @@ impl SalesforceClient {
         credentials: &Credentials,
         deadline: Deadline,
         counts: &CallCounts,
-    ) -> Result<(SecretString, String), Error> {
+    ) -> Result<Signed, Error> {
         let login = match credentials.login_url.as_deref() {
             Some(text) => LoginUrl::parse(text, &self.settings.allowed_hosts).map_err(|e| {
                 Error::Credentials(format!(
@@ -1211,19 +1221,32 @@ impl SalesforceClient {
             InstanceUrl::parse(&token.instance_url, &login, &self.settings.allowed_hosts)
                 .map_err(Error::InstanceUrlRefused)?;
         tracing::info!(flow = flow.name(), "signed in to Salesforce");
-        Ok((
-            SecretString::from(token.access_token),
-            instance.as_str().to_owned(),
-        ))
+        let user_id = token.user_id().map(str::to_owned);
+        Ok(Signed {
+            access_token: SecretString::from(token.access_token),
+            instance_url: instance.as_str().to_owned(),
+            flow,
+            user_id,
+        })
     }
 }
 
+/// What one successful token request gave.
+struct Signed {
+    access_token: SecretString,
+    instance_url: String,
+    flow: AuthFlow,
+    user_id: Option<String>,
+}
+
 /// A granted token with the identity of the credentials that obtained it.
-fn grant((access_token, instance_url): (SecretString, String), credentials: &Credentials) -> Grant {
+fn grant(signed: Signed, credentials: &Credentials) -> Grant {
     Grant {
-        access_token,
-        instance_url,
+        access_token: signed.access_token,
+        instance_url: signed.instance_url,
         identity: Fingerprint::identity(credentials),
+        flow: signed.flow,
+        user_id: signed.user_id,
     }
 }
 
