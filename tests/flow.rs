@@ -42,25 +42,6 @@ fn invoke_event(contact_id: &str, caller: &str, attributes: Value) -> Value {
     })
 }
 
-/// A CTR for the same contact after the call, with the hand-off Case's id in its attributes.
-fn ctr_after(
-    contact_id: &str,
-    caller: &str,
-    updated: &str,
-    agent: bool,
-    attributes: Value,
-) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(&dropped_ctr_for(contact_id, caller, updated)).unwrap();
-    if agent {
-        v["Agent"] = json!({"Username": "agent.one", "ConnectedToAgentTimestamp": updated});
-        v["Queue"] = json!({"Name": "Bookings"});
-    }
-    if let (Some(target), Value::Object(extra)) = (v["Attributes"].as_object_mut(), attributes) {
-        target.extend(extra);
-    }
-    v.to_string().into_bytes()
-}
-
 fn state(fake: &FakeSalesforce, extra: &[(&str, &str)]) -> ctr_cases::app::AppState {
     let mut env = fake_env(fake);
     env.extend(

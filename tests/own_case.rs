@@ -18,7 +18,7 @@ use ctr_cases::retry::Deadline;
 use ctr_cases::stream::process_batch;
 use serde_json::{Value, json};
 use support::fake_salesforce::{self, FakeSalesforce, LAST_UPDATE_FIELD, OUTCOME_FIELD};
-use support::fixtures::{app_state, contact_uuid, dropped_ctr_for, fake_env, kinesis_event};
+use support::fixtures::{app_state, contact_uuid, ctr_after, fake_env, kinesis_event};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -111,16 +111,9 @@ async fn hand_off(state: &AppState, event: Value) -> std::collections::HashMap<S
 /// A CTR for `contact_id` updated at `updated`: a dropped call, or an agent-handled one (no
 /// Case by default), with `top` merged at the top level and `attributes` into its Attributes.
 fn ctr(contact_id: &str, updated: &str, agent: bool, top: Value, attributes: Value) -> Vec<u8> {
-    let mut v: Value =
-        serde_json::from_str(&dropped_ctr_for(contact_id, "+15555550190", updated)).unwrap();
-    if agent {
-        v["Agent"] = json!({"Username": "agent.one", "ConnectedToAgentTimestamp": updated});
-        v["Queue"] = json!({"Name": "Bookings"});
-    }
+    let data = ctr_after(contact_id, "+15555550190", updated, agent, attributes);
+    let mut v: Value = serde_json::from_slice(&data).unwrap();
     if let (Some(target), Value::Object(extra)) = (v.as_object_mut(), top) {
-        target.extend(extra);
-    }
-    if let (Some(target), Value::Object(extra)) = (v["Attributes"].as_object_mut(), attributes) {
         target.extend(extra);
     }
     v.to_string().into_bytes()

@@ -51,20 +51,13 @@ fn env_for(fake: &FakeSalesforce, extra: &[(&str, &str)]) -> HashMap<String, Str
 /// A CTR of contact `n` at version `updated`, dropped or (with `agent`) handled by an agent,
 /// with `attributes` added.
 fn ctr(n: u64, updated: &str, agent: bool, attributes: Value) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(&dropped_ctr_for(
+    ctr_after(
         &contact_uuid(n),
         &caller_number(n),
         updated,
-    ))
-    .unwrap();
-    if agent {
-        v["Agent"] = json!({"Username": "agent.one", "ConnectedToAgentTimestamp": updated});
-        v["Queue"] = json!({"Name": "Bookings"});
-    }
-    if let (Some(target), Value::Object(extra)) = (v["Attributes"].as_object_mut(), attributes) {
-        target.extend(extra);
-    }
-    v.to_string().into_bytes()
+        agent,
+        attributes,
+    )
 }
 
 async fn run(state: &AppState, datas: &[Vec<u8>], first_seq: u64) -> BatchOutcome {
@@ -607,11 +600,7 @@ async fn the_binary_checks_the_org_at_start_and_holds_a_broken_one_with_one_erro
     let values = process::emf_values(&output.emf()[0]);
     assert_eq!(values["ConfigurationInvalid"], 1);
     assert_eq!(values["SalesforceUnavailable"], 0);
-    let errors: Vec<Value> = output
-        .json_logs()
-        .into_iter()
-        .filter(|l| field(l, "level") == Some("ERROR"))
-        .collect();
+    let errors = output.error_lines();
     assert_eq!(errors.len(), 1, "{errors:#?}\n{}", output.all());
     let error = field(&errors[0], "error").unwrap_or_default();
     assert!(
