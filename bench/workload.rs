@@ -92,6 +92,42 @@ pub fn dropped_kind(_i: usize) -> Kind {
     Kind::Dropped
 }
 
+/// 30% dropped calls (3 in every 10), the rest agent-handled: a contact center's day.
+pub fn thirty_percent_dropped(i: usize) -> Kind {
+    if i % 10 < 3 {
+        Kind::Dropped
+    } else {
+        Kind::Handled
+    }
+}
+
+/// `data` (a CTR's JSON text) grown to a real-sized CTR: 20 to 40 contact attributes whose values
+/// bring it to 1.5 to 4 KB of JSON, varying with `i` (what flows that store an IVR's answers
+/// write).
+pub fn real_sized(data: &[u8], i: usize) -> Vec<u8> {
+    let mut ctr: Value = serde_json::from_slice(data).expect("the samples are JSON");
+    let attributes = 20 + (i * 7) % 21;
+    let target = 1_500 + (i * 997) % 2_500;
+    let base = ctr.to_string().len();
+    let per_value = target.saturating_sub(base + attributes * 24) / attributes;
+    let map = ctr
+        .as_object_mut()
+        .expect("a CTR is an object")
+        .entry("Attributes")
+        .or_insert_with(|| json!({}));
+    if let Some(map) = map.as_object_mut() {
+        for a in 0..attributes {
+            let value: String = "ivr answer "
+                .chars()
+                .cycle()
+                .take(per_value.max(4))
+                .collect();
+            map.insert(format!("ivrStep{a:02}Answer"), Value::String(value));
+        }
+    }
+    ctr.to_string().into_bytes()
+}
+
 /// The Kinesis `data` value (base64 text, as Kinesis delivers it) of record `i`, contact `n`.
 ///
 /// Dropped calls are the recorded 2024 IVR-only CTR with contact `n`'s ContactId and caller;

@@ -27,8 +27,13 @@
 //! each Python script, so a broken bench fails CI (`scripts/bench-smoke`). Its figures mean
 //! nothing.
 //!
+//! 5. scale: one event of 1,800 dropped calls with 300 ms per data call at in-flight 1, 5 and
+//!    10; a backlog of 50,000 CTRs (30% dropped) drained batch after batch as Lambda drains a
+//!    shard, at in-flight 1 and 5, next to the reference's computed rate; the binary's peak RSS
+//!    on a 6 MB event of real-sized CTRs (1.5–4 KB, 20–40 attributes, 30% dropped).
+//!
 //! `cargo bench --bench end_to_end -- --write-events DIR` only writes the event files to `DIR`
-//! (for profiling the same input).
+//! (for profiling the same input); `-- --scale-only` runs section 5 alone.
 
 #[path = "../tests/support/fake_salesforce.rs"]
 mod fake_salesforce;
@@ -110,6 +115,14 @@ async fn main() {
         write_events(Path::new(dir), &sizes);
         return;
     }
+    if args.iter().any(|a| a == "--scale-only") {
+        // Section 5 alone (issue "Scale"): `cargo bench --bench end_to_end -- --scale-only`.
+        scale_full_batch(&sizes).await;
+        backlog_drain(&sizes).await;
+        let (real_sized, real_mix) = real_sized_event(sizes.payload_limit);
+        lambda_peak_rss("lambda_6mb_real_sized", &real_sized, real_mix).await;
+        return;
+    }
     let python = python_interpreter().await;
     let scratch = Scratch::new();
     println!(
@@ -163,6 +176,12 @@ async fn main() {
     let file = scratch.write("event-6mb.json", &six_mb);
     drop(six_mb);
     replay_against_naive(&sizes, &python, &file, six_mb_mix).await;
+
+    // 5. Scale: chunks in flight together, a backlog drained, real-sized CTRs.
+    scale_full_batch(&sizes).await;
+    backlog_drain(&sizes).await;
+    let (real_sized, real_mix) = real_sized_event(sizes.payload_limit);
+    lambda_peak_rss("lambda_6mb_real_sized", &real_sized, real_mix).await;
     println!("load_average_end: {}", load_average());
 }
 
@@ -585,6 +604,177 @@ async fn flow_function(sizes: &Sizes) {
         warm_calls,
         warm.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Scale (issue "Scale")
+// ---------------------------------------------------------------------------------------------
+
+/// Added to every data call of the fake org in the scale figures: a collections insert of many
+/// Cases with triggers and rules is slow in a real org.
+const SCALE_LATENCY: Duration = Duration::from_millis(300);
+
+/// A warm container (signed in, Salesforce answered once) writing in chunks of `chunk` Cases,
+/// `in_flight` chunks at once, against `fake`.
+async fn scale_state(fake: &FakeSalesforce, chunk: usize, in_flight: usize) -> AppState {
+    let mut env = fixtures::fake_env(fake);
+    env.insert("SALESFORCE_BATCH_SIZE".into(), chunk.to_string());
+    env.insert("SALESFORCE_MAX_IN_FLIGHT".into(), in_flight.to_string());
+    let app = fixtures::app_state(&env);
+    process_all(&app, &dropped_envelope(8_900_000, 1)).await;
+    app
+}
+
+/// One event of 1,800 dropped calls (9 chunks of 200) with 300 ms per data call: wall time at
+/// in-flight 1 (one chunk after another), at the default (5) and at 10.
+async fn scale_full_batch(sizes: &Sizes) {
+    let (records, chunk): (usize, usize) = if sizes.smoke { (30, 10) } else { (1_800, 200) };
+    let chunks = records.div_ceil(chunk);
+    for in_flight in [1, 5, 10] {
+        let fake = fake_salesforce::start_with(FakeOptions {
+            latency: Some(SCALE_LATENCY),
+            ..Default::default()
+        })
+        .await;
+        let app = scale_state(&fake, chunk, in_flight).await;
+        let event = dropped_envelope(8_000_000, records);
+        fake.org.reset_max_in_flight();
+        let started = Instant::now();
+        process_all(&app, &event).await;
+        let wall = started.elapsed();
+        let goal = if in_flight >= chunks {
+            let met = wall <= SCALE_LATENCY + Duration::from_millis(100);
+            format!(
+                "; goal <= 400 (one round trip + 100 ms): {}",
+                if met { "met" } else { "missed" }
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "scale_{records}_dropped_300ms_in_flight_{in_flight}_ms: {:.0} ({chunks} chunks of \
+             {chunk}, at most {} requests in flight at the org{goal})",
+            ms(wall),
+            fake.org.max_in_flight()
+        );
+    }
+}
+
+/// A backlog of CTRs (30% dropped) drained as Lambda drains a shard with ParallelizationFactor 1:
+/// batches of BatchSize, each invocation after the previous, the next batch starting at the
+/// lowest record reported for retry. Records/s and Cases/s at in-flight 1 and 5, with 300 ms per
+/// data call; the reference's rate on the same backlog is computed from its measured cost (two
+/// sequential calls per dropped call, each 300 ms here: bench/reference_lambda.py).
+async fn backlog_drain(sizes: &Sizes) {
+    let (backlog, batch_size) = if sizes.smoke {
+        (300, 100)
+    } else {
+        (50_000, 1_000)
+    };
+    let mut reference = None;
+    for in_flight in [1, 5] {
+        let fake = fake_salesforce::start_with(FakeOptions {
+            latency: Some(SCALE_LATENCY),
+            ..Default::default()
+        })
+        .await;
+        let app = scale_state(&fake, 200, in_flight).await;
+        let cases_before = fake.org.case_count();
+        let mut checkpoint = 0;
+        let mut invocations = 0;
+        let started = Instant::now();
+        while checkpoint < backlog {
+            let count = batch_size.min(backlog - checkpoint);
+            let (json, _) = workload::event_json(
+                10_000_000 + checkpoint as u64,
+                count,
+                workload::thirty_percent_dropped,
+            );
+            let event: KinesisEnvelope = serde_json::from_str(&json).expect("a Kinesis event");
+            let outcome =
+                process_batch(&app, &event, Deadline::after(Duration::from_secs(60))).await;
+            invocations += 1;
+            let retried: Vec<&str> = outcome
+                .response
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.as_deref())
+                .collect();
+            let done = match retried.iter().min() {
+                // Lambda retries from the lowest reported sequence number.
+                Some(lowest) => event
+                    .records
+                    .iter()
+                    .position(|r| r.kinesis.sequence_number == *lowest)
+                    .unwrap_or(count),
+                None => count,
+            };
+            checkpoint += done;
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let cases = fake.org.case_count() - cases_before;
+        let dropped = (0..backlog)
+            .filter(|i| workload::thirty_percent_dropped(i % batch_size) == workload::Kind::Dropped)
+            .count();
+        assert_eq!(
+            cases, dropped,
+            "a Case for every dropped call of the backlog"
+        );
+        println!(
+            "backlog_{backlog}_in_flight_{in_flight}: {:.0} records/s, {:.1} Cases/s ({backlog} \
+             CTRs, {cases} Cases, {invocations} invocations of BatchSize {batch_size}, {:.1} s)",
+            backlog as f64 / wall,
+            cases as f64 / wall,
+            wall
+        );
+        reference.get_or_insert(cases);
+    }
+    // The reference: a token request and a create per dropped call, one after another.
+    let per_case = 2.0 * SCALE_LATENCY.as_secs_f64();
+    let cases = reference.unwrap_or(0) as f64;
+    println!(
+        "backlog_{backlog}_reference: {:.1} records/s, {:.1} Cases/s (computed: 2 sequential \
+         calls of 300 ms per dropped call, {:.0} s for the same backlog)",
+        backlog as f64 / (cases * per_case),
+        1.0 / per_case,
+        cases * per_case
+    );
+}
+
+/// An event of real-sized CTRs (1.5–4 KB, 20–40 attributes; 30% dropped calls) just under
+/// `limit` bytes, and its mix.
+fn real_sized_event(limit: usize) -> (String, workload::Mix) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (json, _) =
+        workload::event_json_within(6_000_000, limit * 2, workload::thirty_percent_dropped);
+    let mut event: Value = serde_json::from_str(&json).expect("a Kinesis event");
+    let records = event["Records"].as_array_mut().expect("records");
+    for (i, record) in records.iter_mut().enumerate() {
+        let data = b64
+            .decode(record["kinesis"]["data"].as_str().expect("data"))
+            .expect("base64");
+        record["kinesis"]["data"] = b64.encode(workload::real_sized(&data, i)).into();
+    }
+    // Keep the records that fit the payload limit.
+    let wrapper = r#"{"Records":[]}"#.len();
+    let mut size = wrapper;
+    let mut mix = workload::Mix::default();
+    let mut kept = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let text = record.to_string();
+        if size + text.len() + usize::from(i > 0) > limit {
+            break;
+        }
+        size += text.len() + usize::from(i > 0);
+        match workload::thirty_percent_dropped(i) {
+            workload::Kind::Dropped => mix.dropped += 1,
+            workload::Kind::Handled => mix.handled += 1,
+            workload::Kind::Poison => mix.poison += 1,
+        }
+        kept.push(text);
+    }
+    (format!(r#"{{"Records":[{}]}}"#, kept.join(",")), mix)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -757,8 +757,14 @@ pub struct CaseRecord {
     /// The CTR `LastUpdateTimestamp` this Case reflects; `None` when the CTR had none (such a
     /// record may create a Case but never replaces existing context).
     pub version: Option<DateTime<Utc>>,
-    /// The Id of a Case this contact already has (the flow stored it in a contact attribute).
+    /// The Id of a Case this contact may already have, from a contact attribute (the flow
+    /// stored it). Attributes can come from customers, so it is written only when that Case's
+    /// external id is one of [`CaseRecord::owner_ids`].
     pub case_id: Option<String>,
+    /// The earlier legs of this contact that Connect named (`InitialContactId`,
+    /// `PreviousContactId`; validated UUIDs, never the contact itself): values Connect sets, not
+    /// the caller. A transferred leg may update the Case one of them filed.
+    pub earlier_legs: Vec<ContactId>,
     /// Whether a missing Case may be created (false: only update an existing one).
     pub create: bool,
     /// With customer linking, the caller's number to look the Contact up by, when no data dip
@@ -767,6 +773,19 @@ pub struct CaseRecord {
 }
 
 impl CaseRecord {
+    /// The ContactIds whose Case this contact may write: its own, then its earlier legs.
+    pub fn owner_ids(&self) -> impl Iterator<Item = &ContactId> {
+        std::iter::once(&self.external_id).chain(&self.earlier_legs)
+    }
+
+    /// Whether a Case with external id `external_id` belongs to this contact (its own, or one
+    /// an earlier leg filed). External ids are compared as the org's unique index does: without
+    /// regard to case.
+    pub fn owns(&self, external_id: &str) -> bool {
+        self.owner_ids()
+            .any(|id| id.as_str().eq_ignore_ascii_case(external_id))
+    }
+
     /// The fields a later version writes: the kept-current ones that have a value.
     pub fn current_fields(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.kept_current
@@ -834,9 +853,30 @@ pub fn build(ctr: &Ctr, outcome: &Outcome, mapping: &CaseMapping) -> CaseRecord 
         kept_current: mapping.kept_current.clone(),
         version: ctr.last_update_timestamp,
         case_id,
+        earlier_legs: earlier_legs(ctr),
         create: true,
         lookup_number,
     }
+}
+
+/// The contact's earlier legs as Connect named them: `InitialContactId` and
+/// `PreviousContactId` when they are UUIDs other than the contact's own id, without repeats
+/// (compared without regard to case, as the external id index compares them).
+fn earlier_legs(ctr: &Ctr) -> Vec<ContactId> {
+    let mut legs: Vec<ContactId> = Vec::new();
+    for raw in [&ctr.initial_contact_id, &ctr.previous_contact_id]
+        .into_iter()
+        .flatten()
+    {
+        let Ok(id) = ContactId::parse(raw.trim()) else {
+            continue;
+        };
+        let same = |other: &ContactId| other.as_str().eq_ignore_ascii_case(id.as_str());
+        if !same(&ctr.contact_id) && !legs.iter().any(same) {
+            legs.push(id);
+        }
+    }
+    legs
 }
 
 fn render(template: &Template, ctr: &Ctr, outcome: &Outcome, filter: &AttributeFilter) -> String {
@@ -1368,6 +1408,46 @@ mod tests {
         assert_eq!(case.case_id, None, "not a Case Id");
         assert!(
             is_case_id("500000000000001") && !is_case_id("003000000000001") && !is_case_id("500x")
+        );
+    }
+
+    /// See: issue "A contact writes only its own Case", item 1.
+    #[test]
+    fn owner_ids_are_the_contact_and_the_legs_connect_named() {
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "InitialContactId":"0e5a3c2b-1111-4222-8333-444455556666",
+                "PreviousContactId":"0E5A3C2B-1111-4222-8333-444455556666",
+                "Attributes":{"ctrCasesCaseId":"500000000000001AAA"}}"#
+                .into(),
+        )
+        .unwrap();
+        let outcome = classify(&ctr, &ClassifyConfig::default());
+        let case = build(&ctr, &outcome, &default_mapping());
+        let owners: Vec<&str> = case.owner_ids().map(ContactId::as_str).collect();
+        assert_eq!(
+            owners,
+            [
+                "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "0e5a3c2b-1111-4222-8333-444455556666"
+            ]
+        );
+        assert!(case.owns("5CA32FBD-8F92-46AF-92A5-6B0F970F0EFE"));
+        assert!(case.owns("0e5a3c2b-1111-4222-8333-444455556666"));
+        assert!(!case.owns("7d3c2b1a-0000-4000-8000-000000000001"));
+        assert!(!case.owns(""));
+
+        let first_leg = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "InitialContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "PreviousContactId":"../sobjects/User"}"#
+                .into(),
+        )
+        .unwrap();
+        let case = build(&first_leg, &outcome, &default_mapping());
+        assert!(
+            case.earlier_legs.is_empty(),
+            "itself and non-UUIDs are left out"
         );
     }
 

@@ -93,6 +93,9 @@ pub struct Config {
     pub function_timeout: Option<Duration>,
     /// Callback tasks for dropped callers (`CALLBACK_TASKS=true`); `None`: off.
     pub callbacks: Option<CallbackConfig>,
+    /// What the org must support for the mapping, whatever `SALESFORCE_ORG_CHECK` says (the
+    /// Lambda checks it only when that is on; `ctr-cases check` always does).
+    pub org_requirements: OrgRequirements,
 }
 
 /// The supervisor field holding Connect's disconnect reason (`SUPERVISOR_FIELDS`).
@@ -541,22 +544,29 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         external_id_field: mapping.external_id_field.clone(),
         version_field: mapping.version_field.clone(),
         batch_size: r.number("SALESFORCE_BATCH_SIZE", 200, (1, 200)) as usize,
+        max_in_flight: r.number("SALESFORCE_MAX_IN_FLIGHT", 5, (1, 25)) as usize,
         retry,
         login_cooldown: ms(r.number("SALESFORCE_LOGIN_COOLDOWN_MS", 300_000, (0, 86_400_000))),
         assignment,
         org_check: r
             .flag("SALESFORCE_ORG_CHECK", true)
-            .then(|| OrgRequirements {
-                external_id_field: mapping.external_id_field.clone(),
-                version_field: mapping.version_field.clone(),
-                fields: pipeline.field_uses().to_vec(),
-                links_customers: mapping.linking != CustomerLinking::Off,
-            }),
+            .then(|| org_requirements(pipeline)),
         org_check_retry: Duration::from_secs(r.number(
             "SALESFORCE_ORG_CHECK_RETRY_SECONDS",
             60,
             (0, 86_400),
         )),
+    }
+}
+
+/// What the org must support for the configured mapping.
+fn org_requirements(pipeline: &Settings) -> OrgRequirements {
+    let mapping = &pipeline.mapping;
+    OrgRequirements {
+        external_id_field: mapping.external_id_field.clone(),
+        version_field: mapping.version_field.clone(),
+        fields: pipeline.field_uses().to_vec(),
+        links_customers: mapping.linking != CustomerLinking::Off,
     }
 }
 
@@ -694,6 +704,7 @@ impl Config {
             return Err(ConfigError(r.problems));
         }
         Ok(Config {
+            org_requirements: org_requirements(&pipeline),
             pipeline,
             salesforce,
             credentials,
@@ -809,6 +820,21 @@ mod tests {
         assert_eq!(config.pipeline.policy, CasePolicy::default());
         assert!(config.dead_letter_queue_url.is_none());
         assert!(matches!(config.credentials, CredentialsConfig::Inline(_)));
+    }
+
+    // See: issue "Real orgs", item 3: `ctr-cases check` checks the org whatever the flag says.
+    #[test]
+    fn org_requirements_are_kept_when_the_lambdas_org_check_is_off() {
+        let mut env = PASSWORD_ENV.to_vec();
+        env.push(("CASE_VERSION_FIELD", "Ctr_Version__c"));
+        let on = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(on.salesforce.org_check.as_ref(), Some(&on.org_requirements));
+        env.push(("SALESFORCE_ORG_CHECK", "false"));
+        let off = Config::from_lookup(lookup(&env)).unwrap();
+        assert_eq!(off.salesforce.org_check, None);
+        assert_eq!(off.org_requirements, on.org_requirements);
+        assert_eq!(off.org_requirements.version_field, "Ctr_Version__c");
+        assert!(!off.org_requirements.fields.is_empty());
     }
 
     // See: issue "A contact writes only its own Case", item 2.

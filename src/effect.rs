@@ -119,6 +119,9 @@ pub enum WriteOutcome {
         /// The Case id.
         id: String,
     },
+    /// Nothing was written, on purpose: the Case a contact attribute named is not this
+    /// contact's, and the contact has no Case of its own while its outcome files none.
+    Skipped,
     /// Captured by a recording sink (dry run): what a real run would send.
     Recorded,
     /// Not written.

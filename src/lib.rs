@@ -33,6 +33,7 @@
 //! - [`callback_batch`]: the callback function's batch plan and report.
 //! - [`effect`]: the effects and their results; the sink traits.
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
+//! - [`report_table`]: a report as a table for people, fitted to the terminal's width.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
 //! - [`retry`]: deadline and backoff schedule (reads the clock only).
 //! - [`stream_scope`]: the one stream redrive may read (stream ARNs checked against
@@ -51,13 +52,15 @@
 //! - [`config`]: environment variables → the settings of each module above.
 //! - [`app`]: the state a warm container keeps; [`logging`]: text or JSON logs.
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
+//! - [`doctor`]: `ctr-cases check`: the org check plus login, API usage, assignment rules,
+//!   Case sharing and the dead-letter queue, as rows for people ([`doctor::rows`]: table, JSON).
 //! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
 //! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
 //!   tasks, task ids on the Cases).
 //! - Binaries: `src/main.rs` (the stream Lambda), `src/bin/flow.rs` (the contact-flow
 //!   Lambda), `src/bin/callback.rs` (the callback Lambda), `src/bin/cli.rs` (`ctr-cases replay` /
-//!   `redrive`); each only bootstraps.
+//!   `redrive` / `check`); each only bootstraps.
 
 pub mod app;
 pub mod callback;
@@ -69,6 +72,7 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 pub mod ctr;
+pub mod doctor;
 pub mod effect;
 pub mod event;
 pub mod execute;
@@ -83,6 +87,7 @@ pub mod privacy;
 pub mod queue;
 pub mod redrive;
 pub mod report;
+pub mod report_table;
 pub mod retry;
 pub mod salesforce;
 pub mod secrets;

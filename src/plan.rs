@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::callback::{self, CallbackRequest};
 use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
-use crate::classify::{self, CasePolicy, ClassifyConfig};
+use crate::classify::{self, CasePolicy, ClassifyConfig, HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
 use crate::letter::{DeadLetter, DeadLetterError, LetterKind, Origin};
@@ -179,6 +179,93 @@ pub enum Decision {
     DeadLetter,
 }
 
+/// Why a classified record gets no Case ([`Decision::Skip`]): the setting that would file one,
+/// or the fact that no setting does. Its text names the environment variable (the stack
+/// parameter behind it is in template.yaml), e.g. `CASE_FOR_HAPPY_PATH=false`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A happy-path contact, and `CASE_FOR_HAPPY_PATH` is false.
+    HappyPathOff,
+    /// A caller who abandoned in a queue, and `CASE_FOR_QUEUED_ABANDONED` is false.
+    QueuedAbandonedOff,
+    /// The contact's channel is not in `CTR_CHANNELS`; the channel, when it is a plain Connect
+    /// value (`CHAT`, `TASK`, …).
+    ChannelNotConfigured(Option<String>),
+    /// The contact's initiation method is in `SKIP_INITIATION_METHODS`; the method, when it is a
+    /// plain Connect value (`OUTBOUND`, …).
+    InitiationMethodSkipped(Option<String>),
+    /// This leg was transferred on: the next leg has its own CTR, and its own decision.
+    TransferredOut,
+    /// The contact is one of our callback tasks (or the call an agent made from it): it updates
+    /// the dropped call's callback state at most, never files a Case.
+    CallbackTask,
+}
+
+impl SkipReason {
+    /// Why `outcome` gets no Case, when the policy files none for it; `None` for the outcomes
+    /// that always get one (dropped, hand-off). Every outcome is named, so a new one must decide.
+    pub fn for_outcome(outcome: &Outcome) -> Option<SkipReason> {
+        match outcome {
+            Outcome::HappyPath(
+                HappyPath::LiveAgent
+                | HappyPath::VirtualAgentResolved
+                | HappyPath::VirtualAgentHandoff,
+            ) => Some(SkipReason::HappyPathOff),
+            Outcome::QueuedAbandoned => Some(SkipReason::QueuedAbandonedOff),
+            Outcome::SkippedChannel(channel) => {
+                Some(SkipReason::ChannelNotConfigured(connect_value(channel)))
+            }
+            Outcome::SkippedInitiation(method) => {
+                Some(SkipReason::InitiationMethodSkipped(connect_value(method)))
+            }
+            Outcome::TransferredOut => Some(SkipReason::TransferredOut),
+            Outcome::CallbackTask => Some(SkipReason::CallbackTask),
+            Outcome::Dropped { .. } | Outcome::Handoff => None,
+        }
+    }
+}
+
+/// `value` when it looks like a Connect enumeration value (upper-case letters and `_`, at
+/// most 32): a record's own text never reaches a report line otherwise.
+fn connect_value(value: &str) -> Option<String> {
+    let plain = !value.is_empty()
+        && value.len() <= 32
+        && value.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    plain.then(|| value.to_owned())
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::HappyPathOff => f.write_str("CASE_FOR_HAPPY_PATH=false"),
+            SkipReason::QueuedAbandonedOff => f.write_str("CASE_FOR_QUEUED_ABANDONED=false"),
+            SkipReason::ChannelNotConfigured(Some(channel)) => {
+                write!(f, "channel {channel} not in CTR_CHANNELS")
+            }
+            SkipReason::ChannelNotConfigured(None) => f.write_str("channel not in CTR_CHANNELS"),
+            SkipReason::InitiationMethodSkipped(Some(method)) => {
+                write!(f, "{method} in SKIP_INITIATION_METHODS")
+            }
+            SkipReason::InitiationMethodSkipped(None) => {
+                f.write_str("initiation method in SKIP_INITIATION_METHODS")
+            }
+            SkipReason::TransferredOut => {
+                f.write_str("transferred out: the next leg has its own CTR")
+            }
+            SkipReason::CallbackTask => {
+                f.write_str("our callback task: it updates the drop's callback state only")
+            }
+        }
+    }
+}
+
+impl serde::Serialize for SkipReason {
+    /// As its text: a report line says why in words.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The plan for one record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRecord {
@@ -188,10 +275,18 @@ pub struct PlannedRecord {
     pub contact_id: Option<ContactId>,
     /// The classifier's outcome name, or `poison` / `superseded`.
     pub outcome: &'static str,
+    /// The classifier's outcome name for every record that decoded, superseded ones included
+    /// (what the contact was); `None` for poison.
+    pub contact_outcome: Option<&'static str>,
     /// What to do.
     pub decision: Decision,
     /// Why the record is poison, when it is.
     pub decode_error: Option<DecodeError>,
+    /// For [`Decision::Supersede`]: the position of the record processed instead (the
+    /// contact's newest version in the batch).
+    pub superseded_by: Option<usize>,
+    /// For [`Decision::Skip`]: why no Case is filed.
+    pub skip_reason: Option<SkipReason>,
 }
 
 /// An effect for the record at position `record`.
@@ -270,27 +365,35 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                     sequence_number,
                     contact_id: None,
                     outcome: "poison",
+                    contact_outcome: None,
                     decision: Decision::DeadLetter,
                     decode_error: Some(error),
+                    superseded_by: None,
+                    skip_reason: None,
                 });
                 continue;
             }
         };
         let updated = ctr.last_update_timestamp;
-        let (outcome, decision) = match newest.get(&ctr.contact_id) {
-            Some(best) if updated < best.updated => ("superseded", Decision::Supersede),
+        // Classified even when superseded: the report says what the contact was.
+        let outcome = classify::classify(&ctr, &settings.classify);
+        let (name, decision, skip_reason) = match newest.get(&ctr.contact_id) {
+            Some(best) if updated < best.updated => ("superseded", Decision::Supersede, None),
             previous => {
                 if let Some(older) = previous {
-                    records[older.record].outcome = "superseded";
-                    records[older.record].decision = Decision::Supersede;
+                    let older_record = &mut records[older.record];
+                    older_record.outcome = "superseded";
+                    older_record.decision = Decision::Supersede;
+                    older_record.skip_reason = None;
                     if let Some(position) = older.case {
                         superseded_cases.push(position);
                     }
                 }
-                let outcome = classify::classify(&ctr, &settings.classify);
                 let wanted = settings.policy.wants_case(&outcome);
                 // A contact whose hand-off Case the flow already filed updates that Case with
-                // its outcome even when the policy files none for it.
+                // its outcome even when the policy files none for it. The attribute alone makes
+                // no Case (`create` stays false): the read decides whether the named Case is
+                // the contact's own (salesforce::client), and writes nothing when it is not.
                 let has_case = outcome.template_key().is_some()
                     && ctr
                         .attributes
@@ -330,21 +433,34 @@ pub fn plan(inputs: &[InputRecord<'_>], settings: &Settings) -> Plan {
                         updated,
                     },
                 );
-                let decision = if case_position.is_some() {
-                    Decision::WriteCase
+                if case_position.is_some() {
+                    (outcome.name(), Decision::WriteCase, None)
                 } else {
-                    Decision::Skip
-                };
-                (outcome.name(), decision)
+                    let reason = SkipReason::for_outcome(&outcome);
+                    (outcome.name(), Decision::Skip, reason)
+                }
             }
         };
         records.push(PlannedRecord {
             sequence_number,
             contact_id: Some(ctr.contact_id),
-            outcome,
+            outcome: name,
+            contact_outcome: Some(outcome.name()),
             decision,
             decode_error: None,
+            superseded_by: None,
+            skip_reason,
         });
+    }
+    // Each superseded version points at the version processed instead: its contact's newest.
+    for record in &mut records {
+        if record.decision == Decision::Supersede {
+            record.superseded_by = record
+                .contact_id
+                .as_ref()
+                .and_then(|id| newest.get(id))
+                .map(|n| n.record);
+        }
     }
     if !superseded_cases.is_empty() {
         superseded_cases.sort_unstable();
@@ -545,6 +661,107 @@ mod tests {
         assert_eq!(plan.records[0].outcome, "skipped_initiation");
         assert!(plan.cases.is_empty());
         assert!(plan.callbacks.is_empty());
+    }
+
+    #[test]
+    fn superseded_versions_keep_their_outcome_and_point_at_the_newest() {
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", r#","Agent":{}"#),
+            ctr("2024-01-01T00:00:20Z", ""),
+            ctr("2024-01-01T00:00:10Z", ""),
+            b"not json".to_vec(),
+        ]);
+        let plan = plan_of(&env);
+        let got: Vec<(&str, Option<&str>, Option<usize>)> = plan
+            .records
+            .iter()
+            .map(|r| (r.outcome, r.contact_outcome, r.superseded_by))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("superseded", Some("happy_path_live_agent"), Some(1)),
+                ("dropped", Some("dropped"), None),
+                ("superseded", Some("dropped"), Some(1)),
+                ("poison", None, None),
+            ]
+        );
+    }
+
+    /// The reason goes with the decision: none when the policy files a Case, none once a newer
+    /// version supersedes the record.
+    #[test]
+    fn skipped_record_names_the_setting_that_would_file_a_case() {
+        let env = envelope(&[ctr("2024-01-01T00:00:00Z", r#","Agent":{}"#)]);
+        let plan = plan_of(&env);
+        assert_eq!(plan.records[0].decision, Decision::Skip);
+        let reason = plan.records[0].skip_reason.as_ref().expect("a reason");
+        assert_eq!(reason.to_string(), "CASE_FOR_HAPPY_PATH=false");
+
+        let settings = Settings::new(
+            ClassifyConfig::default(),
+            CasePolicy {
+                happy_path: true,
+                ..CasePolicy::default()
+            },
+            CaseMapping::default(),
+        );
+        let filed = super::plan(&env.inputs(), &settings);
+        assert_eq!(filed.records[0].decision, Decision::WriteCase);
+        assert_eq!(filed.records[0].skip_reason, None);
+
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", r#","Agent":{}"#),
+            ctr("2024-01-01T00:00:10Z", ""),
+        ]);
+        let plan = plan_of(&env);
+        assert_eq!(plan.records[0].decision, Decision::Supersede);
+        assert_eq!(plan.records[0].skip_reason, None);
+    }
+
+    #[test]
+    fn every_skipped_outcome_has_a_reason_naming_its_setting() {
+        let text = |outcome: Outcome| SkipReason::for_outcome(&outcome).map(|r| r.to_string());
+        assert_eq!(
+            text(Outcome::QueuedAbandoned).as_deref(),
+            Some("CASE_FOR_QUEUED_ABANDONED=false")
+        );
+        assert_eq!(
+            text(Outcome::SkippedChannel("CHAT".into())).as_deref(),
+            Some("channel CHAT not in CTR_CHANNELS")
+        );
+        assert_eq!(
+            text(Outcome::SkippedInitiation("OUTBOUND".into())).as_deref(),
+            Some("OUTBOUND in SKIP_INITIATION_METHODS")
+        );
+        assert_eq!(
+            text(Outcome::TransferredOut).as_deref(),
+            Some("transferred out: the next leg has its own CTR")
+        );
+        assert_eq!(
+            text(Outcome::Dropped {
+                disconnect_reason: None
+            }),
+            None
+        );
+        assert_eq!(text(Outcome::Handoff), None);
+    }
+
+    /// A record's own text (here a channel with a phone number in it) is never quoted.
+    #[test]
+    fn skip_reason_quotes_only_plain_connect_values() {
+        let reason = SkipReason::for_outcome(&Outcome::SkippedChannel("chat +15550100".into()));
+        assert_eq!(reason, Some(SkipReason::ChannelNotConfigured(None)));
+        assert_eq!(reason.unwrap().to_string(), "channel not in CTR_CHANNELS");
+        let env = envelope(&[String::from_utf8(ctr("2024-01-01T00:00:00Z", ""))
+            .unwrap()
+            .replace("VOICE", "CHAT")
+            .into_bytes()]);
+        let plan = plan_of(&env);
+        assert_eq!(
+            plan.records[0].skip_reason,
+            Some(SkipReason::ChannelNotConfigured(Some("CHAT".into())))
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::callback::CallbackRequest;
 use crate::case::FieldUse;
 use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
 use crate::letter::{DeadLetter, LetterKind};
-use crate::plan::{Decision, InputRecord, Keyed, Plan};
+use crate::plan::{Decision, InputRecord, Keyed, Plan, SkipReason};
 
 /// The final action for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
@@ -132,6 +132,27 @@ pub struct RecordReport {
     /// Whether a callback request was queued for it (absent: none was due).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback: Option<bool>,
+    /// The classifier's outcome whenever the record decoded; for a superseded record (whose
+    /// `outcome` is `superseded`), what the contact was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_outcome: Option<&'static str>,
+    /// For a superseded record: the record processed instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<SupersededBy>,
+    /// For a skipped record: why no Case is filed, naming the setting that would file one
+    /// (e.g. `CASE_FOR_HAPPY_PATH=false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SkipReason>,
+}
+
+/// The record that superseded another: the same contact's newest version in the batch.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededBy {
+    /// Its row: its position in the batch or file, counting from 1.
+    pub row: usize,
+    /// Its Kinesis sequence number (or position in a file).
+    pub sequence_number: String,
 }
 
 /// Counts for one batch: the summary log line and the metrics.
@@ -144,10 +165,14 @@ pub struct BatchSummary {
     pub outcomes: BTreeMap<&'static str, u32>,
     /// Records per action.
     pub actions: BTreeMap<&'static str, u32>,
-    /// Cases created (not updated).
+    /// Cases created (not updated). Always 0 in a dry run, which cannot tell a create from an
+    /// update: see `case_writes`.
     pub cases_created: u32,
     /// Callback requests queued for the callback function.
     pub callbacks_queued: u32,
+    /// Cases written, created or updated (`upsert_case` records); in a dry run, the Cases that
+    /// would be written.
+    pub case_writes: u32,
     /// Salesforce data API calls.
     pub salesforce_api_calls: u32,
     /// Salesforce token requests.
@@ -190,6 +215,9 @@ impl BatchSummary {
             }
             if r.callback == Some(true) {
                 summary.callbacks_queued += 1;
+            }
+            if r.action == Action::UpsertCase {
+                summary.case_writes += 1;
             }
         }
         summary
@@ -245,7 +273,7 @@ pub fn callbacks_to_queue(plan: &Plan, writes: &WriteReport) -> Vec<Keyed<Callba
     for (case, outcome) in plan.cases.iter().zip(&writes.outcomes) {
         case_ids[case.record] = match outcome {
             WriteOutcome::Written { id, .. } | WriteOutcome::Unchanged { id } => Some(id),
-            WriteOutcome::Recorded | WriteOutcome::Failed(_) => None,
+            WriteOutcome::Recorded | WriteOutcome::Skipped | WriteOutcome::Failed(_) => None,
         };
     }
     plan.callbacks
@@ -367,9 +395,18 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                 created: None,
                 error: None,
                 callback: None,
+                contact_outcome: p.contact_outcome,
+                superseded_by: p.superseded_by.map(|row| SupersededBy {
+                    row: row + 1,
+                    sequence_number: plan.records[row].sequence_number.clone(),
+                }),
+                reason: None,
             };
             let (action, error) = match p.decision {
-                Decision::Skip => (Action::Skipped, None),
+                Decision::Skip => {
+                    report.reason = p.skip_reason.clone();
+                    (Action::Skipped, None)
+                }
                 Decision::Supersede => (Action::Superseded, None),
                 Decision::DeadLetter => {
                     let code = p.decode_error.as_ref().map_or("poison", |e| e.code());
@@ -386,6 +423,7 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
                         (Action::Unchanged, None)
                     }
                     Some(WriteOutcome::Recorded) => (Action::UpsertCase, None),
+                    Some(WriteOutcome::Skipped) => (Action::Skipped, None),
                     Some(WriteOutcome::Failed(f)) => {
                         let class = effective_class(f, &plan.field_uses);
                         if class == ErrorClass::Configuration && configuration.is_none() {
@@ -507,6 +545,64 @@ mod tests {
         assert_eq!(s.count(Action::DeadLetter), 1);
         assert_eq!(s.count(Action::Retry), 0);
         assert_eq!(s.salesforce_api_calls, 1);
+    }
+
+    #[test]
+    fn superseded_and_skipped_records_say_why() {
+        let handled = format!(
+            r#"{{"ContactId":"{ID}","Channel":"VOICE","Agent":{{}},"LastUpdateTimestamp":"2024-01-01T00:00:00Z"}}"#
+        );
+        let newer = format!(
+            r#"{{"ContactId":"{ID}","Channel":"VOICE","Agent":{{}},"LastUpdateTimestamp":"2024-01-01T00:00:10Z"}}"#
+        );
+        let env = envelope(&[handled.as_bytes(), newer.as_bytes()]);
+        let inputs = env.inputs();
+        let report = finish(&plan(&inputs, &Settings::default()), &Executed::default());
+        let line = serde_json::to_value(&report.records[0]).unwrap();
+        assert_eq!(line["outcome"], "superseded");
+        assert_eq!(line["action"], "superseded");
+        assert_eq!(line["contactOutcome"], "happy_path_live_agent");
+        assert_eq!(
+            line["supersededBy"],
+            serde_json::json!({"row": 2, "sequenceNumber": "101"})
+        );
+        assert!(line.get("reason").is_none(), "{line}");
+        let line = serde_json::to_value(&report.records[1]).unwrap();
+        assert_eq!(line["action"], "skipped");
+        assert_eq!(line["reason"], "CASE_FOR_HAPPY_PATH=false");
+        assert!(line.get("supersededBy").is_none(), "{line}");
+    }
+
+    /// A dry run records its writes: it cannot tell a create from an update, so it counts
+    /// Case writes, never Cases created.
+    #[test]
+    fn dry_run_counts_case_writes_not_creates() {
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![WriteOutcome::Recorded],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!((summary.case_writes, summary.cases_created), (1, 0));
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![WriteOutcome::Written {
+                    id: "500000000000001AAA".into(),
+                    created: true,
+                }],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!((summary.case_writes, summary.cases_created), (1, 1));
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["caseWrites"], 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ fn code(relative: &str) -> String {
     }
 }
 
-const PURE: [&str; 14] = [
+const PURE: [&str; 16] = [
     "ctr.rs",
     "event.rs",
     "classify.rs",
@@ -29,12 +29,14 @@ const PURE: [&str; 14] = [
     "effect.rs",
     "plan.rs",
     "report.rs",
+    "report_table.rs",
     "metrics.rs",
     "retry.rs",
     "salesforce/wire.rs",
     "stream_scope.rs",
     "callback.rs",
     "callback_batch.rs",
+    "doctor/rows.rs",
 ];
 
 const IO_MODULES: [&str; 13] = [

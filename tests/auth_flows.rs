@@ -50,6 +50,7 @@ fn settings(login_url: &str, flow: AuthFlow) -> SalesforceSettings {
         external_id_field: fake::EXTERNAL_ID_FIELD.into(),
         version_field: "Amazon_Connect_Last_Update__c".into(),
         batch_size: 200,
+        max_in_flight: 5,
         retry: RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::ZERO,
@@ -135,6 +136,7 @@ fn upserted_ids(report: &CaseWriteReport) -> Vec<String> {
             | CaseOutcome::Updated { id }
             | CaseOutcome::Unchanged { id } => id.clone(),
             CaseOutcome::Failed(e) => panic!("expected every Case upserted, got {e:?}"),
+            CaseOutcome::Skipped => panic!("expected every Case upserted, one was skipped"),
         })
         .collect()
 }
@@ -151,6 +153,7 @@ fn common_failure(report: &CaseWriteReport) -> Error {
             | CaseOutcome::Unchanged { id } => {
                 panic!("expected a failure, Case {id} was written")
             }
+            CaseOutcome::Skipped => panic!("expected a failure, a Case was skipped"),
         })
         .collect();
     assert!(!errors.is_empty(), "no outcomes");

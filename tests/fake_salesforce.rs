@@ -1650,6 +1650,42 @@ async fn assignment_rules_and_permissions_are_queryable_with_view_setup() {
     assert_eq!(access.status, 200, "Organization is no setup object");
 }
 
+/// The sharing rule's public group and its members (GroupMember: a record per direct member
+/// of a Regular group; Group needs View Setup and Configuration, Spring '20 and later).
+#[tokio::test]
+async fn the_sharing_rules_group_lists_the_user_while_the_rule_applies() {
+    let org = org().await;
+    let member = format!(
+        "SELECT Id FROM GroupMember WHERE UserOrGroupId = '{}' AND GroupId IN (SELECT Id FROM Group WHERE DeveloperName = '{}')",
+        fake::USER_ID_18,
+        fake::SHARING_GROUP_NAME
+    );
+    let answer = org.query(&member).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["totalSize"], 0);
+    org.fake
+        .org
+        .set_case_sharing_rule(Some(fake::ShareAccess::Edit));
+    let answer = org.query(&member).await;
+    assert_eq!(records(&answer)[0]["attributes"]["type"], "GroupMember");
+    let group = org
+        .query("SELECT Id, Type FROM Group WHERE DeveloperName = 'Ctr_Cases_Integration'")
+        .await;
+    assert_eq!(
+        (
+            records(&group)[0]["Id"].clone(),
+            records(&group)[0]["Type"].clone()
+        ),
+        (json!(fake::SHARING_GROUP_ID), json!("Regular"))
+    );
+    org.fake.org.set_view_setup(false);
+    let refused = org.query(&member).await;
+    assert_eq!(
+        (refused.status, error_code(&refused.body)),
+        (400, "INVALID_TYPE")
+    );
+}
+
 #[tokio::test]
 async fn private_sharing_hides_and_protects_cases_the_user_does_not_own() {
     let org = org().await;

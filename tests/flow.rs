@@ -42,25 +42,6 @@ fn invoke_event(contact_id: &str, caller: &str, attributes: Value) -> Value {
     })
 }
 
-/// A CTR for the same contact after the call, with the hand-off Case's id in its attributes.
-fn ctr_after(
-    contact_id: &str,
-    caller: &str,
-    updated: &str,
-    agent: bool,
-    attributes: Value,
-) -> Vec<u8> {
-    let mut v: Value = serde_json::from_str(&dropped_ctr_for(contact_id, caller, updated)).unwrap();
-    if agent {
-        v["Agent"] = json!({"Username": "agent.one", "ConnectedToAgentTimestamp": updated});
-        v["Queue"] = json!({"Name": "Bookings"});
-    }
-    if let (Some(target), Value::Object(extra)) = (v["Attributes"].as_object_mut(), attributes) {
-        target.extend(extra);
-    }
-    v.to_string().into_bytes()
-}
-
 fn state(fake: &FakeSalesforce, extra: &[(&str, &str)]) -> ctr_cases::app::AppState {
     let mut env = fake_env(fake);
     env.extend(
@@ -275,7 +256,8 @@ async fn handoff_then_drop_ends_as_the_same_case_with_the_dropped_outcome() {
 }
 
 /// A transferred leg's flow carries the first leg's Case id: it updates that Case, never files
-/// a second one.
+/// a second one. Connect names the first leg in the transferred leg's InitialContactId and
+/// PreviousContactId (see tests/own_case.rs for a contact that is not a later leg).
 #[tokio::test]
 async fn a_transferred_leg_updates_the_first_legs_case() {
     let fake = fake_salesforce::start().await;
@@ -285,15 +267,15 @@ async fn a_transferred_leg_updates_the_first_legs_case() {
         invoke_event(&contact_uuid(45), "+15555550145", json!({})),
     )
     .await;
-    let second = hand_off(
-        &state,
-        invoke_event(
-            &contact_uuid(46),
-            "+15555550145",
-            json!({"ctrCasesCaseId": first["caseId"]}),
-        ),
-    )
-    .await;
+    let mut transferred = invoke_event(
+        &contact_uuid(46),
+        "+15555550145",
+        json!({"ctrCasesCaseId": first["caseId"]}),
+    );
+    let data = &mut transferred["Details"]["ContactData"];
+    data["InitialContactId"] = contact_uuid(45).into();
+    data["PreviousContactId"] = contact_uuid(45).into();
+    let second = hand_off(&state, transferred).await;
     assert_eq!(second["caseId"], first["caseId"]);
     assert_eq!(second["caseNumber"], first["caseNumber"]);
     assert_eq!(fake.org.case_count(), 1);

@@ -329,7 +329,11 @@ async fn deadline_too_close_reports_instead_of_timing_out() {
 #[tokio::test]
 async fn large_batch_is_split_into_collections_of_200() {
     let fake = fake_salesforce::start().await;
-    let state = app_state(&fake_env(&fake));
+    // One chunk after another, so the requests arrive in order (tests/scale.rs covers chunks
+    // in flight together).
+    let mut env = fake_env(&fake);
+    env.insert("SALESFORCE_MAX_IN_FLIGHT".into(), "1".into());
+    let state = app_state(&env);
     let datas = dropped_datas(0..450);
     let outcome = process_batch(&state, &kinesis_event(&datas, 1), Deadline::after(MINUTE)).await;
     assert!(outcome.response.batch_item_failures.is_empty());

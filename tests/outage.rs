@@ -447,11 +447,7 @@ async fn lambda_binary_holds_a_quota_outage_with_one_error_line_and_the_metric()
         emf[0]
     );
 
-    let errors: Vec<Value> = output
-        .json_logs()
-        .into_iter()
-        .filter(|l| field(l, "level") == Some("ERROR"))
-        .collect();
+    let errors = output.error_lines();
     assert_eq!(errors.len(), 1, "{errors:#?}\n{}", output.all());
     let message = field(&errors[0], "message").unwrap_or_default();
     assert!(message.starts_with("Salesforce unavailable"), "{message}");

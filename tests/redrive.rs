@@ -856,3 +856,43 @@ async fn send_queues_the_callback_request_of_a_redriven_drop() {
     let case = fake.org.case(&contact_uuid(5)).expect("the redriven Case");
     assert_eq!(request["caseId"], case["Id"]);
 }
+
+/// Real orgs: a `case_not_accessible` letter is redriven by default once access is granted, and
+/// a redrive never runs the org's assignment rule on an existing Case: the agent who took it
+/// keeps it (every write to an existing Case says `Sforce-Auto-Assign: FALSE`).
+#[tokio::test]
+async fn redrive_applies_not_accessible_letters_and_never_reassigns_an_agents_case() {
+    const QUEUE_OWNER: &str = "00GFAKE00000001AAA";
+    const AGENT: &str = "005000000000042AAA";
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    fake.org
+        .set_assignment_rule(Some(("01QFAKE00000001AAA", "Callbacks", QUEUE_OWNER)));
+    let queue = moto.create_queue("case-dead-letters-owner").await;
+    let hidden = letter(LetterKind::CaseNotAccessible, 1, &base64_of(&dropped(1)));
+    moto.send_message(&queue, &hidden.body()).await;
+    cli(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
+    let case = fake.org.case(&contact_uuid(1)).expect("the Case was filed");
+    assert_eq!(case["OwnerId"], QUEUE_OWNER, "the rule routes the new Case");
+    fake.org.assign_case(case["Id"].as_str().unwrap(), AGENT);
+
+    let newer =
+        fixtures::dropped_ctr_for(&contact_uuid(1), &caller_number(1), "2030-01-01T00:00:00Z");
+    let parked = letter(LetterKind::Parked, 1, &base64_of(&newer));
+    moto.send_message(&queue, &parked.body()).await;
+    let lines = cli_lines(&["redrive", "--queue", &queue, "--send"], &moto, &fake).await;
+    assert_eq!(line_for(&lines, 1)["action"], "upsert_case", "{lines:#?}");
+    let case = fake.org.case(&contact_uuid(1)).unwrap();
+    assert_eq!(case["OwnerId"], AGENT, "{case}");
+    let updates: Vec<_> = fake
+        .org
+        .assign_headers()
+        .into_iter()
+        .filter(|h| !h.call.contains("create"))
+        .collect();
+    assert!(!updates.is_empty());
+    assert!(
+        updates.iter().all(|h| h.value.as_deref() == Some("FALSE")),
+        "{updates:#?}"
+    );
+}

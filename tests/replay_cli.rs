@@ -112,6 +112,17 @@ async fn dry_run_of_mixed_batch_dedupes_and_dead_letters_poison() {
     assert_eq!(summary["dryRun"], true);
     assert_eq!(summary["summary"]["actions"]["upsert_case"], 1);
     assert_eq!(summary["summary"]["salesforceApiCalls"], 1);
+    // See: issue "A first deploy that works the first time", item 3.
+    assert_eq!(summary["summary"]["caseWrites"], 1);
+    assert_eq!(lines[0]["contactOutcome"], "happy_path_live_agent");
+    assert_eq!(lines[0]["supersededBy"]["row"], 6);
+    assert_eq!(
+        lines[0]["supersededBy"]["sequenceNumber"],
+        lines[5]["sequenceNumber"]
+    );
+    assert_eq!(lines[5]["reason"], "CASE_FOR_HAPPY_PATH=false");
+    assert_eq!(lines[6]["contactOutcome"], "dropped");
+    assert_eq!(lines[6]["supersededBy"]["row"], 10);
     // Decisions carry no phone number.
     assert!(!String::from_utf8_lossy(&output.stdout).contains("+1"));
 }
@@ -327,17 +338,11 @@ async fn dry_run_decisions_equal_a_real_run_for_every_bundled_event() {
     }
 }
 
-/// On a terminal (a pseudo-terminal from util-linux `script`) the CLI prints a table and a
-/// summary line per file instead of JSON lines.
-#[tokio::test]
-async fn a_terminal_gets_a_table_with_a_summary_per_file() {
-    let command = format!(
-        "{} replay {}",
-        env!("CARGO_BIN_EXE_ctr-cases"),
-        events("mixed-batch.json").display()
-    );
+/// Runs `shell` (a command line) on a pseudo-terminal from util-linux `script`, with a clean
+/// environment, and returns its output with the terminal's `\r` removed.
+async fn on_a_terminal(shell: &str) -> String {
     let output = tokio::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
+        .args(["-qec", shell, "/dev/null"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TERM", "dumb")
@@ -345,28 +350,163 @@ async fn a_terminal_gets_a_table_with_a_summary_per_file() {
         .await
         .expect("util-linux script runs");
     assert!(output.status.success(), "{output:?}");
-    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+    String::from_utf8_lossy(&output.stdout).replace('\r', "")
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`) the CLI prints a table and a
+/// summary per file instead of JSON lines. The terminal's size is unknown here (no `COLUMNS`,
+/// a 0×0 pseudo-terminal), so the table is 80 columns wide.
+#[tokio::test]
+async fn a_terminal_gets_a_table_with_a_summary_per_file() {
+    let command = format!(
+        "{} replay {}",
+        env!("CARGO_BIN_EXE_ctr-cases"),
+        events("mixed-batch.json").display()
+    );
+    let text = on_a_terminal(&command).await;
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].ends_with("mixed-batch.json"), "{text}");
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["SEQUENCE", "CONTACT", "ID", "OUTCOME", "ACTION", "REASON"]
+        ["#", "CONTACT", "OUTCOME", "ACTION", "REASON"]
     );
     let rows: Vec<Vec<&str>> = lines[2..12]
         .iter()
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(rows[7][1..], ["-", "poison", "dead_letter", "invalid_json"]);
+    assert_eq!(rows[9][1..], ["5ca32fbd…", "dropped", "upsert_case"]);
+    // See: issue "A first deploy that works the first time", item 3.
+    for row in &rows[..5] {
+        assert_eq!(
+            row[1..],
+            [
+                "6fe40d2a…",
+                "happy_path_live_agent",
+                "superseded",
+                "newer",
+                "version",
+                "in",
+                "row",
+                "6"
+            ]
+        );
+    }
     assert_eq!(
-        rows[9][1..],
+        rows[5][2..],
         [
-            "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
-            "dropped",
-            "upsert_case"
+            "happy_path_live_agent",
+            "skipped",
+            "CASE_FOR_HAPPY_PATH=false"
         ]
     );
-    assert!(lines[12].starts_with("10 record(s): 2 dead_letter, 1 skipped, 6 superseded, 1 upsert_case; 1 Salesforce call(s)"), "{text}");
+    assert_eq!(
+        rows[6][2..],
+        [
+            "dropped",
+            "superseded",
+            "newer",
+            "version",
+            "in",
+            "row",
+            "10"
+        ]
+    );
+    assert_eq!(
+        lines[12], "10 record(s): 2 dead_letter, 1 skipped, 6 superseded, 1 upsert_case.",
+        "{text}"
+    );
+    let summary = lines[13..].join(" ");
+    assert!(
+        summary.starts_with(
+            "Dry run: 1 Case(s) would be written (created or updated) in 1 Salesforce call(s)"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("created,"),
+        "no created count in a dry run: {text}"
+    );
     assert!(!text.contains('{'), "no JSON on a terminal: {text}");
+    for line in &lines {
+        assert!(line.chars().count() <= 80, "wider than 80: {line:?}");
+    }
+}
+
+/// `replay events/*.json` on an 80-column terminal: no line wraps, every skipped row says why
+/// and every superseded row says what the contact was and which row superseded it.
+// See: issue "A first deploy that works the first time", item 3.
+#[tokio::test]
+async fn every_bundled_event_fits_an_80_column_terminal_and_explains_itself() {
+    let mut files: Vec<String> = std::fs::read_dir(events(""))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let command = format!(
+        "stty cols 80 && {} replay {}",
+        env!("CARGO_BIN_EXE_ctr-cases"),
+        files.join(" ")
+    );
+    let text = on_a_terminal(&command).await;
+    let (mut skipped, mut superseded) = (0, 0);
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80: {line:?}\n{text}"
+        );
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first().is_some_and(|w| w.parse::<usize>().is_ok()) && words.len() >= 4 {
+            match words[3] {
+                "skipped" => {
+                    skipped += 1;
+                    assert!(words.len() > 4, "a skipped row without a reason: {line}");
+                }
+                "superseded" => {
+                    superseded += 1;
+                    assert_ne!(words[2], "superseded", "{line}");
+                    assert_eq!(words[4..7], ["newer", "version", "in"], "{line}");
+                }
+                _ => {}
+            }
+        }
+    }
+    // transfer.json 2, agent-handled 1, queued-abandon 1, mixed-batch 1.
+    assert_eq!((skipped, superseded), (5, 6), "{text}");
+    assert!(text.contains("CASE_FOR_QUEUED_ABANDONED=false"), "{text}");
+}
+
+/// A contact-flow event is the contact-flow function's input: refused, naming the command
+/// that runs it, never replayed as poison; the other files still run.
+// See: issue "A first deploy that works the first time", item 3.
+#[tokio::test]
+async fn a_contact_flow_event_is_refused_with_the_command_that_runs_it() {
+    let flow_event = events("connect/handoff.json");
+    let output = run(
+        &[
+            "replay",
+            flow_event.to_str().unwrap(),
+            events("dropped-ivr-call.json").to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cargo lambda invoke ctr-cases-flow --invoke-address 127.0.0.1 --data-file {}",
+            flow_event.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("contact-flow event"), "{stderr}");
+    let got = decisions(&json_lines(&output));
+    assert_eq!(got, [("dropped".to_owned(), "upsert_case".to_owned())]);
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("poison"));
 }
 
 #[tokio::test]

@@ -202,3 +202,43 @@ fn the_dropped_calls_report_and_dashboard_fit_the_fields() {
     assert_eq!(tag(&dashboard, "dashboardType"), Some("LoggedInUser"));
     metadata("dashboards/Ctr_Cases_Dashboards.dashboardFolder-meta.xml");
 }
+
+/// Private Case sharing (issue "Real orgs"): once an assignment rule or an agent takes a Case,
+/// the integration user must still read and edit it. The shipped criteria-based sharing rule
+/// gives a public group Read/Write on every Case that carries a ContactId, and nothing more:
+/// the permission set has no View All or Modify All (which would add delete and every Case).
+#[test]
+fn a_sharing_rule_gives_the_integration_group_every_case_with_a_contact_id() {
+    let rules = metadata("sharingRules/Case.sharingRules-meta.xml");
+    assert!(rules.contains("<SharingRules xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+    let rule = tags(&rules, "sharingCriteriaRules");
+    assert_eq!(rule.len(), 1);
+    assert_eq!(tag(rule[0], "accessLevel"), Some("Edit"));
+    let group = tag(tag(rule[0], "sharedTo").unwrap(), "group").unwrap();
+    let group_xml = metadata(&format!("groups/{group}.group-meta.xml"));
+    assert!(group_xml.contains("<Group xmlns=\"http://soap.sforce.com/2006/04/metadata\">"));
+    // `ctr-cases check` looks for the user in this group, by these names.
+    assert_eq!(group, ctr_cases::doctor::SHARING_GROUP);
+    assert_eq!(
+        tag(&group_xml, "name"),
+        Some(ctr_cases::doctor::SHARING_GROUP_LABEL)
+    );
+    let item = tag(rule[0], "criteriaItems").unwrap();
+    let settings = Settings::default();
+    assert_eq!(
+        tag(item, "field"),
+        Some(settings.mapping.external_id_field.as_str())
+    );
+    assert_eq!(tag(item, "operation"), Some("notEqual"));
+    assert_eq!(tag(item, "value"), Some(""), "not blank");
+
+    let xml = metadata("permissionsets/Ctr_Cases_Integration.permissionset-meta.xml");
+    let objects = tags(&xml, "objectPermissions");
+    let case = objects
+        .iter()
+        .find(|b| tag(b, "object") == Some("Case"))
+        .unwrap();
+    for broad in ["viewAllRecords", "modifyAllRecords"] {
+        assert_eq!(tag(case, broad).unwrap_or("false"), "false", "{broad}");
+    }
+}

@@ -1,5 +1,6 @@
-//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`), and redrive
-//! dead letters and ShardFailureQueue ranges through it (`redrive`).
+//! `ctr-cases`: run event files through the same pipeline as the Lambda (`replay`), redrive
+//! dead letters and ShardFailureQueue ranges through it (`redrive`), and check an org and a
+//! deployment before the trigger is enabled (`check`).
 //!
 //! A thin adapter: it reads files (or, through `ctr_cases::redrive`, queues) into plan inputs,
 //! picks the sinks (recorders for a dry run, the real Salesforce client and dead-letter queue
@@ -13,6 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -20,6 +22,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use ctr_cases::app::AppState;
 use ctr_cases::callback_queue::CallbackTarget;
 use ctr_cases::config::{Config, DryRunConfig};
+use ctr_cases::doctor::{self, DeadLetterQueue, Doctor, Row};
 use ctr_cases::effect::{CaseSink, LetterSink};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
@@ -28,7 +31,8 @@ use ctr_cases::redrive::{
     DEFAULT_VISIBILITY_TIMEOUT, KindFilter, Line, Progress, ProgressCounts, Redrive, RedriveError,
     RedriveRun, Summary,
 };
-use ctr_cases::report::{BatchReport, BatchSummary, RecordReport};
+use ctr_cases::report::BatchReport;
+use ctr_cases::report_table::{self, short_sequence};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
 use ctr_cases::stream_scope::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, StreamArn, StreamScope};
@@ -60,7 +64,8 @@ enum Command {
         ctr-cases replay --send ctrs.jsonl")]
     Replay {
         /// Event files: a Kinesis event (`{"Records":[…]}`), a bare CTR, a JSON array of CTRs,
-        /// or JSON lines of CTRs. Example: `events/mixed-batch.json`.
+        /// or JSON lines of CTRs. A contact-flow event (`events/connect/*.json`) is refused: run
+        /// it with `cargo lambda invoke ctr-cases-flow`. Example: `events/mixed-batch.json`.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
         /// Really write the Cases, using the Lambda's SALESFORCE_* configuration. Dead letters go
@@ -74,7 +79,8 @@ enum Command {
         #[arg(long, conflicts_with = "send")]
         show_requests: bool,
         /// Print JSON lines (one per record, then a summary per file) even on a terminal; this
-        /// is the default when stdout is not a terminal. Example: `ctr-cases replay --json f.json`.
+        /// is the default when stdout is not a terminal. On a terminal, the table fits COLUMNS,
+        /// else the terminal's width. Example: `ctr-cases replay --json f.json`.
         #[arg(long)]
         json: bool,
         /// With --send and no DEAD_LETTER_QUEUE_URL: the JSON-lines file dead letters are
@@ -182,12 +188,42 @@ enum Command {
         )]
         batch_size: u32,
     },
+    /// Check the org and the deployment before enabling the trigger; exits non-zero on any ✗.
+    #[command(
+        long_about = "Check the org and the deployment before enabling the trigger; exits \
+            non-zero on any ✗.\n\n\
+            With the Lambda's environment (SALESFORCE_*, CASE_*, DEAD_LETTER_QUEUE_URL, …) it \
+            signs in as the integration user and checks, one row each: the login (OAuth grant, \
+            user, instance); the Case fields the configuration writes, as the Lambda's org check \
+            does (whatever SALESFORCE_ORG_CHECK says): a missing or read-only field, a picklist \
+            value the org lacks, a field the org requires and the mapping does not set; the \
+            assignment rule setting (CASE_ASSIGNMENT_RULES) against the org's active Case \
+            assignment rule; the org-wide default for Cases and whether the integration user \
+            can edit Cases it no longer owns; API usage against the daily limit; and whether \
+            the dead-letter queue answers GetQueueAttributes with your AWS credentials. Each ✗ \
+            says how to fix it. A query the integration user may not make (setup objects need \
+            View Setup and Configuration) is a ⚠ saying what to grant, not a ✗.\n\n\
+            Read-only: no Case is written and no message is sent to the dead-letter queue (a \
+            test message would fire its alarm).",
+        after_help = "Examples:\n  \
+        ctr-cases check                                  # one row per check; exit 1 on any ✗\n  \
+        ctr-cases check --json | jq -c 'select(.status == \"fail\")'\n  \
+        SALESFORCE_SECRET_ARN=arn:aws:secretsmanager:... DEAD_LETTER_QUEUE_URL=https://sqs... \\\n    \
+        ctr-cases check"
+    )]
+    Check {
+        /// Print JSON lines instead of the table: one object per check (`check`, `status`:
+        /// pass, warn, fail or skip, `detail`, `fix`), then `{"summary":{…}}`. Example:
+        /// `ctr-cases check --json | jq -r .fix`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 // One thread: the CLI works through its files one by one, and the I/O it waits on (Salesforce,
 // SQS, Kinesis) is concurrent on one thread as well; no worker threads to start.
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     // The per-record log lines repeat what the CLI prints; keep warnings about everything else.
     let filter =
         std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,ctr_cases::pipeline=off".into());
@@ -203,7 +239,9 @@ async fn main() -> anyhow::Result<()> {
             show_requests,
             json,
             dead_letters,
-        } => replay(&files, send, show_requests, json, dead_letters).await,
+        } => replay(&files, send, show_requests, json, dead_letters)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Redrive {
             queue,
             shard_failures,
@@ -229,9 +267,54 @@ async fn main() -> anyhow::Result<()> {
                     .map(|arn| StreamScope::new(arn, batch_size))
                     .transpose()?,
             };
-            redrive(source, options).await
+            redrive(source, options).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Check { json } => check(json).await,
     }
+}
+
+/// Runs `ctr-cases check` with the Lambda's configuration and prints its rows; exit status 1
+/// when any row is ✗.
+async fn check(json: bool) -> anyhow::Result<ExitCode> {
+    let rows = match Config::from_env() {
+        Err(e) => vec![Row::fail(
+            "configuration",
+            "the environment is not a valid Lambda configuration",
+            e.to_string(),
+        )],
+        Ok(config) => {
+            let requirements = config.org_requirements.clone();
+            let state = AppState::from_config(config).await?;
+            let dead_letter_queue = match &state.dead_letters {
+                DeadLetterSink::Sqs { client, queue_url } => Some(DeadLetterQueue {
+                    sqs: client,
+                    url: queue_url,
+                }),
+                _ => None,
+            };
+            Doctor {
+                salesforce: &state.salesforce,
+                requirements: &requirements,
+                dead_letter_queue,
+                deadline: Deadline::after(Duration::from_secs(60)),
+            }
+            .run()
+            .await
+        }
+    };
+    let text = if json {
+        doctor::rows::json_lines(&rows)
+    } else {
+        doctor::rows::table(&rows)
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(if doctor::rows::summary(&rows).ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn replay(
@@ -245,9 +328,16 @@ async fn replay(
     // Buffered (stdout alone flushes every line: one write per record), flushed per file.
     let mut out = Output {
         json: json || !stdout.is_terminal(),
+        width: report_table::terminal_width(
+            std::env::var("COLUMNS").ok().as_deref(),
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_rows, columns)| columns),
+        ),
         out: std::io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
     };
     let env = |name: &str| std::env::var(name).ok();
+    let mut refused = 0;
     if send {
         let config = Config::from_env()?;
         let mut state = AppState::from_config(config).await?;
@@ -271,7 +361,9 @@ async fn replay(
         }
         state.metrics.enabled = false;
         for file in files {
-            let envelope = read_events(file)?;
+            let Some(envelope) = read_replay_file(file, &mut refused)? else {
+                continue;
+            };
             let inputs = envelope.inputs();
             let report = state.run_pipeline(&inputs, Deadline::unbounded()).await;
             out.report(file, &report, false)?;
@@ -288,7 +380,9 @@ async fn replay(
         let requests = dry_run_recorder(&config).keeping_bodies(show_requests);
         let letters = LetterRecorder::default();
         for file in files {
-            let envelope = read_events(file)?;
+            let Some(envelope) = read_replay_file(file, &mut refused)? else {
+                continue;
+            };
             let inputs = envelope.inputs();
             let report = pipeline::run(
                 &inputs,
@@ -312,6 +406,9 @@ async fn replay(
             }
             out.report(file, &report, true)?;
         }
+    }
+    if refused > 0 {
+        bail!("{refused} contact-flow event file(s) refused (see above); the others were replayed");
     }
     Ok(())
 }
@@ -620,6 +717,8 @@ fn write_table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> a
 /// Where reports go: JSON lines, or a table for people.
 struct Output<W: Write> {
     json: bool,
+    /// The table's width in columns.
+    width: usize,
     out: W,
 }
 
@@ -632,66 +731,50 @@ impl<W: Write> Output<W> {
             let line = json!({"summary": report.summary, "file": file.display().to_string(), "dryRun": dry_run});
             writeln!(self.out, "{line}")?;
         } else {
-            self.table(file, &report.records, &report.summary, dry_run)?;
+            let file = file.display().to_string();
+            for line in report_table::render(&file, report, dry_run, self.width) {
+                writeln!(self.out, "{line}")?;
+            }
         }
         self.out.flush()?;
         Ok(())
     }
-
-    fn table(
-        &mut self,
-        file: &Path,
-        records: &[RecordReport],
-        summary: &BatchSummary,
-        dry_run: bool,
-    ) -> anyhow::Result<()> {
-        let rows: Vec<Vec<String>> = records
-            .iter()
-            .map(|r| {
-                vec![
-                    short_sequence(&r.sequence_number),
-                    r.contact_id.clone().unwrap_or_else(|| "-".into()),
-                    r.outcome.to_owned(),
-                    r.action.name().to_owned(),
-                    r.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
-        writeln!(self.out, "{}", file.display())?;
-        write_table(
-            &mut self.out,
-            &["SEQUENCE", "CONTACT ID", "OUTCOME", "ACTION", "REASON"],
-            &rows,
-        )?;
-        let actions: Vec<String> = summary
-            .actions
-            .iter()
-            .map(|(action, n)| format!("{n} {action}"))
-            .collect();
-        writeln!(
-            self.out,
-            "{} record(s): {}; {} Salesforce call(s){}\n",
-            summary.records,
-            actions.join(", "),
-            summary.salesforce_api_calls,
-            if dry_run {
-                " would be made (dry run: nothing was sent)"
-            } else {
-                ""
-            }
-        )?;
-        Ok(())
-    }
 }
 
-/// Kinesis sequence numbers are 56 digits; a table shows the last 12.
-fn short_sequence(sequence: &str) -> String {
-    let count = sequence.chars().count();
-    if count <= 14 {
-        sequence.to_owned()
-    } else {
-        let tail: String = sequence.chars().skip(count - 12).collect();
-        format!("…{tail}")
+/// A contact-flow event file given to `replay`: the contact-flow function's input, which the
+/// stream pipeline would call poison (it is no CTR).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} is an Amazon Connect contact-flow event (Details.ContactData): the input of the \
+     contact-flow function, not contact trace records, so replay (the stream function's \
+     pipeline) does not run it. Invoke the contact-flow function with it instead: start \
+     `cargo lambda watch --invoke-address 127.0.0.1`, then run `cargo lambda invoke \
+     ctr-cases-flow --invoke-address 127.0.0.1 --data-file {path}` (README, \"The hand-off Case from the contact flow\")"
+)]
+struct ContactFlowEvent {
+    path: String,
+}
+
+/// Whether `text` is an Amazon Connect contact-flow invoke event (`{"Details":{"ContactData":
+/// {…}}, "Name":"ContactFlowEvent"}`).
+fn is_contact_flow_event(text: &str) -> bool {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|event| event.pointer("/Details/ContactData").cloned())
+        .is_some_and(|data| data.is_object())
+}
+
+/// Reads `file` for `replay`: `None` when it is refused (a contact-flow event, reported on
+/// stderr and counted in `refused`, so the other files still run).
+fn read_replay_file(file: &Path, refused: &mut usize) -> anyhow::Result<Option<KinesisEnvelope>> {
+    match read_events(file) {
+        Ok(envelope) => Ok(Some(envelope)),
+        Err(error) if error.is::<ContactFlowEvent>() => {
+            eprintln!("error: {error}");
+            *refused += 1;
+            Ok(None)
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -700,6 +783,12 @@ fn short_sequence(sequence: &str) -> String {
 fn read_events(path: &Path) -> anyhow::Result<KinesisEnvelope> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if text.contains("\"ContactData\"") && is_contact_flow_event(&text) {
+        return Err(ContactFlowEvent {
+            path: path.display().to_string(),
+        }
+        .into());
+    }
     let wrap = |items: Vec<Vec<u8>>| KinesisEnvelope {
         records: items
             .iter()

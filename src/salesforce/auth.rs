@@ -343,6 +343,21 @@ pub struct Grant {
     pub instance_url: String,
     /// [`Fingerprint::identity`] of the credentials that obtained it.
     pub identity: Fingerprint,
+    /// The flow that obtained it.
+    pub flow: AuthFlow,
+    /// The signed-in user's Id, from the token answer's identity URL.
+    pub user_id: Option<String>,
+}
+
+/// Who a token signs in as, for people (`ctr-cases check`): no secret in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The OAuth flow used.
+    pub flow: AuthFlow,
+    /// The integration user's Id (`005…`), when the token answer named it.
+    pub user_id: Option<String>,
+    /// Where data calls go.
+    pub instance_url: String,
 }
 
 /// An access token with the instance it is for. `Debug` redacts the token.
@@ -355,6 +370,21 @@ pub struct Token {
     pub generation: u64,
     /// Who obtained it ([`Fingerprint::identity`]).
     identity: Fingerprint,
+    /// The flow that obtained it.
+    pub flow: AuthFlow,
+    /// The signed-in user's Id, when the token answer named it.
+    pub user_id: Option<String>,
+}
+
+impl Token {
+    /// Who this token signs in as.
+    pub fn login(&self) -> Login {
+        Login {
+            flow: self.flow,
+            user_id: self.user_id.clone(),
+            instance_url: self.instance_url.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Token {
@@ -415,6 +445,8 @@ impl TokenCache {
             instance_url: grant.instance_url,
             generation: *generation,
             identity: grant.identity,
+            flow: grant.flow,
+            user_id: grant.user_id,
         });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         Ok(token)
@@ -530,6 +562,8 @@ mod tests {
             access_token: token.to_owned().into(),
             instance_url: "https://i".to_owned(),
             identity: Fingerprint::identity(credentials),
+            flow: AuthFlow::Password,
+            user_id: None,
         }
     }
 

@@ -6,7 +6,10 @@
 //!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
 //!    it exists (another writer may just have created it), never a permanent error.
 //! 2. **read** the existing ones (and those the flow already named by Id) with one Composite
-//!    request holding one SOQL query: their Id and stored version.
+//!    request holding one SOQL query: their Id, external id and stored version. A Case named
+//!    by Id (a contact attribute, which customers can set) counts only when its external id is
+//!    the contact's own ContactId or an earlier leg's ([`CaseRecord::owner_ids`]); otherwise
+//!    the contact's own Case stands in for it (created first when its outcome files one).
 //! 3. **update** only those whose stored version is older than the CTR's, with one Collections
 //!    update of the kept-current fields and the version. The others are unchanged.
 //!
@@ -15,6 +18,8 @@
 //! invocations, containers and days. Nothing here knows about Kinesis.
 
 use std::borrow::Borrow;
+
+use futures::StreamExt as _;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -25,7 +30,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::assignment::{self, AssignmentRules};
 use super::auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Token, TokenCache, grant_form,
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, Token, TokenCache,
+    grant_form,
 };
 use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
 use super::error::{Error, ErrorClass, TransportKind};
@@ -57,6 +63,8 @@ pub struct SalesforceSettings {
     pub batch_size: usize,
     /// Retry schedule and timeouts.
     pub retry: RetryPolicy,
+    /// Most data requests (chunks) one write has in flight at once (1: one after another).
+    pub max_in_flight: usize,
     /// No new login for this long after the token endpoint refused the credentials, unless
     /// they change.
     pub login_cooldown: Duration,
@@ -88,6 +96,10 @@ pub enum CaseOutcome {
         /// Salesforce Case id.
         id: String,
     },
+    /// Nothing was written, on purpose: the Case a contact attribute named is not this
+    /// contact's (or cannot be read), the contact has no Case of its own, and its outcome
+    /// files none.
+    Skipped,
     /// Not written; `error.class()` says whether to dead-letter (permanent) or retry later.
     Failed(Error),
 }
@@ -143,6 +155,9 @@ pub struct SalesforceClient {
     outage: AtomicBool,
     /// The org check's result (single flight: one describe at a time).
     org: tokio::sync::Mutex<OrgCheck>,
+    /// Set once Salesforce answered a Case write or the org check: writes then send their
+    /// chunks in parallel from the start.
+    answered: AtomicBool,
 }
 
 /// Where the org check stands for this container.
@@ -200,6 +215,7 @@ impl SalesforceClient {
             login_block: Mutex::new(None),
             outage: AtomicBool::new(false),
             org: tokio::sync::Mutex::new(OrgCheck::Unchecked),
+            answered: AtomicBool::new(false),
         })
     }
 
@@ -211,6 +227,15 @@ impl SalesforceClient {
     /// The last `Sforce-Limit-Info` API usage seen (used, max).
     pub fn api_usage(&self) -> Option<(u64, u64)> {
         *self.api_usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs in (or keeps the cached token) and says as whom: the flow, the user, the instance.
+    ///
+    /// # Errors
+    /// The token request's [`Error`] (refused credentials, unreachable login host, …).
+    pub async fn login(&self, deadline: Deadline) -> Result<Login, Error> {
+        let token = self.token(deadline, &CallCounts::default()).await?;
+        Ok(token.login())
     }
 
     /// Writes `records`: creates the new Cases, updates the kept-current fields of existing
@@ -284,12 +309,9 @@ impl SalesforceClient {
             .map(|r| r.borrow().case_id.is_none())
             .collect();
         let policy = self.settings.retry;
-        // While Salesforce is unavailable, each invocation probes with a single attempt.
-        let max_attempts = if self.outage.load(Ordering::Relaxed) {
-            1
-        } else {
-            policy.max_attempts
-        };
+        // While Salesforce is unavailable, each invocation probes: one attempt, one request.
+        let probing = self.outage.load(Ordering::Relaxed);
+        let max_attempts = if probing { 1 } else { policy.max_attempts };
         let chunk_size = self.settings.batch_size.clamp(1, MAX_COLLECTION_RECORDS);
         let request_failure: Mutex<Option<Error>> = Mutex::new(None);
         let mut attempt = 0;
@@ -316,40 +338,92 @@ impl SalesforceClient {
                 tokio::time::sleep(delay).await;
                 report.resent += pending.len() as u32;
             }
-            for chunk in pending.chunks(chunk_size) {
-                let step = Step {
-                    records,
-                    chunk,
-                    deadline,
-                    counts: &counts,
-                    request_failure: &request_failure,
-                };
-                let stop = async {
-                    self.create_step(&step, &mut stages, &mut outcomes, &mut last_error)
-                        .await?;
-                    self.read_step(
-                        &step,
-                        &mut stages,
-                        &mut by_external,
-                        &mut outcomes,
-                        &mut last_error,
+            // Each chunk runs create → read → update on its own state; up to `max_in_flight`
+            // chunks (so data requests) at once, sharing the token and the deadline.
+            let attempt_state = AttemptState::default();
+            let runs: Vec<ChunkRun<'_>> = pending
+                .chunks(chunk_size)
+                .map(|chunk| ChunkRun {
+                    records: chunk.iter().map(|&i| records[i].borrow()).collect(),
+                    global: chunk.to_vec(),
+                    stages: chunk.iter().map(|&i| stages[i].clone()).collect(),
+                    by_external: chunk.iter().map(|&i| by_external[i]).collect(),
+                    outcomes: vec![None; chunk.len()],
+                    last_error: vec![None; chunk.len()],
+                })
+                .collect();
+            let in_flight = if probing {
+                1
+            } else {
+                self.settings.max_in_flight.max(1)
+            };
+            // Futures are lazy: each starts when `buffer_unordered` polls it, at most
+            // `in_flight` at a time.
+            // Until Salesforce has answered this container once, one chunk goes first: a cold
+            // container meeting an outage (quota gone, credentials refused) spends one call.
+            let mut runs = runs.into_iter();
+            let mut done: Vec<(ChunkRun<'_>, Result<(), Error>)> = Vec::new();
+            if (probing || !self.answered.load(Ordering::Relaxed))
+                && let Some(first) = runs.next()
+            {
+                done.push(
+                    self.run_chunk(
+                        first,
+                        deadline,
+                        &counts,
+                        &request_failure,
+                        &attempt_state,
+                        probing,
                     )
-                    .await?;
-                    self.update_step(&step, &mut stages, &mut outcomes, &mut last_error)
-                        .await
-                }
+                    .await,
+                );
+            }
+            let chunk_writes: Vec<_> = runs
+                .map(|run| {
+                    self.run_chunk(
+                        run,
+                        deadline,
+                        &counts,
+                        &request_failure,
+                        &attempt_state,
+                        probing,
+                    )
+                })
+                .collect();
+            let rest: Vec<(ChunkRun<'_>, Result<(), Error>)> = futures::stream::iter(chunk_writes)
+                .buffer_unordered(in_flight)
+                .collect()
                 .await;
-                if let Err(e) = stop {
-                    // Quota gone, credentials refused, Salesforce unusable: nothing else will
-                    // work in this invocation; stop calling and report everything left for
-                    // retry.
-                    report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
-                    for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
-                        *outcome = Some(CaseOutcome::Failed(e.clone()));
+            done.extend(rest);
+            if attempt_state.answered.load(Ordering::Relaxed) {
+                self.answered.store(true, Ordering::Relaxed);
+            }
+            let mut stopped: Option<Error> = None;
+            for (run, result) in done {
+                for (k, &i) in run.global.iter().enumerate() {
+                    stages[i] = run.stages[k].clone();
+                    by_external[i] = run.by_external[k];
+                    if let Some(outcome) = &run.outcomes[k] {
+                        outcomes[i] = Some(outcome.clone());
                     }
-                    report.systemic = Some(e);
-                    break 'attempts;
+                    if let Some(error) = &run.last_error[k] {
+                        last_error[i] = Some(error.clone());
+                    }
                 }
+                if let Err(e) = result {
+                    stopped.get_or_insert(e);
+                }
+            }
+            if let Some(e) = stopped {
+                // Quota gone, credentials refused, Salesforce unusable: nothing else will work
+                // in this invocation; no new request started, everything left is reported
+                // for retry.
+                report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
+                for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+                    *outcome = Some(CaseOutcome::Failed(e.clone()));
+                }
+                report.systemic = Some(e);
+                break 'attempts;
             }
         }
         report.outcomes = outcomes
@@ -365,6 +439,90 @@ impl SalesforceClient {
         self.outage
             .store(report.systemic.is_some(), Ordering::Relaxed);
         report
+    }
+
+    /// One chunk's create → read → update, unless the attempt already stopped (then its
+    /// records stay pending). `Err`: a failure that stops the batch.
+    async fn run_chunk<'a>(
+        &self,
+        mut run: ChunkRun<'a>,
+        deadline: Deadline,
+        counts: &CallCounts,
+        request_failure: &Mutex<Option<Error>>,
+        attempt: &AttemptState,
+        probing: bool,
+    ) -> (ChunkRun<'a>, Result<(), Error>) {
+        if !attempt.may_start(probing) {
+            return (run, Ok(()));
+        }
+        let all: Vec<usize> = (0..run.records.len()).collect();
+        let step = Step {
+            records: &run.records,
+            chunk: &all,
+            deadline,
+            counts,
+            request_failure,
+            attempt,
+        };
+        let result = async {
+            self.create_step(
+                &step,
+                &mut run.stages,
+                &mut run.outcomes,
+                &mut run.last_error,
+            )
+            .await?;
+            if attempt.stopped() {
+                return Ok(());
+            }
+            let fell_back = self
+                .read_step(
+                    &step,
+                    &mut run.stages,
+                    &mut run.by_external,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+            if !fell_back.is_empty() && !attempt.stopped() {
+                // Records whose named Case was not theirs: file their own Case now, and read
+                // it if another writer filed it first.
+                let own = Step {
+                    chunk: &fell_back,
+                    ..step
+                };
+                self.create_step(
+                    &own,
+                    &mut run.stages,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+                self.read_step(
+                    &own,
+                    &mut run.stages,
+                    &mut run.by_external,
+                    &mut run.outcomes,
+                    &mut run.last_error,
+                )
+                .await?;
+            }
+            if attempt.stopped() {
+                return Ok(());
+            }
+            self.update_step(
+                &step,
+                &mut run.stages,
+                &mut run.outcomes,
+                &mut run.last_error,
+            )
+            .await
+        }
+        .await;
+        if result.is_err() {
+            attempt.stop.store(true, Ordering::Relaxed);
+        }
+        (run, result)
     }
 
     /// Checks the org against the configuration once per container (again after
@@ -408,6 +566,7 @@ impl SalesforceClient {
             Err(e) => return Err(e),
         };
         let problems = preflight::check(requirements, &schema);
+        self.answered.store(true, Ordering::Relaxed);
         if problems.is_empty() {
             tracing::info!(fields = schema.fields().len(), "org check passed");
             let schema = Arc::new(schema);
@@ -554,6 +713,12 @@ impl SalesforceClient {
     }
 
     /// Step 2: one Composite query for the chunk's existing Cases; decides update or unchanged.
+    ///
+    /// A Case named by Id (a contact attribute) is read with its external id and taken only
+    /// when that is one of the record's [`CaseRecord::owner_ids`]; the contact's own Case is
+    /// read in the same query, so a named Case that is not the contact's (or cannot be read)
+    /// falls back to it at once. Returns the records that fell back and have no Case yet: the
+    /// caller creates them.
     async fn read_step<R: Borrow<CaseRecord>>(
         &self,
         step: &Step<'_, R>,
@@ -561,15 +726,15 @@ impl SalesforceClient {
         by_external: &mut [bool],
         outcomes: &mut [Option<CaseOutcome>],
         last_error: &mut [Option<Error>],
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<usize>, Error> {
         let reads: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Read);
         if reads.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let record = |i: usize| -> &CaseRecord { step.records[i].borrow() };
+        // Every record's own external id: for a Case named by Id, the fallback.
         let external_ids: Vec<&str> = reads
             .iter()
-            .filter(|&&i| by_external[i])
             .map(|&i| record(i).external_id.as_str())
             .collect();
         let ids: Vec<&str> = reads
@@ -604,20 +769,55 @@ impl SalesforceClient {
                 )
             });
         let existing = match answer {
-            Ok(existing) => existing,
-            Err(e) => return fail_request(e, &reads, outcomes, last_error, step.request_failure),
+            Ok(existing) => {
+                step.attempt.answered.store(true, Ordering::Relaxed);
+                existing
+            }
+            Err(e) => {
+                return fail_request(
+                    e,
+                    &reads,
+                    outcomes,
+                    last_error,
+                    step.request_failure,
+                    step.attempt,
+                )
+                .map(|()| Vec::new());
+            }
         };
+        let mut to_create = Vec::new();
         for &i in &reads {
             let r = record(i);
-            let found = existing.iter().find(|e| {
-                if by_external[i] {
-                    e.external_id
-                        .as_deref()
-                        .is_some_and(|x| x.eq_ignore_ascii_case(r.external_id.as_str()))
-                } else {
+            let own = |e: &&wire::ExistingCase| {
+                e.external_id
+                    .as_deref()
+                    .is_some_and(|x| x.eq_ignore_ascii_case(r.external_id.as_str()))
+            };
+            let mut found = if by_external[i] {
+                existing.iter().find(own)
+            } else {
+                // A Case named by a contact attribute is this contact's only when its external
+                // id says so: attributes can come from customers.
+                existing.iter().find(|e| {
                     r.case_id.as_deref().is_some_and(|id| same_id(&e.id, id))
+                        && e.external_id.as_deref().is_some_and(|x| r.owns(x))
+                })
+            };
+            if found.is_none() && !by_external[i] {
+                // The named Case is another contact's, or cannot be read (deleted, not shared):
+                // it is never written. The contact's own Case stands in for it.
+                tracing::warn!(
+                    contact_id = %r.external_id,
+                    "the Case named by the contact's case id attribute is not this contact's; using the contact's own Case"
+                );
+                by_external[i] = true;
+                found = existing.iter().find(own);
+                if found.is_none() && r.create {
+                    stages[i] = Stage::Create;
+                    to_create.push(i);
+                    continue;
                 }
-            });
+            }
             match found {
                 Some(e) => {
                     let newer = match (r.version, e.version) {
@@ -632,19 +832,10 @@ impl SalesforceClient {
                         outcomes[i] = Some(CaseOutcome::Unchanged { id: e.id.clone() });
                     }
                 }
-                None if !by_external[i] && r.create => {
-                    // The flow's Case is gone: file the contact's Case by its external id.
-                    by_external[i] = true;
-                    stages[i] = Stage::Create;
+                None if !r.create => {
+                    // Its outcome files no Case, and it has none of its own: nothing to write.
+                    outcomes[i] = Some(CaseOutcome::Skipped);
                 }
-                None if !by_external[i] => fail_record(
-                    i,
-                    Error::CaseNotFound {
-                        id: r.case_id.clone().unwrap_or_default(),
-                    },
-                    outcomes,
-                    last_error,
-                ),
                 None => {
                     // The create said it exists (the unique index covers every Case) but the
                     // query cannot see it: the integration user may not read it (Private
@@ -659,7 +850,7 @@ impl SalesforceClient {
                 }
             }
         }
-        Ok(())
+        Ok(to_create)
     }
 
     /// Step 3: one collections update of the kept-current fields of the chunk's older Cases.
@@ -740,6 +931,9 @@ impl SalesforceClient {
     ///
     /// # Errors
     /// A failure that stops the batch (quota, auth, deadline).
+    // The step's state is three parallel slices owned by `write_fitted`; bundling them would
+    // only move the count elsewhere.
+    #[allow(clippy::too_many_arguments)]
     async fn collections_request<R>(
         &self,
         method: reqwest::Method,
@@ -765,10 +959,19 @@ impl SalesforceClient {
                 wire::parse_collections_response(status, &bytes, affected.len())
             });
         match answer {
-            Ok(results) => Ok(Some(results)),
-            Err(e) => {
-                fail_request(e, affected, outcomes, last_error, step.request_failure).map(|()| None)
+            Ok(results) => {
+                step.attempt.answered.store(true, Ordering::Relaxed);
+                Ok(Some(results))
             }
+            Err(e) => fail_request(
+                e,
+                affected,
+                outcomes,
+                last_error,
+                step.request_failure,
+                step.attempt,
+            )
+            .map(|()| None),
         }
     }
 
@@ -973,7 +1176,7 @@ impl SalesforceClient {
         credentials: &Credentials,
         deadline: Deadline,
         counts: &CallCounts,
-    ) -> Result<(SecretString, String), Error> {
+    ) -> Result<Signed, Error> {
         let login = match credentials.login_url.as_deref() {
             Some(text) => LoginUrl::parse(text, &self.settings.allowed_hosts).map_err(|e| {
                 Error::Credentials(format!(
@@ -1022,19 +1225,68 @@ impl SalesforceClient {
             InstanceUrl::parse(&token.instance_url, &login, &self.settings.allowed_hosts)
                 .map_err(Error::InstanceUrlRefused)?;
         tracing::info!(flow = flow.name(), "signed in to Salesforce");
-        Ok((
-            SecretString::from(token.access_token),
-            instance.as_str().to_owned(),
-        ))
+        let user_id = token.user_id().map(str::to_owned);
+        Ok(Signed {
+            access_token: SecretString::from(token.access_token),
+            instance_url: instance.as_str().to_owned(),
+            flow,
+            user_id,
+        })
     }
 }
 
+/// What one successful token request gave.
+struct Signed {
+    access_token: SecretString,
+    instance_url: String,
+    flow: AuthFlow,
+    user_id: Option<String>,
+}
+
 /// A granted token with the identity of the credentials that obtained it.
-fn grant((access_token, instance_url): (SecretString, String), credentials: &Credentials) -> Grant {
+fn grant(signed: Signed, credentials: &Credentials) -> Grant {
     Grant {
-        access_token,
-        instance_url,
+        access_token: signed.access_token,
+        instance_url: signed.instance_url,
         identity: Fingerprint::identity(credentials),
+        flow: signed.flow,
+        user_id: signed.user_id,
+    }
+}
+
+/// One chunk of an attempt, with its own state (positions `global` in the write's records).
+struct ChunkRun<'a> {
+    records: Vec<&'a CaseRecord>,
+    global: Vec<usize>,
+    stages: Vec<Stage>,
+    by_external: Vec<bool>,
+    outcomes: Vec<Option<CaseOutcome>>,
+    last_error: Vec<Option<Error>>,
+}
+
+/// What the chunks of one attempt share: whether to start new requests.
+#[derive(Default)]
+struct AttemptState {
+    /// A failure stopped the batch: no new request starts.
+    stop: AtomicBool,
+    /// Some request of this attempt was answered.
+    answered: AtomicBool,
+    /// Some request of this attempt failed as a whole with a retryable error.
+    failed: AtomicBool,
+}
+
+impl AttemptState {
+    /// Whether a chunk may start: not after a stop, and not while every request of the attempt
+    /// so far failed as a whole (Salesforce failing, not one record: the rest wait for the
+    /// backoff); while probing an outage, not after any failure.
+    fn may_start(&self, probing: bool) -> bool {
+        let failed = self.failed.load(Ordering::Relaxed);
+        let answered = self.answered.load(Ordering::Relaxed);
+        !self.stopped() && !(failed && (probing || !answered))
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 
@@ -1046,6 +1298,8 @@ struct Step<'a, R> {
     counts: &'a CallCounts,
     /// The last request of this attempt that failed as a whole with a retryable error.
     request_failure: &'a Mutex<Option<Error>>,
+    /// What the attempt's chunks share.
+    attempt: &'a AttemptState,
 }
 
 impl<R> Step<'_, R> {
@@ -1071,11 +1325,13 @@ fn fail_request(
     outcomes: &mut [Option<CaseOutcome>],
     last_error: &mut [Option<Error>],
     request_failure: &Mutex<Option<Error>>,
+    attempt: &AttemptState,
 ) -> Result<(), Error> {
     if e.class().stops_the_batch() {
         return Err(e);
     }
     if e.class().is_retryable() {
+        attempt.failed.store(true, Ordering::Relaxed);
         *request_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
     }
     for &i in affected {
@@ -1170,6 +1426,7 @@ impl CaseSink for SalesforceClient {
                     CaseOutcome::Created { id } => WriteOutcome::Written { id, created: true },
                     CaseOutcome::Updated { id } => WriteOutcome::Written { id, created: false },
                     CaseOutcome::Unchanged { id } => WriteOutcome::Unchanged { id },
+                    CaseOutcome::Skipped => WriteOutcome::Skipped,
                     CaseOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
                 })
                 .collect(),

@@ -5,8 +5,24 @@
 //! every field (failing with `DUPLICATE_VALUE` on the unique external id when the Case exists),
 //! a query of the Case by external id (Id, CaseNumber), and an update of its kept-current fields
 //! by the queried Id (a reference: it fails harmlessly when no Case exists, so it can never
-//! create one). For a contact whose flow already stored a Case Id (a transferred leg), it holds
-//! an update of that Case and a read of it. `allOrNone` is false: each subrequest stands alone.
+//! create one). `allOrNone` is false: each subrequest stands alone.
+//!
+//! A contact whose attributes name a Case (a transferred leg carries its first leg's Case Id)
+//! may write it only when that Case's external id is the contact's own ContactId or an earlier
+//! leg's ([`CaseRecord::owner_ids`]): attributes can come from customers. The same one request
+//! then holds, in order:
+//! 1. `owned`: a query of the named Case restricted to those external ids, and `ownedUpdate`,
+//!    a PATCH by `@{owned.records[0].Id}` (it fails harmlessly when the Case is not the
+//!    contact's);
+//! 2. `foreign`: a query of the named Case when its external id is none of them, and `create`,
+//!    the contact's own Case, posted to `sobjects/@{foreign.records[0].attributes.type}` (the
+//!    query's record type, `Case`): a Composite request has no condition but a reference, so
+//!    the create runs only when the named Case belongs to someone else;
+//! 3. `read` and `update`: the contact's own Case by external id, as for a contact without one.
+//!
+//! The named Case wins when it is the contact's; otherwise the contact's own Case answers.
+//! Only when the named Case cannot be read at all (deleted, not shared) and the contact has no
+//! Case yet does a second call file it.
 
 use std::sync::atomic::Ordering;
 
@@ -16,7 +32,7 @@ use super::assignment;
 use super::client::{CallCounts, SalesforceClient, fit_to_org};
 use super::error::Error;
 use super::wire;
-use crate::case::CaseRecord;
+use crate::case::{self, CaseRecord};
 use crate::retry::Deadline;
 
 /// The Case the flow gets back.
@@ -34,8 +50,14 @@ pub struct HandoffCase {
     pub token_requests: u32,
 }
 
+/// The warning logged (with the ContactId) when a contact's attributes name a Case that is not
+/// the contact's.
+const NOT_OWN_CASE: &str = "the Case named by the contact's case id attribute is not this contact's; using the contact's own Case";
+
 impl SalesforceClient {
-    /// Files or updates the hand-off Case and reads its Id and CaseNumber, in one API call.
+    /// Files or updates the hand-off Case and reads its Id and CaseNumber, in one API call (two
+    /// only when the Case the contact's attributes name cannot be read and the contact has no
+    /// Case of its own yet).
     ///
     /// # Errors
     /// The request's [`Error`], or the create's when no Case exists afterwards.
@@ -47,65 +69,32 @@ impl SalesforceClient {
         let counts = CallCounts::default();
         let schema = self.ensure_org(deadline, &counts).await?;
         let case = &*fit_to_org(case, schema.as_deref());
-        let settings = self.settings();
-        // The create may run the assignment rule; the write to an existing Case must not. A
-        // subrequest's own header overrides the request's, so each write says which.
-        let create_assign = json!({(assignment::HEADER): settings.assignment.on_create()});
-        let update_assign = json!({(assignment::HEADER): assignment::ON_UPDATE});
-        let version = &settings.api_version;
-        let ext_field = &settings.external_id_field;
-        let base = format!("/services/data/{version}");
-        let current: Map<String, Value> = case
-            .current_fields()
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect();
-        let body = match &case.case_id {
-            Some(id) => json!({"allOrNone": false, "compositeRequest": [
-                {"method": "PATCH", "url": format!("{base}/sobjects/Case/{id}"),
-                 "referenceId": "update", "body": current, "httpHeaders": update_assign},
-                {"method": "GET", "url": format!("{base}/sobjects/Case/{id}?fields=Id,CaseNumber"),
-                 "referenceId": "read"},
-            ]}),
+        let ext_field = &self.settings().external_id_field;
+        let named = case.case_id.as_deref().filter(|id| case::is_case_id(id));
+        let answer = match named {
             None => {
-                let records = [case];
-                let body =
-                    wire::collections_create_body(&records, ext_field, &settings.version_field);
-                let mut create =
-                    serde_json::to_value(body).map_err(|e| Error::InvalidResponse {
-                        status: 0,
-                        detail: format!("could not encode the request body: {e}"),
-                    })?["records"][0]
-                        .take();
-                if let Value::Object(map) = &mut create {
-                    map.remove("attributes");
+                let body = self.own_case_body(case)?;
+                let (status, bytes) = self.send_handoff(&body, deadline, &counts).await?;
+                parse_handoff(status, &bytes, ext_field)?
+            }
+            Some(id) => {
+                let body = self.named_case_body(case, id)?;
+                let (status, bytes) = self.send_handoff(&body, deadline, &counts).await?;
+                let named = parse_named(status, &bytes, ext_field)?;
+                if !matches!(named, Named::Owned(_)) {
+                    tracing::warn!(contact_id = %case.external_id, "{NOT_OWN_CASE}");
                 }
-                let soql = format!(
-                    "SELECT Id, CaseNumber FROM Case WHERE {ext_field} = '{}'",
-                    case.external_id.as_str()
-                );
-                json!({"allOrNone": false, "compositeRequest": [
-                    {"method": "POST", "url": format!("{base}/sobjects/Case"),
-                     "referenceId": "create", "body": create, "httpHeaders": create_assign},
-                    {"method": "GET",
-                     "url": format!("{base}/query?q={}", wire::percent_encode_query(&soql)),
-                     "referenceId": "read"},
-                    {"method": "PATCH", "url": format!("{base}/sobjects/Case/@{{read.records[0].Id}}"),
-                     "referenceId": "update", "body": current, "httpHeaders": update_assign},
-                ]})
+                match named {
+                    Named::Owned(answer) | Named::Own(answer) => answer,
+                    Named::Nothing => {
+                        // The named Case cannot be read and the contact has no Case yet.
+                        let body = self.own_case_body(case)?;
+                        let (status, bytes) = self.send_handoff(&body, deadline, &counts).await?;
+                        parse_handoff(status, &bytes, ext_field)?
+                    }
+                }
             }
         };
-        let path = wire::composite_path(version);
-        let (status, bytes) = self
-            .call(
-                reqwest::Method::POST,
-                &path,
-                &body,
-                Some(assignment::ON_UPDATE),
-                deadline,
-                &counts,
-            )
-            .await?;
-        let answer = parse_handoff(status, &bytes, ext_field)?;
         let api_calls = counts.api_calls.load(Ordering::Relaxed);
         let token_requests = counts.token_requests.load(Ordering::Relaxed);
         if let Some(e) = &answer.update_error {
@@ -122,6 +111,117 @@ impl SalesforceClient {
             token_requests,
         })
     }
+
+    /// One Composite call; every write subrequest says its own `Sforce-Auto-Assign`.
+    async fn send_handoff(
+        &self,
+        body: &Value,
+        deadline: Deadline,
+        counts: &CallCounts,
+    ) -> Result<(u16, Vec<u8>), Error> {
+        let path = wire::composite_path(&self.settings().api_version);
+        self.call(
+            reqwest::Method::POST,
+            &path,
+            body,
+            Some(assignment::ON_UPDATE),
+            deadline,
+            counts,
+        )
+        .await
+    }
+
+    /// The subrequests that file (or update) the contact's own Case and read it back:
+    /// `create`, `read`, `update`, the create posted to `create_url`.
+    fn own_case_subrequests(
+        &self,
+        case: &CaseRecord,
+        create_url: String,
+    ) -> Result<[Value; 3], Error> {
+        let settings = self.settings();
+        let ext_field = &settings.external_id_field;
+        let base = format!("/services/data/{}", settings.api_version);
+        let records = [case];
+        let body = wire::collections_create_body(&records, ext_field, &settings.version_field);
+        let mut create = serde_json::to_value(body).map_err(|e| Error::InvalidResponse {
+            status: 0,
+            detail: format!("could not encode the request body: {e}"),
+        })?["records"][0]
+            .take();
+        if let Value::Object(map) = &mut create {
+            map.remove("attributes");
+        }
+        // The ContactId is a validated UUID: safe inside SOQL quotes.
+        let soql = format!(
+            "SELECT Id, CaseNumber FROM Case WHERE {ext_field} = '{}'",
+            case.external_id.as_str()
+        );
+        // The create may run the assignment rule; the write to an existing Case must not. A
+        // subrequest's own header overrides the request's, so each write says which.
+        let create_assign = json!({(assignment::HEADER): settings.assignment.on_create()});
+        Ok([
+            json!({"method": "POST", "url": create_url, "referenceId": "create", "body": create,
+                   "httpHeaders": create_assign}),
+            json!({"method": "GET",
+                   "url": format!("{base}/query?q={}", wire::percent_encode_query(&soql)),
+                   "referenceId": "read"}),
+            update_by_reference("update", &base, "read", case),
+        ])
+    }
+
+    /// The Composite request for a contact without a named Case (see the module doc).
+    fn own_case_body(&self, case: &CaseRecord) -> Result<Value, Error> {
+        let base = format!("/services/data/{}", self.settings().api_version);
+        let own = self.own_case_subrequests(case, format!("{base}/sobjects/Case"))?;
+        Ok(json!({"allOrNone": false, "compositeRequest": own}))
+    }
+
+    /// The Composite request for a contact whose attributes name Case `id` (a validated Case
+    /// Id; see the module doc).
+    fn named_case_body(&self, case: &CaseRecord, id: &str) -> Result<Value, Error> {
+        let settings = self.settings();
+        let ext_field = &settings.external_id_field;
+        let base = format!("/services/data/{}", settings.api_version);
+        // Validated UUIDs and a validated Case Id: safe inside SOQL quotes.
+        let owners = case
+            .owner_ids()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let query = |reference: &str, select: &str, test: &str| {
+            let soql = format!(
+                "SELECT {select} FROM Case WHERE Id = '{id}' AND {ext_field} {test} ({owners})"
+            );
+            json!({"method": "GET",
+                   "url": format!("{base}/query?q={}", wire::percent_encode_query(&soql)),
+                   "referenceId": reference})
+        };
+        let [create, read, update] = self.own_case_subrequests(
+            case,
+            format!("{base}/sobjects/@{{foreign.records[0].attributes.type}}"),
+        )?;
+        Ok(json!({"allOrNone": false, "compositeRequest": [
+            query("owned", "Id, CaseNumber", "IN"),
+            update_by_reference("ownedUpdate", &base, "owned", case),
+            query("foreign", "Id", "NOT IN"),
+            create,
+            read,
+            update,
+        ]}))
+    }
+}
+
+/// A PATCH of `case`'s kept-current fields to the Case that query `query` found first: a
+/// reference, so it fails harmlessly (and creates nothing) when the query found none. Never
+/// runs an assignment rule.
+fn update_by_reference(reference: &str, base: &str, query: &str, case: &CaseRecord) -> Value {
+    let current: Map<String, Value> = case
+        .current_fields()
+        .map(|(k, v)| (k.to_owned(), v.clone()))
+        .collect();
+    json!({"method": "PATCH", "url": format!("{base}/sobjects/Case/@{{{query}.records[0].Id}}"),
+           "referenceId": reference, "body": current,
+           "httpHeaders": {(assignment::HEADER): assignment::ON_UPDATE}})
 }
 
 /// What the Composite answer says.
@@ -133,25 +233,38 @@ struct HandoffAnswer {
     update_error: Option<Error>,
 }
 
-/// Reads the Composite answer of [`SalesforceClient::write_handoff`].
+/// The Case a read subrequest answered (Id and CaseNumber), when it found one.
+///
+/// # Errors
+/// The subrequest's error.
+fn case_read(read: &Value) -> Result<Option<(String, String)>, Error> {
+    if let Some(e) = wire::subrequest_error(read) {
+        return Err(e);
+    }
+    // A query answers {records:[…]}, a read by Id the record itself.
+    let record = read["body"]["records"].get(0).unwrap_or(&read["body"]);
+    let text = |name: &str| record.get(name).and_then(Value::as_str).map(str::to_owned);
+    Ok(text("Id").zip(text("CaseNumber")))
+}
+
+/// Reads the Composite answer of a request for the contact's own Case.
 fn parse_handoff(status: u16, body: &[u8], ext_field: &str) -> Result<HandoffAnswer, Error> {
     let answer = wire::CompositeAnswer::parse(status, body)?;
-    let invalid = |detail: String| answer.invalid(detail);
+    own_case_answer(&answer, ext_field)
+}
+
+/// The contact's own Case from the `create`, `read` and `update` answers.
+fn own_case_answer(
+    answer: &wire::CompositeAnswer,
+    ext_field: &str,
+) -> Result<HandoffAnswer, Error> {
     let sub = |reference: &str| answer.get(reference);
     let error_of = wire::subrequest_error;
     let create_error = sub("create").and_then(error_of);
     let created = sub("create").is_some() && create_error.is_none();
-    let read = sub("read").ok_or_else(|| invalid("composite answer without the read".into()))?;
-    if let Some(e) = error_of(read) {
-        return Err(e);
-    }
-    // A query answers {records:[…]}, a read by Id the record itself.
-    let record = read["body"]["records"]
-        .get(0)
-        .unwrap_or(&read["body"])
-        .clone();
-    let text = |name: &str| record.get(name).and_then(Value::as_str).map(str::to_owned);
-    let (Some(id), Some(case_number)) = (text("Id"), text("CaseNumber")) else {
+    let read =
+        sub("read").ok_or_else(|| answer.invalid("composite answer without the read".into()))?;
+    let Some((id, case_number)) = case_read(read)? else {
         // No Case: the create failed for another reason than "it exists".
         return Err(create_error.unwrap_or_else(|| Error::CaseNotFound { id: String::new() }));
     };
@@ -168,6 +281,42 @@ fn parse_handoff(status: u16, body: &[u8], ext_field: &str) -> Result<HandoffAns
         created,
         update_error,
     })
+}
+
+/// What the answer to a request naming a Case says.
+#[derive(Debug)]
+enum Named {
+    /// The named Case is the contact's: it was updated.
+    Owned(HandoffAnswer),
+    /// It is not (or cannot be read): the contact's own Case answers.
+    Own(HandoffAnswer),
+    /// It cannot be read, and the contact has no Case of its own.
+    Nothing,
+}
+
+/// Reads the Composite answer of a request naming a Case.
+fn parse_named(status: u16, body: &[u8], ext_field: &str) -> Result<Named, Error> {
+    let answer = wire::CompositeAnswer::parse(status, body)?;
+    let missing = |reference: &str| answer.invalid(format!("composite answer without {reference}"));
+    let owned = answer.get("owned").ok_or_else(|| missing("owned"))?;
+    if let Some((id, case_number)) = case_read(owned)? {
+        return Ok(Named::Owned(HandoffAnswer {
+            id,
+            case_number,
+            created: false,
+            update_error: answer.get("ownedUpdate").and_then(wire::subrequest_error),
+        }));
+    }
+    let foreign = answer.get("foreign").ok_or_else(|| missing("foreign"))?;
+    let create_ran =
+        wire::subrequest_error(foreign).is_none() && foreign["body"]["records"].get(0).is_some();
+    let read = answer.get("read").ok_or_else(|| missing("read"))?;
+    if !create_ran && case_read(read)?.is_none() {
+        // The named Case cannot be read (deleted, not shared), so the create never ran, and
+        // the contact has no Case of its own yet.
+        return Ok(Named::Nothing);
+    }
+    own_case_answer(&answer, ext_field).map(Named::Own)
 }
 
 #[cfg(test)]
@@ -208,6 +357,58 @@ mod tests {
             {"body":{"totalSize":0,"done":true,"records":[]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"read"},
             {"body":[{"errorCode":"PROCESSING_HALTED","message":"Invalid reference specified"}],"httpHeaders":{},"httpStatusCode":400,"referenceId":"update"}]}"#;
         let e = parse_handoff(200, answer, EXT).unwrap_err();
+        assert_eq!(e.code(), "REQUIRED_FIELD_MISSING");
+    }
+
+    /// See: issue "A contact writes only its own Case", item 1.
+    #[test]
+    fn a_named_case_counts_only_when_the_owned_query_found_it() {
+        let owned = br#"{"compositeResponse":[
+            {"body":{"totalSize":1,"done":true,"records":[{"Id":"500000000000001AAA","CaseNumber":"00001001"}]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"owned"},
+            {"body":null,"httpHeaders":{},"httpStatusCode":204,"referenceId":"ownedUpdate"},
+            {"body":{"totalSize":0,"done":true,"records":[]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"foreign"},
+            {"body":[{"errorCode":"PROCESSING_HALTED","message":"Invalid reference specified. No value for foreign.records[0].attributes.type found in foreign."}],"httpHeaders":{},"httpStatusCode":400,"referenceId":"create"},
+            {"body":{"totalSize":0,"done":true,"records":[]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"read"},
+            {"body":[{"errorCode":"PROCESSING_HALTED","message":"Invalid reference specified."}],"httpHeaders":{},"httpStatusCode":400,"referenceId":"update"}]}"#;
+        let Named::Owned(a) = parse_named(200, owned, EXT).unwrap() else {
+            panic!("the named Case is the contact's");
+        };
+        assert_eq!((a.id.as_str(), a.created), ("500000000000001AAA", false));
+        assert!(a.update_error.is_none());
+
+        let foreign = br#"{"compositeResponse":[
+            {"body":{"totalSize":0,"done":true,"records":[]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"owned"},
+            {"body":[{"errorCode":"PROCESSING_HALTED","message":"Invalid reference specified."}],"httpHeaders":{},"httpStatusCode":400,"referenceId":"ownedUpdate"},
+            {"body":{"totalSize":1,"done":true,"records":[{"attributes":{"type":"Case"},"Id":"500000000000009AAA"}]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"foreign"},
+            {"body":{"id":"500000000000002AAA","success":true,"errors":[]},"httpHeaders":{},"httpStatusCode":201,"referenceId":"create"},
+            {"body":{"totalSize":1,"done":true,"records":[{"Id":"500000000000002AAA","CaseNumber":"00001002"}]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"read"},
+            {"body":null,"httpHeaders":{},"httpStatusCode":204,"referenceId":"update"}]}"#;
+        let Named::Own(a) = parse_named(200, foreign, EXT).unwrap() else {
+            panic!("another contact's Case: the contact's own answers");
+        };
+        assert_eq!((a.id.as_str(), a.created), ("500000000000002AAA", true));
+
+        // Neither readable nor owned, and no Case of its own: nothing was created.
+        let unreadable = String::from_utf8(owned.to_vec())
+            .unwrap()
+            .replace(r#""totalSize":1,"done":true,"records":[{"Id":"500000000000001AAA","CaseNumber":"00001001"}]"#, r#""totalSize":0,"done":true,"records":[]"#);
+        assert!(matches!(
+            parse_named(200, unreadable.as_bytes(), EXT).unwrap(),
+            Named::Nothing
+        ));
+
+        // The other contact's Case exists but the contact's own create was refused.
+        let refused = String::from_utf8(foreign.to_vec())
+            .unwrap()
+            .replace(
+                r#"{"body":{"id":"500000000000002AAA","success":true,"errors":[]},"httpHeaders":{},"httpStatusCode":201"#,
+                r#"{"body":[{"errorCode":"REQUIRED_FIELD_MISSING","message":"Required fields are missing: [Type]","fields":["Type"]}],"httpHeaders":{},"httpStatusCode":400"#,
+            )
+            .replace(
+                r#""totalSize":1,"done":true,"records":[{"Id":"500000000000002AAA","CaseNumber":"00001002"}]"#,
+                r#""totalSize":0,"done":true,"records":[]"#,
+            );
+        let e = parse_named(200, refused.as_bytes(), EXT).unwrap_err();
         assert_eq!(e.code(), "REQUIRED_FIELD_MISSING");
     }
 }

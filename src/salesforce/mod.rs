@@ -21,7 +21,8 @@ pub mod recorder;
 
 pub use assignment::AssignmentRules;
 pub use auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, StaticCredentials, TokenCache,
+    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, StaticCredentials,
+    TokenCache,
 };
 pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};

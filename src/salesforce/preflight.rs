@@ -2,7 +2,7 @@
 //! writes, before any record is touched (DESIGN.md "The org is not ours").
 //!
 //! Pure: [`CaseSchema::parse`] reads the describe answer and [`check`] compares it with
-//! [`OrgRequirements`]; the client makes the call ([`super::SalesforceClient::check_org`]).
+//! [`OrgRequirements`]; the client makes the call ([`super::SalesforceClient::check_org_now`]).
 //! A problem found here is a configuration error: every record is held, nothing is
 //! dead-lettered, and one error line names the field, the problem and the valid values.
 
@@ -406,7 +406,7 @@ pub fn check(requirements: &OrgRequirements, schema: &CaseSchema) -> Vec<Problem
 }
 
 /// Whether two Salesforce Ids name the same record (15-character prefix of the 18).
-fn same_id(a: &str, b: &str) -> bool {
+pub fn same_id(a: &str, b: &str) -> bool {
     a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
 }
 

@@ -146,6 +146,7 @@ mod tests {
             kept_current: Vec::new().into(),
             version: None,
             case_id: None,
+            earlier_legs: Vec::new(),
             create: true,
             lookup_number: None,
         }

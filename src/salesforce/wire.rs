@@ -22,6 +22,26 @@ pub struct TokenResponse {
     pub access_token: String,
     /// Where all data calls go.
     pub instance_url: String,
+    /// The identity URL, `https://login.salesforce.com/id/<org id>/<user id>`: who signed in.
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+impl TokenResponse {
+    /// The signed-in user's Id: the last segment of the identity URL, when it is a User Id
+    /// (15 or 18 letters and digits starting `005`; anything else is not trusted into a query).
+    pub fn user_id(&self) -> Option<&str> {
+        let id = self
+            .id
+            .as_deref()?
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()?;
+        let is_user = matches!(id.len(), 15 | 18)
+            && id.starts_with("005")
+            && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        is_user.then_some(id)
+    }
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -623,6 +643,27 @@ mod tests {
     }
 
     #[test]
+    fn user_id_is_the_identity_urls_last_segment_when_it_is_a_user_id() {
+        let answer = |id: &str| {
+            let body = json!({"access_token": "t", "instance_url": "https://i", "id": id});
+            parse_token_response(200, body.to_string().as_bytes()).unwrap()
+        };
+        let url = "https://login.salesforce.com/id/00D5e000000XyZaEAK/0055e000001AbCdAAK";
+        assert_eq!(answer(url).user_id(), Some("0055e000001AbCdAAK"));
+        let short = "https://login.salesforce.com/id/00D5e000000XyZa/0055e000001AbCd";
+        assert_eq!(answer(short).user_id(), Some("0055e000001AbCd"));
+        for not_a_user in [
+            "https://login.salesforce.com/id/00D/005",
+            "https://login.salesforce.com/id/00D5e000000XyZaEAK/00G5e000001AbCdAAK",
+            "https://login.salesforce.com/id/00D5e000000XyZaEAK/005' OR Id != '",
+        ] {
+            assert_eq!(answer(not_a_user).user_id(), None, "{not_a_user}");
+        }
+        let body = br#"{"access_token":"t","instance_url":"https://i"}"#;
+        assert_eq!(parse_token_response(200, body).unwrap().user_id(), None);
+    }
+
+    #[test]
     fn token_errors_are_auth_rejected() {
         let err = parse_token_response(
             400,
@@ -698,6 +739,7 @@ mod tests {
             ]),
             version: version.and_then(parse_datetime),
             case_id: None,
+            earlier_legs: Vec::new(),
             create: true,
             lookup_number: None,
         }

@@ -13,9 +13,9 @@
 //! `?fields=`, PATCH → 204), `sobjects/Case/{ext}/{value}` (GET, PATCH upsert),
 //! `composite/sobjects` (POST create, PATCH update by id; ≤ 200 records),
 //! `composite/sobjects/Case/{ext}` (PATCH upsert), `query?q=` (`SELECT f, … FROM T [WHERE c
-//! (AND c …|OR c …)]`, `c` one of `f = 'x'`, `f = true`, `f IN ('a', …)`, `f IN (SELECT g FROM
+//! (AND c …|OR c …)]`, `c` one of `f = 'x'`, `f = true`, `f [NOT] IN ('a', …)`, `f IN (SELECT g FROM
 //! U …)`; T one of Case, Contact, Organization, AssignmentRule, ObjectPermissions,
-//! PermissionSetAssignment), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING Contact(…)`) and
+//! PermissionSetAssignment, Group, GroupMember), `search?q=` (`FIND {…} IN PHONE FIELDS RETURNING Contact(…)`) and
 //! `composite` (≤ 25 subrequests, `@{ref.path}` references, per-subrequest `httpHeaders`). A URI
 //! over 16,384 bytes answers 414; URI plus headers over that, 431.
 //!
@@ -116,6 +116,10 @@ pub const USER_ID_18: &str = "005FAKE00000001AAA";
 pub const DEFAULT_CASE_OWNER: &str = "005FAKE00000002AAA";
 /// The permission set (owned by the integration user's profile) holding its Case permissions.
 pub const PERMISSION_SET_ID: &str = "0PSFAKE00000001AAA";
+/// The public group the shipped sharing rule shares Cases with (`Group`, Type `Regular`).
+pub const SHARING_GROUP_ID: &str = "00GFAKE00000099AAA";
+/// That group's API name (`Group.DeveloperName`), as salesforce/force-app/.../groups defines it.
+pub const SHARING_GROUP_NAME: &str = "Ctr_Cases_Integration";
 /// The fake org's 15-character organisation id (appears in tokens and identity URLs).
 pub const ORG_ID: &str = "00DFAKE00000001";
 /// The integration user's 15-character user id (appears in identity URLs).
@@ -725,6 +729,8 @@ impl FakeOrg {
 
     /// `Some(access)`: a criteria-based sharing rule shares every Case whose external id field
     /// is not blank with a public group the integration user belongs to. `None`: no rule.
+    /// The group is [`SHARING_GROUP_ID`]; a `GroupMember` record names the user in it only
+    /// while the rule is set.
     pub fn set_case_sharing_rule(&self, access: Option<ShareAccess>) {
         self.lock().sharing_rule = access;
     }
@@ -2910,14 +2916,18 @@ impl Table {
     }
 }
 
-/// One `field = value` or `field IN (…)` condition: the values it accepts.
-type Cond = (String, Kind, Vec<Value>);
+/// One condition: the field, its kind, the values, and whether it is `NOT IN` (matches when
+/// the field equals none of them).
+type Cond = (String, Kind, Vec<Value>, bool);
 
-/// The setup objects the subset knows; querying them needs "View Setup and Configuration".
-const SETUP_OBJECTS: [&str; 3] = [
+/// The setup objects the subset knows; querying them needs "View Setup and Configuration"
+/// (Group: the object reference's "Special Access Rules", Spring '20 and later; GroupMember has
+/// no such rule).
+const SETUP_OBJECTS: [&str; 4] = [
     "AssignmentRule",
     "ObjectPermissions",
     "PermissionSetAssignment",
+    "Group",
 ];
 
 impl OrgState {
@@ -3010,6 +3020,33 @@ impl OrgState {
                 ("AssigneeId", json!(USER_ID_18)),
             ]);
             ("PermissionSetAssignment", fields, vec![assignment])
+        } else if named("Group") {
+            let fields = cols(&[
+                ("Id", Kind::Id),
+                ("Name", Kind::Text),
+                ("DeveloperName", Kind::Text),
+                ("Type", Kind::Text),
+            ]);
+            let group = record(vec![
+                ("Id", json!(SHARING_GROUP_ID)),
+                ("Name", json!("ctr-cases integration")),
+                ("DeveloperName", json!(SHARING_GROUP_NAME)),
+                ("Type", json!("Regular")),
+            ]);
+            ("Group", fields, vec![group])
+        } else if named("GroupMember") {
+            let fields = cols(&[
+                ("Id", Kind::Id),
+                ("GroupId", Kind::Id),
+                ("UserOrGroupId", Kind::Id),
+            ]);
+            let member = record(vec![
+                ("Id", json!("011FAKE00000001AAA")),
+                ("GroupId", json!(SHARING_GROUP_ID)),
+                ("UserOrGroupId", json!(USER_ID_18)),
+            ]);
+            let members = self.sharing_rule.map(|_| member).into_iter().collect();
+            ("GroupMember", fields, members)
         } else if named("ObjectPermissions") {
             let flags = [
                 "PermissionsRead",
@@ -3049,9 +3086,10 @@ impl OrgState {
     }
 
     /// `GET query?q=SELECT f, … FROM T [WHERE c (AND c … | OR c …)]` with `c` one of
-    /// `f = 'x'`, `f = true|false`, `f IN ('a', …)` or `f IN (SELECT g FROM U [WHERE …])`.
-    /// T is Case, Contact, Organization, AssignmentRule, ObjectPermissions or
-    /// PermissionSetAssignment; Cases the user cannot see are left out silently. AND and OR
+    /// `f = 'x'`, `f = true|false`, `f [NOT] IN ('a', …)` or `f IN (SELECT g FROM U [WHERE …])`.
+    /// T is Case, Contact, Organization, AssignmentRule, ObjectPermissions,
+    /// PermissionSetAssignment, Group or GroupMember; Cases the user cannot see are left out
+    /// silently. AND and OR
     /// do not mix without parentheses (SOQL refuses that too). Results never page (`done` is
     /// always true).
     fn query(&self, q: &str, version: u32) -> Result<Answer, Answer> {
@@ -3095,14 +3133,16 @@ impl OrgState {
                 joiner = Some(next);
             }
         }
-        let matches = |r: &Record, (field, kind, values): &Cond| {
+        let matches = |r: &Record, (field, kind, values, negated): &Cond| {
             let stored = get_ci(r, field).cloned().unwrap_or_default();
-            values.iter().any(|v| match (kind, &stored, v) {
+            let listed = values.iter().any(|v| match (kind, &stored, v) {
                 (Kind::Id, Value::String(s), Value::String(v)) => same_id(s, v),
                 (Kind::Text, Value::String(s), Value::String(v)) => s.eq_ignore_ascii_case(v),
                 (_, Value::Null, Value::String(v)) => v.is_empty(),
                 (_, s, v) => s == v,
-            })
+            });
+            // SOQL's NOT IN, like its `!=`, keeps records whose field is null.
+            listed != *negated
         };
         let all = joiner == Some("AND");
         let hit = |r: &Record| match all {
@@ -3113,13 +3153,18 @@ impl OrgState {
         Ok((table, names, hits))
     }
 
-    /// `f = v`, `f IN (v, …)` or `f IN (SELECT g FROM …)`.
+    /// `f = v`, `f IN (v, …)`, `f NOT IN (v, …)` or `f IN (SELECT g FROM …)`.
     fn condition(&self, t: &mut Tokens, table: &Table) -> Result<Cond, Answer> {
         let name = t.word()?;
         let (field, kind) = table.field(&name)?;
+        let mut negated = false;
         let values = if t.eat('=') {
             vec![t.value()?]
         } else {
+            if t.peek_keyword("NOT") {
+                t.keyword("NOT")?;
+                negated = true;
+            }
             t.keyword("IN")?;
             t.expect('(')?;
             let values = if t.peek_keyword("SELECT") {
@@ -3162,7 +3207,7 @@ impl OrgState {
         {
             return wrong(format!("invalid ID field: {v}"));
         }
-        Ok((field, kind, values))
+        Ok((field, kind, values, negated))
     }
 
     /// `GET search?q=FIND {term} IN PHONE FIELDS RETURNING Contact[(f, …)]`.

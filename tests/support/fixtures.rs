@@ -118,6 +118,28 @@ pub fn dropped_datas(range: std::ops::Range<u64>) -> Vec<Vec<u8>> {
     range.map(dropped_data).collect()
 }
 
+/// A CTR of `contact_id` calling from `caller` at version `updated`: a dropped call, or (with
+/// `agent`) one an agent handled; `attributes` (a JSON object) added to its contact attributes.
+pub fn ctr_after(
+    contact_id: &str,
+    caller: &str,
+    updated: &str,
+    agent: bool,
+    attributes: serde_json::Value,
+) -> Vec<u8> {
+    use serde_json::{Value, json};
+    let mut v: Value = serde_json::from_str(&dropped_ctr_for(contact_id, caller, updated))
+        .expect("the fixture CTR is JSON");
+    if agent {
+        v["Agent"] = json!({"Username": "agent.one", "ConnectedToAgentTimestamp": updated});
+        v["Queue"] = json!({"Name": "Bookings"});
+    }
+    if let (Some(target), Value::Object(extra)) = (v["Attributes"].as_object_mut(), attributes) {
+        target.extend(extra);
+    }
+    v.to_string().into_bytes()
+}
+
 /// The recorded agent-handled call with another ContactId.
 pub fn handled_ctr_for(contact_id: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(&read_sample(SAMPLES[0].0)).unwrap();

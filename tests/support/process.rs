@@ -79,6 +79,16 @@ impl Output {
     }
 }
 
+impl Output {
+    /// The JSON log lines at level ERROR.
+    pub fn error_lines(&self) -> Vec<Value> {
+        self.json_logs()
+            .into_iter()
+            .filter(|l| field(l, "level") == Some("ERROR"))
+            .collect()
+    }
+}
+
 /// A JSON log line's string field.
 pub fn field<'a>(line: &'a Value, name: &str) -> Option<&'a str> {
     line.get(name).and_then(Value::as_str)
