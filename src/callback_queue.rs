@@ -6,22 +6,15 @@
 //! the same contact within its 5-minute deduplication window, and delivers one contact's
 //! messages one at a time, so two copies never reach Connect at once.
 
-use std::time::Duration;
-
 use futures::StreamExt as _;
 
 use crate::callback::CallbackRequest;
 use crate::effect::{CallbackSink, SendOutcome};
+use crate::queue::{MAX_BATCH_ENTRIES, send_entries};
 use crate::retry::Deadline;
-
-/// Most entries in one `SendMessageBatch` call (an SQS limit).
-const MAX_BATCH_ENTRIES: usize = 10;
 
 /// `SendMessageBatch` calls in flight at once.
 const PARALLEL_BATCHES: usize = 4;
-
-/// Without a deadline, one batch call may take this long.
-const UNBOUNDED_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An SQS FIFO queue of callback requests.
 #[derive(Debug, Clone)]
@@ -68,48 +61,17 @@ impl CallbackQueue {
         batch: &[usize],
         deadline: Deadline,
     ) -> Vec<SendOutcome> {
-        let failed = |reason: &str| vec![SendOutcome::Failed(reason.to_owned()); batch.len()];
-        let budget = match deadline.remaining() {
-            None => UNBOUNDED_SEND_TIMEOUT,
-            Some(left) if left.is_zero() => return failed("no time left before the deadline"),
-            Some(left) => left,
-        };
-        let mut request = self.client.send_message_batch().queue_url(&self.queue_url);
-        for (entry, &i) in batch.iter().enumerate() {
+        let entries = batch.iter().enumerate().map(|(entry, &i)| {
             let (contact_id, body) = &messages[i];
-            let builder = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                 .id(entry.to_string())
                 .message_body(body)
                 .message_group_id(*contact_id)
-                .message_deduplication_id(*contact_id);
-            request = request.entries(builder.build().expect("id and body are set"));
-        }
-        let answer = match tokio::time::timeout(budget, request.send()).await {
-            Err(_) => return failed("timed out at the invocation deadline"),
-            Ok(Err(e)) => {
-                let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e)
-                    .unwrap_or("no answer from SQS")
-                    .to_owned();
-                return failed(&code);
-            }
-            Ok(Ok(answer)) => answer,
-        };
-        let mut outcomes = failed("not in the SendMessageBatch answer");
-        for ok in answer.successful() {
-            if let Ok(entry) = ok.id().parse::<usize>()
-                && entry < outcomes.len()
-            {
-                outcomes[entry] = SendOutcome::Sent;
-            }
-        }
-        for bad in answer.failed() {
-            if let Ok(entry) = bad.id().parse::<usize>()
-                && entry < outcomes.len()
-            {
-                outcomes[entry] = SendOutcome::Failed(bad.code().to_owned());
-            }
-        }
-        outcomes
+                .message_deduplication_id(*contact_id)
+                .build()
+                .expect("id and body are set")
+        });
+        send_entries(&self.client, &self.queue_url, entries.collect(), deadline).await
     }
 }
 

@@ -302,12 +302,6 @@ async fn send_batch(
     fifo: bool,
     deadline: Deadline,
 ) -> Vec<SendOutcome> {
-    let failed = |reason: &str| vec![SendOutcome::Failed(reason.to_owned()); batch.len()];
-    let budget = match deadline.remaining() {
-        None => UNBOUNDED_SEND_TIMEOUT,
-        Some(left) if left.is_zero() => return failed("no time left before the deadline"),
-        Some(left) => left,
-    };
     let attribute = |v: &str| {
         aws_sdk_sqs::types::MessageAttributeValue::builder()
             .data_type("String")
@@ -315,8 +309,7 @@ async fn send_batch(
             .build()
             .expect("data type and value are set")
     };
-    let mut request = client.send_message_batch().queue_url(queue_url);
-    for (entry, &i) in batch.iter().enumerate() {
+    let entries = batch.iter().enumerate().map(|(entry, &i)| {
         let letter = letters[i];
         let mut builder = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
             .id(entry.to_string())
@@ -329,8 +322,30 @@ async fn send_batch(
                 .message_group_id(letter.shard_id.as_deref().unwrap_or("ctr-cases"))
                 .message_deduplication_id(letter.record_key().replace(['/', ':'], "-"));
         }
-        request = request.entries(builder.build().expect("id and body are set"));
-    }
+        builder.build().expect("id and body are set")
+    });
+    send_entries(client, queue_url, entries.collect(), deadline).await
+}
+
+/// One `SendMessageBatch` of `entries` (each entry's id is its position) to `queue_url`, cut off
+/// at `deadline`: one outcome per entry, in order. Shared by every SQS sender of the crate.
+pub(crate) async fn send_entries(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    entries: Vec<aws_sdk_sqs::types::SendMessageBatchRequestEntry>,
+    deadline: Deadline,
+) -> Vec<SendOutcome> {
+    let count = entries.len();
+    let failed = |reason: &str| vec![SendOutcome::Failed(reason.to_owned()); count];
+    let budget = match deadline.remaining() {
+        None => UNBOUNDED_SEND_TIMEOUT,
+        Some(left) if left.is_zero() => return failed("no time left before the deadline"),
+        Some(left) => left,
+    };
+    let request = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries));
     let answer = match tokio::time::timeout(budget, request.send()).await {
         Err(_) => return failed("timed out at the invocation deadline"),
         Ok(Err(e)) => {
