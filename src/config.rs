@@ -215,16 +215,82 @@ fn read_callbacks(r: &mut Reader) -> Option<CallbackConfig> {
     })
 }
 
+/// One environment variable as the functions read it: its name, the value used when it is
+/// unset (`None`: unset means off, none or inferred) and, for numbers, the accepted range.
+/// docs/deploy.md's configuration reference is checked against [`variables_read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableRead {
+    /// The variable's name.
+    pub name: String,
+    /// Its default, as text (a list's items joined with `,`).
+    pub default: Option<String>,
+    /// The inclusive range of a number.
+    pub range: Option<(u64, u64)>,
+}
+
+/// Every variable [`Config::from_lookup`] reads, with its default and range, in reading order.
+/// Read from the parser itself (twice: everything unset, and every optional feature on), so the
+/// list cannot drift from the code.
+pub fn variables_read() -> Vec<VariableRead> {
+    let features_on = |name: &str| {
+        let value = match name {
+            "CALLBACK_TASKS" | "SUPERVISOR_FIELDS" | "LINK_CUSTOMER" => "true",
+            "FUNCTION_TIMEOUT_SECONDS" => "60",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    };
+    let mut all: Vec<VariableRead> = Vec::new();
+    for lookup in [
+        &(|_: &str| None) as &dyn Fn(&str) -> Option<String>,
+        &features_on,
+    ] {
+        let mut r = Reader::new(lookup);
+        read_config(&mut r);
+        for read in r.reads.into_inner() {
+            match all.iter_mut().find(|known| known.name == read.name) {
+                Some(known) if known.default.is_none() && known.range.is_none() => *known = read,
+                Some(_) => {}
+                None => all.push(read),
+            }
+        }
+    }
+    all
+}
+
 struct Reader<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
+    reads: std::cell::RefCell<Vec<VariableRead>>,
 }
 
-impl Reader<'_> {
-    fn get(&self, variable: &str) -> Option<String> {
+impl<'a> Reader<'a> {
+    fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Reader {
+            lookup,
+            problems: Vec::new(),
+            reads: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Notes that `variable` is read, with its default and range.
+    fn note(&self, variable: &str, default: Option<String>, range: Option<(u64, u64)>) {
+        self.reads.borrow_mut().push(VariableRead {
+            name: variable.to_owned(),
+            default,
+            range,
+        });
+    }
+
+    fn value(&self, variable: &str) -> Option<String> {
         (self.lookup)(variable)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+    }
+
+    fn get(&self, variable: &str) -> Option<String> {
+        self.note(variable, None, None);
+        self.value(variable)
     }
 
     fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
@@ -235,11 +301,14 @@ impl Reader<'_> {
     }
 
     fn text(&self, variable: &str, default: &str) -> String {
-        self.get(variable).unwrap_or_else(|| default.to_owned())
+        self.note(variable, Some(default.to_owned()), None);
+        self.value(variable).unwrap_or_else(|| default.to_owned())
     }
 
     fn list(&self, variable: &str, default: &[&str]) -> Vec<String> {
-        match self.get(variable) {
+        let joined = (!default.is_empty()).then(|| default.join(","));
+        self.note(variable, joined, None);
+        match self.value(variable) {
             Some(v) => v
                 .split(',')
                 .map(|s| s.trim().to_owned())
@@ -250,7 +319,8 @@ impl Reader<'_> {
     }
 
     fn flag(&mut self, variable: &'static str, default: bool) -> bool {
-        match self.get(variable).map(|v| v.to_ascii_lowercase()) {
+        self.note(variable, Some(default.to_string()), None);
+        match self.value(variable).map(|v| v.to_ascii_lowercase()) {
             None => default,
             Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
             Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
@@ -262,7 +332,8 @@ impl Reader<'_> {
     }
 
     fn number(&mut self, variable: &'static str, default: u64, range: (u64, u64)) -> u64 {
-        match self.get(variable) {
+        self.note(variable, Some(default.to_string()), Some(range));
+        match self.value(variable) {
             None => default,
             Some(v) => match v.parse::<u64>() {
                 Ok(n) if (range.0..=range.1).contains(&n) => n,
@@ -425,10 +496,7 @@ impl DryRunConfig {
     /// # Errors
     /// [`ConfigError`] listing every invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut r = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
+        let mut r = Reader::new(&lookup);
         let pipeline = read_pipeline(&mut r);
         let salesforce = read_salesforce(&mut r, &pipeline);
         if !r.problems.is_empty() {
@@ -449,10 +517,7 @@ impl DryRunConfig {
 pub fn pipeline_from_lookup(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let mut r = Reader {
-        lookup: &lookup,
-        problems: Vec::new(),
-    };
+    let mut r = Reader::new(&lookup);
     let pipeline = read_pipeline(&mut r);
     if r.problems.is_empty() {
         Ok(pipeline)
@@ -660,63 +725,81 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] listing every missing or invalid variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut r = Reader {
-            lookup: &lookup,
-            problems: Vec::new(),
-        };
-        let callbacks = read_callbacks(&mut r);
-        let pipeline = read_pipeline(&mut r)
-            .with_callbacks(callbacks.is_some())
-            .with_callback_state_field(callbacks.as_ref().and_then(|c| c.state_field.clone()));
-        let mut salesforce = read_salesforce(&mut r, &pipeline);
-        if let (Some(check), Some(callbacks)) = (salesforce.org_check.as_mut(), &callbacks) {
-            // Opt-in: the org needs the field only when callbacks are on.
-            for name in std::iter::once(&callbacks.task_id_field).chain(&callbacks.state_field) {
-                check.fields.push(FieldUse {
-                    name: name.clone(),
-                    mode: WriteMode::KeptCurrent,
-                    fixed_values: None,
-                });
-            }
+        let mut r = Reader::new(&lookup);
+        let config = read_config(&mut r);
+        if r.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(r.problems))
         }
-        let (credentials, flow) = read_credentials(&mut r, salesforce.auth_flow);
-        salesforce.auth_flow = flow;
-        let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
-        if let Some(url) = &dead_letter_queue_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            r.problem(
-                "DEAD_LETTER_QUEUE_URL",
-                "must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
-            );
+    }
+}
+
+/// Reads every variable of [`Config`] through `r`, noting the problems in `r`.
+fn read_config(r: &mut Reader) -> Config {
+    let callbacks = read_callbacks(r);
+    let pipeline = read_pipeline(r)
+        .with_callbacks(callbacks.is_some())
+        .with_callback_state_field(callbacks.as_ref().and_then(|c| c.state_field.clone()));
+    let mut salesforce = read_salesforce(r, &pipeline);
+    if let (Some(check), Some(callbacks)) = (salesforce.org_check.as_mut(), &callbacks) {
+        // Opt-in: the org needs the field only when callbacks are on.
+        for name in std::iter::once(&callbacks.task_id_field).chain(&callbacks.state_field) {
+            check.fields.push(FieldUse {
+                name: name.clone(),
+                mode: WriteMode::KeptCurrent,
+                fixed_values: None,
+            });
         }
-        let metrics_namespace = r.text("METRICS_NAMESPACE", "CtrCases");
-        let deadline_margin =
-            Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
-        let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
-        let outage_hold = Duration::from_millis(r.number("OUTAGE_HOLD_MS", 20_000, (0, 900_000)));
-        let flow_timeout = Duration::from_millis(r.number("FLOW_TIMEOUT_MS", 3_000, (100, 7_500)));
-        // Lambda's timeouts run from 1 s to 15 minutes.
-        let function_timeout = r
-            .get("FUNCTION_TIMEOUT_SECONDS")
-            .map(|_| Duration::from_secs(r.number("FUNCTION_TIMEOUT_SECONDS", 60, (1, 900))));
-        if !r.problems.is_empty() {
-            return Err(ConfigError(r.problems));
-        }
-        Ok(Config {
-            org_requirements: org_requirements(&pipeline),
-            pipeline,
-            salesforce,
-            credentials,
-            dead_letter_queue_url,
-            metrics_namespace,
-            deadline_margin,
-            function_name,
-            outage_hold,
-            flow_timeout,
-            function_timeout,
-            callbacks,
-        })
+    }
+    let (credentials, flow) = read_credentials(r, salesforce.auth_flow);
+    salesforce.auth_flow = flow;
+    let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
+    if let Some(url) = &dead_letter_queue_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        r.problem(
+            "DEAD_LETTER_QUEUE_URL",
+            "must be an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)",
+        );
+    }
+    let metrics_namespace = r.text("METRICS_NAMESPACE", "CtrCases");
+    let deadline_margin = Duration::from_millis(r.number("DEADLINE_MARGIN_MS", 3_000, (0, 60_000)));
+    let function_name = r.text("AWS_LAMBDA_FUNCTION_NAME", "ctr-cases");
+    // Below Lambda's longest timeout (900 s); the hold never runs past the invocation's deadline.
+    let outage_hold = Duration::from_millis(r.number("OUTAGE_HOLD_MS", 20_000, (0, 899_000)));
+    // Connect waits at most 8 s for a Lambda block.
+    let flow_timeout = Duration::from_millis(r.number("FLOW_TIMEOUT_MS", 3_000, (100, 7_500)));
+    // Lambda's timeouts run from 1 s to 15 minutes.
+    let function_timeout = r
+        .get("FUNCTION_TIMEOUT_SECONDS")
+        .map(|_| Duration::from_secs(r.number("FUNCTION_TIMEOUT_SECONDS", 60, (1, 900))));
+    if let Some(timeout) = function_timeout
+        && outage_hold >= timeout
+        && r.value("OUTAGE_HOLD_MS").is_some()
+    {
+        r.problem(
+            "OUTAGE_HOLD_MS",
+            format!(
+                "must be below the function's timeout (FUNCTION_TIMEOUT_SECONDS = {} s): lower \
+                 OUTAGE_HOLD_MS or raise the timeout",
+                timeout.as_secs()
+            ),
+        );
+    }
+    Config {
+        org_requirements: org_requirements(&pipeline),
+        pipeline,
+        salesforce,
+        credentials,
+        dead_letter_queue_url,
+        metrics_namespace,
+        deadline_margin,
+        function_name,
+        outage_hold,
+        flow_timeout,
+        function_timeout,
+        callbacks,
     }
 }
 
@@ -886,6 +969,67 @@ mod tests {
         let err =
             Config::from_lookup(lookup(&[("SALESFORCE_AUTH_FLOW", "jwt_bearer")])).unwrap_err();
         assert!(err.mentions("SALESFORCE_PRIVATE_KEY") && !err.mentions("SALESFORCE_PASSWORD"));
+    }
+
+    #[test]
+    fn an_outage_hold_set_at_or_past_the_function_timeout_is_refused() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut env = PASSWORD_ENV.to_vec();
+            env.extend_from_slice(extra);
+            Config::from_lookup(lookup(&env))
+        };
+        let err = with(&[
+            ("FUNCTION_TIMEOUT_SECONDS", "15"),
+            ("OUTAGE_HOLD_MS", "15000"),
+        ])
+        .unwrap_err();
+        assert!(err.mentions("OUTAGE_HOLD_MS"), "{err}");
+        assert!(
+            err.to_string().contains("FUNCTION_TIMEOUT_SECONDS = 15 s"),
+            "{err}"
+        );
+        assert!(
+            with(&[
+                ("FUNCTION_TIMEOUT_SECONDS", "15"),
+                ("OUTAGE_HOLD_MS", "14999")
+            ])
+            .is_ok()
+        );
+        // The default hold is not checked: the flow function runs with an 8 s timeout.
+        assert!(with(&[("FUNCTION_TIMEOUT_SECONDS", "8")]).is_ok());
+        assert!(
+            with(&[("OUTAGE_HOLD_MS", "899001")])
+                .unwrap_err()
+                .mentions("OUTAGE_HOLD_MS")
+        );
+    }
+
+    #[test]
+    fn variables_read_come_from_the_parser_with_defaults_and_ranges() {
+        let reads = variables_read();
+        let find = |name: &str| {
+            reads
+                .iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("{name} not read"))
+        };
+        let flow = find("FLOW_TIMEOUT_MS");
+        assert_eq!(flow.default.as_deref(), Some("3000"));
+        assert_eq!(flow.range, Some((100, 7_500)));
+        // Read only when the feature is on.
+        assert_eq!(find("CALLBACK_TASKS_PER_SECOND").range, Some((1, 100)));
+        assert_eq!(find("FUNCTION_TIMEOUT_SECONDS").range, Some((1, 900)));
+        assert_eq!(find("CTR_CHANNELS").default.as_deref(), Some("VOICE"));
+        assert_eq!(
+            find("CASE_FOR_HAPPY_PATH").default.as_deref(),
+            Some("false")
+        );
+        assert_eq!(find("SALESFORCE_SECRET_ARN").default, None);
+        let names: Vec<&str> = reads.iter().map(|r| r.name.as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "each variable once: {names:?}");
     }
 
     #[test]
