@@ -235,7 +235,7 @@ pub fn variables_read() -> Vec<VariableRead> {
     let features_on = |name: &str| {
         let value = match name {
             "CALLBACK_TASKS" | "SUPERVISOR_FIELDS" | "LINK_CUSTOMER" => "true",
-            "FUNCTION_TIMEOUT_SECONDS" => "60",
+            "FUNCTION_TIMEOUT_SECONDS" => "900",
             _ => return None,
         };
         Some(value.to_owned())
@@ -293,6 +293,12 @@ impl<'a> Reader<'a> {
         self.value(variable)
     }
 
+    /// The value when set; unset, the caller applies `default` (noted as the default).
+    fn get_defaulted(&self, variable: &str, default: &str) -> Option<String> {
+        self.note(variable, Some(default.to_owned()), None);
+        self.value(variable)
+    }
+
     fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
         self.problems.push(Problem {
             variable,
@@ -327,6 +333,22 @@ impl<'a> Reader<'a> {
             Some(_) => {
                 self.problem(variable, "must be true or false");
                 default
+            }
+        }
+    }
+
+    /// A number that has no default: `None` when unset (or invalid, with the problem noted).
+    fn optional_number(&mut self, variable: &'static str, range: (u64, u64)) -> Option<u64> {
+        self.note(variable, None, Some(range));
+        let value = self.value(variable)?;
+        match value.parse::<u64>() {
+            Ok(n) if (range.0..=range.1).contains(&n) => Some(n),
+            _ => {
+                self.problem(
+                    variable,
+                    format!("must be a whole number from {} to {}", range.0, range.1),
+                );
+                None
             }
         }
     }
@@ -396,7 +418,7 @@ fn read_pipeline(r: &mut Reader) -> Settings {
                 .expect("the default mapping is valid")
         }
     };
-    if let Some(field) = r.get("CASE_VERSION_FIELD") {
+    if let Some(field) = r.get_defaulted("CASE_VERSION_FIELD", DEFAULT_VERSION_FIELD) {
         match mapping.clone().with_version_field(&field) {
             Ok(m) => mapping = m,
             Err(e) => r.problem(
@@ -568,7 +590,8 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         r.problem("SALESFORCE_API_VERSION", "must look like v62.0");
     }
     let jwt_audience = r.get("SALESFORCE_JWT_AUDIENCE");
-    let assignment = match r.get("CASE_ASSIGNMENT_RULES") {
+    let default_rules = AssignmentRules::default().to_string();
+    let assignment = match r.get_defaulted("CASE_ASSIGNMENT_RULES", &default_rules) {
         None => AssignmentRules::default(),
         Some(text) => AssignmentRules::parse(&text).unwrap_or_else(|e| {
             r.problem("CASE_ASSIGNMENT_RULES", e.to_string());
@@ -771,9 +794,10 @@ fn read_config(r: &mut Reader) -> Config {
     // Connect waits at most 8 s for a Lambda block.
     let flow_timeout = Duration::from_millis(r.number("FLOW_TIMEOUT_MS", 3_000, (100, 7_500)));
     // Lambda's timeouts run from 1 s to 15 minutes.
+    // Unset: each function's own budget (stream::DEFAULT_BUDGET, flow::DEFAULT_BUDGET).
     let function_timeout = r
-        .get("FUNCTION_TIMEOUT_SECONDS")
-        .map(|_| Duration::from_secs(r.number("FUNCTION_TIMEOUT_SECONDS", 60, (1, 900))));
+        .optional_number("FUNCTION_TIMEOUT_SECONDS", (1, 900))
+        .map(Duration::from_secs);
     if let Some(timeout) = function_timeout
         && outage_hold >= timeout
         && r.value("OUTAGE_HOLD_MS").is_some()
