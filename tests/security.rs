@@ -527,3 +527,46 @@ async fn logs_at_trace_level_leak_no_phone_number_token_secret_or_raw_record() {
     };
     process::assert_no_leaks(&output, |line| forbidden.in_line(line));
 }
+
+/// Every log group the stack encrypts with its own KMS key is named in that key's policy:
+/// CloudWatch Logs cannot use the key for a log group the policy leaves out, and the stack
+/// would fail to create it.
+#[test]
+fn the_data_key_policy_names_every_log_group_it_encrypts() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"),
+    )
+    .unwrap();
+    let policy = template
+        .split("kms:EncryptionContext:aws:logs:arn:")
+        .nth(1)
+        .expect("the data key's policy limits CloudWatch Logs to named log groups");
+    let allowed: Vec<&str> = policy
+        .lines()
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with("- !Sub"))
+        .filter_map(|l| l.split("log-group:").nth(1)?.strip_suffix('"'))
+        .collect();
+    let encrypted: Vec<&str> = template
+        .split("Type: AWS::Logs::LogGroup")
+        .skip(1)
+        .filter_map(|group| {
+            let properties = group.split("\n  # ").next().unwrap_or(group);
+            if !properties.contains("KmsKeyId: !If [UseDataKey") {
+                return None;
+            }
+            properties
+                .split("LogGroupName: !Sub \"")
+                .nth(1)?
+                .split('"')
+                .next()
+        })
+        .collect();
+    assert!(encrypted.len() >= 3, "log groups found: {encrypted:?}");
+    for group in &encrypted {
+        assert!(
+            allowed.contains(group),
+            "{group} is encrypted with the data key but not in its policy ({allowed:?})"
+        );
+    }
+}

@@ -46,7 +46,7 @@ use serde_json::{Value, json};
     long_about = "Amazon Connect contact trace records → Salesforce Cases.\n\n\
         Runs CTRs through the same pipeline as the Lambda: decode, dedupe, classify, map to \
         Cases, write, dead-letter. Configuration comes from the same environment variables \
-        as the Lambda (see README.md)."
+        as the Lambda (docs/deploy.md, \"Configuration reference\")."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -749,7 +749,7 @@ impl<W: Write> Output<W> {
      contact-flow function, not contact trace records, so replay (the stream function's \
      pipeline) does not run it. Invoke the contact-flow function with it instead: start \
      `cargo lambda watch --invoke-address 127.0.0.1`, then run `cargo lambda invoke \
-     ctr-cases-flow --invoke-address 127.0.0.1 --data-file {path}` (README, \"The hand-off Case from the contact flow\")"
+     ctr-cases-flow --invoke-address 127.0.0.1 --data-file {path}` (docs/deploy.md, step 9)"
 )]
 struct ContactFlowEvent {
     path: String,
