@@ -58,20 +58,7 @@ impl Org {
         body: Option<Value>,
         token: &str,
     ) -> Answer {
-        let url = format!("{}/{path}", self.fake.data_url(version));
-        let mut request = self.http.request(method, url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the fake answers");
-        let (status, headers) = (response.status().as_u16(), response.headers().clone());
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        self.send(method, version, path, body, token, &[]).await
     }
 
     /// `method {data_url(v62.0)}/{path}` with the token, extra `headers` and an optional body.
@@ -82,8 +69,22 @@ impl Org {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let url = format!("{}/{path}", self.fake.data_url("v62.0"));
-        let mut request = self.http.request(method, url).bearer_auth(&self.token);
+        self.send(method, "v62.0", path, body, &self.token, headers)
+            .await
+    }
+
+    /// `method {data_url(version)}/{path}` with `token`, `headers` and an optional JSON body.
+    async fn send(
+        &self,
+        method: Method,
+        version: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let url = format!("{}/{path}", self.fake.data_url(version));
+        let mut request = self.http.request(method, url).bearer_auth(token);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
