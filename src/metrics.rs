@@ -60,35 +60,12 @@ pub fn emf_line(
     summary: &BatchSummary,
     latency_ms: u64,
 ) -> String {
-    let values = metric_values(summary, latency_ms);
-    let definitions: Vec<Value> = values
-        .iter()
-        .map(|(name, _)| {
-            let unit = if *name == "BatchLatencyMs" {
-                "Milliseconds"
-            } else {
-                "Count"
-            };
-            json!({"Name": name, "Unit": unit})
-        })
-        .collect();
-    let mut root = Map::new();
-    root.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": definitions,
-            }]
-        }),
-    );
-    root.insert("FunctionName".into(), Value::String(function_name.into()));
-    for (name, value) in values {
-        root.insert(name.into(), Value::from(value));
-    }
-    Value::Object(root).to_string()
+    line(
+        namespace,
+        function_name,
+        timestamp_ms,
+        &metric_values(summary, latency_ms),
+    )
 }
 
 /// The callback function's metric names, in the order they are emitted (the template's
@@ -121,10 +98,32 @@ pub fn callback_emf_line(
     timestamp_ms: i64,
     summary: &CallbackSummary,
 ) -> String {
-    let values = callback_metric_values(summary);
+    line(
+        namespace,
+        function_name,
+        timestamp_ms,
+        &callback_metric_values(summary),
+    )
+}
+
+/// One EMF line: the `_aws` root with a definition per value (`…Ms` in milliseconds, the rest
+/// counts), the `FunctionName` dimension and the values.
+fn line(
+    namespace: &str,
+    function_name: &str,
+    timestamp_ms: i64,
+    values: &[(&'static str, u64)],
+) -> String {
     let definitions: Vec<Value> = values
         .iter()
-        .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
+        .map(|(name, _)| {
+            let unit = if name.ends_with("Ms") {
+                "Milliseconds"
+            } else {
+                "Count"
+            };
+            json!({"Name": name, "Unit": unit})
+        })
         .collect();
     let mut root = Map::new();
     root.insert(
@@ -140,7 +139,7 @@ pub fn callback_emf_line(
     );
     root.insert("FunctionName".into(), Value::String(function_name.into()));
     for (name, value) in values {
-        root.insert(name.into(), Value::from(value));
+        root.insert((*name).into(), Value::from(*value));
     }
     Value::Object(root).to_string()
 }
@@ -189,6 +188,14 @@ mod tests {
             .map(|m| m["Name"].as_str().unwrap())
             .collect();
         assert_eq!(names, METRIC_NAMES);
+        let units: Vec<&str> = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Unit"].as_str().unwrap())
+            .collect();
+        assert_eq!(units[6], "Milliseconds");
+        assert_eq!(units.iter().filter(|u| **u == "Count").count(), 10);
         assert_eq!(v["Dropped"], 3);
         assert_eq!(v["HappyPath"], 2);
         assert_eq!(v["CasesUpserted"], 3);
