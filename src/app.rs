@@ -90,6 +90,27 @@ impl From<StartError> for Diagnostic {
     }
 }
 
+/// How long a Lambda's init phase may spend signing in and checking the org (Lambda allows
+/// 10 s for the whole init phase).
+pub const INIT_CHECK_BUDGET: Duration = Duration::from_secs(6);
+
+/// A Lambda binary's `main`: logs from the environment, then `serve` until the container is
+/// frozen for good. A start failure is one `cannot start` error line and a failing exit, which
+/// Lambda reports as an init error (and Connect takes the block's error branch).
+pub async fn run_lambda<F>(serve: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = Result<(), lambda_runtime::Error>>,
+{
+    crate::logging::init_from_env();
+    match serve.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Builds the callback function's state: the Salesforce client, the Connect client (SDK
 /// retries off: a throttled request returns through the queue) and the callback dead-letter
 /// queue.
@@ -141,6 +162,21 @@ pub async fn callback_state(config: Config) -> Result<CallbackState, StartError>
 }
 
 impl AppState {
+    /// The state of the stream and flow functions, built in the init phase from the process
+    /// environment: the configuration, the clients, then a sign-in and the org check (within
+    /// [`INIT_CHECK_BUDGET`]), so the first invocation makes only its own calls.
+    ///
+    /// # Errors
+    /// As [`AppState::from_config`].
+    pub async fn start() -> Result<Self, StartError> {
+        let state = AppState::from_config(Config::from_env()?).await?;
+        state
+            .salesforce
+            .check_org_now(Deadline::after(INIT_CHECK_BUDGET))
+            .await;
+        Ok(state)
+    }
+
     /// Builds the shared state: AWS clients (only those configured), the Salesforce client.
     ///
     /// # Errors

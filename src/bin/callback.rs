@@ -1,5 +1,5 @@
-//! The callback Lambda bootstrap: read the configuration, build the state once per cold start,
-//! and start Amazon Connect callback tasks for the requests on the callback queue.
+//! The callback Lambda bootstrap: build the state once per cold start, and start Amazon Connect
+//! callback tasks for the requests on the callback queue.
 
 use std::process::ExitCode;
 
@@ -10,22 +10,12 @@ use lambda_runtime::service_fn;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    ctr_cases::logging::init_from_env();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> Result<(), lambda_runtime::Error> {
-    let config = Config::from_env()?;
-    let state = app::callback_state(config).await?;
-    let state = &state;
-    lambda_runtime::run(service_fn(move |event| {
-        callback_function::handle(state, event)
-    }))
+    app::run_lambda(async {
+        let state = &app::callback_state(Config::from_env()?).await?;
+        lambda_runtime::run(service_fn(move |event| {
+            callback_function::handle(state, event)
+        }))
+        .await
+    })
     .await
 }
