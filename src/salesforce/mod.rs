@@ -21,9 +21,9 @@ pub mod recorder;
 
 pub use assignment::AssignmentRules;
 pub use auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, StaticCredentials,
+    CredentialProvider, Credentials, Fingerprint, Grant, IssuedToken, Login, StaticCredentials,
     TokenCache,
 };
-pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
+pub use client::{SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};
 pub use recorder::{RecordedRequest, RequestRecorder};
