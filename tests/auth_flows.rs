@@ -16,11 +16,11 @@ use base64::Engine as _;
 use ctr_cases::case::{self, CaseRecord};
 use ctr_cases::classify;
 use ctr_cases::ctr::Ctr;
+use ctr_cases::effect::{Failure, WriteOutcome, WriteReport};
 use ctr_cases::plan::Settings;
 use ctr_cases::retry::{Deadline, RetryPolicy};
 use ctr_cases::salesforce::auth::BoxFuture;
 use ctr_cases::salesforce::wire::parse_token_response;
-use ctr_cases::effect::{Failure, WriteOutcome, WriteReport};
 use ctr_cases::salesforce::{
     CredentialProvider, ErrorClass, Grant, SalesforceClient, SalesforceSettings,
 };
@@ -792,11 +792,9 @@ async fn changed_login_url_in_the_secret_drops_the_cached_token() {
     let mut credentials = password_credentials();
     credentials.login_url = Some(old_org.base_url.clone());
     let source = Rotating(Arc::new(Mutex::new(credentials)));
-    let client = SalesforceClient::new(
-        settings(&old_org.base_url, Grant::Password),
-        source.clone(),
-    )
-    .unwrap();
+    let client =
+        SalesforceClient::new(settings(&old_org.base_url, Grant::Password), source.clone())
+            .unwrap();
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
     assert_eq!(old_org.org.token_grants(), 1);
     // A new password alone keeps the token: who signs in where did not change.
@@ -860,8 +858,7 @@ async fn changed_client_id_in_the_secret_drops_the_cached_token() {
     let fake = fake::start().await;
     let source = Rotating(Arc::new(Mutex::new(password_credentials())));
     let client =
-        SalesforceClient::new(settings(&fake.base_url, Grant::Password), source.clone())
-            .unwrap();
+        SalesforceClient::new(settings(&fake.base_url, Grant::Password), source.clone()).unwrap();
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     source.set(|c| c.client_id = "another-connected-app".into());

@@ -1,4 +1,5 @@
-//! OAuth grants and the warm-container token cache.
+//! OAuth grants, the warm-container token cache and the logins: everything about tokens. The
+//! client asks [`Auth`] for a token and reports a 401 to it; nothing else signs in.
 //!
 //! Three grants (salesforce-wire.md): `password` (the reference's), `client_credentials` and
 //! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce
@@ -6,7 +7,10 @@
 //! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only
 //! invalidates the token if it is still the one that failed (generation check). A token belongs
 //! to the client, user and login URL that obtained it ([`Fingerprint::identity`]): when the
-//! credentials name others (a rotated secret), the cached token is dropped at once.
+//! credentials name others (a rotated secret), the cached token is dropped at once. When the
+//! token endpoint refuses the credentials, they are read again once (a rotation); if they are
+//! refused too, no login is attempted for the cool-down unless they change (refused logins lock
+//! the Salesforce user out).
 //!
 //! [`Fingerprint`]s tell credentials apart without keeping or showing them: HMAC-SHA-256 under a
 //! key drawn at random for each process, over the values where they lie.
@@ -768,13 +772,8 @@ mod tests {
 
     #[test]
     fn password_form_has_documented_fields() {
-        let form = grant_form(
-            Grant::Password,
-            &creds(),
-            "https://login.salesforce.com",
-            0,
-        )
-        .unwrap();
+        let form =
+            grant_form(Grant::Password, &creds(), "https://login.salesforce.com", 0).unwrap();
         assert_eq!(
             form.exposed(),
             vec![

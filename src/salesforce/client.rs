@@ -5,7 +5,7 @@
 //! 1. **create** them all with one sObject Collections create. The external id field is
 //!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
 //!    it exists (another writer may just have created it), never a permanent error.
-//! 2. **read** the existing ones (and those the flow already named by Id) with one Composite
+//! 2. **read** the existing ones (and those the contact flow named by Id) with one Composite
 //!    request holding one SOQL query: their Id, external id and stored version. A Case named
 //!    by Id (a contact attribute, which customers can set) counts only when its external id is
 //!    the contact's own ContactId or an earlier leg's ([`CaseRecord::owner_ids`]); otherwise
@@ -16,6 +16,10 @@
 //! So a new batch costs one call per chunk and a redelivered or updated one at most three. The
 //! version guard lives in Salesforce (the Case's version field), so it holds across
 //! invocations, containers and days. Nothing here knows about Kinesis.
+//!
+//! Every write ends as a [`WriteOutcome`] in a [`WriteReport`], the pipeline's own types: a
+//! failure is kept as data ([`Error::to_failure`]). Tokens come from [`Auth`], which alone signs
+//! in.
 
 use std::borrow::Borrow;
 
@@ -87,7 +91,7 @@ pub(super) struct CallCounts {
 enum Stage {
     /// Create it (it is not known to exist).
     Create,
-    /// Read the existing Case: by external id, or by the Id the flow gave.
+    /// Read the existing Case: by external id, or by the Id the contact flow gave.
     Read,
     /// Update the existing Case with this Id (`true`: it has no Contact link yet).
     Update(String, bool),
@@ -208,10 +212,9 @@ impl SalesforceClient {
             .map(|r| fit_to_org(r.borrow(), schema.as_deref()))
             .collect();
         let report = self.write_fitted(&fitted, deadline, counts).await;
-        let drifted = report
-            .outcomes
-            .iter()
-            .any(|o| matches!(o, WriteOutcome::Failed(f) if SCHEMA_CODES.contains(&f.code.as_str())));
+        let drifted = report.outcomes.iter().any(
+            |o| matches!(o, WriteOutcome::Failed(f) if SCHEMA_CODES.contains(&f.code.as_str())),
+        );
         if drifted {
             // The org may have changed since it was checked: check it again next time.
             self.forget_org_check().await;
@@ -240,7 +243,7 @@ impl SalesforceClient {
                 }
             })
             .collect();
-        // Records whose flow-given Case Id was not found fall back to their external id.
+        // Records whose contact-flow-given Case Id was not found fall back to their external id.
         let mut by_external: Vec<bool> = records
             .iter()
             .map(|r| r.borrow().case_id.is_none())
