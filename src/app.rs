@@ -201,11 +201,11 @@ impl AppState {
         } else {
             None
         };
-        match config.salesforce.auth_flow {
-            Some(flow) => tracing::info!(flow = flow.name(), "Salesforce OAuth flow"),
+        match config.salesforce.grant {
+            Some(grant) => tracing::info!(grant = grant.name(), "Salesforce OAuth grant"),
             None => tracing::info!(
-                flow = "inferred from the secret's credentials at the first sign-in",
-                "Salesforce OAuth flow"
+                grant = "inferred from the secret's credentials at the first sign-in",
+                "Salesforce OAuth grant"
             ),
         }
         let credentials = match config.credentials {

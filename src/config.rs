@@ -25,7 +25,7 @@ use crate::privacy::{AttributeFilter, DEFAULT_EXCLUDE, PatternList};
 use crate::retry::RetryPolicy;
 use crate::salesforce::endpoint::{HostPolicy, LoginUrl};
 use crate::salesforce::preflight::OrgRequirements;
-use crate::salesforce::{AssignmentRules, AuthFlow, Credentials, SalesforceSettings};
+use crate::salesforce::{AssignmentRules, Credentials, Grant, SalesforceSettings};
 
 /// One bad setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub enum CredentialsConfig {
 pub struct Config {
     /// Classifier, policy, mapping.
     pub pipeline: Settings,
-    /// Salesforce endpoint, flow and retry settings.
+    /// Salesforce endpoint, grant and retry settings.
     pub salesforce: SalesforceSettings,
     /// Credentials source.
     pub credentials: CredentialsConfig,
@@ -569,13 +569,13 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
             login_text
         }
     };
-    let auth_flow = match r.get("SALESFORCE_AUTH_FLOW") {
+    let grant = match r.get("SALESFORCE_AUTH_FLOW") {
         None => None,
         Some(v) if v.eq_ignore_ascii_case("auto") => None,
-        Some(v) => AuthFlow::parse(&v).or_else(|| {
+        Some(v) => Grant::parse(&v).or_else(|| {
             r.problem(
                 "SALESFORCE_AUTH_FLOW",
-                "must be jwt_bearer, client_credentials, password, or auto (unset: the flow \
+                "must be jwt_bearer, client_credentials, password, or auto (unset: the grant \
                  the credentials imply)",
             );
             None
@@ -627,7 +627,7 @@ fn read_salesforce(r: &mut Reader, pipeline: &Settings) -> SalesforceSettings {
         login_url,
         allowed_hosts,
         jwt_audience,
-        auth_flow,
+        grant,
         api_version,
         external_id_field: mapping.external_id_field.clone(),
         version_field: mapping.version_field.clone(),
@@ -660,10 +660,10 @@ fn org_requirements(pipeline: &Settings) -> OrgRequirements {
 
 fn read_credentials(
     r: &mut Reader,
-    flow: Option<AuthFlow>,
-) -> (CredentialsConfig, Option<AuthFlow>) {
+    grant: Option<Grant>,
+) -> (CredentialsConfig, Option<Grant>) {
     if let Some(arn) = r.get("SALESFORCE_SECRET_ARN") {
-        return (CredentialsConfig::SecretArn(arn), flow);
+        return (CredentialsConfig::SecretArn(arn), grant);
     }
     let secret = |r: &Reader, v: &str| r.get(v).map(SecretString::from);
     let credentials = Credentials {
@@ -674,33 +674,33 @@ fn read_credentials(
         private_key: secret(r, "SALESFORCE_PRIVATE_KEY"),
         login_url: None,
     };
-    let needed = |flow: AuthFlow| -> &'static [&'static str] {
-        match flow {
-            AuthFlow::Password => &[
+    let needed = |grant: Grant| -> &'static [&'static str] {
+        match grant {
+            Grant::Password => &[
                 "SALESFORCE_CLIENT_ID",
                 "SALESFORCE_CLIENT_SECRET",
                 "SALESFORCE_USERNAME",
                 "SALESFORCE_PASSWORD",
             ],
-            AuthFlow::ClientCredentials => &["SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"],
-            AuthFlow::JwtBearer => &[
+            Grant::ClientCredentials => &["SALESFORCE_CLIENT_ID", "SALESFORCE_CLIENT_SECRET"],
+            Grant::JwtBearer => &[
                 "SALESFORCE_CLIENT_ID",
                 "SALESFORCE_USERNAME",
                 "SALESFORCE_PRIVATE_KEY",
             ],
         }
     };
-    let (flow, missing): (Option<AuthFlow>, Vec<&'static str>) =
-        match flow.or_else(|| AuthFlow::infer(&credentials)) {
-            Some(flow) => (
-                Some(flow),
-                needed(flow)
+    let (grant, missing): (Option<Grant>, Vec<&'static str>) =
+        match grant.or_else(|| Grant::infer(&credentials)) {
+            Some(grant) => (
+                Some(grant),
+                needed(grant)
                     .iter()
                     .copied()
                     .filter(|v| r.get(v).is_none())
                     .collect(),
             ),
-            // Nothing fits a flow: name everything that could.
+            // Nothing fits a grant: name everything that could.
             None => (
                 None,
                 [
@@ -716,13 +716,13 @@ fn read_credentials(
             ),
         };
     for variable in missing {
-        let message = match flow {
-            Some(flow) => format!(
+        let message = match grant {
+            Some(grant) => format!(
                 "is required for SALESFORCE_AUTH_FLOW={} unless SALESFORCE_SECRET_ARN names a \
                  secret holding the credentials",
-                flow.name()
+                grant.name()
             ),
-            None => "is missing: set SALESFORCE_SECRET_ARN, or the credentials of one flow: \
+            None => "is missing: set SALESFORCE_SECRET_ARN, or the credentials of one grant: \
                      SALESFORCE_CLIENT_ID with SALESFORCE_USERNAME and SALESFORCE_PRIVATE_KEY \
                      (jwt_bearer), with SALESFORCE_CLIENT_SECRET (client_credentials), or with \
                      SALESFORCE_CLIENT_SECRET, SALESFORCE_USERNAME and SALESFORCE_PASSWORD \
@@ -731,7 +731,7 @@ fn read_credentials(
         };
         r.problem(variable, message);
     }
-    (CredentialsConfig::Inline(credentials), flow)
+    (CredentialsConfig::Inline(credentials), grant)
 }
 
 impl Config {
@@ -775,8 +775,8 @@ fn read_config(r: &mut Reader) -> Config {
             });
         }
     }
-    let (credentials, flow) = read_credentials(r, salesforce.auth_flow);
-    salesforce.auth_flow = flow;
+    let (credentials, grant) = read_credentials(r, salesforce.grant);
+    salesforce.grant = grant;
     let dead_letter_queue_url = r.get("DEAD_LETTER_QUEUE_URL");
     if let Some(url) = &dead_letter_queue_url
         && !(url.starts_with("https://") || url.starts_with("http://"))
@@ -917,7 +917,7 @@ mod tests {
         let config = Config::from_lookup(lookup(PASSWORD_ENV)).unwrap();
         assert_eq!(config.salesforce.login_url, "https://login.salesforce.com");
         assert_eq!(config.salesforce.api_version, "v62.0");
-        assert_eq!(config.salesforce.auth_flow, Some(AuthFlow::Password));
+        assert_eq!(config.salesforce.grant, Some(Grant::Password));
         assert_eq!(
             config.salesforce.external_id_field,
             "Amazon_Connect_Contact_Id__c"
@@ -1139,29 +1139,29 @@ mod tests {
     }
 
     #[test]
-    fn auth_flow_follows_the_credentials_unless_set() {
+    fn grant_follows_the_credentials_unless_set() {
         let jwt = [
             ("SALESFORCE_CLIENT_ID", "cid"),
             ("SALESFORCE_USERNAME", "u@x"),
             ("SALESFORCE_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----"),
         ];
         let config = Config::from_lookup(lookup(&jwt)).unwrap();
-        assert_eq!(config.salesforce.auth_flow, Some(AuthFlow::JwtBearer));
+        assert_eq!(config.salesforce.grant, Some(Grant::JwtBearer));
         let cc = [
             ("SALESFORCE_CLIENT_ID", "cid"),
             ("SALESFORCE_CLIENT_SECRET", "cs"),
         ];
         let config = Config::from_lookup(lookup(&cc)).unwrap();
         assert_eq!(
-            config.salesforce.auth_flow,
-            Some(AuthFlow::ClientCredentials)
+            config.salesforce.grant,
+            Some(Grant::ClientCredentials)
         );
         let mut explicit = PASSWORD_ENV.to_vec();
         explicit.push(("SALESFORCE_AUTH_FLOW", "client_credentials"));
         let config = Config::from_lookup(lookup(&explicit)).unwrap();
         assert_eq!(
-            config.salesforce.auth_flow,
-            Some(AuthFlow::ClientCredentials)
+            config.salesforce.grant,
+            Some(Grant::ClientCredentials)
         );
         let secret = [
             (
@@ -1172,7 +1172,7 @@ mod tests {
         ];
         let config = Config::from_lookup(lookup(&secret)).unwrap();
         assert_eq!(
-            config.salesforce.auth_flow, None,
+            config.salesforce.grant, None,
             "inferred from the secret later"
         );
     }

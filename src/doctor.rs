@@ -289,7 +289,7 @@ fn login_row(login: &Login) -> Row {
         "login",
         format!(
             "{} grant, user {user}, instance {instance}",
-            login.flow.name()
+            login.grant.name()
         ),
     )
 }
@@ -601,7 +601,7 @@ fn dead_letter_queue_row(url: &str, answer: Result<Option<u64>, String>) -> Row 
 mod tests {
     use super::*;
     use crate::case::{FieldUse, WriteMode};
-    use crate::salesforce::AuthFlow;
+    use crate::salesforce::Grant;
     use serde_json::json;
 
     fn api_error(status: u16, code: &str) -> Error {
@@ -624,7 +624,7 @@ mod tests {
     #[test]
     fn login_row_names_grant_user_and_host_only() {
         let row = login_row(&Login {
-            flow: AuthFlow::JwtBearer,
+            grant: Grant::JwtBearer,
             user_id: Some("0055e000001AbCdAAK".into()),
             instance_url: "https://acme.my.salesforce.com".into(),
         });

@@ -41,7 +41,7 @@
 //!
 //! I/O:
 //! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
-//! - [`salesforce`]: OAuth flows, token cache, Case writes, wire formats, typed errors, and a
+//! - [`salesforce`]: OAuth grants, token cache, Case writes, wire formats, typed errors, and a
 //!   request recorder for dry runs. Uses no `config`, `secrets` or `queue`.
 //! - [`secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
 //! - [`queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).

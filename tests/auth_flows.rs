@@ -1,4 +1,4 @@
-//! OAuth flows, token errors, the token cache and credential rotation, against the fake org's
+//! OAuth grants, token errors, the token cache and credential rotation, against the fake org's
 //! token endpoint (and moto_server's Secrets Manager for rotation).
 //!
 //! Every test drives the real `SalesforceClient::write_cases` and then looks at what the fake
@@ -16,13 +16,13 @@ use base64::Engine as _;
 use ctr_cases::case::{self, CaseRecord};
 use ctr_cases::classify;
 use ctr_cases::ctr::Ctr;
+use ctr_cases::effect::{Failure, WriteOutcome, WriteReport};
 use ctr_cases::plan::Settings;
 use ctr_cases::retry::{Deadline, RetryPolicy};
 use ctr_cases::salesforce::auth::BoxFuture;
 use ctr_cases::salesforce::wire::parse_token_response;
 use ctr_cases::salesforce::{
-    AuthFlow, CaseOutcome, CaseWriteReport, CredentialProvider, Error, ErrorClass,
-    SalesforceClient, SalesforceSettings,
+    CredentialProvider, ErrorClass, Grant, SalesforceClient, SalesforceSettings,
 };
 use ctr_cases::secrets::{CredentialSource, Credentials};
 use secrecy::SecretString;
@@ -40,12 +40,12 @@ const ROTATED_PASSWORD: &str = "rotated-pw-and-new-security-token";
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn settings(login_url: &str, flow: AuthFlow) -> SalesforceSettings {
+fn settings(login_url: &str, grant: Grant) -> SalesforceSettings {
     SalesforceSettings {
         login_url: login_url.to_owned(),
         allowed_hosts: Default::default(),
         jwt_audience: None,
-        auth_flow: Some(flow),
+        grant: Some(grant),
         api_version: API_VERSION.into(),
         external_id_field: fake::EXTERNAL_ID_FIELD.into(),
         version_field: "Amazon_Connect_Last_Update__c".into(),
@@ -91,12 +91,12 @@ fn jwt_credentials(private_key_pem: &str) -> Credentials {
     }
 }
 
-fn client(fake: &FakeSalesforce, flow: AuthFlow, source: CredentialSource) -> SalesforceClient {
-    SalesforceClient::new(settings(&fake.base_url, flow), source).expect("client builds")
+fn client(fake: &FakeSalesforce, grant: Grant, source: CredentialSource) -> SalesforceClient {
+    SalesforceClient::new(settings(&fake.base_url, grant), source).expect("client builds")
 }
 
-fn static_client(fake: &FakeSalesforce, flow: AuthFlow, creds: Credentials) -> SalesforceClient {
-    client(fake, flow, CredentialSource::Static(creds))
+fn static_client(fake: &FakeSalesforce, grant: Grant, creds: Credentials) -> SalesforceClient {
+    client(fake, grant, CredentialSource::Static(creds))
 }
 
 fn case_from(ctr_json: String) -> CaseRecord {
@@ -120,40 +120,38 @@ fn dropped_case_for(n: u64) -> CaseRecord {
     ))
 }
 
-async fn upsert(client: &SalesforceClient, records: &[CaseRecord]) -> CaseWriteReport {
+async fn upsert(client: &SalesforceClient, records: &[CaseRecord]) -> WriteReport {
     client
         .write_cases(records, Deadline::after(Duration::from_secs(30)))
         .await
 }
 
 /// The Case id of every outcome; panics with the outcomes if one failed.
-fn upserted_ids(report: &CaseWriteReport) -> Vec<String> {
+fn upserted_ids(report: &WriteReport) -> Vec<String> {
     report
         .outcomes
         .iter()
         .map(|o| match o {
-            CaseOutcome::Created { id }
-            | CaseOutcome::Updated { id }
-            | CaseOutcome::Unchanged { id } => id.clone(),
-            CaseOutcome::Failed(e) => panic!("expected every Case upserted, got {e:?}"),
-            CaseOutcome::Skipped => panic!("expected every Case upserted, one was skipped"),
+            WriteOutcome::Written { id, .. } | WriteOutcome::Unchanged { id } => id.clone(),
+            WriteOutcome::Failed(e) => panic!("expected every Case upserted, got {e:?}"),
+            WriteOutcome::Skipped => panic!("expected every Case upserted, one was skipped"),
+            WriteOutcome::Recorded => panic!("expected every Case upserted, one was recorded"),
         })
         .collect()
 }
 
 /// The one error every outcome failed with; panics if any record was written or errors differ.
-fn common_failure(report: &CaseWriteReport) -> Error {
-    let errors: Vec<&Error> = report
+fn common_failure(report: &WriteReport) -> Failure {
+    let errors: Vec<&Failure> = report
         .outcomes
         .iter()
         .map(|o| match o {
-            CaseOutcome::Failed(e) => e,
-            CaseOutcome::Created { id }
-            | CaseOutcome::Updated { id }
-            | CaseOutcome::Unchanged { id } => {
+            WriteOutcome::Failed(e) => e,
+            WriteOutcome::Written { id, .. } | WriteOutcome::Unchanged { id } => {
                 panic!("expected a failure, Case {id} was written")
             }
-            CaseOutcome::Skipped => panic!("expected a failure, a Case was skipped"),
+            WriteOutcome::Skipped => panic!("expected a failure, a Case was skipped"),
+            WriteOutcome::Recorded => panic!("expected a failure, a Case was recorded"),
         })
         .collect();
     assert!(!errors.is_empty(), "no outcomes");
@@ -237,11 +235,11 @@ async fn start_jwt_fake() -> FakeSalesforce {
     .await
 }
 
-/// Upserts the recorded dropped call with the JWT bearer flow, signing with `private_key_pem`,
+/// Upserts the recorded dropped call with the JWT bearer grant, signing with `private_key_pem`,
 /// against a fake org that trusts tests/fixtures/jwt/public.pem.
-async fn jwt_upsert(private_key_pem: &str) -> (FakeSalesforce, CaseWriteReport) {
+async fn jwt_upsert(private_key_pem: &str) -> (FakeSalesforce, WriteReport) {
     let fake = start_jwt_fake().await;
-    let client = static_client(&fake, AuthFlow::JwtBearer, jwt_credentials(private_key_pem));
+    let client = static_client(&fake, Grant::JwtBearer, jwt_credentials(private_key_pem));
     let report = upsert(&client, &[dropped_case()]).await;
     (fake, report)
 }
@@ -327,13 +325,13 @@ async fn relay_request(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Flows
+// Grants
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn password_flow_posts_form_once_and_data_goes_to_instance_url() {
+async fn password_grant_posts_form_once_and_data_goes_to_instance_url() {
     let fake = fake::start().await;
-    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    let client = static_client(&fake, Grant::Password, password_credentials());
 
     let report = upsert(&client, &[dropped_case()]).await;
 
@@ -379,13 +377,13 @@ async fn password_flow_posts_form_once_and_data_goes_to_instance_url() {
 #[tokio::test]
 async fn instance_url_on_another_origin_receives_nothing() {
     let (fake, relay_url, relay) = start_fake_behind_relay().await;
-    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    let client = static_client(&fake, Grant::Password, password_credentials());
 
     let report = upsert(&client, &[dropped_case()]).await;
 
     let error = common_failure(&report);
-    assert_eq!(error.code(), "instance_url_refused", "{error}");
-    assert_eq!(error.class(), ErrorClass::Unavailable);
+    assert_eq!(error.code, "instance_url_refused", "{error:?}");
+    assert_eq!(error.class, ErrorClass::Unavailable);
     assert!(report.systemic.is_some());
     assert!(
         relay.seen.lock().unwrap().is_empty(),
@@ -396,14 +394,14 @@ async fn instance_url_on_another_origin_receives_nothing() {
 }
 
 #[tokio::test]
-async fn client_credentials_flow_sends_only_client_fields() {
+async fn client_credentials_grant_sends_only_client_fields() {
     let fake = fake::start().await;
     let creds = Credentials {
         username: None,
         password: None,
         ..password_credentials()
     };
-    let client = static_client(&fake, AuthFlow::ClientCredentials, creds);
+    let client = static_client(&fake, Grant::ClientCredentials, creds);
 
     let report = upsert(&client, &[dropped_case()]).await;
 
@@ -421,7 +419,7 @@ async fn client_credentials_flow_sends_only_client_fields() {
 }
 
 #[tokio::test]
-async fn jwt_bearer_flow_signs_a_short_lived_rs256_assertion() {
+async fn jwt_bearer_grant_signs_a_short_lived_rs256_assertion() {
     let (fake, report) = jwt_upsert(&jwt_key("private.pem")).await;
 
     upserted_ids(&report);
@@ -451,8 +449,8 @@ async fn jwt_signed_with_wrong_key_is_auth_rejected() {
     let (fake, report) = jwt_upsert(&jwt_key("other-private.pem")).await;
 
     let error = common_failure(&report);
-    assert_eq!(error.class(), ErrorClass::AuthRejected);
-    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(error.class, ErrorClass::AuthRejected);
+    assert_eq!(error.code, "invalid_grant");
     assert_eq!(fake.org.token_requests(), 1);
     assert_eq!(fake.org.token_grants(), 0);
     assert_eq!(fake.org.case_count(), 0);
@@ -464,12 +462,14 @@ async fn jwt_key_that_is_not_pem_is_a_credentials_error_before_any_request() {
     let (fake, report) = jwt_upsert(not_a_key).await;
 
     let error = common_failure(&report);
-    let Error::Credentials(message) = &error else {
-        panic!("expected Error::Credentials, got {error:?}");
-    };
-    assert!(message.contains("PEM"), "{message}");
-    assert!(!error.to_string().contains(not_a_key), "{error}");
-    assert_eq!(error.class(), ErrorClass::AuthRejected);
+    // The code of `Error::Credentials` (the client reports failures as data).
+    assert_eq!(
+        error.code, "credentials_unavailable",
+        "expected Error::Credentials, got {error:?}"
+    );
+    assert!(error.message.contains("PEM"), "{error:?}");
+    assert!(!format!("{error:?}").contains(not_a_key), "{error:?}");
+    assert_eq!(error.class, ErrorClass::AuthRejected);
     assert_eq!(report.token_requests, 0);
     assert!(fake.org.requests().is_empty(), "nothing may be sent");
 }
@@ -522,16 +522,16 @@ async fn token_errors_fail_records_as_auth_rejected_with_a_fix_hint() {
     for case in cases {
         let fake = fake::start().await;
         fake.org.reject_credentials(case.reject_all);
-        let client = static_client(&fake, AuthFlow::Password, case.credentials);
+        let client = static_client(&fake, Grant::Password, case.credentials);
 
         let report = upsert(&client, &[dropped_case(), dropped_case_for(1)]).await;
 
         let error = common_failure(&report);
         let name = case.name;
-        assert_eq!(error.class(), ErrorClass::AuthRejected, "{name}");
-        assert_eq!(error.code(), case.code, "{name}");
-        assert_eq!(error.status(), Some(400), "{name}");
-        let shown = error.to_string();
+        assert_eq!(error.class, ErrorClass::AuthRejected, "{name}");
+        assert_eq!(error.code, case.code, "{name}");
+        assert_eq!(error.status, Some(400), "{name}");
+        let shown = error.summary.clone();
         assert!(shown.contains(case.hint), "{name}: {shown}");
         let debug = format!("{error:?}");
         for secret in [fake::PASSWORD, fake::CLIENT_SECRET, WRONG_SECRET] {
@@ -552,7 +552,7 @@ async fn token_errors_fail_records_as_auth_rejected_with_a_fix_hint() {
 /// The client cannot send an unknown grant type, so this checks the fake's answer to one
 /// (raw HTTP) goes through the client's token-answer parser to the documented error.
 #[tokio::test]
-async fn unsupported_grant_answer_is_auth_rejected_naming_the_flow_setting() {
+async fn unsupported_grant_answer_is_auth_rejected_naming_the_grant_setting() {
     let fake = fake::start().await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let answer = http
@@ -586,7 +586,7 @@ async fn unsupported_grant_answer_is_auth_rejected_naming_the_flow_setting() {
 #[tokio::test]
 async fn second_upsert_on_same_client_reuses_the_token() {
     let fake = fake::start().await;
-    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    let client = static_client(&fake, Grant::Password, password_credentials());
 
     let first = upsert(&client, &[dropped_case_for(1)]).await;
     let second = upsert(&client, &[dropped_case_for(2)]).await;
@@ -602,7 +602,7 @@ async fn second_upsert_on_same_client_reuses_the_token() {
 #[tokio::test]
 async fn expired_token_is_refreshed_once_and_the_case_lands() {
     let fake = fake::start().await;
-    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    let client = static_client(&fake, Grant::Password, password_credentials());
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
     fake.org.expire_all_tokens();
 
@@ -624,7 +624,7 @@ async fn concurrent_upserts_after_expiry_share_one_refresh() {
     let fake = fake::start().await;
     let client = Arc::new(static_client(
         &fake,
-        AuthFlow::Password,
+        Grant::Password,
         password_credentials(),
     ));
     upserted_ids(&upsert(&client, &[dropped_case_for(100)]).await);
@@ -687,7 +687,7 @@ async fn rotated_secret_is_reread_once_and_the_case_lands() {
         .await;
     let fake = fake::start().await;
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone());
-    let client = client(&fake, AuthFlow::Password, source);
+    let client = client(&fake, Grant::Password, source);
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     fake.org.set_accepted_password(ROTATED_PASSWORD);
@@ -727,7 +727,7 @@ async fn secret_login_url_overrides_the_configured_login_url() {
         .await;
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn);
     let closed_port = "http://127.0.0.1:1";
-    let client = SalesforceClient::new(settings(closed_port, AuthFlow::Password), source).unwrap();
+    let client = SalesforceClient::new(settings(closed_port, Grant::Password), source).unwrap();
 
     let report = upsert(&client, &[dropped_case()]).await;
 
@@ -746,13 +746,13 @@ async fn secret_still_refused_after_reread_fails_after_one_grant() {
     let fake = fake::start().await;
     fake.org.reject_credentials(true);
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn);
-    let client = client(&fake, AuthFlow::Password, source);
+    let client = client(&fake, Grant::Password, source);
 
     let report = upsert(&client, &[dropped_case()]).await;
 
     let error = common_failure(&report);
-    assert_eq!(error.class(), ErrorClass::AuthRejected);
-    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(error.class, ErrorClass::AuthRejected);
+    assert_eq!(error.code, "invalid_grant");
     // See: issue "Outages lose nothing". The secret was re-read but had not changed, so the
     // same refused credentials are not tried again (refused logins lock the user out).
     assert_eq!(report.token_requests, 1);
@@ -792,11 +792,9 @@ async fn changed_login_url_in_the_secret_drops_the_cached_token() {
     let mut credentials = password_credentials();
     credentials.login_url = Some(old_org.base_url.clone());
     let source = Rotating(Arc::new(Mutex::new(credentials)));
-    let client = SalesforceClient::new(
-        settings(&old_org.base_url, AuthFlow::Password),
-        source.clone(),
-    )
-    .unwrap();
+    let client =
+        SalesforceClient::new(settings(&old_org.base_url, Grant::Password), source.clone())
+            .unwrap();
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
     assert_eq!(old_org.org.token_grants(), 1);
     // A new password alone keeps the token: who signs in where did not change.
@@ -840,7 +838,7 @@ async fn secret_moved_to_another_org_is_picked_up_while_the_old_token_works() {
         .await;
     let source = CredentialSource::secrets_manager(moto.secretsmanager().await, arn.clone())
         .with_max_age(Duration::ZERO);
-    let client = client(&old_org, AuthFlow::Password, source);
+    let client = client(&old_org, Grant::Password, source);
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     moto.put_secret_value(&arn, &secret_for(&new_org)).await;
@@ -860,15 +858,14 @@ async fn changed_client_id_in_the_secret_drops_the_cached_token() {
     let fake = fake::start().await;
     let source = Rotating(Arc::new(Mutex::new(password_credentials())));
     let client =
-        SalesforceClient::new(settings(&fake.base_url, AuthFlow::Password), source.clone())
-            .unwrap();
+        SalesforceClient::new(settings(&fake.base_url, Grant::Password), source.clone()).unwrap();
     upserted_ids(&upsert(&client, &[dropped_case_for(1)]).await);
 
     source.set(|c| c.client_id = "another-connected-app".into());
     fake.org.clear_requests();
     let report = upsert(&client, &[dropped_case_for(2)]).await;
 
-    assert_eq!(common_failure(&report).class(), ErrorClass::AuthRejected);
+    assert_eq!(common_failure(&report).class, ErrorClass::AuthRejected);
     let client_ids: Vec<Option<String>> = token_requests(&fake)
         .iter()
         .map(|r| form_value(r, "client_id"))
@@ -882,13 +879,13 @@ async fn changed_client_id_in_the_secret_drops_the_cached_token() {
 async fn static_credentials_refused_after_rotation_fail_after_one_grant() {
     let fake = fake::start().await;
     fake.org.set_accepted_password(ROTATED_PASSWORD);
-    let client = static_client(&fake, AuthFlow::Password, password_credentials());
+    let client = static_client(&fake, Grant::Password, password_credentials());
 
     let report = upsert(&client, &[dropped_case(), dropped_case_for(1)]).await;
 
     let error = common_failure(&report);
-    assert_eq!(error.class(), ErrorClass::AuthRejected);
-    assert_eq!(error.code(), "invalid_grant");
+    assert_eq!(error.class, ErrorClass::AuthRejected);
+    assert_eq!(error.code, "invalid_grant");
     assert_eq!(report.token_requests, 1);
     assert_eq!(fake.org.token_requests(), 1);
     assert!(data_requests(&fake).is_empty());

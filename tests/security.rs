@@ -188,7 +188,7 @@ async fn secret_login_url_on_another_host_receives_nothing_and_names_the_key() {
         let error = report
             .systemic
             .unwrap_or_else(|| panic!("{login_url}: not refused: {:?}", report.outcomes))
-            .to_string();
+            .summary;
         assert!(error.contains("login_url key"), "{login_url}: {error}");
         assert!(error.contains("secret"), "{login_url}: {error}");
         assert!(!error.contains(fake_salesforce::PASSWORD), "{error}");

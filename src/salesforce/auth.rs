@@ -1,42 +1,52 @@
-//! OAuth grants and the warm-container token cache.
+//! OAuth grants, the warm-container token cache and the logins: everything about tokens. The
+//! client asks [`Auth`] for a token and reports a 401 to it; nothing else signs in.
 //!
-//! Three flows (salesforce-wire.md): `password` (the reference's), `client_credentials` and
+//! Three grants (salesforce-wire.md): `password` (the reference's), `client_credentials` and
 //! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce
 //! sends no `expires_in`, so a token is used until a data call answers 401, then refreshed once.
 //! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only
 //! invalidates the token if it is still the one that failed (generation check). A token belongs
 //! to the client, user and login URL that obtained it ([`Fingerprint::identity`]): when the
-//! credentials name others (a rotated secret), the cached token is dropped at once.
+//! credentials name others (a rotated secret), the cached token is dropped at once. When the
+//! token endpoint refuses the credentials, they are read again once (a rotation); if they are
+//! refused too, no login is attempted for the cool-down unless they change (refused logins lock
+//! the Salesforce user out).
 //!
 //! [`Fingerprint`]s tell credentials apart without keeping or showing them: HMAC-SHA-256 under a
 //! key drawn at random for each process, over the values where they lie.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use secrecy::zeroize::Zeroize as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::error::Error;
+use super::client::SalesforceSettings;
+use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
+use super::error::{Error, request_timeout, transport_error};
+use super::wire;
+use crate::retry::{Deadline, RetryPolicy};
 
 /// Connected-app and user credentials. `Debug` never shows a secret.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Credentials {
     /// Connected app consumer key.
     pub client_id: String,
-    /// Connected app consumer secret (password and client_credentials flows).
+    /// Connected app consumer secret (password and client_credentials grants).
     #[serde(default)]
     pub client_secret: Option<SecretString>,
-    /// Integration user (password and jwt_bearer flows).
+    /// Integration user (password and jwt_bearer grants).
     #[serde(default)]
     pub username: Option<String>,
-    /// Password followed by the security token (password flow).
+    /// Password followed by the security token (password grant).
     #[serde(default)]
     pub password: Option<SecretString>,
-    /// PEM RSA private key (jwt_bearer flow).
+    /// PEM RSA private key (jwt_bearer grant).
     #[serde(default)]
     pub private_key: Option<SecretString>,
     /// Overrides the configured login URL when set (e.g. in the secret).
@@ -159,9 +169,9 @@ impl CredentialProvider for StaticCredentials {
     }
 }
 
-/// The OAuth flow used to get a token.
+/// The OAuth grant used to get a token (configured by `SALESFORCE_AUTH_FLOW`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFlow {
+pub enum Grant {
     /// `grant_type=password`: username + password and security token.
     Password,
     /// `grant_type=client_credentials`: the connected app's Run As user (My Domain URL only).
@@ -171,20 +181,20 @@ pub enum AuthFlow {
     JwtBearer,
 }
 
-impl AuthFlow {
+impl Grant {
     /// Parses `password`, `client_credentials` or `jwt_bearer`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
-            "password" => Some(AuthFlow::Password),
-            "client_credentials" => Some(AuthFlow::ClientCredentials),
-            "jwt_bearer" | "jwt-bearer" | "jwt" => Some(AuthFlow::JwtBearer),
+            "password" => Some(Grant::Password),
+            "client_credentials" => Some(Grant::ClientCredentials),
+            "jwt_bearer" | "jwt-bearer" | "jwt" => Some(Grant::JwtBearer),
             _ => None,
         }
     }
 
-    /// The flow the credentials imply: a private key → JWT bearer; a username and password →
+    /// The grant the credentials imply: a private key → JWT bearer; a username and password →
     /// password; a client id and secret only → client credentials. `None` when they are not
-    /// enough for any flow.
+    /// enough for any grant.
     pub fn infer(credentials: &Credentials) -> Option<Self> {
         let has =
             |s: &Option<SecretString>| s.as_ref().is_some_and(|s| !s.expose_secret().is_empty());
@@ -195,11 +205,11 @@ impl AuthFlow {
         if credentials.client_id.is_empty() {
             None
         } else if has(&credentials.private_key) && user {
-            Some(AuthFlow::JwtBearer)
+            Some(Grant::JwtBearer)
         } else if user && has(&credentials.password) && has(&credentials.client_secret) {
-            Some(AuthFlow::Password)
+            Some(Grant::Password)
         } else if has(&credentials.client_secret) {
-            Some(AuthFlow::ClientCredentials)
+            Some(Grant::ClientCredentials)
         } else {
             None
         }
@@ -208,9 +218,9 @@ impl AuthFlow {
     /// The name used in configuration.
     pub fn name(self) -> &'static str {
         match self {
-            AuthFlow::Password => "password",
-            AuthFlow::ClientCredentials => "client_credentials",
-            AuthFlow::JwtBearer => "jwt_bearer",
+            Grant::Password => "password",
+            Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer => "jwt_bearer",
         }
     }
 }
@@ -247,22 +257,22 @@ impl GrantForm {
     }
 }
 
-fn missing(flow: AuthFlow, field: &str) -> Error {
+fn missing(grant: Grant, field: &str) -> Error {
     Error::Credentials(format!(
-        "the {} flow needs `{field}` in the Salesforce credentials (secret key `{field}` or \
+        "the {} grant needs `{field}` in the Salesforce credentials (secret key `{field}` or \
          variable SALESFORCE_{})",
-        flow.name(),
+        grant.name(),
         field.to_ascii_uppercase()
     ))
 }
 
-/// Builds the token request's form fields for `flow`. `now_epoch_secs` dates the JWT.
+/// Builds the token request's form fields for `grant`. `now_epoch_secs` dates the JWT.
 ///
 /// # Errors
-/// [`Error::Credentials`] when a field the flow needs is missing or the private key is not a
+/// [`Error::Credentials`] when a field the grant needs is missing or the private key is not a
 /// PEM RSA key.
 pub fn grant_form(
-    flow: AuthFlow,
+    grant: Grant,
     credentials: &Credentials,
     audience: &str,
     now_epoch_secs: i64,
@@ -273,17 +283,17 @@ pub fn grant_form(
         credentials
             .client_secret
             .clone()
-            .ok_or_else(|| missing(flow, "client_secret"))
+            .ok_or_else(|| missing(grant, "client_secret"))
     };
     let username = || {
         credentials
             .username
             .as_deref()
             .filter(|u| !u.is_empty())
-            .ok_or_else(|| missing(flow, "username"))
+            .ok_or_else(|| missing(grant, "username"))
     };
-    let pairs = match flow {
-        AuthFlow::Password => vec![
+    let pairs = match grant {
+        Grant::Password => vec![
             ("grant_type", secret("password")),
             ("client_id", client_id),
             ("client_secret", client_secret()?),
@@ -293,19 +303,19 @@ pub fn grant_form(
                 credentials
                     .password
                     .clone()
-                    .ok_or_else(|| missing(flow, "password"))?,
+                    .ok_or_else(|| missing(grant, "password"))?,
             ),
         ],
-        AuthFlow::ClientCredentials => vec![
+        Grant::ClientCredentials => vec![
             ("grant_type", secret("client_credentials")),
             ("client_id", client_id),
             ("client_secret", client_secret()?),
         ],
-        AuthFlow::JwtBearer => {
+        Grant::JwtBearer => {
             let key_pem = credentials
                 .private_key
                 .as_ref()
-                .ok_or_else(|| missing(flow, "private_key"))?;
+                .ok_or_else(|| missing(grant, "private_key"))?;
             let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.expose_secret().as_bytes())
                 .map_err(|_| {
                 Error::Credentials(
@@ -336,15 +346,15 @@ pub fn grant_form(
 }
 
 /// What the token endpoint granted, for [`TokenCache::get_or_fetch`].
-pub struct Grant {
+pub struct IssuedToken {
     /// The bearer token.
     pub access_token: SecretString,
     /// Where data calls go.
     pub instance_url: String,
     /// [`Fingerprint::identity`] of the credentials that obtained it.
     pub identity: Fingerprint,
-    /// The flow that obtained it.
-    pub flow: AuthFlow,
+    /// The grant that obtained it.
+    pub grant: Grant,
     /// The signed-in user's Id, from the token answer's identity URL.
     pub user_id: Option<String>,
 }
@@ -352,8 +362,8 @@ pub struct Grant {
 /// Who a token signs in as, for people (`ctr-cases check`): no secret in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
-    /// The OAuth flow used.
-    pub flow: AuthFlow,
+    /// The OAuth grant used.
+    pub grant: Grant,
     /// The integration user's Id (`005…`), when the token answer named it.
     pub user_id: Option<String>,
     /// Where data calls go.
@@ -370,8 +380,8 @@ pub struct Token {
     pub generation: u64,
     /// Who obtained it ([`Fingerprint::identity`]).
     identity: Fingerprint,
-    /// The flow that obtained it.
-    pub flow: AuthFlow,
+    /// The grant that obtained it.
+    pub grant: Grant,
     /// The signed-in user's Id, when the token answer named it.
     pub user_id: Option<String>,
 }
@@ -380,7 +390,7 @@ impl Token {
     /// Who this token signs in as.
     pub fn login(&self) -> Login {
         Login {
-            flow: self.flow,
+            grant: self.grant,
             user_id: self.user_id.clone(),
             instance_url: self.instance_url.clone(),
         }
@@ -428,7 +438,7 @@ impl TokenCache {
     ) -> Result<Arc<Token>, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Grant, Error>>,
+        Fut: Future<Output = Result<IssuedToken, Error>>,
     {
         if let Some(token) = self.cached_for(identity) {
             return Ok(token);
@@ -438,15 +448,15 @@ impl TokenCache {
         if let Some(token) = self.cached_for(identity) {
             return Ok(token);
         }
-        let grant = fetch().await?;
+        let issued = fetch().await?;
         *generation += 1;
         let token = Arc::new(Token {
-            access_token: grant.access_token,
-            instance_url: grant.instance_url,
+            access_token: issued.access_token,
+            instance_url: issued.instance_url,
             generation: *generation,
-            identity: grant.identity,
-            flow: grant.flow,
-            user_id: grant.user_id,
+            identity: issued.identity,
+            grant: issued.grant,
+            user_id: issued.user_id,
         });
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
         Ok(token)
@@ -477,6 +487,273 @@ impl TokenCache {
     }
 }
 
+/// The tokens of one client: the cache, one login at a time for concurrent writers (single
+/// flight, through [`TokenCache`]), and the cool-down after the token endpoint refused the
+/// credentials. Data calls ask it for a token ([`Auth::token`]) and report a 401 to it
+/// ([`Auth::expired`]); nothing else signs in.
+#[derive(Debug)]
+pub(super) struct Auth {
+    http: reqwest::Client,
+    /// The configured login URL (the secret's `login_url` wins when set).
+    login_url: String,
+    allowed_hosts: HostPolicy,
+    jwt_audience: Option<String>,
+    /// `None`: the grant the credentials imply ([`Grant::infer`]).
+    grant: Option<Grant>,
+    login_cooldown: Duration,
+    retry: RetryPolicy,
+    credentials: Box<dyn CredentialProvider>,
+    cache: TokenCache,
+    /// Set after the token endpoint refused the credentials.
+    block: Mutex<Option<LoginBlock>>,
+}
+
+/// No login until `until`, unless the credentials' fingerprint changes.
+#[derive(Debug, Clone)]
+struct LoginBlock {
+    until: Instant,
+    fingerprint: Fingerprint,
+    cause: String,
+}
+
+/// What one successful token request gave.
+struct Signed {
+    access_token: SecretString,
+    instance_url: String,
+    grant: Grant,
+    user_id: Option<String>,
+}
+
+impl Signed {
+    /// This token with the identity of the `credentials` that obtained it.
+    fn issued(self, credentials: &Credentials) -> IssuedToken {
+        IssuedToken {
+            access_token: self.access_token,
+            instance_url: self.instance_url,
+            identity: Fingerprint::identity(credentials),
+            grant: self.grant,
+            user_id: self.user_id,
+        }
+    }
+}
+
+impl Auth {
+    /// Signs in as `settings` say (login URL, allowed hosts, grant, cool-down, timeouts) with
+    /// `credentials`, over `http`.
+    pub(super) fn new(
+        http: reqwest::Client,
+        settings: &SalesforceSettings,
+        credentials: Box<dyn CredentialProvider>,
+    ) -> Self {
+        Auth {
+            http,
+            login_url: settings.login_url.clone(),
+            allowed_hosts: settings.allowed_hosts.clone(),
+            jwt_audience: settings.jwt_audience.clone(),
+            grant: settings.grant,
+            login_cooldown: settings.login_cooldown,
+            retry: settings.retry,
+            credentials,
+            cache: TokenCache::default(),
+            block: Mutex::new(None),
+        }
+    }
+
+    /// The cached token while the current credentials still name the client, user and login
+    /// URL that obtained it; otherwise a new one (a rotated secret may point elsewhere), one
+    /// login at a time. Each token request made is counted in `token_requests`.
+    ///
+    /// # Errors
+    /// The credentials' or the token request's [`Error`], or [`Error::LoginCoolingDown`].
+    pub(super) async fn token(
+        &self,
+        deadline: Deadline,
+        token_requests: &AtomicU32,
+    ) -> Result<Arc<Token>, Error> {
+        let identity = Fingerprint::identity(
+            &self
+                .credentials
+                .current()
+                .await
+                .map_err(Error::Credentials)?,
+        );
+        self.cache
+            .get_or_fetch(&identity, || self.fetch(deadline, token_requests))
+            .await
+    }
+
+    /// A data call with `token` was answered 401 (the session expired or was revoked): the
+    /// token is forgotten, so the next [`Auth::token`] signs in again, once however many calls
+    /// report the same token.
+    pub(super) fn expired(&self, token: &Token) {
+        tracing::info!(
+            generation = token.generation,
+            "Salesforce session expired; refreshing the token once"
+        );
+        self.cache.invalidate(token.generation);
+    }
+
+    /// Gets a token. When the grant is refused, reads the credentials again once and signs in
+    /// with them only if they changed (a rotation); if they are refused too (or did not
+    /// change), no login is attempted for the cool-down unless the credentials change: each
+    /// refused login counts towards Salesforce locking the user out.
+    async fn fetch(
+        &self,
+        deadline: Deadline,
+        token_requests: &AtomicU32,
+    ) -> Result<IssuedToken, Error> {
+        let blocked = self
+            .block
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|b| b.until > Instant::now());
+        let credentials = match blocked {
+            None => self
+                .credentials
+                .current()
+                .await
+                .map_err(Error::Credentials)?,
+            Some(block) => {
+                // The secret may have been fixed: a new version is picked up at once.
+                let fresh = match self
+                    .credentials
+                    .reload()
+                    .await
+                    .map_err(Error::Credentials)?
+                {
+                    Some(fresh) => fresh,
+                    None => self
+                        .credentials
+                        .current()
+                        .await
+                        .map_err(Error::Credentials)?,
+                };
+                if Fingerprint::credentials(&fresh) == block.fingerprint {
+                    return Err(Error::LoginCoolingDown {
+                        remaining_secs: block
+                            .until
+                            .saturating_duration_since(Instant::now())
+                            .as_secs(),
+                        cause: block.cause,
+                    });
+                }
+                fresh
+            }
+        };
+        let rejected = match self.sign_in(&credentials, deadline, token_requests).await {
+            Err(e @ Error::AuthRejected { .. }) => e,
+            other => return self.unblocked(other.map(|t| t.issued(&credentials))),
+        };
+        let tried = Fingerprint::credentials(&credentials);
+        let fresh = self
+            .credentials
+            .reload()
+            .await
+            .map_err(Error::Credentials)?;
+        let (last_tried, result) = match fresh {
+            Some(fresh) if Fingerprint::credentials(&fresh) != tried => {
+                tracing::warn!(
+                    error_code = rejected.code(),
+                    "Salesforce refused the grant; the secret changed, signing in once more"
+                );
+                let fp = Fingerprint::credentials(&fresh);
+                let result = self.sign_in(&fresh, deadline, token_requests).await;
+                (fp, result.map(|t| t.issued(&fresh)))
+            }
+            _ => (tried, Err(rejected)),
+        };
+        match result {
+            Err(e @ Error::AuthRejected { .. }) => {
+                let cooldown = self.login_cooldown;
+                tracing::error!(
+                    error = %e,
+                    cooldown_secs = cooldown.as_secs(),
+                    "Salesforce refused the credentials; no new login until they change or the cool-down ends"
+                );
+                *self.block.lock().unwrap_or_else(|e| e.into_inner()) = Some(LoginBlock {
+                    until: Instant::now() + cooldown,
+                    fingerprint: last_tried,
+                    cause: e.code().to_owned(),
+                });
+                Err(e)
+            }
+            other => self.unblocked(other),
+        }
+    }
+
+    /// Lifts the login cool-down after a successful grant.
+    fn unblocked<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if result.is_ok() {
+            *self.block.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        result
+    }
+
+    /// One token request with `credentials`: the login URL checked against the allowed hosts
+    /// first, the `instance_url` of the answer after.
+    async fn sign_in(
+        &self,
+        credentials: &Credentials,
+        deadline: Deadline,
+        token_requests: &AtomicU32,
+    ) -> Result<Signed, Error> {
+        let login = match credentials.login_url.as_deref() {
+            Some(text) => LoginUrl::parse(text, &self.allowed_hosts).map_err(|e| {
+                Error::Credentials(format!(
+                    "login_url in the Salesforce secret is refused: {e}; fix the secret's \
+                     login_url key (or remove it to use SALESFORCE_LOGIN_URL)"
+                ))
+            })?,
+            None => LoginUrl::parse(&self.login_url, &self.allowed_hosts)
+                .map_err(|e| Error::Credentials(format!("SALESFORCE_LOGIN_URL is refused: {e}")))?,
+        };
+        let audience = self
+            .jwt_audience
+            .clone()
+            .unwrap_or_else(|| login.jwt_audience());
+        let grant = match self.grant {
+            Some(grant) => grant,
+            None => Grant::infer(credentials).ok_or_else(|| {
+                Error::Credentials(
+                    "the Salesforce credentials fit no OAuth grant: give private_key and \
+                     username (jwt_bearer), client_id and client_secret (client_credentials), \
+                     or client_id, client_secret, username and password (password)"
+                        .into(),
+                )
+            })?,
+        };
+        let now = chrono::Utc::now().timestamp();
+        let form = grant_form(grant, credentials, &audience, now)?;
+        let timeout = request_timeout(&self.retry, deadline)?;
+        token_requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .post(login.token_url())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form.exposed())
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        let token = wire::parse_token_response(status, &bytes)?;
+        // The bearer token and the Case data go only where this allows: never trust the
+        // instance_url blindly (a token endpoint could name any host).
+        let instance = InstanceUrl::parse(&token.instance_url, &login, &self.allowed_hosts)
+            .map_err(Error::InstanceUrlRefused)?;
+        tracing::info!(grant = grant.name(), "signed in to Salesforce");
+        let user_id = token.user_id().map(str::to_owned);
+        Ok(Signed {
+            access_token: SecretString::from(token.access_token),
+            instance_url: instance.as_str().to_owned(),
+            grant,
+            user_id,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,13 +772,8 @@ mod tests {
 
     #[test]
     fn password_form_has_documented_fields() {
-        let form = grant_form(
-            AuthFlow::Password,
-            &creds(),
-            "https://login.salesforce.com",
-            0,
-        )
-        .unwrap();
+        let form =
+            grant_form(Grant::Password, &creds(), "https://login.salesforce.com", 0).unwrap();
         assert_eq!(
             form.exposed(),
             vec![
@@ -517,7 +789,7 @@ mod tests {
 
     #[test]
     fn client_credentials_form_has_no_user() {
-        let form = grant_form(AuthFlow::ClientCredentials, &creds(), "", 0).unwrap();
+        let form = grant_form(Grant::ClientCredentials, &creds(), "", 0).unwrap();
         let keys: Vec<_> = form.exposed().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["grant_type", "client_id", "client_secret"]);
     }
@@ -526,43 +798,43 @@ mod tests {
     fn missing_fields_name_the_key() {
         let mut c = creds();
         c.password = None;
-        let err = grant_form(AuthFlow::Password, &c, "", 0).unwrap_err();
+        let err = grant_form(Grant::Password, &c, "", 0).unwrap_err();
         assert!(err.to_string().contains("`password`"), "{err}");
-        let err = grant_form(AuthFlow::JwtBearer, &creds(), "", 0).unwrap_err();
+        let err = grant_form(Grant::JwtBearer, &creds(), "", 0).unwrap_err();
         assert!(err.to_string().contains("`private_key`"), "{err}");
         let mut c = creds();
         c.private_key = Some("not a key".to_owned().into());
-        let err = grant_form(AuthFlow::JwtBearer, &c, "", 0).unwrap_err();
+        let err = grant_form(Grant::JwtBearer, &c, "", 0).unwrap_err();
         assert!(err.to_string().contains("PEM"), "{err}");
     }
 
     #[test]
-    fn flow_follows_the_credentials() {
+    fn grant_follows_the_credentials() {
         let mut c = creds();
-        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::Password));
+        assert_eq!(Grant::infer(&c), Some(Grant::Password));
         c.private_key = Some("pem".to_owned().into());
-        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::JwtBearer));
+        assert_eq!(Grant::infer(&c), Some(Grant::JwtBearer));
         let mut c = creds();
         c.username = None;
         c.password = None;
-        assert_eq!(AuthFlow::infer(&c), Some(AuthFlow::ClientCredentials));
+        assert_eq!(Grant::infer(&c), Some(Grant::ClientCredentials));
         c.client_secret = None;
-        assert_eq!(AuthFlow::infer(&c), None);
+        assert_eq!(Grant::infer(&c), None);
     }
 
     #[test]
-    fn auth_flow_names_parse() {
-        assert_eq!(AuthFlow::parse("JWT_BEARER"), Some(AuthFlow::JwtBearer));
-        assert_eq!(AuthFlow::parse("password"), Some(AuthFlow::Password));
-        assert_eq!(AuthFlow::parse("oauth"), None);
+    fn grant_names_parse() {
+        assert_eq!(Grant::parse("JWT_BEARER"), Some(Grant::JwtBearer));
+        assert_eq!(Grant::parse("password"), Some(Grant::Password));
+        assert_eq!(Grant::parse("oauth"), None);
     }
 
-    fn grant(token: &str, credentials: &Credentials) -> Grant {
-        Grant {
+    fn issued(token: &str, credentials: &Credentials) -> IssuedToken {
+        IssuedToken {
             access_token: token.to_owned().into(),
             instance_url: "https://i".to_owned(),
             identity: Fingerprint::identity(credentials),
-            flow: AuthFlow::Password,
+            grant: Grant::Password,
             user_id: None,
         }
     }
@@ -608,7 +880,7 @@ mod tests {
         let old = creds();
         let first = cache
             .get_or_fetch(&Fingerprint::identity(&old), || async {
-                Ok(grant("t1", &old))
+                Ok(issued("t1", &old))
             })
             .await
             .unwrap();
@@ -616,7 +888,7 @@ mod tests {
         moved.login_url = Some("https://acme.my.salesforce.com".into());
         let second = cache
             .get_or_fetch(&Fingerprint::identity(&moved), || async {
-                Ok(grant("t2", &moved))
+                Ok(issued("t2", &moved))
             })
             .await
             .unwrap();
@@ -625,7 +897,7 @@ mod tests {
         // The same identity keeps the token.
         let again = cache
             .get_or_fetch(&Fingerprint::identity(&moved), || async {
-                Ok(grant("t3", &moved))
+                Ok(issued("t3", &moved))
             })
             .await
             .unwrap();
@@ -646,7 +918,7 @@ mod tests {
                     .get_or_fetch(&Fingerprint::identity(&c), || async {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        Ok(grant("tok", &c))
+                        Ok(issued("tok", &c))
                     })
                     .await
                     .unwrap()
@@ -664,7 +936,7 @@ mod tests {
         let cache = TokenCache::default();
         let c = creds();
         let identity = Fingerprint::identity(&c);
-        let fetch = || async { Ok(grant("t", &c)) };
+        let fetch = || async { Ok(issued("t", &c)) };
         let first = cache.get_or_fetch(&identity, fetch).await.unwrap();
         cache.invalidate(first.generation);
         let second = cache.get_or_fetch(&identity, fetch).await.unwrap();

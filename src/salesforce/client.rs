@@ -5,7 +5,7 @@
 //! 1. **create** them all with one sObject Collections create. The external id field is
 //!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
 //!    it exists (another writer may just have created it), never a permanent error.
-//! 2. **read** the existing ones (and those the flow already named by Id) with one Composite
+//! 2. **read** the existing ones (and those the contact flow named by Id) with one Composite
 //!    request holding one SOQL query: their Id, external id and stored version. A Case named
 //!    by Id (a contact attribute, which customers can set) counts only when its external id is
 //!    the contact's own ContactId or an earlier leg's ([`CaseRecord::owner_ids`]); otherwise
@@ -16,6 +16,10 @@
 //! So a new batch costs one call per chunk and a redelivered or updated one at most three. The
 //! version guard lives in Salesforce (the Case's version field), so it holds across
 //! invocations, containers and days. Nothing here knows about Kinesis.
+//!
+//! Every write ends as a [`WriteOutcome`] in a [`WriteReport`], the pipeline's own types: a
+//! failure is kept as data ([`Error::to_failure`]). Tokens come from [`Auth`], which alone signs
+//! in.
 
 use std::borrow::Borrow;
 
@@ -26,19 +30,16 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use super::assignment::{self, AssignmentRules};
-use super::auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, Token, TokenCache,
-    grant_form,
-};
-use super::endpoint::{HostPolicy, InstanceUrl, LoginUrl};
-use super::error::{Error, ErrorClass, TransportKind};
+use super::auth::{Auth, CredentialProvider, Grant, Login, Token};
+use super::endpoint::HostPolicy;
+use super::error::{Error, ErrorClass, TransportKind, request_timeout, transport_error};
 use super::preflight::{self, CaseSchema, OrgRequirements};
 use super::wire::{self, MAX_COLLECTION_RECORDS, RecordResult};
 use crate::case::CaseRecord;
-use crate::effect::{CaseSink, Lookups, WriteOutcome, WriteReport};
+use crate::effect::{CaseSink, Failure, Lookups, WriteOutcome, WriteReport};
 use crate::retry::{Deadline, RetryPolicy, jitter};
 
 /// Where and how to call Salesforce.
@@ -51,8 +52,9 @@ pub struct SalesforceSettings {
     pub allowed_hosts: HostPolicy,
     /// JWT `aud`; derived from the login URL when `None`.
     pub jwt_audience: Option<String>,
-    /// OAuth flow; `None`: the flow the credentials imply ([`AuthFlow::infer`]).
-    pub auth_flow: Option<AuthFlow>,
+    /// OAuth grant (`SALESFORCE_AUTH_FLOW`); `None`: the grant the credentials imply
+    /// ([`Grant::infer`]).
+    pub grant: Option<Grant>,
     /// Data API version, `vNN.0`.
     pub api_version: String,
     /// The Case external id field holding the ContactId (Unique, External ID).
@@ -77,51 +79,6 @@ pub struct SalesforceSettings {
     pub org_check_retry: Duration,
 }
 
-/// What happened to one Case in [`SalesforceClient::write_cases`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CaseOutcome {
-    /// A new Case was created.
-    Created {
-        /// Salesforce Case id.
-        id: String,
-    },
-    /// The existing Case's kept-current fields were updated to this newer version.
-    Updated {
-        /// Salesforce Case id.
-        id: String,
-    },
-    /// The Case already reflects this version or a newer one (or the CTR has no version):
-    /// nothing was written.
-    Unchanged {
-        /// Salesforce Case id.
-        id: String,
-    },
-    /// Nothing was written, on purpose: the Case a contact attribute named is not this
-    /// contact's (or cannot be read), the contact has no Case of its own, and its outcome
-    /// files none.
-    Skipped,
-    /// Not written; `error.class()` says whether to dead-letter (permanent) or retry later.
-    Failed(Error),
-}
-
-/// The outcome of a write call, with the counts metrics need.
-#[derive(Debug, Default)]
-pub struct CaseWriteReport {
-    /// One outcome per input record, in order.
-    pub outcomes: Vec<CaseOutcome>,
-    /// Data API calls made (each counts against the daily limit).
-    pub api_calls: u32,
-    /// Token endpoint calls made.
-    pub token_requests: u32,
-    /// Records sent again after a transient failure.
-    pub resent: u32,
-    /// Set when the daily API quota ran out.
-    pub quota_exhausted: bool,
-    /// Set when Salesforce could not be used at all (quota gone, credentials refused, not
-    /// reachable after the bounded retries, …): the failure every unwritten record shares.
-    pub systemic: Option<Error>,
-}
-
 /// Calls made by one operation, for its report.
 #[derive(Default)]
 pub(super) struct CallCounts {
@@ -134,7 +91,7 @@ pub(super) struct CallCounts {
 enum Stage {
     /// Create it (it is not known to exist).
     Create,
-    /// Read the existing Case: by external id, or by the Id the flow gave.
+    /// Read the existing Case: by external id, or by the Id the contact flow gave.
     Read,
     /// Update the existing Case with this Id (`true`: it has no Contact link yet).
     Update(String, bool),
@@ -145,11 +102,9 @@ enum Stage {
 pub struct SalesforceClient {
     http: reqwest::Client,
     settings: SalesforceSettings,
-    credentials: Box<dyn CredentialProvider>,
-    tokens: TokenCache,
+    /// Tokens: the cache, the single-flight login and the cool-down after a refused login.
+    auth: Auth,
     api_usage: Mutex<Option<(u64, u64)>>,
-    /// Set after the token endpoint refused the credentials.
-    login_block: Mutex<Option<LoginBlock>>,
     /// Set while Salesforce is unavailable (the last write ended in a systemic failure): the
     /// next write probes with a single attempt.
     outage: AtomicBool,
@@ -170,19 +125,6 @@ enum OrgCheck {
     Passed(Arc<CaseSchema>),
     /// The org did not fit at `at`.
     Failed { at: Instant, error: Error },
-}
-
-/// No login until `until`, unless the credentials' fingerprint changes.
-#[derive(Debug, Clone)]
-struct LoginBlock {
-    until: Instant,
-    fingerprint: Fingerprint,
-    cause: String,
-}
-
-/// A keyed digest of every credential value, to tell whether a re-read secret changed.
-fn fingerprint(c: &Credentials) -> Fingerprint {
-    Fingerprint::credentials(c)
 }
 
 impl SalesforceClient {
@@ -207,12 +149,10 @@ impl SalesforceClient {
                 detail: format!("could not build the HTTP client: {e}"),
             })?;
         Ok(SalesforceClient {
+            auth: Auth::new(http.clone(), &settings, Box::new(credentials)),
             http,
             settings,
-            credentials: Box::new(credentials),
-            tokens: TokenCache::default(),
             api_usage: Mutex::new(None),
-            login_block: Mutex::new(None),
             outage: AtomicBool::new(false),
             org: tokio::sync::Mutex::new(OrgCheck::Unchecked),
             answered: AtomicBool::new(false),
@@ -229,7 +169,7 @@ impl SalesforceClient {
         *self.api_usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Signs in (or keeps the cached token) and says as whom: the flow, the user, the instance.
+    /// Signs in (or keeps the cached token) and says as whom: the grant, the user, the instance.
     ///
     /// # Errors
     /// The token request's [`Error`] (refused credentials, unreachable login host, …).
@@ -246,7 +186,7 @@ impl SalesforceClient {
         &self,
         records: &[R],
         deadline: Deadline,
-    ) -> CaseWriteReport {
+    ) -> WriteReport {
         let counts = CallCounts::default();
         let schema = match self.ensure_org(deadline, &counts).await {
             Ok(schema) => schema,
@@ -256,13 +196,14 @@ impl SalesforceClient {
                     e.class() != ErrorClass::Configuration && e.class().stops_the_batch(),
                     Ordering::Relaxed,
                 );
-                return CaseWriteReport {
-                    outcomes: vec![CaseOutcome::Failed(e.clone()); records.len()],
+                let failure = e.to_failure();
+                return WriteReport {
+                    outcomes: vec![WriteOutcome::Failed(failure.clone()); records.len()],
                     api_calls: counts.api_calls.load(Ordering::Relaxed),
                     token_requests: counts.token_requests.load(Ordering::Relaxed),
                     quota_exhausted: e.class() == ErrorClass::QuotaExhausted,
-                    systemic: Some(e),
-                    ..CaseWriteReport::default()
+                    systemic: Some(failure),
+                    ..WriteReport::default()
                 };
             }
         };
@@ -271,10 +212,9 @@ impl SalesforceClient {
             .map(|r| fit_to_org(r.borrow(), schema.as_deref()))
             .collect();
         let report = self.write_fitted(&fitted, deadline, counts).await;
-        let drifted = report
-            .outcomes
-            .iter()
-            .any(|o| matches!(o, CaseOutcome::Failed(e) if SCHEMA_CODES.contains(&e.code())));
+        let drifted = report.outcomes.iter().any(
+            |o| matches!(o, WriteOutcome::Failed(f) if SCHEMA_CODES.contains(&f.code.as_str())),
+        );
         if drifted {
             // The org may have changed since it was checked: check it again next time.
             self.forget_org_check().await;
@@ -288,9 +228,9 @@ impl SalesforceClient {
         records: &[R],
         deadline: Deadline,
         counts: CallCounts,
-    ) -> CaseWriteReport {
-        let mut report = CaseWriteReport::default();
-        let mut outcomes: Vec<Option<CaseOutcome>> = vec![None; records.len()];
+    ) -> WriteReport {
+        let mut report = WriteReport::default();
+        let mut outcomes: Vec<Option<WriteOutcome>> = vec![None; records.len()];
         let mut last_error: Vec<Option<Error>> = vec![None; records.len()];
         let mut stages: Vec<Stage> = records
             .iter()
@@ -303,7 +243,7 @@ impl SalesforceClient {
                 }
             })
             .collect();
-        // Records whose flow-given Case Id was not found fall back to their external id.
+        // Records whose contact-flow-given Case Id was not found fall back to their external id.
         let mut by_external: Vec<bool> = records
             .iter()
             .map(|r| r.borrow().case_id.is_none())
@@ -331,7 +271,9 @@ impl SalesforceClient {
                     report.systemic = request_failure
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .take();
+                        .take()
+                        .as_ref()
+                        .map(Error::to_failure);
                     break;
                 }
                 *request_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -419,10 +361,11 @@ impl SalesforceClient {
                 // in this invocation; no new request started, everything left is reported
                 // for retry.
                 report.quota_exhausted |= e.class() == ErrorClass::QuotaExhausted;
+                let failure = e.to_failure();
                 for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
-                    *outcome = Some(CaseOutcome::Failed(e.clone()));
+                    *outcome = Some(WriteOutcome::Failed(failure.clone()));
                 }
-                report.systemic = Some(e);
+                report.systemic = Some(failure);
                 break 'attempts;
             }
         }
@@ -430,8 +373,9 @@ impl SalesforceClient {
             .into_iter()
             .zip(last_error)
             .map(|(outcome, error)| {
-                outcome
-                    .unwrap_or_else(|| CaseOutcome::Failed(error.unwrap_or(Error::DeadlineReached)))
+                outcome.unwrap_or_else(|| {
+                    WriteOutcome::Failed(error.unwrap_or(Error::DeadlineReached).to_failure())
+                })
             })
             .collect();
         report.api_calls = counts.api_calls.load(Ordering::Relaxed);
@@ -669,7 +613,7 @@ impl SalesforceClient {
         &self,
         step: &Step<'_, R>,
         stages: &mut [Stage],
-        outcomes: &mut [Option<CaseOutcome>],
+        outcomes: &mut [Option<WriteOutcome>],
         last_error: &mut [Option<Error>],
     ) -> Result<(), Error> {
         let creates: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Create);
@@ -699,7 +643,7 @@ impl SalesforceClient {
         for (&i, result) in creates.iter().zip(results) {
             match result {
                 RecordResult::Upserted { id, .. } => {
-                    outcomes[i] = Some(CaseOutcome::Created { id });
+                    outcomes[i] = Some(WriteOutcome::Written { id, created: true });
                 }
                 RecordResult::Failed(e)
                     if wire::is_duplicate_external_id(&e, &self.settings.external_id_field) =>
@@ -724,7 +668,7 @@ impl SalesforceClient {
         step: &Step<'_, R>,
         stages: &mut [Stage],
         by_external: &mut [bool],
-        outcomes: &mut [Option<CaseOutcome>],
+        outcomes: &mut [Option<WriteOutcome>],
         last_error: &mut [Option<Error>],
     ) -> Result<Vec<usize>, Error> {
         let reads: Vec<usize> = step.select(outcomes, |i| stages[i] == Stage::Read);
@@ -829,12 +773,12 @@ impl SalesforceClient {
                     if newer {
                         stages[i] = Stage::Update(e.id.clone(), e.contact_id.is_none());
                     } else {
-                        outcomes[i] = Some(CaseOutcome::Unchanged { id: e.id.clone() });
+                        outcomes[i] = Some(WriteOutcome::Unchanged { id: e.id.clone() });
                     }
                 }
                 None if !r.create => {
                     // Its outcome files no Case, and it has none of its own: nothing to write.
-                    outcomes[i] = Some(CaseOutcome::Skipped);
+                    outcomes[i] = Some(WriteOutcome::Skipped);
                 }
                 None => {
                     // The create said it exists (the unique index covers every Case) but the
@@ -858,7 +802,7 @@ impl SalesforceClient {
         &self,
         step: &Step<'_, R>,
         stages: &mut [Stage],
-        outcomes: &mut [Option<CaseOutcome>],
+        outcomes: &mut [Option<WriteOutcome>],
         last_error: &mut [Option<Error>],
     ) -> Result<(), Error> {
         let mut updates: Vec<usize> =
@@ -885,7 +829,7 @@ impl SalesforceClient {
             if newest[id] == i {
                 true
             } else {
-                outcomes[i] = Some(CaseOutcome::Unchanged { id: id.clone() });
+                outcomes[i] = Some(WriteOutcome::Unchanged { id: id.clone() });
                 false
             }
         });
@@ -917,7 +861,7 @@ impl SalesforceClient {
         for (&i, result) in updates.iter().zip(results) {
             match result {
                 RecordResult::Upserted { id, .. } => {
-                    outcomes[i] = Some(CaseOutcome::Updated { id });
+                    outcomes[i] = Some(WriteOutcome::Written { id, created: false });
                 }
                 RecordResult::Failed(e) => fail_record(i, e, outcomes, last_error),
             }
@@ -941,7 +885,7 @@ impl SalesforceClient {
         auto_assign: &str,
         affected: &[usize],
         step: &Step<'_, R>,
-        outcomes: &mut [Option<CaseOutcome>],
+        outcomes: &mut [Option<WriteOutcome>],
         last_error: &mut [Option<Error>],
     ) -> Result<Option<Vec<RecordResult>>, Error> {
         let path = wire::collections_path(&self.settings.api_version);
@@ -1008,7 +952,7 @@ impl SalesforceClient {
         let mut refreshed = false;
         loop {
             let token = self.token(deadline, counts).await?;
-            let timeout = self.request_timeout(deadline)?;
+            let timeout = request_timeout(&self.settings.retry, deadline)?;
             let url = format!("{}{path}", token.instance_url.trim_end_matches('/'));
             counts.api_calls.fetch_add(1, Ordering::Relaxed);
             let mut request = self
@@ -1039,11 +983,7 @@ impl SalesforceClient {
             if status == 401 && !refreshed {
                 let error = wire::parse_api_error(status, &bytes);
                 if error.class() == ErrorClass::AuthExpired {
-                    tracing::info!(
-                        generation = token.generation,
-                        "Salesforce session expired; refreshing the token once"
-                    );
-                    self.tokens.invalidate(token.generation);
+                    self.auth.expired(&token);
                     refreshed = true;
                     continue;
                 }
@@ -1052,205 +992,13 @@ impl SalesforceClient {
         }
     }
 
-    /// The cached token while the current credentials still name the client, user and login
-    /// URL that obtained it; otherwise a new one (a rotated secret may point elsewhere).
+    /// A token from [`Auth`] (the cached one, or a new login), counted in `counts`.
     pub(super) async fn token(
         &self,
         deadline: Deadline,
         counts: &CallCounts,
     ) -> Result<Arc<Token>, Error> {
-        let identity = Fingerprint::identity(
-            &self
-                .credentials
-                .current()
-                .await
-                .map_err(Error::Credentials)?,
-        );
-        self.tokens
-            .get_or_fetch(&identity, || self.fetch_token(deadline, counts))
-            .await
-    }
-
-    fn request_timeout(&self, deadline: Deadline) -> Result<Duration, Error> {
-        let policy = self.settings.retry;
-        deadline
-            .request_timeout(policy.request_timeout, policy.min_request_time)
-            .ok_or(Error::DeadlineReached)
-    }
-
-    /// Gets a token. When the grant is refused, reads the credentials again once and signs in
-    /// with them only if they changed (a rotation); if they are refused too (or did not
-    /// change), no login is attempted for the cool-down unless the credentials change: each
-    /// refused login counts towards Salesforce locking the user out.
-    async fn fetch_token(&self, deadline: Deadline, counts: &CallCounts) -> Result<Grant, Error> {
-        let blocked = self
-            .login_block
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .filter(|b| b.until > Instant::now());
-        let credentials = match blocked {
-            None => self
-                .credentials
-                .current()
-                .await
-                .map_err(Error::Credentials)?,
-            Some(block) => {
-                // The secret may have been fixed: a new version is picked up at once.
-                let fresh = match self
-                    .credentials
-                    .reload()
-                    .await
-                    .map_err(Error::Credentials)?
-                {
-                    Some(fresh) => fresh,
-                    None => self
-                        .credentials
-                        .current()
-                        .await
-                        .map_err(Error::Credentials)?,
-                };
-                if fingerprint(&fresh) == block.fingerprint {
-                    return Err(Error::LoginCoolingDown {
-                        remaining_secs: block
-                            .until
-                            .saturating_duration_since(Instant::now())
-                            .as_secs(),
-                        cause: block.cause,
-                    });
-                }
-                fresh
-            }
-        };
-        let rejected = match self.request_token(&credentials, deadline, counts).await {
-            Err(e @ Error::AuthRejected { .. }) => e,
-            other => return self.unblocked(other.map(|t| grant(t, &credentials))),
-        };
-        let tried = fingerprint(&credentials);
-        let fresh = self
-            .credentials
-            .reload()
-            .await
-            .map_err(Error::Credentials)?;
-        let (last_tried, result) = match fresh {
-            Some(fresh) if fingerprint(&fresh) != tried => {
-                tracing::warn!(
-                    error_code = rejected.code(),
-                    "Salesforce refused the grant; the secret changed, signing in once more"
-                );
-                let fp = fingerprint(&fresh);
-                let result = self.request_token(&fresh, deadline, counts).await;
-                (fp, result.map(|t| grant(t, &fresh)))
-            }
-            _ => (tried, Err(rejected)),
-        };
-        match result {
-            Err(e @ Error::AuthRejected { .. }) => {
-                let cooldown = self.settings.login_cooldown;
-                tracing::error!(
-                    error = %e,
-                    cooldown_secs = cooldown.as_secs(),
-                    "Salesforce refused the credentials; no new login until they change or the cool-down ends"
-                );
-                *self.login_block.lock().unwrap_or_else(|e| e.into_inner()) = Some(LoginBlock {
-                    until: Instant::now() + cooldown,
-                    fingerprint: last_tried,
-                    cause: e.code().to_owned(),
-                });
-                Err(e)
-            }
-            other => self.unblocked(other),
-        }
-    }
-
-    /// Lifts the login cool-down after a successful grant.
-    fn unblocked<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
-        if result.is_ok() {
-            *self.login_block.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
-        result
-    }
-
-    async fn request_token(
-        &self,
-        credentials: &Credentials,
-        deadline: Deadline,
-        counts: &CallCounts,
-    ) -> Result<Signed, Error> {
-        let login = match credentials.login_url.as_deref() {
-            Some(text) => LoginUrl::parse(text, &self.settings.allowed_hosts).map_err(|e| {
-                Error::Credentials(format!(
-                    "login_url in the Salesforce secret is refused: {e}; fix the secret's \
-                     login_url key (or remove it to use SALESFORCE_LOGIN_URL)"
-                ))
-            })?,
-            None => LoginUrl::parse(&self.settings.login_url, &self.settings.allowed_hosts)
-                .map_err(|e| Error::Credentials(format!("SALESFORCE_LOGIN_URL is refused: {e}")))?,
-        };
-        let audience = self
-            .settings
-            .jwt_audience
-            .clone()
-            .unwrap_or_else(|| login.jwt_audience());
-        let flow = match self.settings.auth_flow {
-            Some(flow) => flow,
-            None => AuthFlow::infer(credentials).ok_or_else(|| {
-                Error::Credentials(
-                    "the Salesforce credentials fit no OAuth flow: give private_key and \
-                     username (jwt_bearer), client_id and client_secret (client_credentials), \
-                     or client_id, client_secret, username and password (password)"
-                        .into(),
-                )
-            })?,
-        };
-        let now = chrono::Utc::now().timestamp();
-        let form = grant_form(flow, credentials, &audience, now)?;
-        let timeout = self.request_timeout(deadline)?;
-        counts.token_requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .post(login.token_url())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form.exposed())
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        let token = wire::parse_token_response(status, &bytes)?;
-        // The bearer token and the Case data go only where this allows: never trust the
-        // instance_url blindly (a token endpoint could name any host).
-        let instance =
-            InstanceUrl::parse(&token.instance_url, &login, &self.settings.allowed_hosts)
-                .map_err(Error::InstanceUrlRefused)?;
-        tracing::info!(flow = flow.name(), "signed in to Salesforce");
-        let user_id = token.user_id().map(str::to_owned);
-        Ok(Signed {
-            access_token: SecretString::from(token.access_token),
-            instance_url: instance.as_str().to_owned(),
-            flow,
-            user_id,
-        })
-    }
-}
-
-/// What one successful token request gave.
-struct Signed {
-    access_token: SecretString,
-    instance_url: String,
-    flow: AuthFlow,
-    user_id: Option<String>,
-}
-
-/// A granted token with the identity of the credentials that obtained it.
-fn grant(signed: Signed, credentials: &Credentials) -> Grant {
-    Grant {
-        access_token: signed.access_token,
-        instance_url: signed.instance_url,
-        identity: Fingerprint::identity(credentials),
-        flow: signed.flow,
-        user_id: signed.user_id,
+        self.auth.token(deadline, &counts.token_requests).await
     }
 }
 
@@ -1260,7 +1008,7 @@ struct ChunkRun<'a> {
     global: Vec<usize>,
     stages: Vec<Stage>,
     by_external: Vec<bool>,
-    outcomes: Vec<Option<CaseOutcome>>,
+    outcomes: Vec<Option<WriteOutcome>>,
     last_error: Vec<Option<Error>>,
 }
 
@@ -1306,7 +1054,7 @@ impl<R> Step<'_, R> {
     /// The chunk's records still without an outcome that `wanted` selects.
     fn select(
         &self,
-        outcomes: &[Option<CaseOutcome>],
+        outcomes: &[Option<WriteOutcome>],
         wanted: impl Fn(usize) -> bool,
     ) -> Vec<usize> {
         self.chunk
@@ -1322,7 +1070,7 @@ impl<R> Step<'_, R> {
 fn fail_request(
     e: Error,
     affected: &[usize],
-    outcomes: &mut [Option<CaseOutcome>],
+    outcomes: &mut [Option<WriteOutcome>],
     last_error: &mut [Option<Error>],
     request_failure: &Mutex<Option<Error>>,
     attempt: &AttemptState,
@@ -1344,13 +1092,13 @@ fn fail_request(
 fn fail_record(
     i: usize,
     e: Error,
-    outcomes: &mut [Option<CaseOutcome>],
+    outcomes: &mut [Option<WriteOutcome>],
     last_error: &mut [Option<Error>],
 ) {
     if e.class().is_retryable() {
         last_error[i] = Some(e);
     } else {
-        outcomes[i] = Some(CaseOutcome::Failed(e));
+        outcomes[i] = Some(WriteOutcome::Failed(e.to_failure()));
     }
 }
 
@@ -1398,13 +1146,7 @@ fn same_id(a: &str, b: &str) -> bool {
 
 impl CaseSink for SalesforceClient {
     async fn find_customers(&self, numbers: &[&str], deadline: Deadline) -> Lookups {
-        let report = SalesforceClient::find_customers(self, numbers, deadline).await;
-        Lookups {
-            links: report.links,
-            api_calls: report.api_calls,
-            token_requests: report.token_requests,
-            failure: report.failure.as_ref().map(Error::to_failure),
-        }
+        SalesforceClient::find_customers(self, numbers, deadline).await
     }
 
     async fn record_callback_states(
@@ -1412,44 +1154,11 @@ impl CaseSink for SalesforceClient {
         updates: &[(&str, &str)],
         field: &str,
         deadline: Deadline,
-    ) -> Vec<Option<crate::effect::Failure>> {
+    ) -> Vec<Option<Failure>> {
         super::callbacks::record_states(self, updates, field, deadline).await
     }
 
     async fn write_cases(&self, cases: &[&CaseRecord], deadline: Deadline) -> WriteReport {
-        let report = SalesforceClient::write_cases(self, cases, deadline).await;
-        WriteReport {
-            outcomes: report
-                .outcomes
-                .into_iter()
-                .map(|outcome| match outcome {
-                    CaseOutcome::Created { id } => WriteOutcome::Written { id, created: true },
-                    CaseOutcome::Updated { id } => WriteOutcome::Written { id, created: false },
-                    CaseOutcome::Unchanged { id } => WriteOutcome::Unchanged { id },
-                    CaseOutcome::Skipped => WriteOutcome::Skipped,
-                    CaseOutcome::Failed(e) => WriteOutcome::Failed(e.to_failure()),
-                })
-                .collect(),
-            api_calls: report.api_calls,
-            token_requests: report.token_requests,
-            resent: report.resent,
-            quota_exhausted: report.quota_exhausted,
-            systemic: report.systemic.as_ref().map(Error::to_failure),
-        }
-    }
-}
-
-fn transport_error(err: reqwest::Error) -> Error {
-    let kind = if err.is_timeout() {
-        TransportKind::Timeout
-    } else if err.is_connect() {
-        TransportKind::Connect
-    } else {
-        TransportKind::Broken
-    };
-    // Without the URL: it is not secret, but the error text should stay short and stable.
-    Error::Transport {
-        kind,
-        detail: err.without_url().to_string(),
+        SalesforceClient::write_cases(self, cases, deadline).await
     }
 }

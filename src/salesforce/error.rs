@@ -2,7 +2,10 @@
 
 pub use crate::effect::ErrorClass;
 
+use std::time::Duration;
+
 use crate::effect::Failure;
+use crate::retry::{Deadline, RetryPolicy};
 
 /// How a request failed to get an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +165,7 @@ fn auth_hint(error: &str, description: &str) -> &'static str {
              connected app matches private_key in the secret and that the clock is right"
         }
         "invalid_grant" if says("client credentials user") || says("run as") => {
-            "client_credentials: no Run As user is set; enable the client credentials flow on \
+            "client_credentials: no Run As user is set; turn on Enable Client Credentials Flow on \
              the connected app and choose its Run As user"
         }
         "invalid_grant" if says("not supported on this domain") => {
@@ -174,7 +177,7 @@ fn auth_hint(error: &str, description: &str) -> &'static str {
              IP restrictions for the app or allow the Lambda's egress addresses"
         }
         "invalid_grant" => {
-            "check the credentials for the flow in use: password flow: the username and the \
+            "check the credentials for the grant in use: password grant: the username and the \
              password + security token (the user may be locked out after repeated failures); \
              jwt_bearer: username, certificate and pre-authorization; client_credentials: the \
              Run As user"
@@ -186,8 +189,8 @@ fn auth_hint(error: &str, description: &str) -> &'static str {
             "check client_secret (the connected app's consumer secret) in the Salesforce secret"
         }
         "unsupported_grant_type" => {
-            "this org does not allow the selected OAuth flow (new orgs block the username-password \
-             flow): set SALESFORCE_AUTH_FLOW=jwt_bearer or client_credentials"
+            "this org does not allow the selected OAuth grant (new orgs block Salesforce's \
+             Username-Password Flow): set SALESFORCE_AUTH_FLOW=jwt_bearer or client_credentials"
         }
         "invalid_app_access" => {
             "the user may not use this connected app: add the user's profile or a permission set \
@@ -285,6 +288,32 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The HTTP client's failure as an [`Error::Transport`].
+pub(super) fn transport_error(err: reqwest::Error) -> Error {
+    let kind = if err.is_timeout() {
+        TransportKind::Timeout
+    } else if err.is_connect() {
+        TransportKind::Connect
+    } else {
+        TransportKind::Broken
+    };
+    // Without the URL: it is not secret, but the error text should stay short and stable.
+    Error::Transport {
+        kind,
+        detail: err.without_url().to_string(),
+    }
+}
+
+/// The timeout for one request under `policy` before `deadline`.
+///
+/// # Errors
+/// [`Error::DeadlineReached`] when too little time is left to start the request.
+pub(super) fn request_timeout(policy: &RetryPolicy, deadline: Deadline) -> Result<Duration, Error> {
+    deadline
+        .request_timeout(policy.request_timeout, policy.min_request_time)
+        .ok_or(Error::DeadlineReached)
 }
 
 /// Error codes that say a request (or a record) is wrong: fixing it needs a change to the
@@ -457,7 +486,7 @@ mod tests {
     }
 
     #[test]
-    fn token_errors_name_the_admin_action_per_flow() {
+    fn token_errors_name_the_admin_action_per_grant() {
         let hint = |error: &str, description: &str| {
             Error::AuthRejected {
                 status: 400,

@@ -7,30 +7,18 @@ use std::sync::atomic::Ordering;
 use super::client::{CallCounts, SalesforceClient};
 use super::error::Error;
 use super::wire;
+use crate::effect::Lookups;
 use crate::linking::{self, Link};
 use crate::retry::Deadline;
 
 /// Most subrequests in one Composite request (a Salesforce limit).
 pub const MAX_SEARCHES_PER_CALL: usize = 25;
 
-/// What a lookup found, per number in order, with its cost.
-#[derive(Debug, Default)]
-pub struct LookupReport {
-    /// The Contact for each number, when exactly one matched.
-    pub links: Vec<Option<Link>>,
-    /// Data API calls made.
-    pub api_calls: u32,
-    /// Token endpoint calls made.
-    pub token_requests: u32,
-    /// The first failure, when a search could not be made (those numbers stay unlinked).
-    pub failure: Option<Error>,
-}
-
 impl SalesforceClient {
     /// Looks up the Contact of each caller number (E.164), each distinct number once, in
     /// Composite requests of up to 25 searches. A failed search leaves its number unlinked:
     /// linking never holds up a Case.
-    pub async fn find_customers(&self, numbers: &[&str], deadline: Deadline) -> LookupReport {
+    pub async fn find_customers(&self, numbers: &[&str], deadline: Deadline) -> Lookups {
         let counts = CallCounts::default();
         let mut distinct: Vec<&str> = numbers.to_vec();
         distinct.sort_unstable();
@@ -40,7 +28,7 @@ impl SalesforceClient {
             .filter_map(|n| linking::search_terms(n).map(|t| (n, linking::phone_search(&t))))
             .collect();
         let mut found: HashMap<&str, Link> = HashMap::new();
-        let mut failure = None;
+        let mut failure: Option<Error> = None;
         let version = &self.settings().api_version;
         for chunk in searchable.chunks(MAX_SEARCHES_PER_CALL) {
             let searches: Vec<String> = chunk.iter().map(|(_, s)| s.clone()).collect();
@@ -76,11 +64,11 @@ impl SalesforceClient {
                 }
             }
         }
-        LookupReport {
+        Lookups {
             links: numbers.iter().map(|n| found.get(n).cloned()).collect(),
             api_calls: counts.api_calls.load(Ordering::Relaxed),
             token_requests: counts.token_requests.load(Ordering::Relaxed),
-            failure,
+            failure: failure.as_ref().map(Error::to_failure),
         }
     }
 }

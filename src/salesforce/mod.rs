@@ -1,5 +1,6 @@
-//! Salesforce REST: OAuth grants and token cache ([`auth`]), batched idempotent Case upserts
-//! ([`client`]), wire formats ([`wire`], pure) and typed errors ([`error`]).
+//! Salesforce REST: OAuth grants, the token cache and logins ([`auth`]), batched idempotent Case
+//! upserts reported as [`crate::effect::WriteReport`] ([`client`]), wire formats ([`wire`],
+//! pure) and typed errors ([`error`]).
 //!
 //! Nothing in this module knows about Kinesis or CTRs beyond [`crate::case::CaseRecord`], so a
 //! contact-flow Lambda can reuse it for hand-off Cases. It reads no configuration and no AWS
@@ -21,9 +22,9 @@ pub mod recorder;
 
 pub use assignment::AssignmentRules;
 pub use auth::{
-    AuthFlow, CredentialProvider, Credentials, Fingerprint, Grant, Login, StaticCredentials,
+    CredentialProvider, Credentials, Fingerprint, Grant, IssuedToken, Login, StaticCredentials,
     TokenCache,
 };
-pub use client::{CaseOutcome, CaseWriteReport, SalesforceClient, SalesforceSettings};
+pub use client::{SalesforceClient, SalesforceSettings};
 pub use error::{Error, ErrorClass, TransportKind};
 pub use recorder::{RecordedRequest, RequestRecorder};
