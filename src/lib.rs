@@ -42,11 +42,13 @@
 //! I/O:
 //! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
 //! - [`salesforce`]: OAuth flows, token cache, Case writes, wire formats, typed errors, and a
-//!   request recorder for dry runs. Uses no `config`, `secrets` or `queue`.
-//! - [`secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
-//! - [`queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
-//! - [`callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter queue.
-//! - [`connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
+//!   request recorder for dry runs. Uses no `config` and no [`aws`] adapter.
+//! - [`aws`]: every AWS adapter, in one place:
+//!   - [`aws::secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
+//!   - [`aws::queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
+//!   - [`aws::callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter
+//!     queue.
+//!   - [`aws::connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
 //!
 //! Wiring:
 //! - [`config`]: environment variables → the settings of each module above.
@@ -63,14 +65,13 @@
 //!   `redrive` / `check`); each only bootstraps.
 
 pub mod app;
+pub mod aws;
 pub mod callback;
 pub mod callback_batch;
 pub mod callback_function;
-pub mod callback_queue;
 pub mod case;
 pub mod classify;
 pub mod config;
-pub mod connect;
 pub mod ctr;
 pub mod doctor;
 pub mod effect;
@@ -84,12 +85,10 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod privacy;
-pub mod queue;
 pub mod redrive;
 pub mod report;
 pub mod report_table;
 pub mod retry;
 pub mod salesforce;
-pub mod secrets;
 pub mod stream;
 pub mod stream_scope;
