@@ -49,6 +49,8 @@
 //!   - [`aws::callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter
 //!     queue.
 //!   - [`aws::connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
+//!   - [`aws::sqs`], [`aws::kinesis`]: the queues and the stream `ctr-cases redrive` uses,
+//!     behind the [`aws::sqs::MessageQueue`] and [`aws::kinesis::StreamReader`] traits.
 //!
 //! Wiring:
 //! - [`config`]: environment variables → the settings of each module above.
@@ -56,7 +58,10 @@
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
 //! - [`doctor`]: `ctr-cases check`: the org check plus login, API usage, assignment rules,
 //!   Case sharing and the dead-letter queue, as rows for people ([`doctor::rows`]: table, JSON).
-//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
+//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline, and
+//!   refused callback requests back to the callback queue: options, pure decisions
+//!   ([`redrive::decide`], [`redrive::range`]), the rounds over the [`aws`] traits
+//!   ([`redrive::rounds`]) and the output ([`redrive::output`]).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
 //! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
 //!   tasks, task ids on the Cases).

@@ -35,9 +35,10 @@ pub struct KinesisReader {
 impl StreamReader for KinesisReader {
     /// Reads `range` back from the deployment's stream (`scope`): `GetShardIterator`
     /// (`AT_SEQUENCE_NUMBER` at its start) then `GetRecords` until past its end, checked and
-    /// bounded by a [`RangeCollector`] (at most the deployment's batch size of records). The calls
-    /// name the deployment's stream ARN and go to its Region, whatever the message named (check it
-    /// first with [`crate::redrive::range::admit_range`] or [`crate::redrive::decide::admit_letter`]); a stream of another account works when the
+    /// bounded by a [`RangeCollector`] (at most the deployment's batch size of records). The
+    /// calls name the deployment's stream ARN and go to its Region, whatever the message named
+    /// (check it first with [`crate::redrive::range::admit_range`] or
+    /// [`crate::redrive::decide::admit_letter`]); a stream of another account works when the
     /// deployment names it.
     ///
     /// # Errors

@@ -1,6 +1,6 @@
 //! Redrive: dead letters (parked and rejected records) and ShardFailureQueue ranges back
-//! through the same pipeline as the Lambda ([`crate::pipeline::run`]); `ctr-cases redrive` is a thin
-//! adapter that wires the AWS adapters ([`crate::aws::sqs::SqsQueue`],
+//! through the same pipeline as the Lambda ([`crate::pipeline::run`]); `ctr-cases redrive` is
+//! a thin adapter that wires the AWS adapters ([`crate::aws::sqs::SqsQueue`],
 //! [`crate::aws::kinesis::KinesisReader`]) into a [`rounds::Redrive`] and runs it.
 //!
 //! Layout:
@@ -25,12 +25,12 @@
 //! Without a configured stream, nothing is read from a stream: `--shard-failures` refuses to
 //! run, and letters whose data was cut are left (letters carrying their full data still work).
 //!
-//! How a run goes, in rounds: receive new messages (up to [`decide::ROUND_MESSAGES`] and about
-//! [`decide::ROUND_BYTES`] of bodies, never past `--limit`) until SQS returns nothing new, run their
-//! records through the pipeline, delete the messages whose records all reached a final state
-//! (any action but `retry`), then receive again. A round is processed in parts of at most
-//! [`decide::ROUND_RECORDS`] records and about [`decide::ROUND_BYTES`] of data, so its memory is bounded
-//! whatever the messages name. Messages that are not deleted stay in flight until the run ends,
+//! How a run goes, in rounds: receive new messages (up to [`decide::ROUND_MESSAGES`] and
+//! about [`decide::ROUND_BYTES`] of bodies, never past `--limit`) until SQS returns nothing
+//! new, run their records through the pipeline, delete the messages whose records all reached
+//! a final state (any action but `retry`), then receive again. A round is processed in parts of
+//! at most [`decide::ROUND_RECORDS`] records and about [`decide::ROUND_BYTES`] of data, so its
+//! memory is bounded whatever the messages name. Messages that are not deleted stay in flight until the run ends,
 //! so nothing is read twice; at the end, the ones not redriven are made visible again, and the
 //! ones that failed again stay hidden until their visibility timeout expires.
 //!

@@ -155,7 +155,8 @@ impl ShardRange {
     }
 
     /// The Region named by the message's stream ARN. Only for display: calls go to the
-    /// deployment's stream and Region ([`read_range`]), never to the message's.
+    /// deployment's stream and Region ([`crate::aws::kinesis::StreamReader`]), never to the
+    /// message's.
     pub fn region(&self) -> Option<&str> {
         self.stream_arn.split(':').nth(3).filter(|r| !r.is_empty())
     }

@@ -1146,7 +1146,7 @@ mod tests {
             ]
         );
         assert_eq!(*w.org.written.lock().unwrap(), 3);
-        assert_eq!(w.queue.ids(), [stranger.clone()]);
+        assert_eq!(w.queue.ids(), std::slice::from_ref(&stranger));
         assert_eq!(*w.queue.released.lock().unwrap(), [stranger]);
         assert_eq!(w.queue.in_flight(), 0);
         assert_eq!((run.summary.read, run.summary.deleted), (4, 3));
@@ -1161,7 +1161,7 @@ mod tests {
         let id = w.queue.push(&parked(1));
         let run = w.run(false).await;
         assert_eq!(results(&run), [(id.as_str(), "would_delete")]);
-        assert_eq!(w.queue.ids(), [id.clone()]);
+        assert_eq!(w.queue.ids(), std::slice::from_ref(&id));
         assert_eq!(*w.queue.released.lock().unwrap(), [id]);
         assert!(run.summary.dry_run);
     }
