@@ -30,13 +30,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use criterion::{Criterion, Throughput};
+use ctr_cases::aws::queue::LetterRecorder;
 use ctr_cases::classify::{ClassifyConfig, classify};
 use ctr_cases::config::DryRunConfig;
 use ctr_cases::ctr::Ctr;
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
 use ctr_cases::plan::{self, InputRecord, Plan, Settings};
-use ctr_cases::queue::LetterRecorder;
 use ctr_cases::report::{Action, BatchReport};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;

@@ -7,17 +7,17 @@ use std::time::Duration;
 
 use lambda_runtime::Diagnostic;
 
+use crate::aws::callback_queue::{CallbackQueue, CallbackTarget};
+use crate::aws::connect::TaskStarter;
+use crate::aws::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
+use crate::aws::secrets::CredentialSource;
 use crate::callback_function::CallbackState;
-use crate::callback_queue::{CallbackQueue, CallbackTarget};
 use crate::config::{Config, ConfigError, CredentialsConfig};
-use crate::connect::TaskStarter;
 use crate::pipeline;
 use crate::plan::{InputRecord, Settings};
-use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
 use crate::report::BatchReport;
 use crate::retry::{Deadline, DeadlineSource};
 use crate::salesforce::{self, SalesforceClient};
-use crate::secrets::CredentialSource;
 
 /// Where the per-batch EMF metrics line goes.
 #[derive(Debug, Clone)]

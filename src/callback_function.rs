@@ -20,10 +20,10 @@ use std::time::Duration;
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 
+use crate::aws::callback_queue::CallbackQueue;
+use crate::aws::connect::{StartError, TaskStarter};
 use crate::callback::{self, CallbackRequest};
 use crate::callback_batch::{self, CallbackSummary, Message, MessageOutcome, Planned};
-use crate::callback_queue::CallbackQueue;
-use crate::connect::{StartError, TaskStarter};
 use crate::effect::{ErrorClass, SendOutcome};
 use crate::retry::Deadline;
 use crate::salesforce::SalesforceClient;

@@ -42,11 +42,15 @@
 //! I/O:
 //! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
 //! - [`salesforce`]: OAuth grants, token cache, Case writes, wire formats, typed errors, and a
-//!   request recorder for dry runs. Uses no `config`, `secrets` or `queue`.
-//! - [`secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
-//! - [`queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
-//! - [`callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter queue.
-//! - [`connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
+//!   request recorder for dry runs. Uses no `config` and no [`aws`] adapter.
+//! - [`aws`]: every AWS adapter, in one place:
+//!   - [`aws::secrets`]: credentials from Secrets Manager (a [`salesforce::CredentialProvider`]).
+//!   - [`aws::queue`]: dead-letter sinks (SQS `SendMessageBatch`, file, memory, recorder).
+//!   - [`aws::callback_queue`]: the callback queue (SQS FIFO, by ContactId) and its dead-letter
+//!     queue.
+//!   - [`aws::connect`]: Amazon Connect `StartTaskContact`, paced, with typed errors.
+//!   - [`aws::sqs`], [`aws::kinesis`]: the queues and the stream `ctr-cases redrive` uses,
+//!     behind the [`aws::sqs::MessageQueue`] and [`aws::kinesis::StreamReader`] traits.
 //!
 //! Wiring:
 //! - [`config`]: environment variables → the settings of each module above.
@@ -54,7 +58,10 @@
 //! - [`stream`]: the stream Lambda's entry point (Kinesis batch → partial batch response).
 //! - [`doctor`]: `ctr-cases check`: the org check plus login, API usage, assignment rules,
 //!   Case sharing and the dead-letter queue, as rows for people ([`doctor::rows`]: table, JSON).
-//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline (SQS, Kinesis).
+//! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline, and
+//!   refused callback requests back to the callback queue: options, pure decisions
+//!   ([`redrive::decide`], [`redrive::range`]), the rounds over the [`aws`] traits
+//!   ([`redrive::rounds`]) and the output ([`redrive::output`]).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
 //! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
 //!   tasks, task ids on the Cases).
@@ -63,14 +70,13 @@
 //!   `redrive` / `check`); each only bootstraps.
 
 pub mod app;
+pub mod aws;
 pub mod callback;
 pub mod callback_batch;
 pub mod callback_function;
-pub mod callback_queue;
 pub mod case;
 pub mod classify;
 pub mod config;
-pub mod connect;
 pub mod ctr;
 pub mod doctor;
 pub mod effect;
@@ -84,12 +90,10 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod privacy;
-pub mod queue;
 pub mod redrive;
 pub mod report;
 pub mod report_table;
 pub mod retry;
 pub mod salesforce;
-pub mod secrets;
 pub mod stream;
 pub mod stream_scope;

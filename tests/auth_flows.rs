@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use base64::Engine as _;
+use ctr_cases::aws::secrets::{CredentialSource, Credentials};
 use ctr_cases::case::{self, CaseRecord};
 use ctr_cases::classify;
 use ctr_cases::ctr::Ctr;
@@ -24,7 +25,6 @@ use ctr_cases::salesforce::wire::parse_token_response;
 use ctr_cases::salesforce::{
     CredentialProvider, ErrorClass, Grant, SalesforceClient, SalesforceSettings,
 };
-use ctr_cases::secrets::{CredentialSource, Credentials};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::fake_salesforce::{self as fake, FakeOptions, FakeSalesforce, RecordedRequest};

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ctr_cases::app::AppState;
+use ctr_cases::aws::callback_queue::{CallbackQueue, CallbackTarget};
+use ctr_cases::aws::connect::TaskStarter;
 use ctr_cases::callback_batch::Message;
 use ctr_cases::callback_function::{self, CallbackState};
-use ctr_cases::callback_queue::{CallbackQueue, CallbackTarget};
-use ctr_cases::connect::TaskStarter;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::SalesforceClient;
@@ -84,7 +84,7 @@ impl World {
         let callbacks = config.callbacks.clone().expect("callbacks are on");
         let credentials = match &config.credentials {
             ctr_cases::config::CredentialsConfig::Inline(c) => {
-                ctr_cases::secrets::CredentialSource::Static(c.clone())
+                ctr_cases::aws::secrets::CredentialSource::Static(c.clone())
             }
             other => panic!("inline credentials expected, got {other:?}"),
         };

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use aws_lambda_events::streams::KinesisEventResponse;
 use ctr_cases::app::AppState;
+use ctr_cases::aws::queue::DeadLetterSink;
 use ctr_cases::event::KinesisEnvelope;
-use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
 use ctr_cases::stream::{handle, process_batch};

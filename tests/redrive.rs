@@ -808,6 +808,7 @@ async fn help_explains_each_flag_with_an_example() {
             "--visibility-timeout",
             "--stream-arn",
             "--batch-size",
+            "--callback-queue",
         ],
         4,
     );
@@ -894,5 +895,98 @@ async fn redrive_applies_not_accessible_letters_and_never_reassigns_an_agents_ca
     assert!(
         updates.iter().all(|h| h.value.as_deref() == Some("FALSE")),
         "{updates:#?}"
+    );
+}
+
+/// A callback request as the stream function queues it for dropped call `n` (and as the callback
+/// function moves it, unchanged, to the callback dead-letter queue when Connect refuses it).
+fn callback_request(n: u64) -> String {
+    json!({
+        "contactId": contact_uuid(n),
+        "caseId": format!("500FAKE0000000{n:02}AA"),
+        "phone": caller_number(n),
+        "outcome": "dropped",
+    })
+    .to_string()
+}
+
+/// See: issue #20. Refused callback requests go back from the callback dead-letter queue to the
+/// callback queue, each deleted only once sent; the copy is not dropped as a repeat of the
+/// request the stream function queued minutes ago under the ContactId.
+#[tokio::test]
+async fn callback_requests_in_the_callback_dead_letter_queue_go_back_to_the_callback_queue() {
+    let moto = moto::start().await;
+    let fake = fake_salesforce::start().await;
+    let dlq = moto.create_fifo_queue("callback-dead-letters.fifo").await;
+    let callbacks = moto.create_fifo_queue("callbacks.fifo").await;
+    for n in 1..=2 {
+        let contact = contact_uuid(n);
+        // Queued by the stream function under its ContactId moments ago, then refused by
+        // Connect. SQS remembers that deduplication id for 5 minutes even once the message is
+        // gone; moto only while the message is there, so it stays in the callback queue here.
+        moto.send_fifo_message(&callbacks, &callback_request(n), &contact, &contact)
+            .await;
+        moto.send_fifo_message(&dlq, &callback_request(n), &contact, &contact)
+            .await;
+    }
+
+    let lines = cli_lines(&["redrive", "--queue", &dlq], &moto, &fake).await;
+    let requests = message_lines(&lines);
+    assert_eq!(requests.len(), 2, "{lines:#?}");
+    for line in &requests {
+        assert_eq!(line["error"], "callback_queue_not_configured");
+        assert_eq!(line["kind"], "callback_request");
+    }
+
+    let env = [("CALLBACK_QUEUE_URL", callbacks.as_str())];
+    let lines = cli_env_lines(&["redrive", "--queue", &dlq], &env, &moto, &fake).await;
+    for n in 1..=2 {
+        let line = line_for(&lines, n);
+        assert_eq!(line["message"], "would_resend", "{lines:#?}");
+    }
+    assert_eq!(
+        moto.message_counts(&callbacks).await,
+        (2, 0),
+        "a dry run sends nothing"
+    );
+    assert_eq!(moto.message_counts(&dlq).await, (2, 0));
+
+    let lines = cli_lines(
+        &[
+            "redrive",
+            "--queue",
+            &dlq,
+            "--callback-queue",
+            &callbacks,
+            "--send",
+        ],
+        &moto,
+        &fake,
+    )
+    .await;
+    for n in 1..=2 {
+        assert_eq!(line_for(&lines, n)["message"], "resent", "{lines:#?}");
+    }
+    assert_eq!(summary(&lines)["deleted"], 2);
+    assert_eq!(moto.message_counts(&dlq).await, (0, 0));
+    assert_eq!(
+        moto.message_counts(&callbacks).await,
+        (4, 0),
+        "the copies are not dropped as repeats of the first requests"
+    );
+    let sent = moto.receive_all(&callbacks).await;
+    for n in 1..=2 {
+        let copy = sent
+            .iter()
+            .find(|m| m.body() == Some(callback_request(n).as_str()))
+            .expect("the request, unchanged");
+        let group = copy
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId));
+        assert_eq!(group.map(String::as_str), Some(contact_uuid(n).as_str()));
+    }
+    assert!(
+        fake.org.case(&contact_uuid(1)).is_none(),
+        "no Case is written"
     );
 }

@@ -20,17 +20,19 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{ArgGroup, Parser, Subcommand};
 use ctr_cases::app::AppState;
-use ctr_cases::callback_queue::CallbackTarget;
+use ctr_cases::aws::callback_queue::CallbackTarget;
+use ctr_cases::aws::kinesis::{KinesisReader, StreamReader};
+use ctr_cases::aws::queue::{DeadLetterSink, LetterRecorder};
+use ctr_cases::aws::sqs::{MessageQueue, SqsQueue};
 use ctr_cases::config::{Config, DryRunConfig};
 use ctr_cases::doctor::{self, DeadLetterQueue, Doctor, Row};
 use ctr_cases::effect::{CaseSink, LetterSink};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
-use ctr_cases::queue::{DeadLetterSink, LetterRecorder};
-use ctr_cases::redrive::{
-    DEFAULT_VISIBILITY_TIMEOUT, KindFilter, Line, Progress, ProgressCounts, Redrive, RedriveError,
-    RedriveRun, Summary,
-};
+use ctr_cases::redrive::RedriveError;
+use ctr_cases::redrive::options::{DEFAULT_VISIBILITY_TIMEOUT, KindFilter};
+use ctr_cases::redrive::output::{Line, Progress, ProgressCounts, Summary};
+use ctr_cases::redrive::rounds::{Redrive, RedriveRun};
 use ctr_cases::report::BatchReport;
 use ctr_cases::report_table::{self, short_sequence};
 use ctr_cases::retry::Deadline;
@@ -105,6 +107,14 @@ enum Command {
             (not a letter, a kind not asked for, a range that cannot be read) are left in place \
             and made visible again when the run ends; on a FIFO queue, --send moves them to the \
             back of their message group so they do not block the messages behind them.\n\n\
+            The callback queue's dead-letter queue holds the callback requests Amazon Connect \
+            refused for good (a bad contact flow, too many open tasks). Redriving it with \
+            --queue sends each request to the callback queue again (--callback-queue, or \
+            CALLBACK_QUEUE_URL) and deletes it once the send succeeded; without a callback \
+            queue they are left in place. The copy gets a deduplication id of its own (the \
+            ContactId plus the dead-lettered message's id), so SQS does not drop it as a \
+            repeat, and the contact still gets at most one task: the callback function skips a \
+            Case that already has one, and Connect's ClientToken returns the first task.\n\n\
             What a message says is not trusted. Records are read only from the deployment's \
             stream (--stream-arn, or KINESIS_STREAM_ARN as the stream function has it), in its \
             Region: a message naming another stream, account or Region is left in the queue \
@@ -114,14 +124,16 @@ enum Command {
             and letters whose data was cut are left; letters carrying their full data are \
             redriven.\n\n\
             Configuration comes from the same environment variables as the Lambda (SALESFORCE_*, \
-            CASE_*, CTR_CHANNELS, DEAD_LETTER_QUEUE_URL, KINESIS_STREAM_ARN, KINESIS_BATCH_SIZE, \
+            CASE_*, CTR_CHANNELS, DEAD_LETTER_QUEUE_URL, CALLBACK_QUEUE_URL, KINESIS_STREAM_ARN, \
+            KINESIS_BATCH_SIZE, \
             …); AWS access from the usual AWS_* \
             variables and profiles.",
         after_help = "Examples:\n  \
         ctr-cases redrive --queue \"$DLQ\"                          # dry run: one row per letter\n  \
         ctr-cases redrive --queue \"$DLQ\" --send --limit 500\n  \
         ctr-cases redrive --queue \"$DLQ\" --kinds poison_record --json | jq .error\n  \
-        ctr-cases redrive --shard-failures \"$SFQ\" --send   # needs KINESIS_STREAM_ARN (or --stream-arn)"
+        ctr-cases redrive --shard-failures \"$SFQ\" --send   # needs KINESIS_STREAM_ARN (or --stream-arn)\n  \
+        ctr-cases redrive --queue \"$CALLBACK_DLQ\" --callback-queue \"$CALLBACK_QUEUE_URL\" --send"
     )]
     Redrive {
         /// The dead-letter queue to redrive (the stream function's DEAD_LETTER_QUEUE_URL). Each
@@ -187,6 +199,12 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_BATCH_SIZE))
         )]
         batch_size: u32,
+        /// The callback queue (the stack's CALLBACK_QUEUE_URL): callback requests found in the
+        /// --queue being redriven (the callback dead-letter queue) are sent to it again, then
+        /// deleted. Example: `--callback-queue
+        /// https://sqs.eu-west-1.amazonaws.com/123456789012/ctr-cases-callbacks.fifo`.
+        #[arg(long, value_name = "URL", env = "CALLBACK_QUEUE_URL")]
+        callback_queue: Option<String>,
     },
     /// Check the org and the deployment before enabling the trigger; exits non-zero on any ✗.
     #[command(
@@ -252,6 +270,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             visibility_timeout,
             stream_arn,
             batch_size,
+            callback_queue,
         } => {
             let source = match (queue, shard_failures) {
                 (Some(url), _) => Source::Letters(url, kinds.unwrap_or_default()),
@@ -266,6 +285,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 stream: stream_arn
                     .map(|arn| StreamScope::new(arn, batch_size))
                     .transpose()?,
+                callback_queue,
             };
             redrive(source, options).await.map(|()| ExitCode::SUCCESS)
         }
@@ -447,6 +467,8 @@ struct RedriveOptions {
     visibility_timeout: Duration,
     /// The deployment's stream and batch size (`--stream-arn`, `--batch-size`).
     stream: Option<StreamScope>,
+    /// Where callback requests from the callback dead-letter queue go (`--callback-queue`).
+    callback_queue: Option<String>,
 }
 
 async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> {
@@ -462,7 +484,17 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
         .load()
         .await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let queue = SqsQueue {
+        client: sqs.clone(),
+        queue_url: queue_url.clone(),
+    };
+    let callback_queue = options.callback_queue.clone().map(|queue_url| SqsQueue {
+        client: sqs.clone(),
+        queue_url,
+    });
+    let stream_reader = KinesisReader {
+        client: aws_sdk_kinesis::Client::new(&aws),
+    };
     let run = if options.send {
         let mut state = AppState::from_config(Config::from_env()?).await?;
         state.metrics.enabled = false;
@@ -500,8 +532,9 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             callbacks: &state.callbacks,
             letters_queue_url: letters_queue_url.as_deref(),
             send: true,
-            sqs: &sqs,
-            kinesis: &kinesis,
+            queue: &queue,
+            callback_queue: callback_queue.as_ref(),
+            stream_reader: &stream_reader,
             stream: options.stream.as_ref(),
             visibility_timeout: options.visibility_timeout,
             limit: options.limit,
@@ -528,8 +561,9 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
             callbacks: &CallbackTarget::Off,
             letters_queue_url: None,
             send: false,
-            sqs: &sqs,
-            kinesis: &kinesis,
+            queue: &queue,
+            callback_queue: callback_queue.as_ref(),
+            stream_reader: &stream_reader,
             stream: options.stream.as_ref(),
             visibility_timeout: options.visibility_timeout,
             limit: options.limit,
@@ -558,13 +592,13 @@ async fn redrive(source: Source, options: RedriveOptions) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn run_redrive<C: CaseSink, L: LetterSink>(
-    redrive: &Redrive<'_, C, L>,
+async fn run_redrive<C: CaseSink, L: LetterSink, Q: MessageQueue, S: StreamReader>(
+    redrive: &Redrive<'_, C, L, Q, S>,
     source: &Source,
 ) -> Result<RedriveRun, RedriveError> {
     match source {
-        Source::Letters(url, kinds) => redrive.letters(url, kinds).await,
-        Source::ShardFailures(url) => redrive.shard_failures(url).await,
+        Source::Letters(_, kinds) => redrive.letters(kinds).await,
+        Source::ShardFailures(_) => redrive.shard_failures().await,
     }
 }
 

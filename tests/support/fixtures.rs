@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ctr_cases::app::{AppState, MetricsTarget};
+use ctr_cases::aws::queue::DeadLetterSink;
+use ctr_cases::aws::secrets::CredentialSource;
 use ctr_cases::config::{Config, CredentialsConfig};
 use ctr_cases::event::{KinesisEnvelope, record_for};
-use ctr_cases::queue::DeadLetterSink;
 use ctr_cases::salesforce::SalesforceClient;
-use ctr_cases::secrets::CredentialSource;
 use lambda_runtime::{Context, LambdaEvent};
 
 use super::fake_salesforce::{self, FakeSalesforce};

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use ctr_cases::app::AppState;
+use ctr_cases::aws::queue::DeadLetterSink;
+use ctr_cases::aws::secrets::CredentialSource;
 use ctr_cases::config::CredentialsConfig;
-use ctr_cases::queue::DeadLetterSink;
-use ctr_cases::secrets::CredentialSource;
 
 use super::fixtures;
 use super::moto::Moto;

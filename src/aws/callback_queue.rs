@@ -8,9 +8,9 @@
 
 use futures::StreamExt as _;
 
+use crate::aws::queue::{MAX_BATCH_ENTRIES, send_entries};
 use crate::callback::CallbackRequest;
 use crate::effect::{CallbackSink, SendOutcome};
-use crate::queue::{MAX_BATCH_ENTRIES, send_entries};
 use crate::retry::Deadline;
 
 /// `SendMessageBatch` calls in flight at once.
