@@ -36,3 +36,34 @@ pub(super) fn noun(channel: &str) -> (&'static str, &'static str) {
         _ => ("call", "Call"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_read_without_regard_to_case_and_default_to_voice() {
+        let channel = |json: &str| {
+            let ctr = Ctr::from_json(format!(
+                r#"{{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe"{json}}}"#
+            ))
+            .unwrap();
+            channel_of(&ctr).to_owned()
+        };
+        assert_eq!(channel(r#","Channel":"chat""#), "CHAT");
+        assert_eq!(channel(r#","Channel":"Task""#), "TASK");
+        assert_eq!(channel(r#","Channel":"EMAIL""#), "EMAIL");
+        assert_eq!(channel(r#","Channel":"VOICE""#), "VOICE");
+        assert_eq!(channel(r#","Channel":"FAX""#), "VOICE");
+        assert_eq!(channel(""), "VOICE");
+    }
+
+    #[test]
+    fn each_channel_has_its_origin_and_noun() {
+        let of = |c: &str| (origin_for(c), noun(c));
+        assert_eq!(of("VOICE"), ("Phone", ("call", "Call")));
+        assert_eq!(of("CHAT"), ("Web", ("chat", "Chat")));
+        assert_eq!(of("TASK"), ("Web", ("task", "Task")));
+        assert_eq!(of("EMAIL"), ("Email", ("email", "Email")));
+    }
+}

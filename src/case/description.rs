@@ -175,5 +175,112 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(Time(Some(far)).to_string(), "0099-12-31T23:59:59Z");
+        // Past year 9999 the digits do not fit: chrono writes the year with its sign.
+        let later = chrono::TimeZone::with_ymd_and_hms(&Utc, 10_000, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(Time(Some(later)).to_string(), "+10000-01-02T03:04:05Z");
+    }
+
+    fn context(json: &str, outcome: &Outcome) -> String {
+        let ctr = Ctr::from_json(json.into()).unwrap();
+        let mut out = String::new();
+        write_context(&mut out, &ctr, outcome, &AttributeFilter::default());
+        out
+    }
+
+    #[test]
+    fn context_block_lists_every_fact_of_a_queued_chat() {
+        let json = r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","Channel":"chat",
+            "InitiationMethod":"API","DisconnectReason":"CUSTOMER_DISCONNECT",
+            "CustomerEndpoint":{"Address":"jo@example.com"},"SystemEndpoint":{"Address":"support"},
+            "InitiationTimestamp":"2024-02-25T08:35:09Z",
+            "ConnectedToSystemTimestamp":"2024-02-25T08:35:10Z",
+            "DisconnectTimestamp":"2024-02-25T08:37:09Z",
+            "Queue":{"Name":"Billing","EnqueueTimestamp":"2024-02-25T08:35:30Z"},
+            "PreviousContactId":"0e5a3c2b-1111-4222-8333-444455556666","NextContactId":"",
+            "InitialContactId":"7d3c2b1a-0000-4000-8000-000000000001",
+            "Attributes":{"intent":"billing","cvv":"123","note":"4111111111111111"}}"#;
+        assert_eq!(
+            context(json, &Outcome::QueuedAbandoned),
+            "Amazon Connect contact 5ca32fbd-8f92-46af-92a5-6b0f970f0efe\n\
+             Outcome: Chat abandoned in queue (disconnect reason: CUSTOMER_DISCONNECT)\n\
+             Channel: chat, initiation: API\n\
+             Customer: jo@example.com\n\
+             Dialled: support\n\
+             Started: 2024-02-25T08:35:09Z\n\
+             Reached contact flow: 2024-02-25T08:35:10Z\n\
+             Disconnected: 2024-02-25T08:37:09Z\n\
+             Duration: 120 s\n\
+             Queue: Billing (entered 2024-02-25T08:35:30Z, left unknown)\n\
+             Previous contact: 0e5a3c2b-1111-4222-8333-444455556666\n\
+             Initial contact: 7d3c2b1a-0000-4000-8000-000000000001\n\
+             Contact attributes:\n  intent: billing\n  note: ************1111\n"
+        );
+    }
+
+    #[test]
+    fn context_block_of_a_bare_call_says_unknown_and_none() {
+        let json = r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+            "NextContactId":"0e5a3c2b-1111-4222-8333-444455556666","Attributes":{"cvv":"123"}}"#;
+        let dropped = Outcome::Dropped {
+            disconnect_reason: Some("TELECOM_PROBLEM".into()),
+        };
+        assert_eq!(
+            context(json, &dropped),
+            "Amazon Connect contact 5ca32fbd-8f92-46af-92a5-6b0f970f0efe\n\
+             Outcome: Dropped call (disconnect reason: TELECOM_PROBLEM)\n\
+             Channel: unknown, initiation: unknown\n\
+             Caller: unknown\n\
+             Started: unknown\n\
+             Reached contact flow: unknown\n\
+             Disconnected: unknown\n\
+             Queue: none (the contact never left the contact flow)\n\
+             Next contact: 0e5a3c2b-1111-4222-8333-444455556666\n\
+             Contact attributes: none\n"
+        );
+        let no_reason = context(
+            json,
+            &Outcome::Dropped {
+                disconnect_reason: None,
+            },
+        );
+        assert!(no_reason.contains("Outcome: Dropped call\n"), "{no_reason}");
+    }
+
+    #[test]
+    fn titles_name_the_outcome_and_the_channel() {
+        let title = |outcome: Outcome, channel: &str| Title(&outcome, channel).to_string();
+        let dropped = || Outcome::Dropped {
+            disconnect_reason: None,
+        };
+        assert_eq!(title(dropped(), "VOICE"), "Dropped call");
+        assert_eq!(title(dropped(), "TASK"), "Dropped task");
+        assert_eq!(
+            title(Outcome::QueuedAbandoned, "EMAIL"),
+            "Email abandoned in queue"
+        );
+        assert_eq!(
+            title(Outcome::HappyPath(HappyPath::LiveAgent), "CHAT"),
+            "Chat handled by an agent"
+        );
+        assert_eq!(
+            title(Outcome::HappyPath(HappyPath::VirtualAgentResolved), "VOICE"),
+            "Call resolved by the virtual agent"
+        );
+        assert_eq!(
+            title(Outcome::HappyPath(HappyPath::VirtualAgentHandoff), "TASK"),
+            "Task handed off by the virtual agent"
+        );
+        assert_eq!(
+            title(Outcome::Handoff, "CHAT"),
+            "Virtual agent hand-off (chat)"
+        );
+        assert_eq!(title(Outcome::TransferredOut, "EMAIL"), "Transferred email");
+        for skipped in [
+            Outcome::SkippedChannel("CHAT".into()),
+            Outcome::SkippedInitiation("OUTBOUND".into()),
+            Outcome::CallbackTask,
+        ] {
+            assert_eq!(title(skipped, "VOICE"), "Contact");
+        }
     }
 }

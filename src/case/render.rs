@@ -359,4 +359,123 @@ mod tests {
         assert_eq!(len("SuppliedPhone"), 40);
         assert!(case.fields["Subject"].as_str().unwrap().ends_with('…'));
     }
+
+    /// Every way a template names one attribute goes through the filter and the card mask.
+    #[test]
+    fn attribute_placeholders_are_filtered_and_masked() {
+        let mapping = default_mapping()
+            .with_overrides(
+                r#"{"Note__c":"{Attributes.note}","Cvv__c":"{Attributes.cvv|hidden}",
+                    "Card__c":"{Attributes.creditCardNumber|hidden}"}"#,
+            )
+            .unwrap();
+        let (ctr, outcome) = sensitive();
+        let case = build(&ctr, &outcome, &mapping);
+        assert_eq!(case.fields["Note__c"], "card ****.****.****.1111 expired");
+        assert_eq!(case.fields["Cvv__c"], "hidden");
+        assert_eq!(case.fields["Card__c"], "hidden");
+    }
+
+    #[test]
+    fn placeholders_render_values_and_fallbacks_only_when_absent() {
+        let mapping = default_mapping()
+            .with_overrides(
+                r#"{"Reason__c":"{DisconnectReason|none}","Agent__c":"{Agent.Username|nobody}",
+                    "Id__c":"{contact_id}","Padded__c":"  {outcome_code}  ","Blank__c":"   "}"#,
+            )
+            .unwrap();
+        let (ctr, outcome) = dropped();
+        let case = build(&ctr, &outcome, &mapping);
+        assert_eq!(case.fields["Reason__c"], "CONTACT_FLOW_DISCONNECT");
+        assert_eq!(case.fields["Agent__c"], "nobody");
+        assert_eq!(case.fields["Id__c"], "5ca32fbd-8f92-46af-92a5-6b0f970f0efe");
+        assert_eq!(case.fields["Padded__c"], "dropped");
+        assert!(!case.fields.contains_key("Blank__c"));
+    }
+
+    #[test]
+    fn task_contacts_get_the_task_templates() {
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","Channel":"TASK",
+                "InitiationMethod":"API"}"#
+                .into(),
+        )
+        .unwrap();
+        let config = ClassifyConfig {
+            channels: vec!["TASK".into()],
+            ..ClassifyConfig::default()
+        };
+        let outcome = classify(&ctr, &config);
+        let mapping = default_mapping()
+            .with_templates(r#"{"dropped.TASK":{"Status":"Working"},"*.CHAT":{"Status":"Chat"}}"#)
+            .unwrap();
+        let case = build(&ctr, &outcome, &mapping);
+        assert_eq!(case.fields["Subject"], "Dropped task from unknown customer");
+        assert_eq!(case.fields["Origin"], "Web");
+        assert_eq!(case.fields["Status"], "Working");
+        let description = case.fields["Description"].as_str().unwrap();
+        assert!(
+            description.contains("Outcome: Dropped task"),
+            "{description}"
+        );
+        assert!(description.contains("Customer: unknown"), "{description}");
+    }
+
+    // See: issue "A contact writes only its own Case", item 2.
+    #[test]
+    fn only_a_contact_id_in_the_named_attribute_links_the_case() {
+        let mapping = default_mapping().with_customer_linking(Some("linked"));
+        let linked = |attributes: &str| {
+            let ctr = Ctr::from_json(format!(
+                r#"{{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                    "CustomerEndpoint":{{"Address":"+15555550147"}},"Attributes":{{{attributes}}}}}"#
+            ))
+            .unwrap();
+            let outcome = classify(&ctr, &ClassifyConfig::default());
+            let case = build(&ctr, &outcome, &mapping);
+            (case.fields.get("ContactId").cloned(), case.lookup_number)
+        };
+        let number = Some("+15555550147".to_owned());
+        assert_eq!(
+            linked(r#""linked":" 003000000000001AAA ""#),
+            (Some(Value::from("003000000000001AAA")), None)
+        );
+        for not_a_contact in [r#""linked":"500000000000001AAA""#, r#""linked":"x""#, ""] {
+            assert_eq!(
+                linked(not_a_contact),
+                (None, number.clone()),
+                "{not_a_contact}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_searchable_number_is_looked_up() {
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe","Channel":"CHAT",
+                "CustomerEndpoint":{"Address":"jo@example.com"}}"#
+                .into(),
+        )
+        .unwrap();
+        let outcome = classify(&ctr, &ClassifyConfig::default());
+        let case = build(
+            &ctr,
+            &outcome,
+            &default_mapping().with_customer_linking(None),
+        );
+        assert_eq!(case.lookup_number, None);
+    }
+
+    #[test]
+    fn the_case_id_attribute_is_trimmed() {
+        let ctr = Ctr::from_json(
+            r#"{"ContactId":"5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
+                "Attributes":{"ctrCasesCaseId":" 500000000000001AAA "}}"#
+                .into(),
+        )
+        .unwrap();
+        let outcome = classify(&ctr, &ClassifyConfig::default());
+        let case = build(&ctr, &outcome, &default_mapping());
+        assert_eq!(case.case_id.as_deref(), Some("500000000000001AAA"));
+    }
 }
