@@ -535,4 +535,132 @@ mod tests {
         ));
         assert!(CaseMapping::new("bad-field", "Medium").is_err());
     }
+
+    #[test]
+    fn write_modes_parse_with_their_short_names() {
+        assert_eq!(WriteMode::parse(" Create "), Some(WriteMode::OnCreate));
+        assert_eq!(WriteMode::parse("CURRENT"), Some(WriteMode::KeptCurrent));
+        assert_eq!(WriteMode::parse("never"), None);
+    }
+
+    #[test]
+    fn version_field_is_kept_current_and_cannot_be_mapped() {
+        let mapping = default_mapping().with_version_field("Version__c").unwrap();
+        assert_eq!(mapping.version_field, "Version__c");
+        assert_eq!(
+            mapping.custom_fields(),
+            [
+                "Amazon_Connect_Contact_Id__c",
+                "Version__c",
+                "Amazon_Connect_Outcome__c"
+            ]
+        );
+        let (ctr, outcome) = dropped();
+        let case = build(&ctr, &outcome, &mapping);
+        assert_eq!(
+            case.kept_current.last().map(String::as_str),
+            Some("Version__c")
+        );
+        assert!(matches!(
+            mapping.with_overrides(r#"{"version__c":"x"}"#),
+            Err(MappingError::ExternalIdMapped(_))
+        ));
+        assert!(matches!(
+            default_mapping().with_version_field("amazon_connect_contact_id__c"),
+            Err(MappingError::ExternalIdMapped(_))
+        ));
+        assert!(matches!(
+            default_mapping().with_version_field("Version field"),
+            Err(MappingError::InvalidFieldName(_))
+        ));
+    }
+
+    #[test]
+    fn attribute_filter_is_the_one_given() {
+        let filter = AttributeFilter::new(&["intent".into()], &[]).unwrap();
+        let mapping = default_mapping().with_attribute_filter(filter.clone());
+        assert_eq!(mapping.attributes, filter);
+        assert_ne!(mapping.attributes, AttributeFilter::default());
+    }
+
+    #[test]
+    fn field_names_are_letters_digits_and_underscores_up_to_80() {
+        let longest = format!("A{}", "b".repeat(79));
+        assert!(CaseMapping::new(&longest, "Medium").is_ok());
+        assert!(CaseMapping::new(&format!("{longest}c"), "Medium").is_err());
+        assert!(CaseMapping::new("1Field__c", "Medium").is_err());
+        assert!(CaseMapping::new("Field-Id__c", "Medium").is_err());
+    }
+
+    /// The decode keeps only the top-level keys of paths that neither the typed fields nor
+    /// the attribute map answer.
+    #[test]
+    fn capture_keeps_only_what_the_typed_fields_do_not_answer() {
+        let capture = |overrides: &str| {
+            default_mapping()
+                .with_overrides(overrides)
+                .unwrap()
+                .capture()
+        };
+        assert_eq!(default_mapping().capture(), Capture::none());
+        assert_eq!(
+            capture(
+                r#"{"A__c":"{Attributes.intent} {Attributes} {Queue.Name} {contact_id} {origin}"}"#
+            ),
+            Capture::none()
+        );
+        assert_eq!(
+            capture(r#"{"A__c":"{Agent.Username}"}"#),
+            Capture::of_paths(["Agent"])
+        );
+        for deeper in [
+            r#"{"A__c":"{Attributes.payment.brand}"}"#,
+            r#"{"A__c":"{Attributes.}"}"#,
+        ] {
+            assert_eq!(
+                capture(deeper),
+                Capture::of_paths(["Attributes"]),
+                "{deeper}"
+            );
+        }
+        let per_outcome = default_mapping()
+            .with_templates(r#"{"*.CHAT":{"Subject":"{Recordings.0.Location}"}}"#)
+            .unwrap();
+        assert_eq!(per_outcome.capture(), Capture::of_paths(["Recordings"]));
+    }
+
+    #[test]
+    fn field_uses_name_the_values_the_configuration_alone_writes() {
+        let mapping = default_mapping()
+            .with_overrides(r#"{"Blank__c":" ","Mixed__c":"{origin} {Channel}"}"#)
+            .unwrap();
+        let uses = |channels: &[&str]| -> Vec<(String, WriteMode, Option<Vec<String>>)> {
+            let channels: Vec<String> = channels.iter().map(|c| (*c).to_owned()).collect();
+            mapping
+                .field_uses(&channels)
+                .into_iter()
+                .map(|u| (u.name, u.mode, u.fixed_values))
+                .collect()
+        };
+        let fixed = |values: &[&str]| Some(values.iter().map(|v| (*v).to_owned()).collect());
+        let row = |name: &str, mode, values| (name.to_owned(), mode, values);
+        use WriteMode::{KeptCurrent, OnCreate};
+        assert_eq!(
+            uses(&["voice"]),
+            [
+                row("Subject", OnCreate, None),
+                row("Description", KeptCurrent, None),
+                row("Origin", OnCreate, fixed(&["Phone"])),
+                row("Status", OnCreate, fixed(&["Closed", "New"])),
+                row("SuppliedPhone", OnCreate, None),
+                row("Priority", OnCreate, fixed(&["Medium"])),
+                row("Amazon_Connect_Outcome__c", KeptCurrent, None),
+                row("Blank__c", OnCreate, fixed(&[])),
+                row("Mixed__c", OnCreate, None),
+            ]
+        );
+        let origin = |channels: &[&str]| uses(channels).swap_remove(2).2;
+        assert_eq!(origin(&[]), fixed(&["Email", "Phone", "Web"]));
+        assert_eq!(origin(&["CHAT", "TASK"]), fixed(&["Web"]));
+    }
 }

@@ -333,4 +333,19 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn an_unknown_outcome_key_gets_the_dropped_templates_of_its_channel() {
+        let mut templates = CaseTemplates::new("Low");
+        templates
+            .add_json(r#"{"dropped.CHAT":{"Status":"Chat"}}"#)
+            .unwrap();
+        let status = |channel: &str| templates.get("not_a_key", channel, "Status");
+        assert_eq!(status("CHAT"), &Template::parse("Status", "Chat").unwrap());
+        assert_eq!(status("VOICE"), &Template::parse("Status", "New").unwrap());
+        assert_eq!(
+            templates.get("live_agent", "VOICE", "Priority"),
+            &Template::parse("Priority", "Low").unwrap()
+        );
+    }
 }

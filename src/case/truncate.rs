@@ -69,5 +69,7 @@ mod tests {
         assert!(t.encode_utf16().count() <= 4, "{t}");
         assert_eq!(t, "a😀…");
         assert_eq!(truncate("abc", 0), "");
+        // More bytes than the limit, but few enough UTF-16 units: kept whole.
+        assert_eq!(truncate("José", 4), "José");
     }
 }
