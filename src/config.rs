@@ -658,10 +658,7 @@ fn org_requirements(pipeline: &Settings) -> OrgRequirements {
     }
 }
 
-fn read_credentials(
-    r: &mut Reader,
-    grant: Option<Grant>,
-) -> (CredentialsConfig, Option<Grant>) {
+fn read_credentials(r: &mut Reader, grant: Option<Grant>) -> (CredentialsConfig, Option<Grant>) {
     if let Some(arn) = r.get("SALESFORCE_SECRET_ARN") {
         return (CredentialsConfig::SecretArn(arn), grant);
     }
@@ -1152,17 +1149,11 @@ mod tests {
             ("SALESFORCE_CLIENT_SECRET", "cs"),
         ];
         let config = Config::from_lookup(lookup(&cc)).unwrap();
-        assert_eq!(
-            config.salesforce.grant,
-            Some(Grant::ClientCredentials)
-        );
+        assert_eq!(config.salesforce.grant, Some(Grant::ClientCredentials));
         let mut explicit = PASSWORD_ENV.to_vec();
         explicit.push(("SALESFORCE_AUTH_FLOW", "client_credentials"));
         let config = Config::from_lookup(lookup(&explicit)).unwrap();
-        assert_eq!(
-            config.salesforce.grant,
-            Some(Grant::ClientCredentials)
-        );
+        assert_eq!(config.salesforce.grant, Some(Grant::ClientCredentials));
         let secret = [
             (
                 "SALESFORCE_SECRET_ARN",

@@ -38,6 +38,8 @@
 //! - [`retry`]: deadline and backoff schedule (reads the clock only).
 //! - [`stream_scope`]: the one stream redrive may read (stream ARNs checked against
 //!   `KINESIS_STREAM_ARN`) and the batch size bounding a range.
+//! - [`shard_range`]: ShardFailureQueue messages, whether their range may be read, and the
+//!   completeness check of a range read back.
 //!
 //! I/O:
 //! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
@@ -60,7 +62,7 @@
 //!   Case sharing and the dead-letter queue, as rows for people ([`doctor::rows`]: table, JSON).
 //! - [`redrive`]: dead letters and ShardFailureQueue ranges back through the pipeline, and
 //!   refused callback requests back to the callback queue: options, pure decisions
-//!   ([`redrive::decide`], [`redrive::range`]), the rounds over the [`aws`] traits
+//!   ([`redrive::decide`], [`shard_range`]), the rounds over the [`aws`] traits
 //!   ([`redrive::rounds`]) and the output ([`redrive::output`]).
 //! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
 //! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
@@ -95,5 +97,6 @@ pub mod report;
 pub mod report_table;
 pub mod retry;
 pub mod salesforce;
+pub mod shard_range;
 pub mod stream;
 pub mod stream_scope;

@@ -1116,6 +1116,18 @@ mod tests {
         assert_eq!(masked("x 4111111111111111 y"), "x ************1111 y");
     }
 
+    /// A card number opening a long free text, where a UUID would end (36 bytes on) at a
+    /// separator or at the end, is no UUID: only the UUID's shape exempts it.
+    #[test]
+    fn a_card_number_where_a_uuid_could_end_is_masked() {
+        let text = "4111111111111111 please call me back!";
+        assert_eq!(text.as_bytes()[36], b'!');
+        assert_eq!(masked(text), "************1111 please call me back!");
+        let text = "4111 1111 1111 1111 was charged once";
+        assert_eq!(text.len(), 36);
+        assert_eq!(masked(text), "**** **** **** 1111 was charged once");
+    }
+
     /// `body` followed by the check digit that makes it pass Luhn.
     fn with_check_digit(body: &str) -> String {
         (0..10)

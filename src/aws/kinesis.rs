@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use crate::redrive::range::{RangeCollector, RangeError, ShardRange, StreamRecord};
+use crate::shard_range::{RangeCollector, RangeError, ShardRange, StreamRecord};
 use crate::stream_scope::StreamScope;
 
 /// `GetRecords` answers in a row without a record before a range read gives up: Kinesis may
@@ -37,7 +37,7 @@ impl StreamReader for KinesisReader {
     /// (`AT_SEQUENCE_NUMBER` at its start) then `GetRecords` until past its end, checked and
     /// bounded by a [`RangeCollector`] (at most the deployment's batch size of records). The
     /// calls name the deployment's stream ARN and go to its Region, whatever the message named
-    /// (check it first with [`crate::redrive::range::admit_range`] or
+    /// (check it first with [`crate::shard_range::admit_range`] or
     /// [`crate::redrive::decide::admit_letter`]); a stream of another account works when the
     /// deployment names it.
     ///

@@ -12,11 +12,11 @@ use serde_json::value::RawValue;
 
 use super::options::KindFilter;
 use super::output::MessageResult;
-use super::range::{RangeError, StreamRecord};
 use crate::callback::{CallbackRequest, RequestError};
 use crate::letter::{DeadLetter, LetterKind};
 use crate::plan::{InputRecord, RecordData};
 use crate::report::Action;
+use crate::shard_range::{RangeError, StreamRecord, not_json_reason};
 use crate::stream_scope::{MAX_BATCH_SIZE, Refusal, StreamScope};
 
 /// Most new messages received before a round is processed (bounds memory on big queues).
@@ -79,19 +79,6 @@ pub fn triage_letter(body: &str, kinds: &KindFilter) -> LetterTriage {
         LetterTriage::Reread(letter)
     } else {
         LetterTriage::Truncated(letter)
-    }
-}
-
-/// Why a body is not what was expected, without quoting it (serde's messages can quote values,
-/// and a body may hold phone numbers).
-pub(crate) fn not_json_reason(e: &serde_json::Error, what: &str) -> String {
-    match e.classify() {
-        serde_json::error::Category::Data => format!(
-            "not {what}: JSON without the expected fields (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-        _ => format!("not {what}: the body is not JSON"),
     }
 }
 

@@ -10,9 +10,8 @@
 //!   ([`decide::OwnedInput`]), how much a part of a round holds ([`decide::RoundBudget`]), and
 //!   what becomes of a message once its records were processed ([`decide::disposition`],
 //!   [`decide::sent_result`]).
-//! - [`range`] (pure): ShardFailureQueue messages ([`range::ShardRange::parse`]), whether a
-//!   range may be read ([`range::admit_range`], over [`crate::stream_scope`]), and the
-//!   completeness and size check of a range read back ([`range::RangeCollector`]).
+//! - ShardFailureQueue messages and their ranges are [`crate::shard_range`]'s (pure, shared with
+//!   the Kinesis adapter).
 //! - [`rounds`]: the rounds themselves (receive, decide, delete, release, move, send again),
 //!   over the [`crate::aws::sqs::MessageQueue`] and [`crate::aws::kinesis::StreamReader`]
 //!   traits, so they run against in-memory fakes in tests.
@@ -59,7 +58,6 @@
 pub mod decide;
 pub mod options;
 pub mod output;
-pub mod range;
 pub mod rounds;
 
 /// Why a redrive could not run at all (per-message problems are reported in the lines).

@@ -183,7 +183,7 @@ impl Progress for NoProgress {
 mod tests {
     use super::*;
     use crate::letter::LetterKind;
-    use crate::redrive::range::RangeError;
+    use crate::shard_range::RangeError;
     use crate::stream_scope::Refusal;
 
     #[test]

@@ -13,7 +13,6 @@ use super::decide::{
 };
 use super::options::KindFilter;
 use super::output::{Line, MessageResult, Progress, ProgressCounts, Summary};
-use super::range::{ShardRange, admit_range};
 use crate::aws::callback_queue::CallbackTarget;
 use crate::aws::kinesis::StreamReader;
 use crate::aws::sqs::{MessageQueue, OutgoingMessage, QueueMessage, SQS_BATCH};
@@ -24,6 +23,7 @@ use crate::pipeline;
 use crate::plan::{InputRecord, Settings};
 use crate::report::RecordReport;
 use crate::retry::Deadline;
+use crate::shard_range::{ShardRange, admit_range};
 use crate::stream_scope::{Refusal, StreamScope};
 
 /// Most records in one pipeline run.
@@ -797,7 +797,7 @@ mod tests {
     use crate::effect::{ErrorClass, Failure, Lookups, WriteOutcome, WriteReport};
     use crate::letter::{DeadLetterError, LetterKind, Origin};
     use crate::redrive::output::NoProgress;
-    use crate::redrive::range::{RangeCollector, RangeError, StreamRecord};
+    use crate::shard_range::{RangeCollector, RangeError, StreamRecord};
     use crate::stream_scope::StreamArn;
 
     const STREAM: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/ctr";

@@ -1,14 +1,26 @@
 //! ShardFailureQueue messages and the ranges of a shard they name: parsing a message, whether
 //! its range may be read ([`admit_range`]), and the completeness and size check of a range read
 //! back from the stream ([`RangeCollector`]). Pure: the reading itself is
-//! [`crate::aws::kinesis::StreamReader`]'s.
+//! the Kinesis adapter's `StreamReader`'s.
 
 use std::cmp::Ordering;
 
 use serde::Deserialize;
 
-use super::decide::not_json_reason;
 use crate::stream_scope::{MAX_RANGE_BYTES, Refusal, StreamScope};
+
+/// Why a body is not what was expected, without quoting it (serde's messages can quote values,
+/// and a body may hold phone numbers).
+pub(crate) fn not_json_reason(e: &serde_json::Error, what: &str) -> String {
+    match e.classify() {
+        serde_json::error::Category::Data => format!(
+            "not {what}: JSON without the expected fields (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+        _ => format!("not {what}: the body is not JSON"),
+    }
+}
 
 /// Most records one `GetRecords` call may return (a Kinesis limit).
 const MAX_GET_RECORDS: i32 = 10_000;
@@ -155,7 +167,7 @@ impl ShardRange {
     }
 
     /// The Region named by the message's stream ARN. Only for display: calls go to the
-    /// deployment's stream and Region ([`crate::aws::kinesis::StreamReader`]), never to the
+    /// deployment's stream and Region (the Kinesis adapter's `StreamReader`), never to the
     /// message's.
     pub fn region(&self) -> Option<&str> {
         self.stream_arn.split(':').nth(3).filter(|r| !r.is_empty())
