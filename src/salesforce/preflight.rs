@@ -614,4 +614,20 @@ mod tests {
             .collect();
         assert_eq!(ids, ["012000000000001AAA"]);
     }
+
+    /// Required fields written by every Case (the external id, the version, a mapped field) or
+    /// filled by Salesforce (OwnerId) are never "required but not mapped".
+    #[test]
+    fn required_fields_that_every_case_sets_pass() {
+        let mut fields = org();
+        for i in [1, 2, 3] {
+            // The external id, the version and Subject.
+            fields[i]["nillable"] = json!(false);
+        }
+        let mut owner = field("OwnerId", "reference");
+        owner["nillable"] = json!(false);
+        fields.push(owner);
+        let req = uses(&[("Subject", WriteMode::OnCreate, None)]);
+        assert_eq!(check(&req, &schema(fields)), vec![]);
+    }
 }
