@@ -18,8 +18,8 @@
 //! invocations, containers and days. Nothing here knows about Kinesis.
 //!
 //! Every write ends as a [`WriteOutcome`] in a [`WriteReport`], the pipeline's own types: a
-//! failure is kept as data ([`Error::to_failure`]). Tokens come from [`Auth`], which alone signs
-//! in.
+//! failure is kept as data ([`Error::to_failure`]). Tokens come from `auth::Auth`, which alone
+//! signs in.
 
 use std::borrow::Borrow;
 
@@ -994,7 +994,7 @@ impl SalesforceClient {
         }
     }
 
-    /// A token from [`Auth`] (the cached one, or a new login), counted in `counts`.
+    /// A token from `Auth` (the cached one, or a new login), counted in `counts`.
     pub(super) async fn token(
         &self,
         deadline: Deadline,
