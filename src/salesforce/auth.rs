@@ -1,5 +1,5 @@
 //! OAuth grants, the warm-container token cache and the logins: everything about tokens. The
-//! client asks [`Auth`] for a token and reports a 401 to it; nothing else signs in.
+//! client asks `Auth` for a token and reports a 401 to it; nothing else signs in.
 //!
 //! Three grants (salesforce-wire.md): `password` (the reference's), `client_credentials` and
 //! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce

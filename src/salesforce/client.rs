@@ -18,8 +18,8 @@
 //! invocations, containers and days. Nothing here knows about Kinesis.
 //!
 //! Every write ends as a [`WriteOutcome`] in a [`WriteReport`], the pipeline's own types: a
-//! failure is kept as data ([`Error::to_failure`]). Tokens come from [`Auth`], which alone signs
-//! in.
+//! failure is kept as data ([`Error::to_failure`]). Tokens come from `auth::Auth`, which alone
+//! signs in.
 
 use std::borrow::Borrow;
 
@@ -743,7 +743,9 @@ impl SalesforceClient {
                 // A Case named by a contact attribute is this contact's only when its external
                 // id says so: attributes can come from customers.
                 existing.iter().find(|e| {
-                    r.case_id.as_deref().is_some_and(|id| same_id(&e.id, id))
+                    r.case_id
+                        .as_deref()
+                        .is_some_and(|id| preflight::same_id(&e.id, id))
                         && e.external_id.as_deref().is_some_and(|x| r.owns(x))
                 })
             };
@@ -992,7 +994,7 @@ impl SalesforceClient {
         }
     }
 
-    /// A token from [`Auth`] (the cached one, or a new login), counted in `counts`.
+    /// A token from `Auth` (the cached one, or a new login), counted in `counts`.
     pub(super) async fn token(
         &self,
         deadline: Deadline,
@@ -1136,12 +1138,6 @@ pub(super) fn fit_to_org<'a>(
         fitted.fields.insert(name, serde_json::Value::String(text));
     }
     Cow::Owned(fitted)
-}
-
-/// Whether two Salesforce Ids name the same record (a 15-character Id is the case-sensitive
-/// prefix of its 18-character form).
-fn same_id(a: &str, b: &str) -> bool {
-    a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
 }
 
 impl CaseSink for SalesforceClient {

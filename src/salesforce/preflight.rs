@@ -405,7 +405,8 @@ pub fn check(requirements: &OrgRequirements, schema: &CaseSchema) -> Vec<Problem
     problems
 }
 
-/// Whether two Salesforce Ids name the same record (15-character prefix of the 18).
+/// Whether two Salesforce Ids name the same record (a 15-character Id is the case-sensitive
+/// prefix of its 18-character form).
 pub fn same_id(a: &str, b: &str) -> bool {
     a == b || (a.len() >= 15 && b.len() >= 15 && a[..15] == b[..15])
 }
@@ -582,5 +583,51 @@ mod tests {
         assert_eq!(s.text_limit("subject"), Some(80));
         assert_eq!(s.text_limit(VERSION), None, "not a text field");
         assert_eq!(s.text_limit("Nope__c"), None);
+    }
+
+    /// A describe answer without `nillable` says the field may be empty: not required.
+    #[test]
+    fn a_field_without_nillable_is_optional() {
+        let mut fields = org();
+        let mut optional = field("Product__c", "string");
+        optional.as_object_mut().unwrap().remove("nillable");
+        fields.push(optional);
+        let s = schema(fields);
+        assert!(s.field("Product__c").unwrap().nillable);
+        assert_eq!(check(&uses(&[]), &s), vec![]);
+    }
+
+    #[test]
+    fn a_text_field_of_length_zero_has_no_limit() {
+        let mut fields = org();
+        fields[4]["length"] = json!(0);
+        assert_eq!(schema(fields).text_limit("Description"), None);
+    }
+
+    #[test]
+    fn record_types_are_the_describe_answers() {
+        let s = schema(org());
+        let ids: Vec<&str> = s
+            .record_types()
+            .iter()
+            .map(|r| r.record_type_id.as_str())
+            .collect();
+        assert_eq!(ids, ["012000000000001AAA"]);
+    }
+
+    /// Required fields written by every Case (the external id, the version, a mapped field) or
+    /// filled by Salesforce (OwnerId) are never "required but not mapped".
+    #[test]
+    fn required_fields_that_every_case_sets_pass() {
+        let mut fields = org();
+        for i in [1, 2, 3] {
+            // The external id, the version and Subject.
+            fields[i]["nillable"] = json!(false);
+        }
+        let mut owner = field("OwnerId", "reference");
+        owner["nillable"] = json!(false);
+        fields.push(owner);
+        let req = uses(&[("Subject", WriteMode::OnCreate, None)]);
+        assert_eq!(check(&req, &schema(fields)), vec![]);
     }
 }

@@ -833,4 +833,80 @@ mod tests {
         );
         assert_eq!(parse_limit_info("nonsense"), None);
     }
+
+    #[test]
+    fn token_answer_needs_a_token_and_an_http_instance_url() {
+        for body in [
+            br#"{"access_token":"","instance_url":"https://i"}"#.as_slice(),
+            br#"{"access_token":"t","instance_url":"ftp://i"}"#.as_slice(),
+        ] {
+            let err = parse_token_response(200, body).unwrap_err();
+            assert_eq!(err.code(), "invalid_response", "{err}");
+        }
+        let token =
+            parse_token_response(200, br#"{"access_token":"t0k","instance_url":"https://i"}"#)
+                .unwrap();
+        let shown = format!("{token:?}");
+        assert!(
+            shown.contains("[REDACTED]") && shown.contains("https://i") && !shown.contains("t0k"),
+            "{shown}"
+        );
+    }
+
+    /// An OAuth error body with a 5xx status is the token endpoint failing, not a refusal.
+    #[test]
+    fn oauth_error_with_a_server_status_is_transient() {
+        let err = parse_token_response(
+            503,
+            br#"{"error":"server_error","error_description":"try later"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "invalid_response");
+        assert_eq!(err.class(), ErrorClass::Transient);
+    }
+
+    /// A JSON error list without an `errorCode` is not Salesforce's error format.
+    #[test]
+    fn an_error_body_without_an_error_code_is_not_salesforces() {
+        let err = parse_api_error(400, br#"[{"message":"something went wrong"}]"#);
+        assert_eq!(err.code(), "HTTP_400");
+        assert_eq!(err.class(), ErrorClass::Unavailable);
+    }
+
+    #[test]
+    fn paths_name_the_api_version() {
+        assert_eq!(
+            collections_path("v62.0"),
+            "/services/data/v62.0/composite/sobjects"
+        );
+        assert_eq!(composite_path("v62.0"), "/services/data/v62.0/composite");
+    }
+
+    #[test]
+    fn customer_searches_are_one_subrequest_each_answered_by_reference() {
+        let searches = ["FIND {+15551234567}".to_owned(), "FIND {x}".to_owned()];
+        let body = customer_searches_body("v62.0", &searches);
+        let requests = body["compositeRequest"].as_array().unwrap();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0]["method"], "GET");
+        assert_eq!(
+            requests[0]["url"],
+            "/services/data/v62.0/search?q=FIND%20%7B%2B15551234567%7D"
+        );
+        assert_eq!(requests[1]["referenceId"], "caller1");
+        let answer = br#"{"compositeResponse":[
+            {"body":[{"errorCode":"INVALID_SEARCH","message":"bad"}],"httpHeaders":{},"httpStatusCode":400,"referenceId":"caller1"},
+            {"body":{"searchRecords":[{"Id":"003A"}]},"httpHeaders":{},"httpStatusCode":200,"referenceId":"caller0"}]}"#;
+        let results = parse_customer_searches(200, answer, 2).unwrap();
+        assert_eq!(results.len(), 2);
+        assert_eq!(
+            results[0].as_ref().unwrap()["searchRecords"][0]["Id"],
+            "003A"
+        );
+        assert_eq!(results[1].as_ref().unwrap_err().code(), "INVALID_SEARCH");
+        assert!(
+            parse_customer_searches(200, answer, 3).is_err(),
+            "caller2 has no answer"
+        );
+    }
 }
