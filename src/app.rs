@@ -11,10 +11,8 @@ use crate::callback_function::CallbackState;
 use crate::callback_queue::{CallbackQueue, CallbackTarget};
 use crate::config::{Config, ConfigError, CredentialsConfig};
 use crate::connect::TaskStarter;
-use crate::pipeline;
-use crate::plan::{InputRecord, Settings};
+use crate::plan::Settings;
 use crate::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
-use crate::report::BatchReport;
 use crate::retry::{Deadline, DeadlineSource};
 use crate::salesforce::{self, SalesforceClient};
 use crate::secrets::CredentialSource;
@@ -244,23 +242,5 @@ impl AppState {
             sink: &self.dead_letters,
             recent: &self.recent_dead_letters,
         }
-    }
-
-    /// Runs records through the pipeline with this container's settings, Salesforce client,
-    /// dead-letter sink and callback queue, within `deadline`.
-    pub async fn run_pipeline(
-        &self,
-        inputs: &[InputRecord<'_>],
-        deadline: Deadline,
-    ) -> BatchReport {
-        pipeline::run_with_callbacks(
-            inputs,
-            &self.settings,
-            &self.salesforce,
-            &self.letters(),
-            &self.callbacks,
-            deadline,
-        )
-        .await
     }
 }

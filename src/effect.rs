@@ -9,12 +9,12 @@ use std::future::Future;
 
 use crate::callback::CallbackRequest;
 use crate::case::CaseRecord;
-use crate::letter::DeadLetter;
+use crate::letter::{DeadLetter, DeadLetterError};
 use crate::linking::Link;
 use crate::retry::Deadline;
 
 /// What the caller must do about a failed effect. The layer that talks to a service decides
-/// the class from what the service answered; [`crate::report`] decides the action from the
+/// the class from what the service answered; the report decides the action from the
 /// class, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +99,18 @@ impl Failure {
             summary: summary.to_owned(),
             status: None,
             fields: Vec::new(),
+        }
+    }
+}
+
+impl From<&Failure> for DeadLetterError {
+    /// Keeps the service's own message and fields: they go to the queue, never to the logs.
+    fn from(f: &Failure) -> Self {
+        DeadLetterError {
+            code: f.code.clone(),
+            message: f.message.clone(),
+            status: f.status,
+            fields: f.fields.clone(),
         }
     }
 }

@@ -77,6 +77,7 @@ pub mod effect;
 pub mod event;
 pub mod execute;
 pub mod flow;
+pub mod input;
 pub mod letter;
 pub mod linking;
 pub mod logging;

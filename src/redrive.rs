@@ -52,7 +52,8 @@ use crate::callback_queue::CallbackTarget;
 use crate::effect::{CaseSink, LetterSink};
 use crate::letter::{DeadLetter, LetterKind};
 use crate::pipeline;
-use crate::plan::{InputRecord, RecordData, Settings};
+use crate::input::{InputRecord, RecordData};
+use crate::plan::Settings;
 use crate::report::{Action, RecordReport};
 use crate::retry::Deadline;
 use crate::stream_scope::{MAX_BATCH_SIZE, MAX_RANGE_BYTES, Refusal, StreamScope};
@@ -1663,7 +1664,7 @@ impl<C: CaseSink, L: LetterSink> Redrive<'_, C, L> {
         let mut reports = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(PIPELINE_BATCH) {
             let records: Vec<InputRecord<'_>> = chunk.iter().map(OwnedInput::input).collect();
-            let report = pipeline::run_with_callbacks(
+            let report = pipeline::run(
                 &records,
                 self.settings,
                 self.cases,

@@ -12,7 +12,8 @@ use crate::callback::CallbackRequest;
 use crate::case::FieldUse;
 use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
 use crate::letter::{DeadLetter, LetterKind};
-use crate::plan::{Decision, InputRecord, Keyed, Plan, SkipReason};
+use crate::input::InputRecord;
+use crate::plan::{Decision, Keyed, Plan, SkipReason};
 
 /// The final action for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
@@ -238,7 +239,8 @@ impl BatchSummary {
     }
 }
 
-/// What execute did: the write results and the outcome of every letter it tried.
+/// What execute did, over both passes: the write results and the outcome of every letter,
+/// callback request and callback state it tried.
 #[derive(Debug, Default)]
 pub struct Executed {
     /// One outcome per [`Plan::cases`] entry, with the call counts.
@@ -255,6 +257,40 @@ pub struct Executed {
     pub callback_sends: Vec<SendOutcome>,
     /// One result per [`Plan::callback_states`] entry (`None`: written).
     pub callback_state_results: Vec<Option<Failure>>,
+}
+
+/// The effects of execute's second pass, decided from the first pass's write results: the
+/// follow-up letters and the callback requests, with the callback states the plan asked for
+/// (they wait for the Case writes, so they go out in this pass too).
+#[derive(Debug)]
+pub struct FollowUps<'p> {
+    /// Dead letters for the Cases Salesforce rejected for good, and parked letters
+    /// ([`follow_up_letters`]).
+    pub letters: Vec<Keyed<DeadLetter>>,
+    /// Callback requests for the Cases the writes say exist ([`callbacks_to_queue`]).
+    pub callbacks: Vec<Keyed<CallbackRequest>>,
+    /// The planned callback states, `(Case id, state)` ([`Plan::callback_states`]).
+    pub callback_states: &'p [Keyed<(String, String)>],
+    /// The Case field they go to; `None`: none is written.
+    pub callback_state_field: Option<&'p str>,
+}
+
+/// What the write results call for, as of `now_epoch_secs` (the wall clock after the writes,
+/// passed in): the follow-up letters ([`follow_up_letters`], parking after
+/// [`Plan::park_after`]), the callback requests ([`callbacks_to_queue`]) and the planned
+/// callback states.
+pub fn follow_ups<'p>(
+    plan: &'p Plan,
+    inputs: &[InputRecord<'_>],
+    writes: &WriteReport,
+    now_epoch_secs: f64,
+) -> FollowUps<'p> {
+    FollowUps {
+        letters: follow_up_letters(plan, inputs, writes, now_epoch_secs, plan.park_after),
+        callbacks: callbacks_to_queue(plan, writes),
+        callback_states: &plan.callback_states,
+        callback_state_field: plan.callback_state_field.as_deref(),
+    }
 }
 
 /// The callback requests to queue: one per planned request whose Case the writes say exists

@@ -23,7 +23,7 @@ use ctr_cases::app::AppState;
 use ctr_cases::callback_queue::CallbackTarget;
 use ctr_cases::config::{Config, DryRunConfig};
 use ctr_cases::doctor::{self, DeadLetterQueue, Doctor, Row};
-use ctr_cases::effect::{CaseSink, LetterSink};
+use ctr_cases::effect::{CaseSink, LetterSink, NoCallbacks};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
 use ctr_cases::queue::{DeadLetterSink, LetterRecorder};
@@ -365,7 +365,15 @@ async fn replay(
                 continue;
             };
             let inputs = envelope.inputs();
-            let report = state.run_pipeline(&inputs, Deadline::unbounded()).await;
+            let report = pipeline::run(
+                &inputs,
+                &state.settings,
+                &state.salesforce,
+                &state.letters(),
+                &state.callbacks,
+                Deadline::unbounded(),
+            )
+            .await;
             out.report(file, &report, false)?;
         }
         if let DeadLetterSink::File { path, .. } = &state.dead_letters {
@@ -389,6 +397,7 @@ async fn replay(
                 &config.pipeline,
                 &requests,
                 &letters,
+                &NoCallbacks,
                 Deadline::unbounded(),
             )
             .await;
