@@ -2,7 +2,7 @@
 //! decides them), `execute` (which performs them through the sinks below) and `report` (which
 //! turns their results into each record's final state).
 //!
-//! Pure: types and two small traits, no I/O. The Salesforce client and the dead-letter queues
+//! Pure: types and the sink traits, no I/O. The Salesforce client and the dead-letter queues
 //! implement the traits; a recording implementation of each backs the replay dry run.
 
 use std::future::Future;
@@ -214,6 +214,50 @@ pub trait CaseSink {
         let recorded = vec![None; updates.len()];
         async move { recorded }
     }
+}
+
+/// A hand-off Case as written (created or updated) and read back: the contact-flow function's
+/// one effect, when it worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffWritten {
+    /// The Case Id (`500…`).
+    pub id: String,
+    /// The Case number people see (`00001234`).
+    pub case_number: String,
+    /// Whether this write created the Case.
+    pub created: bool,
+    /// Salesforce data API calls made.
+    pub api_calls: u32,
+    /// Token endpoint calls made.
+    pub token_requests: u32,
+}
+
+/// What became of a hand-off Case write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// Written and read back.
+    Written(HandoffWritten),
+    /// Not written: the short code the flow branches on (`rejected`, `unreachable`, …) and a
+    /// description of the error safe to log.
+    Failed {
+        /// The `caseError` code.
+        code: &'static str,
+        /// What went wrong, for the log.
+        error: String,
+    },
+    /// The flow's answer time ran out before Salesforce answered.
+    TimedOut,
+}
+
+/// Where the contact flow's hand-off Case goes: the Salesforce client.
+pub trait HandoffSink {
+    /// Files or updates `case` and reads back its Id and number, before `deadline`. Never
+    /// fails: a failure is [`HandoffOutcome::Failed`].
+    fn file_handoff(
+        &self,
+        case: &CaseRecord,
+        deadline: Deadline,
+    ) -> impl Future<Output = HandoffOutcome> + Send;
 }
 
 /// Where dead letters go: an SQS queue, a file, memory, or a recording sink.

@@ -9,10 +9,16 @@
 //! Connect: the callback function starts the tasks at Connect's pace). Every send stops at the
 //! deadline (which already keeps the invocation's safety margin): a letter that cannot be sent
 //! in time leaves its record reported for retry.
+//!
+//! The contact-flow function has one effect, [`handoff`]: its hand-off Case, written and read
+//! back within the flow's answer time.
 
 use crate::case::CaseRecord;
+use std::time::Duration;
+
 use crate::effect::{
-    CallbackSink, CaseSink, Failure, LetterSink, Lookups, SendOutcome, WriteReport,
+    CallbackSink, CaseSink, Failure, HandoffOutcome, HandoffSink, LetterSink, Lookups, SendOutcome,
+    WriteReport,
 };
 use crate::plan::Plan;
 use crate::report::FollowUps;
@@ -119,6 +125,19 @@ pub async fn follow_up<C: CaseSink, L: LetterSink, B: CallbackSink>(
         callback_state_results,
         callback_sends,
     }
+}
+
+/// The contact-flow function's one effect: files the hand-off `case` through `sink` before
+/// `deadline`, giving up after `timeout` (the flow's answer time).
+pub async fn handoff<S: HandoffSink>(
+    case: &CaseRecord,
+    sink: &S,
+    timeout: Duration,
+    deadline: Deadline,
+) -> HandoffOutcome {
+    tokio::time::timeout(timeout, sink.file_handoff(case, deadline))
+        .await
+        .unwrap_or(HandoffOutcome::TimedOut)
 }
 
 /// Customer linking by number: looks up the callers of the Cases that need it (one call per

@@ -16,6 +16,7 @@ use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig, HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
+use crate::flow_event::{self, EventError};
 use crate::input::{InputRecord, RecordData};
 use crate::letter::{DeadLetter, LetterKind};
 
@@ -431,6 +432,32 @@ fn decode(input: &InputRecord<'_>, capture: &Capture) -> Result<Ctr, DecodeError
     match &input.data {
         RecordData::Delivered(raw) => Ctr::decode(event::data_bytes(*raw)?, capture),
     }
+}
+
+/// The contact-flow function's plan: the hand-off Case to write for the contact of one Amazon
+/// Connect invoke event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffPlan {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its hand-off Case ([`Outcome::Handoff`], the stream's mapping and write modes).
+    pub case: CaseRecord,
+}
+
+/// Plans the contact-flow function's answer to the invoke event `payload`: the hand-off Case
+/// of its contact, mapped by `mapping`.
+///
+/// # Errors
+/// Why the event names no contact ([`EventError`]): no Salesforce call is made for it.
+pub fn handoff(
+    payload: serde_json::Value,
+    mapping: &CaseMapping,
+) -> Result<HandoffPlan, EventError> {
+    let ctr = flow_event::contact(payload)?;
+    Ok(HandoffPlan {
+        case: case::build(&ctr, &Outcome::Handoff, mapping),
+        contact_id: ctr.contact_id,
+    })
 }
 
 #[cfg(test)]

@@ -50,9 +50,9 @@ use serde_json::value::RawValue;
 
 use crate::callback_queue::CallbackTarget;
 use crate::effect::{CaseSink, LetterSink};
+use crate::input::{InputRecord, RecordData};
 use crate::letter::{DeadLetter, LetterKind};
 use crate::pipeline;
-use crate::input::{InputRecord, RecordData};
 use crate::plan::Settings;
 use crate::report::{Action, RecordReport};
 use crate::retry::Deadline;

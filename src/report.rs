@@ -1,19 +1,24 @@
 //! Report: a plan and what became of its effects → each record's final state, the records to
-//! retry, the summary and the metrics. The one place where an error class becomes an action.
+//! retry, the summary and the metrics, and the follow-up effects the write results call for.
+//! The one place where an error class becomes an action. For the contact-flow function: its
+//! hand-off plan and write → the flow's answer ([`handoff`]).
 //!
 //! Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::callback::CallbackRequest;
 use crate::case::FieldUse;
-use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
-use crate::letter::{DeadLetter, LetterKind};
+use crate::effect::{
+    ErrorClass, Failure, HandoffOutcome, HandoffWritten, SendOutcome, WriteOutcome, WriteReport,
+};
+use crate::flow_event::EventError;
 use crate::input::InputRecord;
-use crate::plan::{Decision, Keyed, Plan, SkipReason};
+use crate::letter::{DeadLetter, LetterKind};
+use crate::plan::{Decision, HandoffPlan, Keyed, Plan, SkipReason};
 
 /// The final action for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
@@ -507,6 +512,58 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     }
     summary.configuration_invalid = configuration.map(|f| f.summary.clone());
     BatchReport { records, summary }
+}
+
+/// The contact-flow function's report on one invoke event: its answer and what its log line
+/// says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffReport {
+    /// The contact, when the event named a valid one.
+    pub contact_id: Option<String>,
+    /// The Case written, or the `caseError` code.
+    pub result: Result<HandoffWritten, &'static str>,
+    /// Why Salesforce did not write the Case, when it answered with an error (for the log).
+    pub error: Option<String>,
+}
+
+impl HandoffReport {
+    /// The flow's answer, a flat map of strings as Connect requires:
+    /// `{"caseId":"500…","caseNumber":"…"}`, or `{"caseError":"<short code>"}`.
+    pub fn answer(&self) -> HashMap<String, String> {
+        match &self.result {
+            Ok(case) => HashMap::from([
+                ("caseId".to_owned(), case.id.clone()),
+                ("caseNumber".to_owned(), case.case_number.clone()),
+            ]),
+            Err(code) => HashMap::from([("caseError".to_owned(), (*code).to_owned())]),
+        }
+    }
+}
+
+/// Reports on one invoke event: its plan and what became of the hand-off Case write, or why
+/// the event named no contact (then nothing was written).
+pub fn handoff(executed: Result<(&HandoffPlan, HandoffOutcome), EventError>) -> HandoffReport {
+    let (plan, outcome) = match executed {
+        Ok(executed) => executed,
+        Err(refusal) => {
+            return HandoffReport {
+                contact_id: None,
+                result: Err(refusal.code()),
+                error: None,
+            };
+        }
+    };
+    let contact_id = Some(plan.contact_id.to_string());
+    let (result, error) = match outcome {
+        HandoffOutcome::Written(case) => (Ok(case), None),
+        HandoffOutcome::Failed { code, error } => (Err(code), Some(error)),
+        HandoffOutcome::TimedOut => (Err("timeout"), None),
+    };
+    HandoffReport {
+        contact_id,
+        result,
+        error,
+    }
 }
 
 /// A dead letter that was stored is final; one that was not leaves the record for retry.
