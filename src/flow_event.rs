@@ -173,4 +173,27 @@ mod tests {
         assert_eq!(ctr.customer_address(), Some("+15555550147"));
         assert_eq!(ctr.queue.unwrap().name.as_deref(), Some("Billing"));
     }
+
+    #[test]
+    fn an_event_without_a_valid_contact_id_is_refused() {
+        let data = |contact_data| serde_json::json!({"Details": {"ContactData": contact_data}});
+        assert_eq!(
+            contact(serde_json::json!({"Details": "nope"})).unwrap_err(),
+            EventError::InvalidEvent
+        );
+        for missing in [
+            serde_json::json!({}),
+            serde_json::json!({"ContactId": "42"}),
+        ] {
+            assert_eq!(
+                contact(data(missing)).unwrap_err(),
+                EventError::InvalidContactId
+            );
+        }
+        let id = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe";
+        let ctr = contact(data(serde_json::json!({"ContactId": id}))).expect("a contact");
+        assert_eq!(ctr.contact_id.as_str(), id);
+        assert_eq!(EventError::InvalidEvent.code(), "invalid_event");
+        assert_eq!(EventError::InvalidContactId.code(), "invalid_contact_id");
+    }
 }

@@ -814,4 +814,227 @@ mod tests {
         let report = finish(&plan, &Executed::default());
         assert_eq!(report.records[0].error.as_deref(), Some("not_attempted"));
     }
+
+    #[test]
+    fn held_records_are_parked_only_once_older_than_park_after() {
+        let mut env = envelope(&[&dropped()]);
+        env.records[0].kinesis.approximate_arrival_timestamp = Some(1_000.0);
+        let inputs = env.inputs();
+        let settings = Settings::default().with_park_after(Duration::from_secs(100));
+        let plan = plan(&inputs, &settings);
+        let outage = Failure::local(ErrorClass::Unavailable, "salesforce_unavailable", "down");
+        let writes = WriteReport {
+            outcomes: vec![failure(ErrorClass::Transient, "timeout")],
+            systemic: Some(outage),
+            ..WriteReport::default()
+        };
+        for young in [1_000.0, 1_050.0, 1_100.0] {
+            let letters = follow_ups(&plan, &inputs, &writes, young).letters;
+            assert!(letters.is_empty(), "parked at {young}");
+        }
+        let letters = follow_ups(&plan, &inputs, &writes, 1_100.5).letters;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].record, 0);
+        assert_eq!(letters[0].effect.kind, "parked");
+        assert_eq!(letters[0].effect.error.code, "salesforce_unavailable");
+        assert_eq!(letters[0].effect.contact_id.as_deref(), Some(ID));
+        for (sent, action) in [
+            (SendOutcome::Sent, Action::Parked),
+            (SendOutcome::Recorded, Action::Parked),
+            (SendOutcome::Failed("timed out".into()), Action::Retry),
+        ] {
+            let executed = Executed {
+                writes: writes.clone(),
+                rejection_letters: letters.clone(),
+                rejection_sends: vec![sent],
+                ..Executed::default()
+            };
+            let report = finish(&plan, &executed);
+            assert_eq!(report.records[0].action, action);
+            assert_eq!(report.records[0].error.as_deref(), Some("timeout"));
+            assert_eq!(
+                report.summary.salesforce_unavailable.as_deref(),
+                Some("salesforce_unavailable")
+            );
+        }
+        // Without a systemic failure the record's own failure is the letter's reason.
+        let own = WriteReport {
+            systemic: None,
+            ..writes.clone()
+        };
+        let letters = follow_ups(&plan, &inputs, &own, 5_000.0).letters;
+        assert_eq!(letters[0].effect.error.code, "timeout");
+        // A record without an arrival time is never parked.
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = crate::plan::plan(&inputs, &settings);
+        assert!(
+            follow_ups(&plan, &inputs, &writes, f64::MAX)
+                .letters
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rejections_are_dead_lettered_at_any_age_and_configuration_is_held() {
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let letter_of = |outcome: WriteOutcome| {
+            let writes = WriteReport {
+                outcomes: vec![outcome],
+                ..WriteReport::default()
+            };
+            follow_ups(&plan, &inputs, &writes, 0.0).letters
+        };
+        let no_access = letter_of(failure(ErrorClass::NoAccess, "CASE_NOT_ACCESSIBLE"));
+        assert_eq!(no_access[0].effect.kind, "case_not_accessible");
+        let rejected = letter_of(failure(ErrorClass::Permanent, "STRING_TOO_LONG"));
+        assert_eq!(rejected[0].effect.kind, "salesforce_rejected");
+        assert!(letter_of(failure(ErrorClass::Permanent, "INVALID_FIELD")).is_empty());
+        assert!(letter_of(failure(ErrorClass::Transient, "timeout")).is_empty());
+        let written = WriteOutcome::Written {
+            id: "500000000000001AAA".into(),
+            created: false,
+        };
+        assert!(letter_of(written).is_empty());
+    }
+
+    #[test]
+    fn follow_ups_carry_the_planned_callback_states() {
+        let plan = Plan {
+            callback_states: vec![Keyed {
+                record: 0,
+                effect: ("500000000000001AAA".into(), "completed".into()),
+            }],
+            callback_state_field: Some("Callback_State__c".into()),
+            ..Plan::default()
+        };
+        let follow = follow_ups(&plan, &[], &WriteReport::default(), 0.0);
+        assert_eq!(follow.callback_states, plan.callback_states.as_slice());
+        assert_eq!(follow.callback_state_field, Some("Callback_State__c"));
+        assert!(follow.letters.is_empty() && follow.callbacks.is_empty());
+        let mut states = Executed {
+            callback_state_results: vec![Some(Failure::local(
+                ErrorClass::Transient,
+                "UNABLE_TO_LOCK_ROW",
+                "locked",
+            ))],
+            ..Executed::default()
+        };
+        let mut plan = plan;
+        plan.records = vec![crate::plan::PlannedRecord {
+            sequence_number: "100".into(),
+            contact_id: None,
+            outcome: "callback_task",
+            contact_outcome: Some("callback_task"),
+            decision: Decision::Skip,
+            decode_error: None,
+            superseded_by: None,
+            skip_reason: None,
+        }];
+        let report = finish(&plan, &states);
+        assert_eq!(report.records[0].action, Action::Retry);
+        assert_eq!(
+            report.records[0].error.as_deref(),
+            Some("UNABLE_TO_LOCK_ROW")
+        );
+        states.callback_state_results = vec![Some(Failure::local(
+            ErrorClass::Permanent,
+            "INVALID_FIELD",
+            "x",
+        ))];
+        let report = finish(&plan, &states);
+        assert_eq!(report.records[0].action, Action::Skipped);
+        assert_eq!(report.records[0].error.as_deref(), Some("INVALID_FIELD"));
+    }
+
+    #[test]
+    fn summary_counts_each_created_case_and_queued_callback() {
+        let line = |outcome, action, created, callback| RecordReport {
+            sequence_number: "1".into(),
+            contact_id: None,
+            outcome,
+            action,
+            case_id: None,
+            created,
+            error: None,
+            callback,
+            contact_outcome: None,
+            superseded_by: None,
+            reason: None,
+        };
+        let mut s = BatchSummary::from_reports(&[
+            line("dropped", Action::UpsertCase, Some(true), Some(true)),
+            line("dropped", Action::UpsertCase, Some(true), Some(false)),
+            line("dropped", Action::UpsertCase, Some(false), None),
+            line("dropped", Action::Retry, None, Some(false)),
+            line("happy_path_live_agent", Action::Unchanged, None, Some(true)),
+        ]);
+        assert_eq!(s.records, 5);
+        assert_eq!(s.cases_created, 2);
+        assert_eq!(s.callbacks_queued, 2);
+        assert_eq!(s.case_writes, 3);
+        assert_eq!(s.count(Action::UpsertCase), 3);
+        assert_eq!(s.count(Action::Retry), 1);
+        assert_eq!(s.count(Action::Skipped), 0);
+        assert_eq!(s.outcomes_starting_with("dropped"), 4);
+        assert_eq!(s.outcomes_starting_with("happy_path"), 1);
+        assert_eq!(s.outcomes_starting_with("poison"), 0);
+        assert!(!s.holds());
+        s.salesforce_unavailable = Some("salesforce_unavailable".into());
+        assert!(s.holds());
+        s.salesforce_unavailable = None;
+        s.configuration_invalid = Some("INVALID_FIELD on Foo__c".into());
+        assert!(s.holds());
+    }
+
+    #[test]
+    fn the_flow_answers_its_case_or_a_short_code() {
+        let event = serde_json::json!({
+            "Name": "ContactFlowEvent",
+            "Details": {"ContactData": {"ContactId": ID, "Channel": "VOICE"}, "Parameters": {}}
+        });
+        let planned =
+            crate::plan::handoff(event, &crate::case::CaseMapping::default()).expect("a contact");
+        assert_eq!(planned.contact_id.as_str(), ID);
+        let written = HandoffWritten {
+            id: "500000000000001AAA".into(),
+            case_number: "00001234".into(),
+            created: true,
+            api_calls: 1,
+            token_requests: 0,
+        };
+        let report = handoff(Ok((&planned, HandoffOutcome::Written(written.clone()))));
+        assert_eq!(report.contact_id.as_deref(), Some(ID));
+        assert_eq!(report.result, Ok(written));
+        assert_eq!(
+            report.answer(),
+            HashMap::from([
+                ("caseId".to_owned(), "500000000000001AAA".to_owned()),
+                ("caseNumber".to_owned(), "00001234".to_owned()),
+            ])
+        );
+        let failed = HandoffOutcome::Failed {
+            code: "rejected",
+            error: "Salesforce answered 400 STRING_TOO_LONG".into(),
+        };
+        let report = handoff(Ok((&planned, failed)));
+        let error = |code: &str| HashMap::from([("caseError".to_owned(), code.to_owned())]);
+        assert_eq!(report.answer(), error("rejected"));
+        assert_eq!(
+            report.error.as_deref(),
+            Some("Salesforce answered 400 STRING_TOO_LONG")
+        );
+        let report = handoff(Ok((&planned, HandoffOutcome::TimedOut)));
+        assert_eq!((report.answer(), report.error), (error("timeout"), None));
+        for (refusal, code) in [
+            (EventError::InvalidEvent, "invalid_event"),
+            (EventError::InvalidContactId, "invalid_contact_id"),
+        ] {
+            let report = handoff(Err(refusal));
+            assert_eq!(report.contact_id, None);
+            assert_eq!(report.answer(), error(code));
+        }
+    }
 }
