@@ -41,7 +41,7 @@
 //! - [`ctr`]: CTR types and lenient one-pass decoding.
 //! - [`input`]: the pipeline's input record, from any source, as delivered.
 //! - [`event`]: the Kinesis event envelope, decoded record by record.
-//! - [`flow_event`]: the contact-flow invoke event, decoded leniently into its contact.
+//! - [`invoke_event`]: the contact-flow invoke event, decoded leniently into its contact.
 //! - [`classify`]: the decision table: dropped, happy path, transferred, abandoned, skipped.
 //! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation.
 //! - [`letter`]: the dead-letter message format.
@@ -97,8 +97,8 @@ pub mod effect;
 pub mod event;
 pub mod execute;
 pub mod flow;
-pub mod flow_event;
 pub mod input;
+pub mod invoke_event;
 pub mod letter;
 pub mod linking;
 pub mod logging;

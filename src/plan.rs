@@ -16,8 +16,8 @@ use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig, HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
-use crate::flow_event::{self, EventError};
 use crate::input::{InputRecord, RecordData};
+use crate::invoke_event::{self, EventError};
 use crate::letter::{DeadLetter, LetterKind};
 
 /// What the pure pipeline needs: classifier, Case policy and Case mapping.
@@ -453,7 +453,7 @@ pub fn handoff(
     payload: serde_json::Value,
     mapping: &CaseMapping,
 ) -> Result<HandoffPlan, EventError> {
-    let ctr = flow_event::contact(payload)?;
+    let ctr = invoke_event::contact(payload)?;
     Ok(HandoffPlan {
         case: case::build(&ctr, &Outcome::Handoff, mapping),
         contact_id: ctr.contact_id,

@@ -15,8 +15,8 @@ use crate::case::FieldUse;
 use crate::effect::{
     ErrorClass, Failure, HandoffOutcome, HandoffWritten, SendOutcome, WriteOutcome, WriteReport,
 };
-use crate::flow_event::EventError;
 use crate::input::InputRecord;
+use crate::invoke_event::EventError;
 use crate::letter::{DeadLetter, LetterKind};
 use crate::plan::{Decision, HandoffPlan, Keyed, Plan, SkipReason};
 
@@ -1036,5 +1036,120 @@ mod tests {
             assert_eq!(report.contact_id, None);
             assert_eq!(report.answer(), error(code));
         }
+    }
+
+    #[test]
+    fn rejections_of_what_the_configuration_writes_are_configuration() {
+        use crate::case::WriteMode;
+        let uses = [
+            FieldUse {
+                name: "Origin".into(),
+                mode: WriteMode::OnCreate,
+                fixed_values: Some(vec!["Phone".into()]),
+            },
+            FieldUse {
+                name: "Description".into(),
+                mode: WriteMode::KeptCurrent,
+                fixed_values: None,
+            },
+        ];
+        let class = |class: ErrorClass, code: &str, fields: &[&str]| {
+            let mut failure = Failure::local(class, code, code);
+            failure.fields = fields.iter().map(|f| (*f).to_owned()).collect();
+            effective_class(&failure, &uses)
+        };
+        use ErrorClass::{Configuration, Permanent};
+        for code in [
+            "INVALID_FIELD",
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "NOT_FOUND",
+        ] {
+            assert_eq!(class(Permanent, code, &[]), Configuration, "{code}");
+        }
+        let picklist = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST";
+        assert_eq!(class(Permanent, picklist, &["origin"]), Configuration);
+        assert_eq!(
+            class(Permanent, picklist, &["Origin", "Description"]),
+            Permanent
+        );
+        assert_eq!(class(Permanent, picklist, &["Unmapped__c"]), Permanent);
+        assert_eq!(class(Permanent, picklist, &[]), Permanent);
+        let required = "REQUIRED_FIELD_MISSING";
+        assert_eq!(class(Permanent, required, &["Unmapped__c"]), Configuration);
+        assert_eq!(
+            class(Permanent, required, &["Unmapped__c", "Origin"]),
+            Permanent
+        );
+        assert_eq!(class(Permanent, required, &[]), Permanent);
+        assert_eq!(class(Permanent, "STRING_TOO_LONG", &["Origin"]), Permanent);
+        // Only a permanent rejection can be the configuration's.
+        assert_eq!(
+            class(ErrorClass::Transient, "INVALID_FIELD", &[]),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            class(ErrorClass::NoAccess, required, &["X__c"]),
+            ErrorClass::NoAccess
+        );
+    }
+
+    #[test]
+    fn the_first_configuration_rejection_or_the_systemic_failure_is_summarized() {
+        let other = "0e5a3c2b-1111-4222-8333-444455556666";
+        let second = format!(r#"{{"ContactId":"{other}","Channel":"VOICE"}}"#).into_bytes();
+        let env = envelope(&[&dropped(), &second]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let rejected = |summary: &str| {
+            WriteOutcome::Failed(Failure::local(
+                ErrorClass::Permanent,
+                "INVALID_FIELD",
+                summary,
+            ))
+        };
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![rejected("first"), rejected("second")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let report = finish(&plan, &executed);
+        assert_eq!(
+            report.summary.configuration_invalid.as_deref(),
+            Some("first")
+        );
+        assert_eq!(report.summary.salesforce_unavailable, None);
+        assert_eq!(report.retry().count(), 2);
+        // A record's own failure says nothing about the configuration.
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![failure(ErrorClass::Transient, "timeout"), rejected("third")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!(summary.configuration_invalid.as_deref(), Some("third"));
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![failure(ErrorClass::Transient, "timeout")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        assert_eq!(finish(&plan, &executed).summary.configuration_invalid, None);
+        // A systemic configuration failure is summarized as one, not as an outage.
+        let systemic = Failure::local(ErrorClass::Configuration, "configuration_invalid", "org");
+        let executed = Executed {
+            writes: WriteReport {
+                systemic: Some(systemic),
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!(summary.configuration_invalid.as_deref(), Some("org"));
+        assert_eq!(summary.salesforce_unavailable, None);
     }
 }
