@@ -523,7 +523,7 @@ async fn lambda_cold_starts(sizes: &Sizes) -> Vec<f64> {
 }
 
 /// A Connect "Invoke AWS Lambda function" event (virtual-agent hand-off) for contact `n`.
-fn invoke_event(n: u64) -> String {
+fn flow_event(n: u64) -> String {
     serde_json::json!({
         "Name": "ContactFlowEvent",
         "Details": {
@@ -557,20 +557,20 @@ async fn flow_function(sizes: &Sizes) {
     let (mut cold, mut first_answer) = (Vec::new(), Vec::new());
     for run in 0..sizes.cold_starts {
         let flow =
-            Lambda::start_program(FLOW_BIN, &fake, &invoke_event(7_000_000 + run as u64)).await;
+            Lambda::start_program(FLOW_BIN, &fake, &flow_event(7_000_000 + run as u64)).await;
         flow.answered_with_case(&flow.first).await;
         first_answer.push(ms(flow.picked_up.elapsed()));
         cold.push(ms(flow.cold_start));
         flow.stop().await;
     }
-    let flow = Lambda::start_program(FLOW_BIN, &fake, &invoke_event(7_100_000)).await;
+    let flow = Lambda::start_program(FLOW_BIN, &fake, &flow_event(7_100_000)).await;
     flow.answered_with_case(&flow.first).await;
     let calls_before = fake.org.api_calls();
     let mut warm = Vec::new();
     for run in 0..sizes.latency_runs {
         let started = Instant::now();
         let id = flow.api.invoke_raw(
-            invoke_event(7_200_000 + run as u64).into_bytes(),
+            flow_event(7_200_000 + run as u64).into_bytes(),
             INVOCATION_TIMEOUT,
         );
         flow.answered_with_case(&id).await;

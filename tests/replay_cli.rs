@@ -483,12 +483,12 @@ async fn every_bundled_event_fits_an_80_column_terminal_and_explains_itself() {
 /// that runs it, never replayed as poison; the other files still run.
 // See: issue "A first deploy that works the first time", item 3.
 #[tokio::test]
-async fn a_contact_invoke_event_is_refused_with_the_command_that_runs_it() {
-    let invoke_event = events("connect/handoff.json");
+async fn a_contact_flow_event_is_refused_with_the_command_that_runs_it() {
+    let flow_event = events("connect/handoff.json");
     let output = run(
         &[
             "replay",
-            invoke_event.to_str().unwrap(),
+            flow_event.to_str().unwrap(),
             events("dropped-ivr-call.json").to_str().unwrap(),
         ],
         &[],
@@ -499,7 +499,7 @@ async fn a_contact_invoke_event_is_refused_with_the_command_that_runs_it() {
     assert!(
         stderr.contains(&format!(
             "cargo lambda invoke ctr-cases-flow --invoke-address 127.0.0.1 --data-file {}",
-            invoke_event.display()
+            flow_event.display()
         )),
         "{stderr}"
     );
