@@ -13,9 +13,9 @@
 //! The contact-flow function has one effect, [`handoff`]: its hand-off Case, written and read
 //! back within the flow's answer time.
 
-use crate::case::CaseRecord;
 use std::time::Duration;
 
+use crate::case::CaseRecord;
 use crate::effect::{
     CallbackSink, CaseSink, Failure, HandoffOutcome, HandoffSink, LetterSink, Lookups, SendOutcome,
     WriteReport,
