@@ -34,9 +34,11 @@ use ctr_cases::aws::queue::LetterRecorder;
 use ctr_cases::classify::{ClassifyConfig, classify};
 use ctr_cases::config::DryRunConfig;
 use ctr_cases::ctr::Ctr;
+use ctr_cases::effect::NoCallbacks;
 use ctr_cases::event::{KinesisEnvelope, record_for};
+use ctr_cases::input::InputRecord;
 use ctr_cases::pipeline;
-use ctr_cases::plan::{self, InputRecord, Plan, Settings};
+use ctr_cases::plan::{self, Plan, Settings};
 use ctr_cases::report::{Action, BatchReport};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
@@ -142,6 +144,7 @@ impl DryRun {
             &self.config.pipeline,
             &self.requests,
             &self.letters,
+            &NoCallbacks,
             Deadline::unbounded(),
         ));
         (report, self.bodies())
@@ -154,6 +157,7 @@ impl DryRun {
             inputs,
             &self.requests,
             &self.letters,
+            &NoCallbacks,
             Deadline::unbounded(),
         ));
         (report, self.bodies())

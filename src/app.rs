@@ -13,9 +13,7 @@ use crate::aws::queue::{DeadLetterSink, RecentDeadLetters, RememberingSink};
 use crate::aws::secrets::CredentialSource;
 use crate::callback_function::CallbackState;
 use crate::config::{Config, ConfigError, CredentialsConfig};
-use crate::pipeline;
-use crate::plan::{InputRecord, Settings};
-use crate::report::BatchReport;
+use crate::plan::Settings;
 use crate::retry::{Deadline, DeadlineSource};
 use crate::salesforce::{self, SalesforceClient};
 
@@ -280,23 +278,5 @@ impl AppState {
             sink: &self.dead_letters,
             recent: &self.recent_dead_letters,
         }
-    }
-
-    /// Runs records through the pipeline with this container's settings, Salesforce client,
-    /// dead-letter sink and callback queue, within `deadline`.
-    pub async fn run_pipeline(
-        &self,
-        inputs: &[InputRecord<'_>],
-        deadline: Deadline,
-    ) -> BatchReport {
-        pipeline::run_with_callbacks(
-            inputs,
-            &self.settings,
-            &self.salesforce,
-            &self.letters(),
-            &self.callbacks,
-            deadline,
-        )
-        .await
     }
 }

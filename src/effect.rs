@@ -2,19 +2,19 @@
 //! decides them), `execute` (which performs them through the sinks below) and `report` (which
 //! turns their results into each record's final state).
 //!
-//! Pure: types and two small traits, no I/O. The Salesforce client and the dead-letter queues
+//! Pure: types and the sink traits, no I/O. The Salesforce client and the dead-letter queues
 //! implement the traits; a recording implementation of each backs the replay dry run.
 
 use std::future::Future;
 
 use crate::callback::CallbackRequest;
 use crate::case::CaseRecord;
-use crate::letter::DeadLetter;
+use crate::letter::{DeadLetter, DeadLetterError};
 use crate::linking::Link;
 use crate::retry::Deadline;
 
 /// What the caller must do about a failed effect. The layer that talks to a service decides
-/// the class from what the service answered; [`crate::report`] decides the action from the
+/// the class from what the service answered; the report decides the action from the
 /// class, in one place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -99,6 +99,18 @@ impl Failure {
             summary: summary.to_owned(),
             status: None,
             fields: Vec::new(),
+        }
+    }
+}
+
+impl From<&Failure> for DeadLetterError {
+    /// Keeps the service's own message and fields: they go to the queue, never to the logs.
+    fn from(f: &Failure) -> Self {
+        DeadLetterError {
+            code: f.code.clone(),
+            message: f.message.clone(),
+            status: f.status,
+            fields: f.fields.clone(),
         }
     }
 }
@@ -202,6 +214,50 @@ pub trait CaseSink {
         let recorded = vec![None; updates.len()];
         async move { recorded }
     }
+}
+
+/// A hand-off Case as written (created or updated) and read back: the contact-flow function's
+/// one effect, when it worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffWritten {
+    /// The Case Id (`500…`).
+    pub id: String,
+    /// The Case number people see (`00001234`).
+    pub case_number: String,
+    /// Whether this write created the Case.
+    pub created: bool,
+    /// Salesforce data API calls made.
+    pub api_calls: u32,
+    /// Token endpoint calls made.
+    pub token_requests: u32,
+}
+
+/// What became of a hand-off Case write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// Written and read back.
+    Written(HandoffWritten),
+    /// Not written: the short code the flow branches on (`rejected`, `unreachable`, …) and a
+    /// description of the error safe to log.
+    Failed {
+        /// The `caseError` code.
+        code: &'static str,
+        /// What went wrong, for the log.
+        error: String,
+    },
+    /// The flow's answer time ran out before Salesforce answered.
+    TimedOut,
+}
+
+/// Where the contact flow's hand-off Case goes: the Salesforce client.
+pub trait HandoffSink {
+    /// Files or updates `case` and reads back its Id and number, before `deadline`. Never
+    /// fails: a failure is [`HandoffOutcome::Failed`].
+    fn file_handoff(
+        &self,
+        case: &CaseRecord,
+        deadline: Deadline,
+    ) -> impl Future<Output = HandoffOutcome> + Send;
 }
 
 /// Where dead letters go: an SQS queue, a file, memory, or a recording sink.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ctr::{Ctr, DecodeError};
-use crate::plan::{InputRecord, RecordData};
+use crate::input::{InputRecord, RecordData};
 
 /// A Kinesis stream event as Lambda delivers it (`{"Records":[…]}`).
 #[derive(Debug, Deserialize, Serialize, Default)]

@@ -1,28 +1,58 @@
-//! Execute: performs a plan's effects under one deadline shared by Salesforce calls and
-//! dead-letter sends. Knows nothing of Kinesis.
+//! Execute: performs effects decided elsewhere, under one deadline shared by Salesforce calls
+//! and queue sends. Decides nothing and reads no clock; knows nothing of Kinesis.
 //!
-//! Poison letters do not depend on Salesforce, so they go out while the Case writes run; the
-//! letters for Cases Salesforce rejected go out once those answers are in. Every send stops at
-//! the deadline (which already keeps the invocation's safety margin): a letter that cannot be
-//! sent in time leaves its record reported for retry. Callback requests are queued last, for
-//! the Cases the writes say exist ([`report::callbacks_to_queue`]): one SQS call per 10, and
-//! never a call to Amazon Connect (the callback function starts the tasks at Connect's pace).
+//! Two passes per batch. [`execute`] performs the plan's effects: the Case writes (after the
+//! customer lookups they need) and, concurrently, the poison letters, which do not depend on
+//! Salesforce. [`follow_up`] then performs what the report decided from those write results
+//! ([`FollowUps`]): the letters for Cases Salesforce rejected (and parked records), then the
+//! callback states, then the callback requests (one SQS call per 10, never a call to Amazon
+//! Connect: the callback function starts the tasks at Connect's pace). Every send stops at the
+//! deadline (which already keeps the invocation's safety margin): a letter that cannot be sent
+//! in time leaves its record reported for retry.
+//!
+//! The contact-flow function has one effect, [`handoff`]: its hand-off Case, written and read
+//! back within the flow's answer time.
+
+use std::time::Duration;
 
 use crate::case::CaseRecord;
-use crate::effect::{CallbackSink, CaseSink, LetterSink, Lookups, WriteReport};
-use crate::plan::{InputRecord, Plan};
-use crate::report::{self, Executed};
+use crate::effect::{
+    CallbackSink, CaseSink, Failure, HandoffOutcome, HandoffSink, LetterSink, Lookups, SendOutcome,
+    WriteReport,
+};
+use crate::plan::Plan;
+use crate::report::FollowUps;
 use crate::retry::Deadline;
 
-/// Performs `plan`'s effects through `cases`, `letters` and `callbacks` before `deadline`.
-pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
+/// What the first pass did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// One outcome per [`Plan::cases`] entry, with the call counts (lookups included).
+    pub writes: WriteReport,
+    /// One outcome per [`Plan::letters`] entry (the poison letters).
+    pub poison_sends: Vec<SendOutcome>,
+}
+
+/// What the second pass did.
+#[derive(Debug, Default)]
+pub struct FollowedUp {
+    /// One outcome per [`FollowUps::letters`] entry.
+    pub letter_sends: Vec<SendOutcome>,
+    /// One result per [`FollowUps::callback_states`] entry (`None`: written); empty when no
+    /// callback state field is set.
+    pub callback_state_results: Vec<Option<Failure>>,
+    /// One outcome per [`FollowUps::callbacks`] entry.
+    pub callback_sends: Vec<SendOutcome>,
+}
+
+/// The first pass: performs `plan`'s Case writes through `cases` and its poison letters
+/// through `letters`, concurrently, before `deadline`.
+pub async fn execute<C: CaseSink, L: LetterSink>(
     plan: &Plan,
-    inputs: &[InputRecord<'_>],
     cases: &C,
     letters: &L,
-    callbacks: &B,
     deadline: Deadline,
-) -> Executed {
+) -> Written {
     let poison: Vec<_> = plan.letters.iter().map(|k| &k.effect).collect();
     let (writes, poison_sends) = tokio::join!(
         async {
@@ -49,19 +79,31 @@ pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
             }
         },
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let rejection_letters = report::follow_up_letters(plan, inputs, &writes, now, plan.park_after);
-    let rejection_sends = if rejection_letters.is_empty() {
+    Written {
+        writes,
+        poison_sends,
+    }
+}
+
+/// The second pass: performs `follow_ups` before `deadline`, one after the other: the letters
+/// through `letters`, the callback states through `cases`, the callback requests through
+/// `callbacks`. An empty list makes no call.
+pub async fn follow_up<C: CaseSink, L: LetterSink, B: CallbackSink>(
+    follow_ups: &FollowUps<'_>,
+    cases: &C,
+    letters: &L,
+    callbacks: &B,
+    deadline: Deadline,
+) -> FollowedUp {
+    let letter_sends = if follow_ups.letters.is_empty() {
         Vec::new()
     } else {
-        let refs: Vec<_> = rejection_letters.iter().map(|k| &k.effect).collect();
+        let refs: Vec<_> = follow_ups.letters.iter().map(|k| &k.effect).collect();
         letters.send_letters(&refs, deadline).await
     };
-    let callback_state_results = match &plan.callback_state_field {
-        Some(field) if !plan.callback_states.is_empty() => {
-            let updates: Vec<(&str, &str)> = plan
+    let callback_state_results = match follow_ups.callback_state_field {
+        Some(field) if !follow_ups.callback_states.is_empty() => {
+            let updates: Vec<(&str, &str)> = follow_ups
                 .callback_states
                 .iter()
                 .map(|k| (k.effect.0.as_str(), k.effect.1.as_str()))
@@ -72,22 +114,30 @@ pub async fn execute<C: CaseSink, L: LetterSink, B: CallbackSink>(
         }
         _ => Vec::new(),
     };
-    let queued = report::callbacks_to_queue(plan, &writes);
-    let callback_sends = if queued.is_empty() {
+    let callback_sends = if follow_ups.callbacks.is_empty() {
         Vec::new()
     } else {
-        let refs: Vec<_> = queued.iter().map(|k| &k.effect).collect();
+        let refs: Vec<_> = follow_ups.callbacks.iter().map(|k| &k.effect).collect();
         callbacks.queue_callbacks(&refs, deadline).await
     };
-    Executed {
-        writes,
-        poison_sends,
-        rejection_letters,
-        rejection_sends,
-        callbacks: queued,
-        callback_sends,
+    FollowedUp {
+        letter_sends,
         callback_state_results,
+        callback_sends,
     }
+}
+
+/// The contact-flow function's one effect: files the hand-off `case` through `sink` before
+/// `deadline`, giving up after `timeout` (the flow's answer time).
+pub async fn handoff<S: HandoffSink>(
+    case: &CaseRecord,
+    sink: &S,
+    timeout: Duration,
+    deadline: Deadline,
+) -> HandoffOutcome {
+    tokio::time::timeout(timeout, sink.file_handoff(case, deadline))
+        .await
+        .unwrap_or(HandoffOutcome::TimedOut)
 }
 
 /// Customer linking by number: looks up the callers of the Cases that need it (one call per

@@ -6,8 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::effect::Failure;
-
 /// SQS's message size limit (256 KiB); the record data is cut to fit under it.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
@@ -91,18 +89,6 @@ impl From<&crate::ctr::DecodeError> for DeadLetterError {
             message: e.to_string(),
             status: None,
             fields: vec![],
-        }
-    }
-}
-
-impl From<&Failure> for DeadLetterError {
-    /// Keeps the service's own message and fields: they go to the queue, never to the logs.
-    fn from(f: &Failure) -> Self {
-        DeadLetterError {
-            code: f.code.clone(),
-            message: f.message.clone(),
-            status: f.status,
-            fields: f.fields.clone(),
         }
     }
 }

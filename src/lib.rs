@@ -6,24 +6,42 @@
 //!
 //! ## Data flow: one pipeline for every entry point
 //! ```text
-//! Kinesis batch ─┐                           ┌─ Case writes (Salesforce, batched)
-//! CTR files ─────┼─▶ plan (pure) ─▶ execute (I/O, one deadline) ─▶ report (pure)
-//!                │   decisions + effects      └─ dead letters (SQS, batched)        │
-//!                                                                                   ▼
-//!                           Lambda response · CLI lines · summary · EMF metrics
+//! Kinesis batch ─┐                 ┌ Case writes (Salesforce)        ┌ rejection, parked letters
+//! CTR files ─────┼▶ plan ▶ execute ┤                  ▶ report ▶ execute ┤ callback states
+//! dead letters ──┘  pure   I/O     └ poison letters (SQS)   pure    I/O  └ callback requests
+//!                                                                             │
+//!                 report (pure) ◀─────────────────────────────────────────────┘
+//!                   ▼  Lambda response · CLI lines · summary · EMF metrics
+//!
+//! flow event ─▶ plan::handoff (pure) ─▶ execute::handoff (I/O) ─▶ report::handoff (pure)
+//!                                                     ▼  the flow's answer · its log line
 //! ```
 //! - **plan** ([`plan`]): decode each record once, dedupe by ContactId (newest
-//!   LastUpdateTimestamp), classify, map to Case writes, decide dead letters.
-//! - **execute** ([`execute`]): performs the effects through a [`effect::CaseSink`] (the
-//!   Salesforce client, or a recorder for dry runs) and a [`effect::LetterSink`] (SQS, a file,
-//!   memory, or a recorder), under one deadline.
-//! - **report** ([`report`]): effect results → each record's final state, the records to
-//!   retry, the summary; the one place where an error class becomes an action.
+//!   LastUpdateTimestamp), classify, map to Case writes, decide poison letters, callback
+//!   requests and callback states. For the contact-flow function, [`plan::handoff`]: the invoke
+//!   event → the hand-off Case to write, or the `caseError` of an event that names no contact.
+//! - **execute** ([`execute`]): performs effects and decides nothing, under one deadline, in
+//!   two passes: the plan's Case writes with its poison letters (concurrently) through a
+//!   [`effect::CaseSink`] (the Salesforce client, or a recorder for dry runs) and a
+//!   [`effect::LetterSink`] (SQS, a file, memory, or a recorder); then the follow-ups the report
+//!   decided, through those and an [`effect::CallbackSink`]. For the flow, [`execute::handoff`].
+//! - **report** ([`report`]): from the first pass's write results and the wall clock handed in,
+//!   the follow-ups ([`report::follow_ups`]); from every result, each record's final state, the
+//!   records to retry, the summary: the one place where an error class becomes an action. For
+//!   the flow, [`report::handoff`]: its answer map.
+//!
+//! plan, execute and report read no clock: [`pipeline`] hands the report the wall clock
+//! ([`retry::epoch_secs`]); each entry point makes the deadline ([`retry::Deadline`]).
+//! Between an entry point and [`pipeline::run`] there is at most one function:
+//! `stream::handle` → [`stream::process_batch`] → [`pipeline::run`]; redrive and the replay
+//! CLI call [`pipeline::run`] themselves.
 //!
 //! ## Layout
 //! Pure (no I/O, no `config`, no tokio/reqwest/AWS SDK):
 //! - [`ctr`]: CTR types and lenient one-pass decoding.
+//! - [`input`]: the pipeline's input record, from any source, as delivered.
 //! - [`event`]: the Kinesis event envelope, decoded record by record.
+//! - [`invoke_event`]: the contact-flow invoke event, decoded leniently into its contact.
 //! - [`classify`]: the decision table: dropped, happy path, transferred, abandoned, skipped.
 //! - [`case`]: CTR + outcome → Case fields, configurable templates, truncation.
 //! - [`letter`]: the dead-letter message format.
@@ -31,7 +49,8 @@
 //! - [`linking`]: linking a Case to the caller's Contact (ids, phone search, the match rule).
 //! - [`callback`]: which dropped callers get a callback task; the queued request; the task.
 //! - [`callback_batch`]: the callback function's batch plan and report.
-//! - [`effect`]: the effects and their results; the sink traits.
+//! - [`effect`]: the effects and their results; the sink traits (Cases, letters, callbacks,
+//!   the flow's hand-off Case).
 //! - [`plan`], [`report`]: the pure ends of the pipeline.
 //! - [`report_table`]: a report as a table for people, fitted to the terminal's width.
 //! - [`metrics`]: CloudWatch Embedded Metric Format lines.
@@ -42,7 +61,7 @@
 //!   completeness check of a range read back.
 //!
 //! I/O:
-//! - [`execute`]: performs a plan's effects; [`pipeline`]: plan → execute → report.
+//! - [`execute`]: performs effects; [`pipeline`]: plan → execute → report → execute → report.
 //! - [`salesforce`]: OAuth grants, token cache, Case writes, wire formats, typed errors, and a
 //!   request recorder for dry runs. Uses no `config` and no [`aws`] adapter.
 //! - [`aws`]: every AWS adapter, in one place:
@@ -64,7 +83,8 @@
 //!   refused callback requests back to the callback queue: options, pure decisions
 //!   ([`redrive::decide`], [`shard_range`]), the rounds over the [`aws`] traits
 //!   ([`redrive::rounds`]) and the output ([`redrive::output`]).
-//! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case).
+//! - [`flow`]: the contact-flow Lambda's entry point (Connect invoke event → hand-off Case, by
+//!   [`plan::handoff`] → [`execute::handoff`] → [`report::handoff`]).
 //! - [`callback_function`]: the callback Lambda's entry point (SQS callback requests → Connect
 //!   tasks, task ids on the Cases).
 //! - Binaries: `src/main.rs` (the stream Lambda), `src/bin/flow.rs` (the contact-flow
@@ -85,6 +105,8 @@ pub mod effect;
 pub mod event;
 pub mod execute;
 pub mod flow;
+pub mod input;
+pub mod invoke_event;
 pub mod letter;
 pub mod linking;
 pub mod logging;

@@ -1,28 +1,19 @@
-//! One batch through the pipeline: plan (pure) → execute (I/O, one deadline) → report (pure).
-//! Every entry point (the stream Lambda, the CLI) runs its records through [`run`].
+//! One batch through the pipeline: plan (pure) → execute (I/O, one deadline) → report (pure)
+//! → execute the follow-ups → report. Every entry point that takes records (the stream
+//! Lambda, redrive, the replay CLI) runs them through [`run`].
 
-use crate::effect::{CallbackSink, CaseSink, ErrorClass, LetterSink, NoCallbacks, WriteOutcome};
+use crate::effect::{CallbackSink, CaseSink, ErrorClass, LetterSink, SendOutcome, WriteOutcome};
 use crate::execute;
-use crate::plan::{self, InputRecord, Plan, Settings};
-use crate::report::{self, Action, BatchReport, RecordReport};
-use crate::retry::Deadline;
+use crate::input::InputRecord;
+use crate::plan::{self, Plan, Settings};
+use crate::report::{self, Action, BatchReport, Executed, RecordReport};
+use crate::retry::{self, Deadline};
 
-/// Plans `inputs`, performs the effects through `cases` and `letters`, and reports each
-/// record's final state. Logs one line per record (no customer data).
-pub async fn run<C: CaseSink, L: LetterSink>(
-    inputs: &[InputRecord<'_>],
-    settings: &Settings,
-    cases: &C,
-    letters: &L,
-    deadline: Deadline,
-) -> BatchReport {
-    let plan = plan::plan(inputs, settings);
-    run_plan(&plan, inputs, cases, letters, deadline).await
-}
-
-/// As [`run`], queueing a callback request through `callbacks` for each callable dropped
-/// caller whose Case exists after the writes (when [`Settings::callbacks`] is on).
-pub async fn run_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink>(
+/// Plans `inputs`, performs the effects through `cases`, `letters` and `callbacks` (a callback
+/// request for each callable dropped caller whose Case exists after the writes, when
+/// [`Settings::callbacks`] is on; [`crate::effect::NoCallbacks`] only records them), and
+/// reports each record's final state. Logs one line per record (no customer data).
+pub async fn run<C: CaseSink, L: LetterSink, B: CallbackSink>(
     inputs: &[InputRecord<'_>],
     settings: &Settings,
     cases: &C,
@@ -31,23 +22,16 @@ pub async fn run_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink>(
     deadline: Deadline,
 ) -> BatchReport {
     let plan = plan::plan(inputs, settings);
-    run_plan_with_callbacks(&plan, inputs, cases, letters, callbacks, deadline).await
+    run_plan(&plan, inputs, cases, letters, callbacks, deadline).await
 }
 
-/// As [`run`], for a plan already made (e.g. one whose Cases a caller inspects first).
-/// Callback requests are only recorded ([`NoCallbacks`]).
-pub async fn run_plan<C: CaseSink, L: LetterSink>(
-    plan: &Plan,
-    inputs: &[InputRecord<'_>],
-    cases: &C,
-    letters: &L,
-    deadline: Deadline,
-) -> BatchReport {
-    run_plan_with_callbacks(plan, inputs, cases, letters, &NoCallbacks, deadline).await
-}
-
-/// As [`run_with_callbacks`], for a plan already made.
-pub async fn run_plan_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink>(
+/// As [`run`], for a plan already made from `inputs` (e.g. one whose Cases a caller inspects
+/// first, or a benchmark of execute and report alone).
+///
+/// The first pass performs the plan's effects; the report decides from its write results,
+/// as of the wall clock then ([`retry::epoch_secs`]), the follow-up letters and callback
+/// requests ([`report::follow_ups`]); the second pass performs them.
+pub async fn run_plan<C: CaseSink, L: LetterSink, B: CallbackSink>(
     plan: &Plan,
     inputs: &[InputRecord<'_>],
     cases: &C,
@@ -55,7 +39,18 @@ pub async fn run_plan_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink
     callbacks: &B,
     deadline: Deadline,
 ) -> BatchReport {
-    let executed = execute::execute(plan, inputs, cases, letters, callbacks, deadline).await;
+    let written = execute::execute(plan, cases, letters, deadline).await;
+    let follow_ups = report::follow_ups(plan, inputs, &written.writes, retry::epoch_secs());
+    let followed = execute::follow_up(&follow_ups, cases, letters, callbacks, deadline).await;
+    let executed = Executed {
+        writes: written.writes,
+        poison_sends: written.poison_sends,
+        rejection_letters: follow_ups.letters,
+        rejection_sends: followed.letter_sends,
+        callbacks: follow_ups.callbacks,
+        callback_sends: followed.callback_sends,
+        callback_state_results: followed.callback_state_results,
+    };
     if let Some(failure) = executed
         .writes
         .systemic
@@ -112,7 +107,7 @@ pub async fn run_plan_with_callbacks<C: CaseSink, L: LetterSink, B: CallbackSink
             .zip(&executed.rejection_sends),
     );
     for (letter, sent) in letters {
-        if let crate::effect::SendOutcome::Failed(reason) = sent {
+        if let SendOutcome::Failed(reason) = sent {
             tracing::warn!(
                 sequence_number = %letter.effect.sequence_number,
                 error_code = %letter.effect.error.code,

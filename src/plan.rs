@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 
 use crate::callback::{self, CallbackRequest};
 use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig, HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
-use crate::letter::{DeadLetter, DeadLetterError, LetterKind, Origin};
+use crate::input::{InputRecord, RecordData};
+use crate::invoke_event::{self, EventError};
+use crate::letter::{DeadLetter, LetterKind};
 
 /// What the pure pipeline needs: classifier, Case policy and Case mapping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,75 +94,6 @@ impl Default for Settings {
             ClassifyConfig::default(),
             CasePolicy::default(),
             CaseMapping::default(),
-        )
-    }
-}
-
-/// A record's data.
-#[derive(Debug)]
-pub enum RecordData<'a> {
-    /// A Kinesis `data` value exactly as delivered: a base64 JSON string, or an inline JSON
-    /// object (some published sample events use one); `None` when the record had none.
-    Delivered(Option<&'a RawValue>),
-    /// A contact already described in code (a contact-flow event).
-    Contact(Box<Ctr>),
-}
-
-/// One input record, whatever its source (a Kinesis record, a CTR from a file, a redriven dead
-/// letter, a contact-flow event). Borrows from the source.
-#[derive(Debug)]
-pub struct InputRecord<'a> {
-    /// Kinesis sequence number (or position in a file): what a retry report names.
-    pub sequence_number: &'a str,
-    /// The shard, when known.
-    pub shard_id: Option<&'a str>,
-    /// The stream ARN, when known.
-    pub event_source_arn: Option<&'a str>,
-    /// The partition key, when known.
-    pub partition_key: Option<&'a str>,
-    /// Kinesis arrival time (epoch seconds), when known.
-    pub arrival: Option<f64>,
-    /// The record's data.
-    pub data: RecordData<'a>,
-}
-
-impl InputRecord<'_> {
-    /// Where the record came from, for a dead letter.
-    pub fn origin(&self) -> Origin {
-        Origin {
-            sequence_number: self.sequence_number.to_owned(),
-            shard_id: self.shard_id.map(str::to_owned),
-            event_source_arn: self.event_source_arn.map(str::to_owned),
-            partition_key: self.partition_key.map(str::to_owned),
-            approximate_arrival_timestamp: self.arrival,
-        }
-    }
-
-    /// The data as delivered, as a dead letter carries it: the base64 text (a JSON string's
-    /// content) or the inline JSON text; empty when there is none.
-    pub fn delivered_text(&self) -> String {
-        match &self.data {
-            RecordData::Delivered(Some(raw)) => {
-                serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
-            }
-            RecordData::Delivered(None) => String::new(),
-            RecordData::Contact(ctr) => ctr.raw_json().to_owned(),
-        }
-    }
-
-    /// A dead letter of `kind` for this record.
-    pub fn letter(
-        &self,
-        kind: LetterKind,
-        error: DeadLetterError,
-        contact_id: Option<&ContactId>,
-    ) -> DeadLetter {
-        DeadLetter::new(
-            kind,
-            error,
-            &self.origin(),
-            contact_id.map(ToString::to_string),
-            &self.delivered_text(),
         )
     }
 }
@@ -309,7 +241,7 @@ pub struct Plan {
     pub letters: Vec<Keyed<DeadLetter>>,
     /// The callback requests to queue once their Case is written ([`Settings::callbacks`]),
     /// in input order; each record here also has a Case in [`Plan::cases`]. Which are sent
-    /// depends on the write results ([`crate::report::callbacks_to_queue`]).
+    /// depends on the write results (the report decides, after the writes).
     pub callbacks: Vec<Keyed<CallbackRequest>>,
     /// Callback states to record, `(Case id, state)`, one per callback task CTR whose drop's
     /// Case is named by its attributes ([`Settings::callback_state_field`]).
@@ -499,8 +431,33 @@ struct Newest {
 fn decode(input: &InputRecord<'_>, capture: &Capture) -> Result<Ctr, DecodeError> {
     match &input.data {
         RecordData::Delivered(raw) => Ctr::decode(event::data_bytes(*raw)?, capture),
-        RecordData::Contact(ctr) => Ok((**ctr).clone()),
     }
+}
+
+/// The contact-flow function's plan: the hand-off Case to write for the contact of one Amazon
+/// Connect invoke event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffPlan {
+    /// The contact.
+    pub contact_id: ContactId,
+    /// Its hand-off Case ([`Outcome::Handoff`], the stream's mapping and write modes).
+    pub case: CaseRecord,
+}
+
+/// Plans the contact-flow function's answer to the invoke event `payload`: the hand-off Case
+/// of its contact, mapped by `mapping`.
+///
+/// # Errors
+/// Why the event names no contact ([`EventError`]): no Salesforce call is made for it.
+pub fn handoff(
+    payload: serde_json::Value,
+    mapping: &CaseMapping,
+) -> Result<HandoffPlan, EventError> {
+    let ctr = invoke_event::contact(payload)?;
+    Ok(HandoffPlan {
+        case: case::build(&ctr, &Outcome::Handoff, mapping),
+        contact_id: ctr.contact_id,
+    })
 }
 
 #[cfg(test)]

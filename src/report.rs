@@ -1,18 +1,24 @@
 //! Report: a plan and what became of its effects → each record's final state, the records to
-//! retry, the summary and the metrics. The one place where an error class becomes an action.
+//! retry, the summary and the metrics, and the follow-up effects the write results call for.
+//! The one place where an error class becomes an action. For the contact-flow function: its
+//! hand-off plan and write → the flow's answer ([`handoff`]).
 //!
 //! Pure: no I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::callback::CallbackRequest;
 use crate::case::FieldUse;
-use crate::effect::{ErrorClass, Failure, SendOutcome, WriteOutcome, WriteReport};
+use crate::effect::{
+    ErrorClass, Failure, HandoffOutcome, HandoffWritten, SendOutcome, WriteOutcome, WriteReport,
+};
+use crate::input::InputRecord;
+use crate::invoke_event::EventError;
 use crate::letter::{DeadLetter, LetterKind};
-use crate::plan::{Decision, InputRecord, Keyed, Plan, SkipReason};
+use crate::plan::{Decision, HandoffPlan, Keyed, Plan, SkipReason};
 
 /// The final action for a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
@@ -238,7 +244,8 @@ impl BatchSummary {
     }
 }
 
-/// What execute did: the write results and the outcome of every letter it tried.
+/// What execute did, over both passes: the write results and the outcome of every letter,
+/// callback request and callback state it tried.
 #[derive(Debug, Default)]
 pub struct Executed {
     /// One outcome per [`Plan::cases`] entry, with the call counts.
@@ -255,6 +262,40 @@ pub struct Executed {
     pub callback_sends: Vec<SendOutcome>,
     /// One result per [`Plan::callback_states`] entry (`None`: written).
     pub callback_state_results: Vec<Option<Failure>>,
+}
+
+/// The effects of execute's second pass, decided from the first pass's write results: the
+/// follow-up letters and the callback requests, with the callback states the plan asked for
+/// (they wait for the Case writes, so they go out in this pass too).
+#[derive(Debug)]
+pub struct FollowUps<'p> {
+    /// Dead letters for the Cases Salesforce rejected for good, and parked letters
+    /// ([`follow_up_letters`]).
+    pub letters: Vec<Keyed<DeadLetter>>,
+    /// Callback requests for the Cases the writes say exist ([`callbacks_to_queue`]).
+    pub callbacks: Vec<Keyed<CallbackRequest>>,
+    /// The planned callback states, `(Case id, state)` ([`Plan::callback_states`]).
+    pub callback_states: &'p [Keyed<(String, String)>],
+    /// The Case field they go to; `None`: none is written.
+    pub callback_state_field: Option<&'p str>,
+}
+
+/// What the write results call for, as of `now_epoch_secs` (the wall clock after the writes,
+/// passed in): the follow-up letters ([`follow_up_letters`], parking after
+/// [`Plan::park_after`]), the callback requests ([`callbacks_to_queue`]) and the planned
+/// callback states.
+pub fn follow_ups<'p>(
+    plan: &'p Plan,
+    inputs: &[InputRecord<'_>],
+    writes: &WriteReport,
+    now_epoch_secs: f64,
+) -> FollowUps<'p> {
+    FollowUps {
+        letters: follow_up_letters(plan, inputs, writes, now_epoch_secs, plan.park_after),
+        callbacks: callbacks_to_queue(plan, writes),
+        callback_states: &plan.callback_states,
+        callback_state_field: plan.callback_state_field.as_deref(),
+    }
 }
 
 /// The callback requests to queue: one per planned request whose Case the writes say exists
@@ -471,6 +512,58 @@ pub fn finish(plan: &Plan, executed: &Executed) -> BatchReport {
     }
     summary.configuration_invalid = configuration.map(|f| f.summary.clone());
     BatchReport { records, summary }
+}
+
+/// The contact-flow function's report on one invoke event: its answer and what its log line
+/// says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffReport {
+    /// The contact, when the event named a valid one.
+    pub contact_id: Option<String>,
+    /// The Case written, or the `caseError` code.
+    pub result: Result<HandoffWritten, &'static str>,
+    /// Why Salesforce did not write the Case, when it answered with an error (for the log).
+    pub error: Option<String>,
+}
+
+impl HandoffReport {
+    /// The flow's answer, a flat map of strings as Connect requires:
+    /// `{"caseId":"500…","caseNumber":"…"}`, or `{"caseError":"<short code>"}`.
+    pub fn answer(&self) -> HashMap<String, String> {
+        match &self.result {
+            Ok(case) => HashMap::from([
+                ("caseId".to_owned(), case.id.clone()),
+                ("caseNumber".to_owned(), case.case_number.clone()),
+            ]),
+            Err(code) => HashMap::from([("caseError".to_owned(), (*code).to_owned())]),
+        }
+    }
+}
+
+/// Reports on one invoke event: its plan and what became of the hand-off Case write, or why
+/// the event named no contact (then nothing was written).
+pub fn handoff(executed: Result<(&HandoffPlan, HandoffOutcome), EventError>) -> HandoffReport {
+    let (plan, outcome) = match executed {
+        Ok(executed) => executed,
+        Err(refusal) => {
+            return HandoffReport {
+                contact_id: None,
+                result: Err(refusal.code()),
+                error: None,
+            };
+        }
+    };
+    let contact_id = Some(plan.contact_id.to_string());
+    let (result, error) = match outcome {
+        HandoffOutcome::Written(case) => (Ok(case), None),
+        HandoffOutcome::Failed { code, error } => (Err(code), Some(error)),
+        HandoffOutcome::TimedOut => (Err("timeout"), None),
+    };
+    HandoffReport {
+        contact_id,
+        result,
+        error,
+    }
 }
 
 /// A dead letter that was stored is final; one that was not leaves the record for retry.
@@ -720,5 +813,343 @@ mod tests {
         assert_eq!(report.retry().collect::<Vec<_>>(), ["100"]);
         let report = finish(&plan, &Executed::default());
         assert_eq!(report.records[0].error.as_deref(), Some("not_attempted"));
+    }
+
+    #[test]
+    fn held_records_are_parked_only_once_older_than_park_after() {
+        let mut env = envelope(&[&dropped()]);
+        env.records[0].kinesis.approximate_arrival_timestamp = Some(1_000.0);
+        let inputs = env.inputs();
+        let settings = Settings::default().with_park_after(Duration::from_secs(100));
+        let plan = plan(&inputs, &settings);
+        let outage = Failure::local(ErrorClass::Unavailable, "salesforce_unavailable", "down");
+        let writes = WriteReport {
+            outcomes: vec![failure(ErrorClass::Transient, "timeout")],
+            systemic: Some(outage),
+            ..WriteReport::default()
+        };
+        for young in [1_000.0, 1_050.0, 1_100.0] {
+            let letters = follow_ups(&plan, &inputs, &writes, young).letters;
+            assert!(letters.is_empty(), "parked at {young}");
+        }
+        let letters = follow_ups(&plan, &inputs, &writes, 1_100.5).letters;
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].record, 0);
+        assert_eq!(letters[0].effect.kind, "parked");
+        assert_eq!(letters[0].effect.error.code, "salesforce_unavailable");
+        assert_eq!(letters[0].effect.contact_id.as_deref(), Some(ID));
+        for (sent, action) in [
+            (SendOutcome::Sent, Action::Parked),
+            (SendOutcome::Recorded, Action::Parked),
+            (SendOutcome::Failed("timed out".into()), Action::Retry),
+        ] {
+            let executed = Executed {
+                writes: writes.clone(),
+                rejection_letters: letters.clone(),
+                rejection_sends: vec![sent],
+                ..Executed::default()
+            };
+            let report = finish(&plan, &executed);
+            assert_eq!(report.records[0].action, action);
+            assert_eq!(report.records[0].error.as_deref(), Some("timeout"));
+            assert_eq!(
+                report.summary.salesforce_unavailable.as_deref(),
+                Some("salesforce_unavailable")
+            );
+        }
+        // Without a systemic failure the record's own failure is the letter's reason.
+        let own = WriteReport {
+            systemic: None,
+            ..writes.clone()
+        };
+        let letters = follow_ups(&plan, &inputs, &own, 5_000.0).letters;
+        assert_eq!(letters[0].effect.error.code, "timeout");
+        // A record without an arrival time is never parked.
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = crate::plan::plan(&inputs, &settings);
+        assert!(
+            follow_ups(&plan, &inputs, &writes, f64::MAX)
+                .letters
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn rejections_are_dead_lettered_at_any_age_and_configuration_is_held() {
+        let env = envelope(&[&dropped()]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let letter_of = |outcome: WriteOutcome| {
+            let writes = WriteReport {
+                outcomes: vec![outcome],
+                ..WriteReport::default()
+            };
+            follow_ups(&plan, &inputs, &writes, 0.0).letters
+        };
+        let no_access = letter_of(failure(ErrorClass::NoAccess, "CASE_NOT_ACCESSIBLE"));
+        assert_eq!(no_access[0].effect.kind, "case_not_accessible");
+        let rejected = letter_of(failure(ErrorClass::Permanent, "STRING_TOO_LONG"));
+        assert_eq!(rejected[0].effect.kind, "salesforce_rejected");
+        assert!(letter_of(failure(ErrorClass::Permanent, "INVALID_FIELD")).is_empty());
+        assert!(letter_of(failure(ErrorClass::Transient, "timeout")).is_empty());
+        let written = WriteOutcome::Written {
+            id: "500000000000001AAA".into(),
+            created: false,
+        };
+        assert!(letter_of(written).is_empty());
+    }
+
+    #[test]
+    fn follow_ups_carry_the_planned_callback_states() {
+        let plan = Plan {
+            callback_states: vec![Keyed {
+                record: 0,
+                effect: ("500000000000001AAA".into(), "completed".into()),
+            }],
+            callback_state_field: Some("Callback_State__c".into()),
+            ..Plan::default()
+        };
+        let follow = follow_ups(&plan, &[], &WriteReport::default(), 0.0);
+        assert_eq!(follow.callback_states, plan.callback_states.as_slice());
+        assert_eq!(follow.callback_state_field, Some("Callback_State__c"));
+        assert!(follow.letters.is_empty() && follow.callbacks.is_empty());
+        let mut states = Executed {
+            callback_state_results: vec![Some(Failure::local(
+                ErrorClass::Transient,
+                "UNABLE_TO_LOCK_ROW",
+                "locked",
+            ))],
+            ..Executed::default()
+        };
+        let mut plan = plan;
+        plan.records = vec![crate::plan::PlannedRecord {
+            sequence_number: "100".into(),
+            contact_id: None,
+            outcome: "callback_task",
+            contact_outcome: Some("callback_task"),
+            decision: Decision::Skip,
+            decode_error: None,
+            superseded_by: None,
+            skip_reason: None,
+        }];
+        let report = finish(&plan, &states);
+        assert_eq!(report.records[0].action, Action::Retry);
+        assert_eq!(
+            report.records[0].error.as_deref(),
+            Some("UNABLE_TO_LOCK_ROW")
+        );
+        states.callback_state_results = vec![Some(Failure::local(
+            ErrorClass::Permanent,
+            "INVALID_FIELD",
+            "x",
+        ))];
+        let report = finish(&plan, &states);
+        assert_eq!(report.records[0].action, Action::Skipped);
+        assert_eq!(report.records[0].error.as_deref(), Some("INVALID_FIELD"));
+    }
+
+    #[test]
+    fn summary_counts_each_created_case_and_queued_callback() {
+        let line = |outcome, action, created, callback| RecordReport {
+            sequence_number: "1".into(),
+            contact_id: None,
+            outcome,
+            action,
+            case_id: None,
+            created,
+            error: None,
+            callback,
+            contact_outcome: None,
+            superseded_by: None,
+            reason: None,
+        };
+        let mut s = BatchSummary::from_reports(&[
+            line("dropped", Action::UpsertCase, Some(true), Some(true)),
+            line("dropped", Action::UpsertCase, Some(true), Some(false)),
+            line("dropped", Action::UpsertCase, Some(false), None),
+            line("dropped", Action::Retry, None, Some(false)),
+            line("happy_path_live_agent", Action::Unchanged, None, Some(true)),
+        ]);
+        assert_eq!(s.records, 5);
+        assert_eq!(s.cases_created, 2);
+        assert_eq!(s.callbacks_queued, 2);
+        assert_eq!(s.case_writes, 3);
+        assert_eq!(s.count(Action::UpsertCase), 3);
+        assert_eq!(s.count(Action::Retry), 1);
+        assert_eq!(s.count(Action::Skipped), 0);
+        assert_eq!(s.outcomes_starting_with("dropped"), 4);
+        assert_eq!(s.outcomes_starting_with("happy_path"), 1);
+        assert_eq!(s.outcomes_starting_with("poison"), 0);
+        assert!(!s.holds());
+        s.salesforce_unavailable = Some("salesforce_unavailable".into());
+        assert!(s.holds());
+        s.salesforce_unavailable = None;
+        s.configuration_invalid = Some("INVALID_FIELD on Foo__c".into());
+        assert!(s.holds());
+    }
+
+    #[test]
+    fn the_flow_answers_its_case_or_a_short_code() {
+        let event = serde_json::json!({
+            "Name": "ContactFlowEvent",
+            "Details": {"ContactData": {"ContactId": ID, "Channel": "VOICE"}, "Parameters": {}}
+        });
+        let planned =
+            crate::plan::handoff(event, &crate::case::CaseMapping::default()).expect("a contact");
+        assert_eq!(planned.contact_id.as_str(), ID);
+        let written = HandoffWritten {
+            id: "500000000000001AAA".into(),
+            case_number: "00001234".into(),
+            created: true,
+            api_calls: 1,
+            token_requests: 0,
+        };
+        let report = handoff(Ok((&planned, HandoffOutcome::Written(written.clone()))));
+        assert_eq!(report.contact_id.as_deref(), Some(ID));
+        assert_eq!(report.result, Ok(written));
+        assert_eq!(
+            report.answer(),
+            HashMap::from([
+                ("caseId".to_owned(), "500000000000001AAA".to_owned()),
+                ("caseNumber".to_owned(), "00001234".to_owned()),
+            ])
+        );
+        let failed = HandoffOutcome::Failed {
+            code: "rejected",
+            error: "Salesforce answered 400 STRING_TOO_LONG".into(),
+        };
+        let report = handoff(Ok((&planned, failed)));
+        let error = |code: &str| HashMap::from([("caseError".to_owned(), code.to_owned())]);
+        assert_eq!(report.answer(), error("rejected"));
+        assert_eq!(
+            report.error.as_deref(),
+            Some("Salesforce answered 400 STRING_TOO_LONG")
+        );
+        let report = handoff(Ok((&planned, HandoffOutcome::TimedOut)));
+        assert_eq!((report.answer(), report.error), (error("timeout"), None));
+        for (refusal, code) in [
+            (EventError::InvalidEvent, "invalid_event"),
+            (EventError::InvalidContactId, "invalid_contact_id"),
+        ] {
+            let report = handoff(Err(refusal));
+            assert_eq!(report.contact_id, None);
+            assert_eq!(report.answer(), error(code));
+        }
+    }
+
+    #[test]
+    fn rejections_of_what_the_configuration_writes_are_configuration() {
+        use crate::case::WriteMode;
+        let uses = [
+            FieldUse {
+                name: "Origin".into(),
+                mode: WriteMode::OnCreate,
+                fixed_values: Some(vec!["Phone".into()]),
+            },
+            FieldUse {
+                name: "Description".into(),
+                mode: WriteMode::KeptCurrent,
+                fixed_values: None,
+            },
+        ];
+        let class = |class: ErrorClass, code: &str, fields: &[&str]| {
+            let mut failure = Failure::local(class, code, code);
+            failure.fields = fields.iter().map(|f| (*f).to_owned()).collect();
+            effective_class(&failure, &uses)
+        };
+        use ErrorClass::{Configuration, Permanent};
+        for code in [
+            "INVALID_FIELD",
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "NOT_FOUND",
+        ] {
+            assert_eq!(class(Permanent, code, &[]), Configuration, "{code}");
+        }
+        let picklist = "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST";
+        assert_eq!(class(Permanent, picklist, &["origin"]), Configuration);
+        assert_eq!(
+            class(Permanent, picklist, &["Origin", "Description"]),
+            Permanent
+        );
+        assert_eq!(class(Permanent, picklist, &["Unmapped__c"]), Permanent);
+        assert_eq!(class(Permanent, picklist, &[]), Permanent);
+        let required = "REQUIRED_FIELD_MISSING";
+        assert_eq!(class(Permanent, required, &["Unmapped__c"]), Configuration);
+        assert_eq!(
+            class(Permanent, required, &["Unmapped__c", "Origin"]),
+            Permanent
+        );
+        assert_eq!(class(Permanent, required, &[]), Permanent);
+        assert_eq!(class(Permanent, "STRING_TOO_LONG", &["Origin"]), Permanent);
+        // Only a permanent rejection can be the configuration's.
+        assert_eq!(
+            class(ErrorClass::Transient, "INVALID_FIELD", &[]),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            class(ErrorClass::NoAccess, required, &["X__c"]),
+            ErrorClass::NoAccess
+        );
+    }
+
+    #[test]
+    fn the_first_configuration_rejection_or_the_systemic_failure_is_summarized() {
+        let other = "0e5a3c2b-1111-4222-8333-444455556666";
+        let second = format!(r#"{{"ContactId":"{other}","Channel":"VOICE"}}"#).into_bytes();
+        let env = envelope(&[&dropped(), &second]);
+        let inputs = env.inputs();
+        let plan = plan(&inputs, &Settings::default());
+        let rejected = |summary: &str| {
+            WriteOutcome::Failed(Failure::local(
+                ErrorClass::Permanent,
+                "INVALID_FIELD",
+                summary,
+            ))
+        };
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![rejected("first"), rejected("second")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let report = finish(&plan, &executed);
+        assert_eq!(
+            report.summary.configuration_invalid.as_deref(),
+            Some("first")
+        );
+        assert_eq!(report.summary.salesforce_unavailable, None);
+        assert_eq!(report.retry().count(), 2);
+        // A record's own failure says nothing about the configuration.
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![failure(ErrorClass::Transient, "timeout"), rejected("third")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!(summary.configuration_invalid.as_deref(), Some("third"));
+        let executed = Executed {
+            writes: WriteReport {
+                outcomes: vec![failure(ErrorClass::Transient, "timeout")],
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        assert_eq!(finish(&plan, &executed).summary.configuration_invalid, None);
+        // A systemic configuration failure is summarized as one, not as an outage.
+        let systemic = Failure::local(ErrorClass::Configuration, "configuration_invalid", "org");
+        let executed = Executed {
+            writes: WriteReport {
+                systemic: Some(systemic),
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        };
+        let summary = finish(&plan, &executed).summary;
+        assert_eq!(summary.configuration_invalid.as_deref(), Some("org"));
+        assert_eq!(summary.salesforce_unavailable, None);
     }
 }

@@ -139,6 +139,14 @@ impl RetryPolicy {
     }
 }
 
+/// The wall clock as epoch seconds (0 before 1970): the time an entry point hands the pure
+/// report, which compares it with Kinesis arrival times to park records about to expire.
+pub fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A random number in `[0, 1)` for jitter, from the standard library's per-process random
 /// hasher keys (no RNG crate needed for jitter).
 pub fn jitter() -> f64 {

@@ -17,6 +17,7 @@ use lambda_runtime::{Diagnostic, LambdaEvent};
 use crate::app::AppState;
 use crate::event::KinesisEnvelope;
 use crate::metrics;
+use crate::pipeline;
 use crate::report::{Action, BatchSummary, RecordReport};
 use crate::retry::Deadline;
 
@@ -104,15 +105,24 @@ pub async fn handle(
     Ok(outcome.response)
 }
 
-/// Runs a batch through the pipeline with the container's Salesforce client and dead-letter
-/// queue. Never fails as a whole.
+/// Runs a batch through the pipeline ([`pipeline::run`]) with the container's settings,
+/// Salesforce client, dead-letter queue and callback queue, within `deadline`: everything
+/// [`handle`] answers with, before its hold, logs and metrics. Never fails as a whole.
 pub async fn process_batch(
     state: &AppState,
     envelope: &KinesisEnvelope,
     deadline: Deadline,
 ) -> BatchOutcome {
     let inputs = envelope.inputs();
-    let report = state.run_pipeline(&inputs, deadline).await;
+    let report = pipeline::run(
+        &inputs,
+        &state.settings,
+        &state.salesforce,
+        &state.letters(),
+        &state.callbacks,
+        deadline,
+    )
+    .await;
     let mut response = KinesisEventResponse::default();
     for sequence_number in report.retry().filter(|s| !s.is_empty()) {
         response.add_failure(sequence_number.to_owned());

@@ -22,9 +22,11 @@ fn code(relative: &str) -> String {
     }
 }
 
-const PURE: [&str; 31] = [
+const PURE: [&str; 33] = [
     "ctr.rs",
     "event.rs",
+    "input.rs",
+    "invoke_event.rs",
     "classify.rs",
     "case/mod.rs",
     "case/mapping.rs",
@@ -74,8 +76,7 @@ const IO_MODULES: [&str; 12] = [
 /// Whether `code` names the module path `module` (`crate::stream` is not `crate::stream_scope`).
 fn names(code: &str, module: &str) -> bool {
     code.match_indices(module).any(|(at, _)| {
-        !code[at + module.len()..]
-            .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        !code[at + module.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
     })
 }
 

@@ -26,7 +26,7 @@ use ctr_cases::aws::queue::{DeadLetterSink, LetterRecorder};
 use ctr_cases::aws::sqs::{MessageQueue, SqsQueue};
 use ctr_cases::config::{Config, DryRunConfig};
 use ctr_cases::doctor::{self, DeadLetterQueue, Doctor, Row};
-use ctr_cases::effect::{CaseSink, LetterSink};
+use ctr_cases::effect::{CaseSink, LetterSink, NoCallbacks};
 use ctr_cases::event::{KinesisEnvelope, record_for};
 use ctr_cases::pipeline;
 use ctr_cases::redrive::RedriveError;
@@ -385,7 +385,15 @@ async fn replay(
                 continue;
             };
             let inputs = envelope.inputs();
-            let report = state.run_pipeline(&inputs, Deadline::unbounded()).await;
+            let report = pipeline::run(
+                &inputs,
+                &state.settings,
+                &state.salesforce,
+                &state.letters(),
+                &state.callbacks,
+                Deadline::unbounded(),
+            )
+            .await;
             out.report(file, &report, false)?;
         }
         if let DeadLetterSink::File { path, .. } = &state.dead_letters {
@@ -409,6 +417,7 @@ async fn replay(
                 &config.pipeline,
                 &requests,
                 &letters,
+                &NoCallbacks,
                 Deadline::unbounded(),
             )
             .await;

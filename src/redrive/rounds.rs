@@ -18,9 +18,10 @@ use crate::aws::kinesis::StreamReader;
 use crate::aws::sqs::{MessageQueue, OutgoingMessage, QueueMessage, SQS_BATCH};
 use crate::callback::CallbackRequest;
 use crate::effect::{CaseSink, LetterSink};
+use crate::input::InputRecord;
 use crate::letter::DeadLetter;
 use crate::pipeline;
-use crate::plan::{InputRecord, Settings};
+use crate::plan::Settings;
 use crate::report::RecordReport;
 use crate::retry::Deadline;
 use crate::shard_range::{ShardRange, admit_range};
@@ -418,7 +419,7 @@ impl<C: CaseSink, L: LetterSink, Q: MessageQueue, S: StreamReader> Redrive<'_, C
         let mut reports = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(PIPELINE_BATCH) {
             let records: Vec<InputRecord<'_>> = chunk.iter().map(OwnedInput::input).collect();
-            let report = pipeline::run_with_callbacks(
+            let report = pipeline::run(
                 &records,
                 self.settings,
                 self.cases,
