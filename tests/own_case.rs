@@ -15,7 +15,7 @@ use ctr_cases::app::AppState;
 use ctr_cases::flow;
 use ctr_cases::report::Action;
 use ctr_cases::retry::Deadline;
-use ctr_cases::stream::process_batch;
+use ctr_cases::stream::{BatchOutcome, process_batch};
 use serde_json::{Value, json};
 use support::fake_salesforce::{self, FakeSalesforce, LAST_UPDATE_FIELD, OUTCOME_FIELD};
 use support::fixtures::{app_state, contact_uuid, ctr_after, fake_env, kinesis_event};
@@ -277,6 +277,27 @@ async fn a_flow_transferred_leg_naming_its_first_legs_case_updates_it() {
     }
 }
 
+/// Runs the CTR of `attacker` (an agent served it, or it was dropped) naming `victim_id` in
+/// `ctrCasesCaseId` through the stream, with the logs captured.
+async fn stream_ctr_naming(
+    state: &AppState,
+    attacker: &str,
+    agent: bool,
+    victim_id: &str,
+) -> (BatchOutcome, Logs) {
+    let data = ctr(
+        attacker,
+        "2024-02-25T09:00:00Z",
+        agent,
+        json!({}),
+        json!({"ctrCasesCaseId": victim_id}),
+    );
+    let (logs, guard) = Logs::capture();
+    let outcome = process_batch(state, &kinesis_event(&[data], 10), Deadline::after(MINUTE)).await;
+    drop(guard);
+    (outcome, logs)
+}
+
 /// The stream: a dropped call carrying a victim's Case Id (with and without a version) files
 /// its own Case; the victim's Case is untouched.
 #[tokio::test]
@@ -286,17 +307,7 @@ async fn a_ctr_naming_another_contacts_case_files_its_own() {
         let state = state(&fake);
         let (victim_id, before) = victim_case(&fake, &state, n, versioned).await;
         let attacker = contact_uuid(n + 1);
-        let data = ctr(
-            &attacker,
-            "2024-02-25T09:00:00Z",
-            false,
-            json!({}),
-            json!({"ctrCasesCaseId": victim_id}),
-        );
-        let (logs, guard) = Logs::capture();
-        let outcome =
-            process_batch(&state, &kinesis_event(&[data], 10), Deadline::after(MINUTE)).await;
-        drop(guard);
+        let (outcome, logs) = stream_ctr_naming(&state, &attacker, false, &victim_id).await;
         let report = &outcome.reports[0];
         assert_eq!(report.action, Action::UpsertCase, "{:?}", outcome.reports);
         assert_eq!(report.created, Some(true));
@@ -321,17 +332,7 @@ async fn a_ctr_naming_another_contacts_case_without_a_case_of_its_own_writes_not
         let state = state(&fake);
         let (victim_id, before) = victim_case(&fake, &state, n, versioned).await;
         let attacker = contact_uuid(n + 1);
-        let data = ctr(
-            &attacker,
-            "2024-02-25T09:00:00Z",
-            true,
-            json!({}),
-            json!({"ctrCasesCaseId": victim_id}),
-        );
-        let (logs, guard) = Logs::capture();
-        let outcome =
-            process_batch(&state, &kinesis_event(&[data], 10), Deadline::after(MINUTE)).await;
-        drop(guard);
+        let (outcome, logs) = stream_ctr_naming(&state, &attacker, true, &victim_id).await;
         let report = &outcome.reports[0];
         assert_eq!(report.outcome, "happy_path_live_agent");
         assert_eq!(report.action, Action::Skipped, "{:?}", outcome.reports);
