@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::ctr::{Ctr, DecodeError};
-use crate::input::{InputRecord, RecordData};
+use crate::input::InputRecord;
 
 /// A Kinesis stream event as Lambda delivers it (`{"Records":[…]}`).
 #[derive(Debug, Deserialize, Serialize, Default)]
@@ -77,7 +77,7 @@ impl KinesisEnvelopeRecord {
             event_source_arn: self.event_source_arn.as_deref(),
             partition_key: self.kinesis.partition_key.as_deref(),
             arrival: self.kinesis.approximate_arrival_timestamp,
-            data: RecordData::Delivered(self.kinesis.data.as_deref()),
+            data: self.kinesis.data.as_deref(),
         }
     }
 

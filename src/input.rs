@@ -9,14 +9,6 @@ use serde_json::value::RawValue;
 use crate::ctr::ContactId;
 use crate::letter::{DeadLetter, DeadLetterError, LetterKind, Origin};
 
-/// A record's data, as its source delivered it.
-#[derive(Debug)]
-pub enum RecordData<'a> {
-    /// A Kinesis `data` value exactly as delivered: a base64 JSON string, or an inline JSON
-    /// object (some published sample events use one); `None` when the record had none.
-    Delivered(Option<&'a RawValue>),
-}
-
 /// One input record, whatever its source (a Kinesis record, a CTR from a file, a redriven dead
 /// letter, a record re-read from the stream). Borrows from the source.
 #[derive(Debug)]
@@ -31,8 +23,10 @@ pub struct InputRecord<'a> {
     pub partition_key: Option<&'a str>,
     /// Kinesis arrival time (epoch seconds), when known.
     pub arrival: Option<f64>,
-    /// The record's data.
-    pub data: RecordData<'a>,
+    /// The record's data, as its source delivered it: a Kinesis `data` value, a base64 JSON
+    /// string or an inline JSON object (some published sample events use one); `None` when the
+    /// record had none.
+    pub data: Option<&'a RawValue>,
 }
 
 impl InputRecord<'_> {
@@ -50,11 +44,11 @@ impl InputRecord<'_> {
     /// The data as delivered, as a dead letter carries it: the base64 text (a JSON string's
     /// content) or the inline JSON text; empty when there is none.
     pub fn delivered_text(&self) -> String {
-        match &self.data {
-            RecordData::Delivered(Some(raw)) => {
+        match self.data {
+            Some(raw) => {
                 serde_json::from_str::<String>(raw.get()).unwrap_or_else(|_| raw.get().to_owned())
             }
-            RecordData::Delivered(None) => String::new(),
+            None => String::new(),
         }
     }
 

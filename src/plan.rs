@@ -16,7 +16,7 @@ use crate::case::{self, CaseMapping, CaseRecord, FieldUse};
 use crate::classify::{self, CasePolicy, ClassifyConfig, HappyPath, Outcome};
 use crate::ctr::{Capture, ContactId, Ctr, DecodeError};
 use crate::event;
-use crate::input::{InputRecord, RecordData};
+use crate::input::InputRecord;
 use crate::invoke_event::{self, EventError};
 use crate::letter::{DeadLetter, LetterKind};
 
@@ -429,9 +429,7 @@ struct Newest {
 }
 
 fn decode(input: &InputRecord<'_>, capture: &Capture) -> Result<Ctr, DecodeError> {
-    match &input.data {
-        RecordData::Delivered(raw) => Ctr::decode(event::data_bytes(*raw)?, capture),
-    }
+    Ctr::decode(event::data_bytes(input.data)?, capture)
 }
 
 /// The contact-flow function's plan: the hand-off Case to write for the contact of one Amazon

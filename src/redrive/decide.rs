@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use super::options::KindFilter;
 use super::output::MessageResult;
 use crate::callback::{CallbackRequest, RequestError};
-use crate::input::{InputRecord, RecordData};
+use crate::input::InputRecord;
 use crate::letter::{DeadLetter, LetterKind};
 use crate::report::Action;
 use crate::shard_range::{RangeError, StreamRecord, not_json_reason};
@@ -140,7 +140,7 @@ impl OwnedInput {
             event_source_arn: self.event_source_arn.as_deref(),
             partition_key: self.partition_key.as_deref(),
             arrival: self.arrival,
-            data: RecordData::Delivered(self.data.as_deref()),
+            data: self.data.as_deref(),
         }
     }
 }
