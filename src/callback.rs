@@ -6,7 +6,7 @@
 //! callback queue's message body; [`task_for`] turns it into the exact `StartTaskContact`
 //! parameters, built only from the request and the Case, so a retry sends the identical request
 //! under the same `ClientToken` (Connect answers the same token with the same contact for 7 days,
-//! and rejects the token with different parameters: connect-tasks.md).
+//! and rejects the token with different parameters: the StartTaskContact API reference).
 //!
 //! Loops: every task carries [`CALLBACK_FOR_ATTRIBUTE`] (the dropped ContactId) as a contact
 //! attribute, so its own CTR is recognised ([`is_callback_task`]) and never makes a Case or a

@@ -1,6 +1,6 @@
 //! What happened to a contact, and whether it gets a Case.
 //!
-//! Pure: no I/O. Implements the decision table of DESIGN.md (first match wins):
+//! Pure: no I/O. Implements the decision table of docs/cases.md (first match wins):
 //!
 //! | # | condition | outcome |
 //! |---|-----------|---------|

@@ -2,7 +2,7 @@
 //!
 //! Pure: no I/O, no environment. Configuration hands in the include and exclude patterns.
 //!
-//! DESIGN.md ("Trust boundaries"): contact attributes pass an include/exclude filter before
+//! docs/cases.md ("Sensitive caller data stays out of Cases"): contact attributes pass an include/exclude filter before
 //! they reach a Case, and card numbers, PINs, SSNs and the like are excluded by default. The
 //! filter sees attribute *names* only; [`mask_card_numbers`] is a second line of defence for
 //! values and free text (a caller typing a card number where a flow expected something else).

@@ -1,4 +1,4 @@
-//! The dependency rules of DESIGN.md, checked on the source text: pure modules use no I/O
+//! The dependency rules of the crate (src/lib.rs, "Layout"), checked on the source text: pure modules use no I/O
 //! module, no `config` and no tokio/reqwest/AWS SDK; `salesforce/` uses neither `config` nor the
 //! AWS-facing modules; `config` is used by nothing but the wiring; the top-level modules depend
 //! on each other without a cycle.
@@ -450,7 +450,7 @@ fn rust_files(root: &Path, dir: &Path, files: &mut Vec<(PathBuf, String)>) {
     }
 }
 
-/// Arrows one way (STYLE.md): no two top-level modules depend on each other, directly or
+/// Arrows one way: no two top-level modules depend on each other, directly or
 /// through others. A shared type moves down into its own small module instead.
 #[test]
 fn top_level_modules_have_no_dependency_cycle() {

@@ -153,8 +153,8 @@ enum Command {
         #[arg(long)]
         send: bool,
         /// The letter kinds to redrive, comma-separated: parked, salesforce_rejected,
-        /// poison_record (default: parked,salesforce_rejected; a poison record cannot become a
-        /// Case, so it is redriven only when named). Example: `--kinds parked`.
+        /// case_not_accessible, poison_record (default: the first three; a poison record cannot
+        /// become a Case, so it is redriven only when named). Example: `--kinds parked`.
         #[arg(
             long,
             value_name = "KINDS",

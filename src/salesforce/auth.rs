@@ -1,7 +1,7 @@
 //! OAuth grants, the warm-container token cache and the logins: everything about tokens. The
 //! client asks `Auth` for a token and reports a 401 to it; nothing else signs in.
 //!
-//! Three grants (salesforce-wire.md): `password` (the reference's), `client_credentials` and
+//! Three grants (Salesforce Help, "OAuth Authorization Flows"): `password` (the reference's), `client_credentials` and
 //! `jwt_bearer`. The token is cached for as long as the Lambda container stays warm: Salesforce
 //! sends no `expires_in`, so a token is used until a data call answers 401, then refreshed once.
 //! Refresh is single-flight: concurrent callers wait for one token request, and a 401 only

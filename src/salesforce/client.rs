@@ -1,7 +1,7 @@
 //! The Salesforce client: Case writes that keep one Case per contact and never overwrite an
 //! agent's work, with bounded retries.
 //!
-//! Per chunk of at most `batch_size` Cases (salesforce-wire.md, DESIGN.md "Case lifecycle"):
+//! Per chunk of at most `batch_size` Cases (docs/cases.md, "The Case lifecycle"; the REST API Developer Guide, sObject Collections):
 //! 1. **create** them all with one sObject Collections create. The external id field is
 //!    unique, so a Case that already exists fails with `DUPLICATE_VALUE` on it: the signal that
 //!    it exists (another writer may just have created it), never a permanent error.

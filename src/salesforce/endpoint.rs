@@ -3,7 +3,7 @@
 //! Pure: no I/O, no environment, no clock. Configuration hands in the texts and the extra
 //! allowed domains; this module only parses and decides.
 //!
-//! The rules (DESIGN.md, "Trust boundaries"):
+//! The rules (docs/deploy.md, "Configuration reference", `SALESFORCE_ALLOWED_HOSTS`):
 //! - Credentials go only to a [`LoginUrl`]: `https` to a host in a Salesforce domain (or one
 //!   the operator added with `SALESFORCE_ALLOWED_HOSTS`), on the default port, with nothing but
 //!   scheme and host. Plain `http` only to the exact loopback hosts `127.0.0.1`, `[::1]` and
@@ -596,7 +596,7 @@ impl LoginUrl {
     /// Salesforce expects `https://test.salesforce.com` for sandboxes (`test.salesforce.com`
     /// and enhanced-domain sandbox My Domains, `*.sandbox.my.salesforce.com`) and
     /// `https://login.salesforce.com` for production, including production My Domains on
-    /// salesforce.com (salesforce-wire.md; Salesforce's "OAuth 2.0 JWT Bearer Flow for
+    /// salesforce.com (Salesforce's "OAuth 2.0 JWT Bearer Flow for
     /// Server-to-Server Integration" help page; the same split as `SfdcUrl.getJwtAudienceUrl`
     /// in forcedotcom/sfdx-core). Any other host (an Experience Cloud site on force.com, a
     /// Government Cloud or operator-added domain, a loopback fake) is its own audience, as in

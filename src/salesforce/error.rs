@@ -207,7 +207,7 @@ fn auth_hint(error: &str, description: &str) -> &'static str {
 }
 
 impl Error {
-    /// What to do about this error, per salesforce-wire.md.
+    /// What to do about this error, per the REST API Developer Guide ("Status Codes and Error Responses") and docs/deploy.md, "Troubleshooting".
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Api {

@@ -1,5 +1,5 @@
 //! The org check: one describe of Case tells whether the org takes what the configuration
-//! writes, before any record is touched (DESIGN.md "The org is not ours").
+//! writes, before any record is touched (docs/cases.md, "Real orgs").
 //!
 //! Pure: [`CaseSchema::parse`] reads the describe answer and [`check`] compares it with
 //! [`OrgRequirements`]; the client makes the call ([`super::SalesforceClient::check_org_now`]).

@@ -1,4 +1,4 @@
-//! Salesforce REST wire formats (see salesforce-wire.md): request bodies and response parsing.
+//! Salesforce REST wire formats (the REST API Developer Guide: sObject Collections, Composite, Query, Search, error responses): request bodies and response parsing.
 //!
 //! Pure: status and body in, typed values out. No HTTP here, so every documented response shape
 //! is tested on fixture text.

@@ -1,7 +1,7 @@
 //! A fake Amazon Connect for `StartTaskContact` (moto does not implement it), speaking the AWS
 //! REST-JSON protocol as the API reference describes it: `PUT /contact/task` with a JSON body,
 //! `200 {"ContactId","ContactArn"}`, errors as a status plus `x-amzn-ErrorType` and
-//! `{"Message"}`. It follows connect-tasks.md (the API reference), not our client:
+//! `{"Message"}`. It follows the StartTaskContact API reference, not our client:
 //!
 //! - `InstanceId` must name the instance (else `ResourceNotFoundException`, 404); exactly one of
 //!   `ContactFlowId`, `QuickConnectId`, `TaskTemplateId` (else `InvalidRequestException`, 400);
