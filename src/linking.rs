@@ -181,4 +181,15 @@ mod tests {
         assert_eq!(link_from_search(&json!({"searchRecords": []})), None);
         assert!(is_contact_id("003000000000001") && !is_contact_id("001000000000001"));
     }
+
+    #[test]
+    fn an_account_id_that_is_not_one_is_not_linked() {
+        for odd in ["003000000000009AAA", "001-not-an-id", "001"] {
+            let answer = json!({"searchRecords": [{"Id": "003000000000001AAA", "AccountId": odd}]});
+            let link = link_from_search(&answer).unwrap();
+            assert_eq!(link.contact_id, "003000000000001AAA");
+            assert_eq!(link.account_id, None, "{odd}");
+        }
+        assert!(is_account_id("001000000000001") && is_account_id("001000000000001AAA"));
+    }
 }
