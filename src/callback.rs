@@ -28,11 +28,9 @@ pub use crate::classify::CALLBACK_FOR_ATTRIBUTE;
 /// The contact attribute carrying the Case id the task is for.
 pub const CALLBACK_CASE_ATTRIBUTE: &str = "ctrCasesCallbackCaseId";
 
-/// Connect schedules tasks at most 6 days ahead (StartTaskContact `ScheduledTime`).
-pub const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(6 * 24 * 3600);
-
-/// The most a configured delay may be: below Connect's 6-day limit with an hour to spare, so
-/// that a request built a little after the drop is still accepted.
+/// The most a configured delay may be: below Connect's 6-day limit on `ScheduledTime`
+/// (StartTaskContact) with an hour to spare, so that a request built a little after the drop is
+/// still accepted.
 pub const MAX_DELAY: Duration = Duration::from_secs(6 * 24 * 3600 - 3600);
 
 /// `Name` is at most 512 characters, `Description` at most 4,096 (StartTaskContact).
@@ -529,5 +527,32 @@ mod tests {
         assert_eq!(at(early), Some(expected));
         assert_eq!(at("2024-01-01T10:06:00Z".parse().unwrap()), Some(expected));
         assert_eq!(at(later), None);
+    }
+
+    #[test]
+    fn the_longest_delay_stays_within_connects_six_days() {
+        let drop: DateTime<Utc> = "2024-01-01T10:00:00Z".parse().unwrap();
+        let ten_days = 10 * 24 * 3600;
+        let scheduled = task_for(
+            &request(),
+            "500000000000001AAA",
+            "1",
+            "u",
+            &settings(ten_days),
+            drop,
+        )
+        .scheduled_time
+        .unwrap();
+        let ahead = scheduled - drop.timestamp();
+        assert_eq!(ahead, 6 * 24 * 3600 - 3600, "six days less an hour");
+        assert!(ahead < 6 * 24 * 3600, "Connect refuses more than 6 days");
+    }
+
+    #[test]
+    fn a_requests_debug_names_the_contact_and_hides_the_number() {
+        let shown = format!("{:?}", request());
+        assert!(shown.contains(ID), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+        assert!(!shown.contains("5550147"), "{shown}");
     }
 }
