@@ -504,7 +504,12 @@ mod tests {
         assert_eq!(t.attributes[CALLBACK_FOR_ATTRIBUTE], ID);
         assert_eq!(t.attributes[CALLBACK_CASE_ATTRIBUTE], "500000000000001AAA");
         assert_eq!(t.scheduled_time, None);
-        assert!(!format!("{t:?}").contains("5550147"));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("5550147"), "{shown}");
+        assert!(
+            shown.contains(ID),
+            "the task's Debug names the dropped contact: {shown}"
+        );
     }
 
     #[test]
@@ -527,6 +532,36 @@ mod tests {
         assert_eq!(at(early), Some(expected));
         assert_eq!(at("2024-01-01T10:06:00Z".parse().unwrap()), Some(expected));
         assert_eq!(at(later), None);
+        // Exactly due: not in the future, so omitted (Connect starts it now).
+        assert_eq!(at("2024-01-01T10:15:00Z".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_queued_abandoned_callers_task_says_they_hung_up_in_the_queue() {
+        let mut queued = request();
+        queued.outcome = "queued_abandoned".into();
+        let t = task_for(
+            &queued,
+            "500000000000001AAA",
+            "42",
+            "u",
+            &settings(0),
+            Utc::now(),
+        );
+        assert!(
+            t.name.contains("hung up while waiting in the queue"),
+            "{}",
+            t.name
+        );
+        let dropped = task_for(
+            &request(),
+            "500000000000001AAA",
+            "42",
+            "u",
+            &settings(0),
+            Utc::now(),
+        );
+        assert!(dropped.name.contains("was dropped"), "{}", dropped.name);
     }
 
     #[test]
