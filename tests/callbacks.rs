@@ -579,11 +579,16 @@ async fn the_callback_binary_starts_the_task_through_the_connect_endpoint() {
     assert_eq!(tasks[0].request["PreviousContactId"], contact.as_str());
     let case = org.org.case(&contact).unwrap();
     assert_eq!(case[TASK_FIELD], tasks[0].contact_id.as_str());
+    // The metrics line is printed before the answer is posted, but the pipe reader may not
+    // have collected it yet: wait for it, then stop the process so all output is in.
+    let metrics = child
+        .wait_for_line("\"CallbacksStarted\":1", Duration::from_secs(10))
+        .await;
+    child.kill().await;
     let output = child.dump();
-    assert!(output.contains("\"CallbacksStarted\":1"), "{output}");
+    assert!(metrics.is_some(), "no metrics line: {output}");
     assert!(
         !output.contains(&caller),
         "a phone number in the output: {output}"
     );
-    child.kill().await;
 }
