@@ -296,3 +296,47 @@ impl CallbackSink for NoCallbacks {
         vec![SendOutcome::Recorded; requests.len()]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every class, with whether it may be retried in this invocation and whether it stops it.
+    const CLASSES: [(ErrorClass, bool, bool); 10] = [
+        (ErrorClass::Transient, true, false),
+        (ErrorClass::Throttled, true, false),
+        (ErrorClass::AuthExpired, true, false),
+        (ErrorClass::QuotaExhausted, false, true),
+        (ErrorClass::AuthRejected, false, true),
+        (ErrorClass::Permanent, false, false),
+        (ErrorClass::Unavailable, false, true),
+        (ErrorClass::Configuration, false, true),
+        (ErrorClass::NoAccess, false, false),
+        (ErrorClass::OutOfTime, false, false),
+    ];
+
+    #[test]
+    fn only_quota_credentials_outage_and_configuration_stop_the_batch() {
+        for (class, retryable, stops) in CLASSES {
+            assert_eq!(class.is_retryable(), retryable, "{class:?} retryable");
+            assert_eq!(class.stops_the_batch(), stops, "{class:?} stops the batch");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_callbacks_records_every_request_and_sends_none() {
+        let request = CallbackRequest {
+            contact_id: "c-1".to_owned(),
+            case_id: None,
+            phone: "+15555550100".to_owned(),
+            outcome: "dropped".to_owned(),
+            disconnect_reason: None,
+            disconnected_at: None,
+            queue: None,
+        };
+        let outcomes = NoCallbacks
+            .queue_callbacks(&[&request, &request], Deadline::unbounded())
+            .await;
+        assert_eq!(outcomes, vec![SendOutcome::Recorded; 2]);
+    }
+}
