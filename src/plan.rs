@@ -487,6 +487,13 @@ mod tests {
     }
 
     #[test]
+    fn records_park_after_twenty_hours_unless_configured() {
+        // PARK_AFTER_HOURS defaults to 20 (docs/deploy.md); settings built without the
+        // configuration must agree.
+        assert_eq!(Settings::default().park_after, Duration::from_secs(72_000));
+    }
+
+    #[test]
     fn newest_version_wins_regardless_of_order() {
         let env = envelope(&[
             ctr("2024-01-01T00:00:10Z", r#","Agent":{}"#),
