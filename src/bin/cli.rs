@@ -37,6 +37,7 @@ use ctr_cases::report::BatchReport;
 use ctr_cases::report_table::{self, short_sequence};
 use ctr_cases::retry::Deadline;
 use ctr_cases::salesforce::RequestRecorder;
+use ctr_cases::stream;
 use ctr_cases::stream_scope::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, StreamArn, StreamScope};
 use serde_json::{Value, json};
 
@@ -384,16 +385,11 @@ async fn replay(
             let Some(envelope) = read_replay_file(file, &mut refused)? else {
                 continue;
             };
-            let inputs = envelope.inputs();
-            let report = pipeline::run(
-                &inputs,
-                &state.settings,
-                &state.salesforce,
-                &state.letters(),
-                &state.callbacks,
-                Deadline::unbounded(),
-            )
-            .await;
+            let outcome = stream::process_batch(&state, &envelope, Deadline::unbounded()).await;
+            let report = BatchReport {
+                records: outcome.reports,
+                summary: outcome.summary,
+            };
             out.report(file, &report, false)?;
         }
         if let DeadLetterSink::File { path, .. } = &state.dead_letters {
