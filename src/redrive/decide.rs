@@ -184,6 +184,24 @@ pub fn admit_letter(
     }
 }
 
+/// Why a letter that asks to be redriven (`reread`: from the stream) is left alone this run:
+/// the stream refuses it ([`admit_letter`]), or this run already redrove its record
+/// (`redriven`, by [`DeadLetter::record_key`]). `None`: redrive it.
+pub fn held_back(
+    letter: &DeadLetter,
+    reread: bool,
+    scope: Option<&StreamScope>,
+    redriven: &HashSet<String>,
+) -> Option<Untouched> {
+    if let Err(refusal) = admit_letter(letter, reread, scope) {
+        Some(Untouched::Refused(refusal))
+    } else if redriven.contains(&letter.record_key()) {
+        Some(Untouched::AlreadyRedriven)
+    } else {
+        None
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pure: what to do with a message
 // ---------------------------------------------------------------------------------------------
@@ -599,8 +617,8 @@ mod tests {
 
     const LETTER_STREAM: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/ctr";
 
-    /// A crafted ShardFailureQueue message is read only when it names the deployment's stream
-
+    /// A letter is redriven from its own data anywhere, but re-read only from the deployment's
+    /// configured stream, and never from a stream it names that is not the deployment's.
     #[test]
     fn letters_naming_another_stream_or_needing_an_unconfigured_one_are_refused() {
         let full = letter(LetterKind::Parked, "e30=");
@@ -639,8 +657,31 @@ mod tests {
         assert_eq!(admit_letter(&unnamed, false, Some(&ours)), Ok(()));
     }
 
-    /// Kinesis sequence numbers are not contiguous: the bound counts records, and a range that
+    #[test]
+    fn letters_are_held_back_when_refused_or_already_redriven_this_run() {
+        let full = letter(LetterKind::Parked, "e30=");
+        let ours = scope(LETTER_STREAM, 100);
+        let mut redriven = HashSet::new();
+        assert_eq!(held_back(&full, false, Some(&ours), &redriven), None);
+        assert_eq!(held_back(&full, true, Some(&ours), &redriven), None);
+        assert_eq!(
+            held_back(&full, true, None, &redriven),
+            Some(Untouched::Refused(Refusal::StreamNotConfigured))
+        );
+        redriven.insert(full.record_key());
+        assert_eq!(
+            held_back(&full, false, Some(&ours), &redriven),
+            Some(Untouched::AlreadyRedriven)
+        );
+        // A refusal is named first: the record key says nothing about the stream.
+        assert_eq!(
+            held_back(&full, true, None, &redriven),
+            Some(Untouched::Refused(Refusal::StreamNotConfigured))
+        );
+    }
 
+    /// A round part holds at most [`ROUND_RECORDS`] records and [`ROUND_BYTES`] of data; an empty
+    /// part takes any one message, so no message is ever too big to be redriven.
     #[test]
     fn round_parts_stay_within_the_record_and_byte_bounds() {
         let mut budget = RoundBudget::default();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::RedriveError;
 use super::decide::{
     self, Disposition, Holds, LetterTriage, OwnedInput, ROUND_BYTES, ROUND_MESSAGES, RoundBudget,
-    Untouched, admit_letter, callback_dedup_id, is_own_letter, recently_sent, triage_letter,
+    Untouched, callback_dedup_id, held_back, is_own_letter, recently_sent, triage_letter,
 };
 use super::options::KindFilter;
 use super::output::{Line, MessageResult, Progress, ProgressCounts, Summary};
@@ -318,21 +318,17 @@ impl<C: CaseSink, L: LetterSink, Q: MessageQueue, S: StreamReader> Redrive<'_, C
                             Some(letter)
                         }
                         LetterTriage::Redrive(letter) => {
-                            if let Err(refusal) = admit_letter(&letter, false, self.stream) {
-                                item.untouched = Some(Untouched::Refused(refusal));
-                            } else if redriven_records.contains(&letter.record_key()) {
-                                item.untouched = Some(Untouched::AlreadyRedriven);
-                            } else {
+                            item.untouched =
+                                held_back(&letter, false, self.stream, redriven_records);
+                            if item.untouched.is_none() {
                                 inputs.push(OwnedInput::from_letter(&letter));
                             }
                             Some(letter)
                         }
                         LetterTriage::Reread(letter) => {
-                            if let Err(refusal) = admit_letter(&letter, true, self.stream) {
-                                item.untouched = Some(Untouched::Refused(refusal));
-                            } else if redriven_records.contains(&letter.record_key()) {
-                                item.untouched = Some(Untouched::AlreadyRedriven);
-                            } else {
+                            item.untouched =
+                                held_back(&letter, true, self.stream, redriven_records);
+                            if item.untouched.is_none() {
                                 match self.reread(&letter).await {
                                     Ok(records) => {
                                         inputs.extend(records);
