@@ -608,6 +608,31 @@ mod tests {
         assert!(plan.callbacks.is_empty());
     }
 
+    /// A callback task's CTR delivered in two versions: only the newest reports the state, so
+    /// the drop's Case is not written twice, nor with the older version's state.
+    #[test]
+    fn only_the_newest_version_of_a_callback_task_reports_its_state() {
+        let task = format!(
+            r#","Attributes":{{"{}":"x","{}":"500000000000001AAA"}}"#,
+            crate::classify::CALLBACK_FOR_ATTRIBUTE,
+            callback::CALLBACK_CASE_ATTRIBUTE
+        );
+        let taken = format!(r#"{task},"Agent":{{}}"#);
+        let env = envelope(&[
+            ctr("2024-01-01T00:00:00Z", &task),
+            ctr("2024-01-01T00:00:10Z", &taken),
+        ]);
+        let settings = Settings::default().with_callback_state_field(Some("State__c".into()));
+        let plan = plan(&env.inputs(), &settings);
+        assert_eq!(plan.records[0].decision, Decision::Supersede);
+        assert_eq!(plan.callback_states.len(), 1);
+        assert_eq!(plan.callback_states[0].record, 1);
+        assert_eq!(
+            plan.callback_states[0].effect,
+            ("500000000000001AAA".to_owned(), "completed".to_owned())
+        );
+    }
+
     /// The agent's outbound call from a callback task, unanswered (no agent leg, like a drop):
     /// no Case and no callback.
     #[test]
