@@ -569,6 +569,11 @@ mod tests {
         let encoded = base64::engine::general_purpose::STANDARD.encode(dropped_ctr());
         let l = letter(LetterKind::Parked, &encoded);
         let owned = OwnedInput::from_letter(&l);
+        // The data counts as delivered: base64 text, as a JSON string with its quotes.
+        assert_eq!(owned.data_len(), encoded.len() + 2);
+        let mut empty = l.clone();
+        empty.data = String::new();
+        assert_eq!(OwnedInput::from_letter(&empty).data_len(), 0);
         let input = owned.input();
         assert_eq!(input.sequence_number, "4959");
         assert_eq!(input.shard_id, Some("shardId-000000000001"));
@@ -692,6 +697,9 @@ mod tests {
         budget.add(100, 10);
         assert!(budget.fits(ROUND_RECORDS - 100));
         assert!(!budget.fits(ROUND_RECORDS - 99));
+        let mut big = RoundBudget::default();
+        big.add(1, 63 * 1024 * 1024);
+        assert!(big.fits(1), "a part holds up to 64 MiB of data");
         budget.add(0, ROUND_BYTES);
         assert!(!budget.fits(1));
         let mut letters = RoundBudget::default();
@@ -742,6 +750,9 @@ mod tests {
     fn fifo_dedup_window_is_measured_from_the_send_time() {
         let sent_at_ms = Some(1_000_000);
         assert!(recently_sent(sent_at_ms, 1_000_000 + 60_000));
+        // Five minutes (the SQS window) plus one for clock skew.
+        assert!(recently_sent(sent_at_ms, 1_000_000 + 6 * 60_000 - 1));
+        assert!(!recently_sent(sent_at_ms, 1_000_000 + 6 * 60_000));
         assert!(!recently_sent(sent_at_ms, 1_000_000 + 7 * 60_000));
         assert!(
             recently_sent(None, 0),
