@@ -6,9 +6,7 @@
 //! the same contact within its 5-minute deduplication window, and delivers one contact's
 //! messages one at a time, so two copies never reach Connect at once.
 
-use futures::StreamExt as _;
-
-use crate::aws::queue::{MAX_BATCH_ENTRIES, send_entries};
+use crate::aws::queue::{send_entries, send_in_batches};
 use crate::callback::CallbackRequest;
 use crate::effect::{CallbackSink, SendOutcome};
 use crate::retry::Deadline;
@@ -33,26 +31,11 @@ impl CallbackQueue {
         messages: &[(&str, String)],
         deadline: Deadline,
     ) -> Vec<SendOutcome> {
-        let batches: Vec<Vec<usize>> = (0..messages.len())
-            .collect::<Vec<_>>()
-            .chunks(MAX_BATCH_ENTRIES)
-            .map(<[usize]>::to_vec)
-            .collect();
-        let mut outcomes = vec![SendOutcome::Failed("not sent".into()); messages.len()];
-        let results: Vec<(Vec<usize>, Vec<SendOutcome>)> = futures::stream::iter(batches)
-            .map(|batch| async move {
-                let outcome = self.send_batch(messages, &batch, deadline).await;
-                (batch, outcome)
-            })
-            .buffer_unordered(PARALLEL_BATCHES)
-            .collect()
-            .await;
-        for (batch, batch_outcomes) in results {
-            for (i, outcome) in batch.into_iter().zip(batch_outcomes) {
-                outcomes[i] = outcome;
-            }
-        }
-        outcomes
+        let sizes: Vec<usize> = messages.iter().map(|(_, body)| body.len()).collect();
+        send_in_batches(&sizes, PARALLEL_BATCHES, |batch| async move {
+            self.send_batch(messages, &batch, deadline).await
+        })
+        .await
     }
 
     async fn send_batch(

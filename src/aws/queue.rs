@@ -5,6 +5,7 @@
 //! retry: nothing is dropped silently.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,12 +13,10 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 
+use crate::aws::sqs::SQS_BATCH;
 use crate::effect::{LetterSink, SendOutcome};
 use crate::letter::{DeadLetter, MAX_MESSAGE_BYTES};
 use crate::retry::Deadline;
-
-/// Most entries in one `SendMessageBatch` call (an SQS limit).
-pub const MAX_BATCH_ENTRIES: usize = 10;
 
 /// Most bytes of message bodies in one `SendMessageBatch` call (an SQS limit for the total).
 const MAX_BATCH_BYTES: usize = MAX_MESSAGE_BYTES;
@@ -258,33 +257,57 @@ async fn send_batches(
     deadline: Deadline,
 ) -> Vec<SendOutcome> {
     let bodies: Vec<String> = letters.iter().map(|l| l.body()).collect();
+    let fifo = queue_url.ends_with(".fifo");
+    let sizes: Vec<usize> = bodies.iter().map(String::len).collect();
+    send_in_batches(&sizes, PARALLEL_BATCHES, |batch| {
+        let bodies = &bodies;
+        async move { send_batch(client, queue_url, letters, bodies, &batch, fifo, deadline).await }
+    })
+    .await
+}
+
+/// Positions of messages of `sizes` bytes grouped into `SendMessageBatch` calls: in order, at
+/// most [`SQS_BATCH`] entries and [`MAX_BATCH_BYTES`] of bodies each (a larger body goes alone).
+fn batch_positions(sizes: &[usize]) -> Vec<Vec<usize>> {
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut size = 0;
-    for (i, body) in bodies.iter().enumerate() {
+    for (i, &len) in sizes.iter().enumerate() {
         let fits = batches
             .last()
-            .is_some_and(|b| b.len() < MAX_BATCH_ENTRIES && size + body.len() <= MAX_BATCH_BYTES);
+            .is_some_and(|b| b.len() < SQS_BATCH && size + len <= MAX_BATCH_BYTES);
         if !fits {
             batches.push(Vec::new());
             size = 0;
         }
         batches.last_mut().expect("pushed above").push(i);
-        size += body.len();
+        size += len;
     }
-    let fifo = queue_url.ends_with(".fifo");
-    let mut outcomes = vec![SendOutcome::Failed("not sent".into()); letters.len()];
-    let results: Vec<(Vec<usize>, Vec<SendOutcome>)> = futures::stream::iter(batches)
-        .map(|batch| {
-            let bodies = &bodies;
-            async move {
-                let outcome =
-                    send_batch(client, queue_url, letters, bodies, &batch, fifo, deadline).await;
-                (batch, outcome)
-            }
-        })
-        .buffer_unordered(PARALLEL_BATCHES)
-        .collect()
-        .await;
+    batches
+}
+
+/// Sends messages of `sizes` bytes in `SendMessageBatch` calls ([`batch_positions`]), at most
+/// `parallel` calls at once: `send_batch` sends the messages at the positions it is given and
+/// answers one outcome per position. One outcome per message, in order; a message whose batch
+/// answered nothing for it is `Failed`.
+pub(crate) async fn send_in_batches<F, Fut>(
+    sizes: &[usize],
+    parallel: usize,
+    send_batch: F,
+) -> Vec<SendOutcome>
+where
+    F: Fn(Vec<usize>) -> Fut,
+    Fut: Future<Output = Vec<SendOutcome>>,
+{
+    let mut outcomes = vec![SendOutcome::Failed("not sent".into()); sizes.len()];
+    let results: Vec<(Vec<usize>, Vec<SendOutcome>)> =
+        futures::stream::iter(batch_positions(sizes))
+            .map(|batch| {
+                let sent = send_batch(batch.clone());
+                async move { (batch, sent.await) }
+            })
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
     for (batch, batch_outcomes) in results {
         for (i, outcome) in batch.into_iter().zip(batch_outcomes) {
             outcomes[i] = outcome;
@@ -487,6 +510,34 @@ mod tests {
     use super::*;
 
     use crate::letter::test_letter as letter;
+
+    #[test]
+    fn batches_hold_ten_entries_and_256_kib_of_bodies_in_order() {
+        let lens = |batches: Vec<Vec<usize>>| batches.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(lens(batch_positions(&[100; 25])), [10, 10, 5]);
+        assert!(batch_positions(&[]).is_empty());
+        let half = MAX_BATCH_BYTES / 2;
+        assert_eq!(
+            batch_positions(&[half, half, 1, MAX_BATCH_BYTES + 1, 1]),
+            [vec![0, 1], vec![2], vec![3], vec![4]],
+            "a batch ends where the next body would pass the total; a big body goes alone"
+        );
+    }
+
+    #[tokio::test]
+    async fn batch_outcomes_go_back_to_their_messages_and_unanswered_ones_fail() {
+        let outcomes = send_in_batches(&[1; 12], 2, |batch| async move {
+            if batch.len() == 10 {
+                vec![SendOutcome::Sent; batch.len()]
+            } else {
+                vec![SendOutcome::Recorded] // answers only the first of its two
+            }
+        })
+        .await;
+        assert_eq!(outcomes[..10], vec![SendOutcome::Sent; 10]);
+        assert_eq!(outcomes[10], SendOutcome::Recorded);
+        assert!(matches!(outcomes[11], SendOutcome::Failed(_)));
+    }
 
     #[tokio::test]
     async fn memory_sink_keeps_letters_and_disabled_refuses() {
