@@ -700,6 +700,12 @@ mod tests {
         let mut big = RoundBudget::default();
         big.add(1, 63 * 1024 * 1024);
         assert!(big.fits(1), "a part holds up to 64 MiB of data");
+        let mut just_under = RoundBudget::default();
+        just_under.add(1, ROUND_BYTES - 1);
+        assert!(just_under.fits(1));
+        let mut full = RoundBudget::default();
+        full.add(1, ROUND_BYTES);
+        assert!(!full.fits(1), "a part that reached the byte bound takes no more");
         budget.add(0, ROUND_BYTES);
         assert!(!budget.fits(1));
         let mut letters = RoundBudget::default();
