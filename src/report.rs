@@ -615,6 +615,17 @@ mod tests {
         WriteOutcome::Failed(Failure::local(class, code, code))
     }
 
+    /// What execute answers when only the Case writes ran, with these outcomes.
+    fn wrote(outcomes: Vec<WriteOutcome>) -> Executed {
+        Executed {
+            writes: WriteReport {
+                outcomes,
+                ..WriteReport::default()
+            },
+            ..Executed::default()
+        }
+    }
+
     #[test]
     fn summary_counts_outcomes_and_actions() {
         let env = envelope(&[b"{}", &dropped()]);
@@ -673,13 +684,7 @@ mod tests {
         let env = envelope(&[&dropped()]);
         let inputs = env.inputs();
         let plan = plan(&inputs, &Settings::default());
-        let executed = Executed {
-            writes: WriteReport {
-                outcomes: vec![WriteOutcome::Recorded],
-                ..WriteReport::default()
-            },
-            ..Executed::default()
-        };
+        let executed = wrote(vec![WriteOutcome::Recorded]);
         let summary = finish(&plan, &executed).summary;
         assert_eq!((summary.case_writes, summary.cases_created), (1, 0));
         let executed = Executed {
@@ -802,13 +807,7 @@ mod tests {
         let env = envelope(&[&dropped()]);
         let inputs = env.inputs();
         let plan = plan(&inputs, &Settings::default());
-        let executed = Executed {
-            writes: WriteReport {
-                outcomes: vec![failure(ErrorClass::Transient, "timeout")],
-                ..WriteReport::default()
-            },
-            ..Executed::default()
-        };
+        let executed = wrote(vec![failure(ErrorClass::Transient, "timeout")]);
         let report = finish(&plan, &executed);
         assert_eq!(report.retry().collect::<Vec<_>>(), ["100"]);
         let report = finish(&plan, &Executed::default());
@@ -1107,13 +1106,7 @@ mod tests {
                 summary,
             ))
         };
-        let executed = Executed {
-            writes: WriteReport {
-                outcomes: vec![rejected("first"), rejected("second")],
-                ..WriteReport::default()
-            },
-            ..Executed::default()
-        };
+        let executed = wrote(vec![rejected("first"), rejected("second")]);
         let report = finish(&plan, &executed);
         assert_eq!(
             report.summary.configuration_invalid.as_deref(),
@@ -1122,22 +1115,13 @@ mod tests {
         assert_eq!(report.summary.salesforce_unavailable, None);
         assert_eq!(report.retry().count(), 2);
         // A record's own failure says nothing about the configuration.
-        let executed = Executed {
-            writes: WriteReport {
-                outcomes: vec![failure(ErrorClass::Transient, "timeout"), rejected("third")],
-                ..WriteReport::default()
-            },
-            ..Executed::default()
-        };
+        let executed = wrote(vec![
+            failure(ErrorClass::Transient, "timeout"),
+            rejected("third"),
+        ]);
         let summary = finish(&plan, &executed).summary;
         assert_eq!(summary.configuration_invalid.as_deref(), Some("third"));
-        let executed = Executed {
-            writes: WriteReport {
-                outcomes: vec![failure(ErrorClass::Transient, "timeout")],
-                ..WriteReport::default()
-            },
-            ..Executed::default()
-        };
+        let executed = wrote(vec![failure(ErrorClass::Transient, "timeout")]);
         assert_eq!(finish(&plan, &executed).summary.configuration_invalid, None);
         // A systemic configuration failure is summarized as one, not as an outage.
         let systemic = Failure::local(ErrorClass::Configuration, "configuration_invalid", "org");

@@ -705,7 +705,10 @@ mod tests {
         assert!(just_under.fits(1));
         let mut full = RoundBudget::default();
         full.add(1, ROUND_BYTES);
-        assert!(!full.fits(1), "a part that reached the byte bound takes no more");
+        assert!(
+            !full.fits(1),
+            "a part that reached the byte bound takes no more"
+        );
         budget.add(0, ROUND_BYTES);
         assert!(!budget.fits(1));
         let mut letters = RoundBudget::default();
