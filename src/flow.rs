@@ -20,13 +20,10 @@ use std::time::{Duration, Instant};
 use lambda_runtime::LambdaEvent;
 
 use crate::app::AppState;
-use crate::case::CaseRecord;
-use crate::effect::{ErrorClass, HandoffOutcome, HandoffSink, HandoffWritten};
 use crate::execute;
 use crate::plan;
 use crate::report::{self, HandoffReport};
 use crate::retry::Deadline;
-use crate::salesforce::{self, SalesforceClient, TransportKind};
 
 /// The flow function's time budget when the Runtime API gives no plausible deadline and
 /// `FUNCTION_TIMEOUT_SECONDS` is unset: the most Amazon Connect waits for a Lambda block.
@@ -81,24 +78,6 @@ pub async fn respond(
     report.answer()
 }
 
-impl HandoffSink for SalesforceClient {
-    async fn file_handoff(&self, case: &CaseRecord, deadline: Deadline) -> HandoffOutcome {
-        match self.write_handoff(case, deadline).await {
-            Ok(handoff) => HandoffOutcome::Written(HandoffWritten {
-                id: handoff.id,
-                case_number: handoff.case_number,
-                created: handoff.created,
-                api_calls: handoff.api_calls,
-                token_requests: handoff.token_requests,
-            }),
-            Err(e) => HandoffOutcome::Failed {
-                code: short_code(&e),
-                error: e.to_string(),
-            },
-        }
-    }
-}
-
 /// The invocation's log line(s): no customer data.
 fn log_report(report: &HandoffReport, started: Instant) {
     let contact_id = report.contact_id.as_deref().unwrap_or("-");
@@ -123,62 +102,5 @@ fn log_report(report: &HandoffReport, started: Instant) {
                 "hand-off case error"
             );
         }
-    }
-}
-
-/// The short `caseError` code for a Salesforce failure (no detail: the flow only branches).
-pub fn short_code(error: &salesforce::Error) -> &'static str {
-    match error {
-        salesforce::Error::Transport {
-            kind: TransportKind::Timeout,
-            ..
-        }
-        | salesforce::Error::DeadlineReached => "timeout",
-        salesforce::Error::Transport { .. } => "unreachable",
-        salesforce::Error::CaseNotFound { .. } => "case_not_found",
-        salesforce::Error::Api { error_code, .. } if error_code == "NOT_FOUND" => "case_not_found",
-        e => match e.class() {
-            ErrorClass::QuotaExhausted => "quota_exhausted",
-            ErrorClass::AuthRejected | ErrorClass::AuthExpired => "auth_rejected",
-            ErrorClass::Configuration => "configuration",
-            ErrorClass::Permanent | ErrorClass::NoAccess => "rejected",
-            ErrorClass::OutOfTime => "timeout",
-            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::Unavailable => {
-                "salesforce_unavailable"
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn salesforce_failures_become_short_codes() {
-        let api = |status: u16, code: &str, message: &str| salesforce::Error::Api {
-            status,
-            error_code: code.into(),
-            message: message.into(),
-            fields: vec![],
-        };
-        assert_eq!(short_code(&salesforce::Error::DeadlineReached), "timeout");
-        assert_eq!(
-            short_code(&api(
-                403,
-                "REQUEST_LIMIT_EXCEEDED",
-                "TotalRequests Limit exceeded."
-            )),
-            "quota_exhausted"
-        );
-        assert_eq!(
-            short_code(&api(400, "REQUIRED_FIELD_MISSING", "x")),
-            "rejected"
-        );
-        assert_eq!(
-            short_code(&api(503, "SERVER_UNAVAILABLE", "x")),
-            "salesforce_unavailable"
-        );
-        assert_eq!(short_code(&api(404, "NOT_FOUND", "x")), "case_not_found");
     }
 }

@@ -30,9 +30,10 @@ use serde_json::{Map, Value, json};
 
 use super::assignment;
 use super::client::{CallCounts, SalesforceClient, fit_to_org};
-use super::error::Error;
+use super::error::{Error, ErrorClass, TransportKind};
 use super::wire;
 use crate::case::{self, CaseRecord};
+use crate::effect::{HandoffOutcome, HandoffSink, HandoffWritten};
 use crate::retry::Deadline;
 
 /// The Case the flow gets back.
@@ -319,6 +320,48 @@ fn parse_named(status: u16, body: &[u8], ext_field: &str) -> Result<Named, Error
     own_case_answer(&answer, ext_field).map(Named::Own)
 }
 
+impl HandoffSink for SalesforceClient {
+    async fn file_handoff(&self, case: &CaseRecord, deadline: Deadline) -> HandoffOutcome {
+        match self.write_handoff(case, deadline).await {
+            Ok(handoff) => HandoffOutcome::Written(HandoffWritten {
+                id: handoff.id,
+                case_number: handoff.case_number,
+                created: handoff.created,
+                api_calls: handoff.api_calls,
+                token_requests: handoff.token_requests,
+            }),
+            Err(e) => HandoffOutcome::Failed {
+                code: short_code(&e),
+                error: e.to_string(),
+            },
+        }
+    }
+}
+
+/// The short `caseError` code for a Salesforce failure (no detail: the flow only branches).
+pub fn short_code(error: &Error) -> &'static str {
+    match error {
+        Error::Transport {
+            kind: TransportKind::Timeout,
+            ..
+        }
+        | Error::DeadlineReached => "timeout",
+        Error::Transport { .. } => "unreachable",
+        Error::CaseNotFound { .. } => "case_not_found",
+        Error::Api { error_code, .. } if error_code == "NOT_FOUND" => "case_not_found",
+        e => match e.class() {
+            ErrorClass::QuotaExhausted => "quota_exhausted",
+            ErrorClass::AuthRejected | ErrorClass::AuthExpired => "auth_rejected",
+            ErrorClass::Configuration => "configuration",
+            ErrorClass::Permanent | ErrorClass::NoAccess => "rejected",
+            ErrorClass::OutOfTime => "timeout",
+            ErrorClass::Transient | ErrorClass::Throttled | ErrorClass::Unavailable => {
+                "salesforce_unavailable"
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +453,33 @@ mod tests {
             );
         let e = parse_named(200, refused.as_bytes(), EXT).unwrap_err();
         assert_eq!(e.code(), "REQUIRED_FIELD_MISSING");
+    }
+
+    #[test]
+    fn salesforce_failures_become_short_codes() {
+        let api = |status: u16, code: &str, message: &str| Error::Api {
+            status,
+            error_code: code.into(),
+            message: message.into(),
+            fields: vec![],
+        };
+        assert_eq!(short_code(&Error::DeadlineReached), "timeout");
+        assert_eq!(
+            short_code(&api(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "TotalRequests Limit exceeded."
+            )),
+            "quota_exhausted"
+        );
+        assert_eq!(
+            short_code(&api(400, "REQUIRED_FIELD_MISSING", "x")),
+            "rejected"
+        );
+        assert_eq!(
+            short_code(&api(503, "SERVER_UNAVAILABLE", "x")),
+            "salesforce_unavailable"
+        );
+        assert_eq!(short_code(&api(404, "NOT_FOUND", "x")), "case_not_found");
     }
 }
