@@ -376,6 +376,9 @@ mod tests {
         // Through an SNS topic, the record is the notification's Message.
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": FAILURE});
         assert_eq!(ShardRange::parse(&sns.to_string()).unwrap(), range);
+        // Only a notification carries one: a subscription confirmation is not a range.
+        let confirmation = serde_json::json!({"Type": "SubscriptionConfirmation", "MessageId": "m", "Message": FAILURE});
+        assert!(ShardRange::parse(&confirmation.to_string()).is_err());
     }
 
     #[test]
@@ -393,6 +396,14 @@ mod tests {
         };
         assert!(ShardRange::parse(&info(r#""startSequenceNumber":"12""#)).is_err());
         assert!(ShardRange::parse(&info(r#""startSequenceNumber":"1x","batchSize":1"#)).is_err());
+        assert!(
+            ShardRange::parse(&info(
+                r#""startSequenceNumber":"1","endSequenceNumber":"2x""#
+            ))
+            .unwrap_err()
+            .contains("not a number"),
+            "a good start does not excuse a bad end"
+        );
         assert!(
             ShardRange::parse(&info(
                 r#""startSequenceNumber":"9","endSequenceNumber":"10""#
@@ -528,7 +539,8 @@ mod tests {
         assert_eq!(admit_range(&odd, Some(&ours)), Err(Refusal::NotAStreamArn));
     }
 
-    /// goes on past it is refused, not cut.
+    /// Kinesis sequence numbers are not contiguous: the bound counts records, and a range that
+    /// goes on past it (or past Lambda's payload limit) is refused, not cut.
     #[test]
     fn range_collector_refuses_a_range_longer_than_the_batch_size() {
         let r = range("10", Some("90"), Some(2));
@@ -567,6 +579,26 @@ mod tests {
             c.add(vec![big("1"), big("2")]),
             Err(RangeError::TooLarge(m)) if m.contains("MiB")
         ));
+        // One record alone past the limit: at the range's end, and in a range without one.
+        let over = |seq: &str| StreamRecord {
+            data: vec![b'x'; MAX_RANGE_BYTES + 1],
+            ..record(seq)
+        };
+        for r in [range("1", Some("1"), None), range("1", None, Some(1))] {
+            let mut c = RangeCollector::new(&r, 100);
+            assert!(
+                matches!(c.add(vec![over("1")]), Err(RangeError::TooLarge(_))),
+                "{r:?}"
+            );
+        }
+        // Exactly the limit fits.
+        let r = range("1", None, Some(1));
+        let mut c = RangeCollector::new(&r, 100);
+        let limit = StreamRecord {
+            data: vec![b'x'; MAX_RANGE_BYTES],
+            ..record("1")
+        };
+        assert!(c.add(vec![limit]).unwrap());
         // GetRecords never asks past Kinesis' own maximum.
         let r = range("1", Some("9"), None);
         assert_eq!(RangeCollector::new(&r, 10_000).wanted(), MAX_GET_RECORDS);
