@@ -591,6 +591,14 @@ mod tests {
                 "{r:?}"
             );
         }
+        // Lambda delivers up to 6 MB: a 5 MiB range is one it may have delivered.
+        let r = range("1", None, Some(1));
+        let mut c = RangeCollector::new(&r, 100);
+        let five = StreamRecord {
+            data: vec![b'x'; 5 * 1024 * 1024],
+            ..record("1")
+        };
+        assert!(c.add(vec![five]).unwrap());
         // Exactly the limit fits.
         let r = range("1", None, Some(1));
         let mut c = RangeCollector::new(&r, 100);
