@@ -231,6 +231,12 @@ mod tests {
         let l = letter().with_data(&big);
         assert!(l.data_truncated);
         assert!(l.body().len() <= MAX_MESSAGE_BYTES);
+        // The cut falls on a character boundary at or below the budget, as close as it can.
+        let odd = format!("a{}", "é".repeat(200_000));
+        let l = letter().with_data(&odd);
+        assert!(l.data_truncated);
+        assert_eq!(l.data.len(), DATA_BUDGET - 1);
+        assert!(odd.starts_with(&l.data));
         let small = letter().with_data("abc");
         assert!(!small.data_truncated && small.data == "abc");
     }
@@ -254,6 +260,9 @@ mod tests {
     fn every_kind_parses_from_its_name_and_serializes_as_it() {
         for kind in LetterKind::ALL {
             assert_eq!(LetterKind::parse(kind.name()), Some(kind));
+            assert_eq!(kind.to_string(), kind.name());
+            assert!(kind == kind.name(), "{kind} equals its name");
+            assert!(kind != "nope", "{kind} equals no other text");
             assert_eq!(
                 serde_json::to_string(&kind).unwrap(),
                 format!("\"{}\"", kind.name())

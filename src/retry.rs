@@ -164,6 +164,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn epoch_secs_is_the_wall_clock() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let got = epoch_secs();
+        assert!((got - now).abs() < 60.0, "{got} is not {now}");
+    }
+
+    #[test]
     fn delay_doubles_and_caps() {
         let p = RetryPolicy {
             base_delay: Duration::from_millis(100),
