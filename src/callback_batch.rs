@@ -237,4 +237,71 @@ mod tests {
         assert!(!finals.iter().any(MessageOutcome::returns));
         assert_eq!(summary.started, 1);
     }
+
+    #[test]
+    fn every_outcome_has_its_count_and_its_name() {
+        const CONTACTS: [&str; 6] = [
+            "00000000-0000-4000-8000-000000000001",
+            "00000000-0000-4000-8000-000000000002",
+            "00000000-0000-4000-8000-000000000003",
+            "00000000-0000-4000-8000-000000000004",
+            "00000000-0000-4000-8000-000000000005",
+            "00000000-0000-4000-8000-000000000006",
+        ];
+        let bodies: Vec<String> = CONTACTS
+            .iter()
+            .map(|c| body(c, "500000000000001AAA"))
+            .collect();
+        let messages: Vec<Message<'_>> = bodies
+            .iter()
+            .map(|b| Message { id: "m", body: b })
+            .collect();
+        let code = |c: &str| c.to_owned();
+        let outcomes = [
+            MessageOutcome::Started {
+                task_id: "t".into(),
+            },
+            MessageOutcome::AlreadyStarted,
+            MessageOutcome::NotRecorded {
+                code: code("UNABLE_TO_LOCK_ROW"),
+            },
+            MessageOutcome::Retry {
+                code: code("throttled"),
+            },
+            MessageOutcome::Retry {
+                code: code("timeout"),
+            },
+            MessageOutcome::DeadLettered {
+                code: code("InvalidParameterException"),
+            },
+        ];
+        let planned = plan(&messages);
+        let given: Vec<Option<MessageOutcome>> = outcomes.iter().cloned().map(Some).collect();
+        let (finals, summary) = finish(&planned, &given);
+        assert_eq!(finals, outcomes);
+        assert_eq!(
+            summary,
+            CallbackSummary {
+                messages: 6,
+                started: 1,
+                already_started: 1,
+                throttled: 1,
+                retried: 2,
+                dead_lettered: 1,
+                ..CallbackSummary::default()
+            }
+        );
+        let names: Vec<&str> = finals.iter().map(MessageOutcome::name).collect();
+        assert_eq!(
+            names,
+            [
+                "started",
+                "already_started",
+                "not_recorded",
+                "retry",
+                "retry",
+                "dead_lettered"
+            ]
+        );
+    }
 }
