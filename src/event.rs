@@ -188,6 +188,15 @@ mod tests {
         assert_eq!(env.records[0].shard_id(), Some("shardId-000000000001"));
     }
 
+    /// JSON may escape base64's `/` as `\/`: such a string is unescaped before decoding.
+    #[test]
+    fn base64_data_with_json_escapes_decodes() {
+        let escaped = envelope(r#""\/w==""#);
+        assert_eq!(escaped.records[0].data_bytes().unwrap(), [0xff]);
+        let plain = envelope(r#""/w==""#);
+        assert_eq!(plain.records[0].data_bytes().unwrap(), [0xff]);
+    }
+
     #[test]
     fn inline_object_data_is_accepted() {
         let env = envelope(r#"{"ContactId":"6fe40d2a-1a89-4d73-bfcf-5d9c33894f47"}"#);
