@@ -193,6 +193,18 @@ mod tests {
         let id = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe";
         let ctr = contact(data(serde_json::json!({"ContactId": id}))).expect("a contact");
         assert_eq!(ctr.contact_id.as_str(), id);
+        // The caller's endpoint is kept as given, even with an address only.
+        let ctr = contact(data(serde_json::json!({
+            "ContactId": id,
+            "CustomerEndpoint": {"Address": "+15555550147"},
+            "SystemEndpoint": {"Type": "TELEPHONE_NUMBER"}
+        })))
+        .expect("a contact");
+        assert_eq!(ctr.customer_address(), Some("+15555550147"));
+        assert_eq!(
+            ctr.system_endpoint.and_then(|e| e.kind).as_deref(),
+            Some("TELEPHONE_NUMBER")
+        );
         assert_eq!(EventError::InvalidEvent.code(), "invalid_event");
         assert_eq!(EventError::InvalidContactId.code(), "invalid_contact_id");
     }
