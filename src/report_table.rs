@@ -510,6 +510,42 @@ mod tests {
         ));
     }
 
+    /// A long reason beside its row wraps within the reason column, its lines indented to it.
+    #[test]
+    fn a_long_reason_beside_its_row_wraps_within_the_width() {
+        let mut report = mixed_report(true);
+        report.records.truncate(6);
+        let long = "the org refused the write because a validation rule said so ".repeat(4);
+        report.records[5].error = Some(long.trim().to_owned());
+        report.records[5].reason = None;
+        let lines = render("f.json", &report, true, 100);
+        assert_fits(&lines, 100);
+        assert!(lines[1].contains("REASON"), "{}", lines.join("\n"));
+        let at = lines.iter().position(|l| l.starts_with("6 ")).unwrap();
+        let column = lines[1].find("REASON").unwrap();
+        assert!(
+            lines[at + 1].starts_with(&" ".repeat(column)),
+            "{}",
+            lines[at + 1]
+        );
+        assert!(!lines[at + 1].trim().is_empty());
+    }
+
+    /// Contact ids longer than 9 characters are cut to 8 and an ellipsis; shorter ones are not.
+    #[test]
+    fn only_contact_ids_longer_than_nine_characters_are_cut() {
+        let mut report = mixed_report(true);
+        report.records[0].contact_id = Some("123456789".into());
+        report.records[1].contact_id = Some("1234567890".into());
+        let lines = render("f.json", &report, true, 80);
+        let contact_of = |number: &str| {
+            let row = lines.iter().find(|l| l.starts_with(number)).unwrap();
+            row.split_whitespace().nth(1).unwrap().to_owned()
+        };
+        assert_eq!(contact_of("1 "), "123456789");
+        assert_eq!(contact_of("2 "), "12345678…");
+    }
+
     #[test]
     fn a_wide_terminal_shows_the_sequence_and_the_full_contact_id() {
         let lines = render("f.json", &mixed_report(true), true, 160);
