@@ -510,6 +510,22 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn wrap_breaks_at_spaces_in_order_and_cuts_a_word_longer_than_a_line() {
+        assert_eq!(wrap("a bc de", 4), ["a bc", "de"]);
+        assert_eq!(wrap("a bcdefgh", 4), ["a", "bcde", "fgh"]);
+        assert_eq!(wrap("", 4), [""]);
+    }
+
+    #[test]
+    fn the_row_number_is_right_aligned_and_other_cells_left_aligned() {
+        let gap = " ".repeat(GAP);
+        assert_eq!(
+            LAYOUTS[0].line(&["7", "abc"], &[3, 5]),
+            format!("  7{gap}abc  {gap}")
+        );
+    }
+
     /// A long reason beside its row wraps within the reason column, its lines indented to it.
     #[test]
     fn a_long_reason_beside_its_row_wraps_within_the_width() {
