@@ -514,6 +514,7 @@ mod tests {
     fn wrap_breaks_at_spaces_in_order_and_cuts_a_word_longer_than_a_line() {
         assert_eq!(wrap("a bc de", 4), ["a bc", "de"]);
         assert_eq!(wrap("a bcdefgh", 4), ["a", "bcde", "fgh"]);
+        assert_eq!(wrap("abcd", 4), ["abcd"], "a word as long as the line");
         assert_eq!(wrap("", 4), [""]);
     }
 
