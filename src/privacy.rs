@@ -644,6 +644,47 @@ mod tests {
     // ---- AttributeFilter ----
 
     #[test]
+    fn filters_are_equal_only_with_the_same_includes_and_excludes() {
+        let filter = |include: &[&str], exclude: &[&str]| {
+            AttributeFilter::new(&strings(include), &strings(exclude)).unwrap()
+        };
+        assert_eq!(filter(&["a*"], &["b*"]), filter(&["a*"], &["b*"]));
+        assert_ne!(filter(&["a*"], &["b*"]), filter(&["a*"], &["c*"]));
+        assert_ne!(filter(&["a*"], &["b*"]), filter(&["c*"], &["b*"]));
+    }
+
+    #[test]
+    fn decisions_are_remembered_up_to_a_bound() {
+        let filter = AttributeFilter::default();
+        let remembered = |f: &AttributeFilter| f.decided.lock().unwrap().len();
+        assert!(filter.allows("intent"));
+        assert_eq!(remembered(&filter), 1);
+        for n in 0..MAX_REMEMBERED + 10 {
+            filter.allows(&format!("attribute{n}"));
+        }
+        assert_eq!(remembered(&filter), MAX_REMEMBERED);
+        assert!(
+            filter.allows("attribute5000"),
+            "a forgotten name is still decided"
+        );
+    }
+
+    #[test]
+    fn excluded_keys_are_removed_inside_arrays_of_every_item() {
+        let filter = AttributeFilter::default();
+        assert_eq!(
+            filter.redact_value(r#"[{"cvv":"123","brand":"visa"},{"cvv":"456"}]"#),
+            r#"[{"brand":"visa"},{}]"#
+        );
+        assert_eq!(
+            filter.redact_value(r#"[{"cvv":"123"},{"brand":"visa"}]"#),
+            r#"[{},{"brand":"visa"}]"#
+        );
+        let untouched = r#"[ {"brand":"visa"} ]"#;
+        assert!(matches!(filter.redact_value(untouched), Cow::Borrowed(v) if v == untouched));
+    }
+
+    #[test]
     fn default_excludes_are_valid_patterns() {
         assert!(compile_all(DEFAULT_EXCLUDE.iter().copied(), PatternList::Exclude).is_ok());
         for pattern in DEFAULT_EXCLUDE {
