@@ -615,6 +615,23 @@ mod tests {
         WriteOutcome::Failed(Failure::local(class, code, code))
     }
 
+    /// The report when the writes answered `writes` and the follow-up letters' one send
+    /// answered `sent`.
+    fn finish_with_letter(
+        plan: &Plan,
+        writes: &WriteReport,
+        letters: &[Keyed<DeadLetter>],
+        sent: SendOutcome,
+    ) -> BatchReport {
+        let executed = Executed {
+            writes: writes.clone(),
+            rejection_letters: letters.to_vec(),
+            rejection_sends: vec![sent],
+            ..Executed::default()
+        };
+        finish(plan, &executed)
+    }
+
     /// What execute answers when only the Case writes ran, with these outcomes.
     fn wrote(outcomes: Vec<WriteOutcome>) -> Executed {
         Executed {
@@ -738,13 +755,7 @@ mod tests {
             (SendOutcome::Sent, Action::DeadLetter),
             (SendOutcome::Failed("timed out".into()), Action::Retry),
         ] {
-            let executed = Executed {
-                writes: writes.clone(),
-                rejection_letters: letters.clone(),
-                rejection_sends: vec![sent],
-                ..Executed::default()
-            };
-            let report = finish(&plan, &executed);
+            let report = finish_with_letter(&plan, &writes, &letters, sent);
             assert_eq!(report.records[0].action, action);
             assert_eq!(
                 report.records[0].error.as_deref(),
@@ -842,13 +853,7 @@ mod tests {
             (SendOutcome::Recorded, Action::Parked),
             (SendOutcome::Failed("timed out".into()), Action::Retry),
         ] {
-            let executed = Executed {
-                writes: writes.clone(),
-                rejection_letters: letters.clone(),
-                rejection_sends: vec![sent],
-                ..Executed::default()
-            };
-            let report = finish(&plan, &executed);
+            let report = finish_with_letter(&plan, &writes, &letters, sent);
             assert_eq!(report.records[0].action, action);
             assert_eq!(report.records[0].error.as_deref(), Some("timeout"));
             assert_eq!(
