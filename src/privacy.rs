@@ -643,6 +643,17 @@ mod tests {
 
     // ---- AttributeFilter ----
 
+    /// A ContactId in the middle of a text is an id, not a card number, even when its digits
+    /// would pass as one.
+    #[test]
+    fn a_uuid_after_a_space_is_not_masked() {
+        let id = "41111111-1111-1111-1111-111111111111";
+        let text = format!("call {id} back");
+        assert_eq!(mask_card_numbers(&text), text.as_str());
+        let glued = format!("x{id}");
+        assert_eq!(mask_card_numbers(&glued), glued.as_str(), "glued to a word");
+    }
+
     #[test]
     fn filters_are_equal_only_with_the_same_includes_and_excludes() {
         let filter = |include: &[&str], exclude: &[&str]| {
