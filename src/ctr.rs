@@ -818,6 +818,36 @@ mod tests {
         Ctr::from_bytes(json.as_bytes().to_vec())
     }
 
+    /// A decode keeps the whole value of exactly the top-level keys the capture names.
+    #[test]
+    fn a_capture_keeps_only_the_top_level_keys_of_its_paths() {
+        let json = format!(
+            r#"{{"ContactId":"{ID}","Agent":{{"Username":"jo"}},"Recordings":[{{"Location":"s3://r"}}],"Tags":{{"team":"a"}}}}"#
+        );
+        let capture = Capture::of_paths(["Agent.Username", "Recordings.0.Location", "", ".x"]);
+        let ctr = Ctr::decode(json.clone().into_bytes(), &capture).unwrap();
+        assert_eq!(ctr.captured_path("Agent.Username").as_deref(), Some("jo"));
+        assert_eq!(
+            ctr.captured_path("Recordings.0.Location").as_deref(),
+            Some("s3://r")
+        );
+        assert_eq!(ctr.captured_path("Tags.team"), None, "not asked for");
+        assert_eq!(
+            ctr.path("Tags.team").as_deref(),
+            Some("a"),
+            "parsed instead"
+        );
+        let plain = Ctr::decode(json.into_bytes(), &Capture::none()).unwrap();
+        assert_eq!(plain.captured_path("Agent.Username"), None);
+        assert_eq!(plain.path("Agent.Username").as_deref(), Some("jo"));
+    }
+
+    #[test]
+    fn the_raw_json_is_the_record_as_received() {
+        let json = format!(r#"{{ "ContactId" : "{ID}", "Odd": [1, 2] }}"#);
+        assert_eq!(decode(&json).unwrap().raw_json(), json);
+    }
+
     #[test]
     fn minimal_record_decodes() {
         let ctr = decode(&format!(r#"{{"ContactId":"{ID}"}}"#)).unwrap();
