@@ -842,6 +842,54 @@ mod tests {
         assert_eq!(plain.path("Agent.Username").as_deref(), Some("jo"));
     }
 
+    /// A contact built in code (a contact-flow event's) has no JSON to parse: its typed fields
+    /// answer their paths.
+    #[test]
+    fn typed_paths_answer_from_the_fields_of_a_contact_built_in_code() {
+        let mut ctr = Ctr::new(ContactId::parse(ID).unwrap());
+        let text = |s: &str| Some(s.to_owned());
+        ctr.channel = text("VOICE");
+        ctr.initiation_method = text("INBOUND");
+        ctr.disconnect_reason = text("CUSTOMER_DISCONNECT");
+        ctr.previous_contact_id = text("p");
+        ctr.next_contact_id = text("n");
+        ctr.initial_contact_id = text("i");
+        ctr.customer_endpoint = Some(Endpoint {
+            address: text("+15555550147"),
+            kind: text("TELEPHONE_NUMBER"),
+        });
+        ctr.system_endpoint = Some(Endpoint {
+            address: text("+18005550100"),
+            kind: None,
+        });
+        ctr.queue = Some(Queue {
+            name: text("Billing"),
+            arn: text("arn:q"),
+            ..Queue::default()
+        });
+        let expected = [
+            ("ContactId", Some(ID)),
+            ("Channel", Some("VOICE")),
+            ("InitiationMethod", Some("INBOUND")),
+            ("DisconnectReason", Some("CUSTOMER_DISCONNECT")),
+            ("PreviousContactId", Some("p")),
+            ("NextContactId", Some("n")),
+            ("InitialContactId", Some("i")),
+            ("CustomerEndpoint.Address", Some("+15555550147")),
+            ("CustomerEndpoint.Type", Some("TELEPHONE_NUMBER")),
+            ("SystemEndpoint.Address", Some("+18005550100")),
+            ("SystemEndpoint.Type", None),
+            ("Queue.Name", Some("Billing")),
+            ("Queue.ARN", Some("arn:q")),
+        ];
+        for (path, value) in expected {
+            assert!(is_typed_path(path), "{path}");
+            assert_eq!(ctr.typed_path(path), Some(value), "{path}");
+        }
+        assert_eq!(ctr.typed_path("Agent.Username"), None);
+        assert!(!is_typed_path("Agent.Username"));
+    }
+
     #[test]
     fn the_raw_json_is_the_record_as_received() {
         let json = format!(r#"{{ "ContactId" : "{ID}", "Odd": [1, 2] }}"#);
