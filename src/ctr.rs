@@ -890,6 +890,38 @@ mod tests {
         assert!(!is_typed_path("Agent.Username"));
     }
 
+    /// An endpoint or queue of an unexpected shape still counts as present (a queued
+    /// contact stays queued); a text field holding an object is absent; every known key of
+    /// an object is read.
+    #[test]
+    fn odd_shapes_of_endpoints_queues_and_text_fields_decode_leniently() {
+        for odd in [r#""x""#, "5", "true", "[1]"] {
+            let ctr = decode(&format!(
+                r#"{{"ContactId":"{ID}","CustomerEndpoint":{odd},"Queue":{odd}}}"#
+            ))
+            .unwrap();
+            assert_eq!(ctr.customer_endpoint, Some(Endpoint::default()), "{odd}");
+            assert_eq!(ctr.queue, Some(Queue::default()), "{odd}");
+        }
+        let ctr = decode(&format!(
+            r#"{{"ContactId":"{ID}","Channel":{{"odd":[1,{{"deep":2}}]}},
+                "CustomerEndpoint":{{"Address":"+15555550147","Type":"TELEPHONE_NUMBER","x":1}},
+                "Queue":{{"Name":"Q","ARN":"arn:q","EnqueueTimestamp":"2024-02-25T08:30:00Z",
+                          "DequeueTimestamp":"2024-02-25T08:31:00Z","x":{{}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(ctr.channel, None);
+        let endpoint = ctr.customer_endpoint.unwrap();
+        assert_eq!(endpoint.address.as_deref(), Some("+15555550147"));
+        assert_eq!(endpoint.kind.as_deref(), Some("TELEPHONE_NUMBER"));
+        let queue = ctr.queue.unwrap();
+        assert_eq!(queue.name.as_deref(), Some("Q"));
+        assert_eq!(queue.arn.as_deref(), Some("arn:q"));
+        let at = |t: &str| Some(t.parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(queue.enqueue_timestamp, at("2024-02-25T08:30:00Z"));
+        assert_eq!(queue.dequeue_timestamp, at("2024-02-25T08:31:00Z"));
+    }
+
     #[test]
     fn the_raw_json_is_the_record_as_received() {
         let json = format!(r#"{{ "ContactId" : "{ID}", "Odd": [1, 2] }}"#);
