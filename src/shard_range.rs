@@ -404,6 +404,17 @@ mod tests {
             .contains("not a number"),
             "a good start does not excuse a bad end"
         );
+        for (shard, arn) in [("", "arn:aws:kinesis:r:1:stream/s"), ("shardId-0", "s")] {
+            let body = format!(
+                r#"{{"KinesisBatchInfo":{{"shardId":"{shard}","streamArn":"{arn}","startSequenceNumber":"1","batchSize":1}}}}"#
+            );
+            assert!(
+                ShardRange::parse(&body)
+                    .unwrap_err()
+                    .contains("needs a shardId and a streamArn"),
+                "{body}"
+            );
+        }
         assert!(
             ShardRange::parse(&info(
                 r#""startSequenceNumber":"9","endSequenceNumber":"10""#
