@@ -408,9 +408,9 @@ impl AttributeFilter {
         }
     }
 
-    /// The first exclude pattern that matches `name`, for a debug line saying why an attribute
-    /// was dropped (names are not secret; never log the value).
-    pub fn excluded_by(&self, name: &str) -> Option<&str> {
+    /// The first exclude pattern that matches `name`: which rule dropped an attribute (tests).
+    #[cfg(test)]
+    fn excluded_by(&self, name: &str) -> Option<&str> {
         let stripped = strip_separators(name);
         self.exclude
             .iter()
@@ -418,13 +418,15 @@ impl AttributeFilter {
             .map(|p| p.text.as_str())
     }
 
-    /// The include patterns, trimmed, as configured.
-    pub fn include_patterns(&self) -> impl Iterator<Item = &str> {
+    /// The include patterns, trimmed, as configured (tests).
+    #[cfg(test)]
+    fn include_patterns(&self) -> impl Iterator<Item = &str> {
         self.include.iter().map(|p| p.text.as_str())
     }
 
-    /// The exclude patterns, trimmed, including the defaults where they apply.
-    pub fn exclude_patterns(&self) -> impl Iterator<Item = &str> {
+    /// The exclude patterns, trimmed, including the defaults where they apply (tests).
+    #[cfg(test)]
+    fn exclude_patterns(&self) -> impl Iterator<Item = &str> {
         self.exclude.iter().map(|p| p.text.as_str())
     }
 }

@@ -301,8 +301,9 @@ impl CaseMapping {
         self.fields.iter().map(|f| f.name.as_str())
     }
 
-    /// The write mode of `field`, if it is mapped.
-    pub fn mode_of(&self, field: &str) -> Option<WriteMode> {
+    /// The write mode of `field`, if it is mapped (tests).
+    #[cfg(test)]
+    fn mode_of(&self, field: &str) -> Option<WriteMode> {
         self.fields.iter().find(|f| f.name == field).map(|f| f.mode)
     }
 
