@@ -1,6 +1,6 @@
 //! A stateful fake Salesforce org for integration tests: an axum server on `127.0.0.1:0` speaking
-//! Salesforce's REST API documentation,
-//! with in-memory Cases and Contacts, a Case schema tests change at run time, assignment rules,
+//! the REST wire format that Salesforce's REST API Developer Guide documents, with in-memory
+//! Cases and Contacts, a Case schema tests change at run time, assignment rules,
 //! sharing, counters, and scripted or random faults. It follows the documentation, never a
 //! client; where the documentation is silent the choice is noted on the item and kept strict (a
 //! fake that accepts more than Salesforce hides client bugs).
